@@ -1,0 +1,97 @@
+//! The one error type of mobile-core.
+
+/// Everything that can go wrong in mobile-core.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The automerge document could not be read, loaded or changed.
+    #[error("record document: {0}")]
+    Automerge(#[from] automerge::AutomergeError),
+
+    /// A value stored as JSON inside a document, or handed in as JSON, does not parse.
+    #[error("malformed JSON value: {0}")]
+    Json(#[from] serde_json::Error),
+
+    /// The document does not have the shape of an inspection record (missing or mistyped field).
+    #[error("malformed record document: {0}")]
+    Malformed(String),
+
+    /// The document was written by a newer schema than this build understands.
+    #[error("record schema version {found} is newer than this build's {supported}")]
+    UnsupportedSchema {
+        /// Version found in the document.
+        found: u64,
+        /// Newest version this build reads.
+        supported: u64,
+    },
+
+    /// A caller handed in a value that is not allowed (unknown item, empty text, bad date...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+
+    /// The record, item, photo, note or blob asked for does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+
+    /// The record may not be edited in its current state (submitted and not returned, approved,
+    /// published).
+    #[error("record {record} is {status} and cannot be edited")]
+    NotEditable {
+        /// The record.
+        record: String,
+        /// Its current status code.
+        status: String,
+    },
+
+    /// A review step was asked for in a state that does not allow it (e.g. approving a record
+    /// that was never submitted).
+    #[error("cannot {action} a record that is {state}")]
+    WrongState {
+        /// What was attempted.
+        action: String,
+        /// The record's state.
+        state: String,
+    },
+
+    /// The store belongs to another inspector than the one opening it.
+    #[cfg(feature = "phone")]
+    #[error("this store belongs to inspector {stored}, not {given}")]
+    WrongInspector {
+        /// Inspector recorded in the store.
+        stored: String,
+        /// Inspector who tried to open it.
+        given: String,
+    },
+
+    /// The photo is larger than the configured limit.
+    #[cfg(feature = "phone")]
+    #[error("photo is {size} bytes, over the limit of {limit} bytes")]
+    PhotoTooLarge {
+        /// Size of the bytes handed in.
+        size: usize,
+        /// Configured limit.
+        limit: usize,
+    },
+
+    /// The bytes are not a JPEG, PNG or WebP image, or are corrupt.
+    #[cfg(feature = "phone")]
+    #[error("not a usable JPEG, PNG or WebP image: {0}")]
+    BadImage(#[source] image::ImageError),
+
+    /// The local SQLite database failed.
+    #[cfg(feature = "phone")]
+    #[error("local database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+
+    /// Reading or writing the blob directory failed.
+    #[cfg(feature = "phone")]
+    #[error("blob directory: {0}")]
+    Io(#[from] std::io::Error),
+
+    /// The operating system's random source failed (needed for a device id).
+    #[cfg(feature = "phone")]
+    #[error("random source: {0}")]
+    Random(String),
+}
+
+/// Result with mobile-core's [`Error`].
+pub type Result<T> = std::result::Result<T, Error>;

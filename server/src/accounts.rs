@@ -1,0 +1,456 @@
+//! Accounts and sessions over HTTP: login, refresh, logout, the caller's own
+//! profile, and user administration (admin only).
+
+use axum::extract::State;
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::audit;
+use crate::auth::{self, AuthUser, Role, TokenPair};
+use crate::db::now;
+use crate::error::{Error, Result};
+use crate::extract::{ApiJson, ApiPath};
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/auth/login", post(login))
+        .route("/api/v1/auth/refresh", post(refresh))
+        .route("/api/v1/auth/logout", post(logout))
+        .route("/api/v1/me", get(me))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/users/{id}", patch(update_user).get(get_user))
+        .route("/api/v1/users/{id}/revoke-sessions", post(revoke_sessions))
+}
+
+/// A user as the API shows it (never the password hash).
+#[derive(Debug, Clone, Serialize)]
+pub struct User {
+    /// User id.
+    pub id: i64,
+    /// Login name.
+    pub username: String,
+    /// Name shown to people.
+    pub display_name: String,
+    /// Roles held.
+    pub roles: Vec<Role>,
+    /// Whether the user may log in.
+    pub active: bool,
+    /// The inspector record linked to this user, if any.
+    pub inspector_id: Option<i64>,
+}
+
+const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.roles, u.active,
+     (SELECT i.id FROM inspectors i WHERE i.user_id = u.id)";
+
+fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+    let roles: String = row.get(3)?;
+    Ok((
+        User {
+            id: row.get(0)?,
+            username: row.get(1)?,
+            display_name: row.get(2)?,
+            roles: Vec::new(),
+            active: row.get(4)?,
+            inspector_id: row.get(5)?,
+        },
+        roles,
+    ))
+}
+
+/// Loads a user by id.
+pub fn get_user_by_id(conn: &Connection, id: i64) -> Result<User> {
+    let found = conn
+        .query_row(
+            &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"),
+            [id],
+            user_from_row,
+        )
+        .optional()?;
+    let (mut user, roles) = found.ok_or_else(|| Error::NotFound(format!("user {id}")))?;
+    user.roles = auth::parse_roles(&roles)?;
+    Ok(user)
+}
+
+fn validate_username(username: &str) -> Result<()> {
+    let ok = !username.is_empty()
+        && username.len() <= 64
+        && username
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "username",
+            "1 to 64 characters: lowercase letters, digits, `.`, `_` or `-`",
+        ))
+    }
+}
+
+fn validate_roles(roles: &[Role]) -> Result<()> {
+    if roles.is_empty() {
+        return Err(Error::invalid("roles", "a user needs at least one role"));
+    }
+    Ok(())
+}
+
+fn roles_json(roles: &[Role]) -> String {
+    let mut sorted: Vec<Role> = Role::ALL.into_iter().filter(|r| roles.contains(r)).collect();
+    sorted.dedup();
+    serde_json::to_string(&sorted).expect("roles serialise")
+}
+
+/// Inserts a user with an already hashed password and audits it. Checks the
+/// username and roles; the caller has checked the password.
+pub fn insert_user(
+    tx: &Transaction<'_>,
+    actor: &str,
+    username: &str,
+    display_name: &str,
+    password_hash: &str,
+    roles: &[Role],
+) -> Result<User> {
+    validate_username(username)?;
+    validate_roles(roles)?;
+    if display_name.trim().is_empty() {
+        return Err(Error::invalid("display_name", "must not be empty"));
+    }
+    let taken: bool = tx.query_row(
+        "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
+        [username],
+        |r| r.get(0),
+    )?;
+    if taken {
+        return Err(Error::Conflict(format!("username `{username}` is taken")));
+    }
+    tx.execute(
+        "INSERT INTO users (username, display_name, password_hash, roles, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![username, display_name, password_hash, roles_json(roles), now()],
+    )?;
+    let user = get_user_by_id(tx, tx.last_insert_rowid())?;
+    audit::append(
+        tx,
+        actor,
+        "user.create",
+        &format!("user:{}", user.id),
+        None,
+        Some(&json!(user)),
+    )?;
+    Ok(user)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LoginRequest {
+    username: String,
+    password: String,
+    /// Free-text device name, shown in session lists.
+    #[serde(default)]
+    device: Option<String>,
+}
+
+/// The answer to a login: tokens plus who logged in.
+#[derive(Serialize)]
+struct LoginResponse {
+    #[serde(flatten)]
+    tokens: TokenPair,
+    user: User,
+}
+
+/// A real argon2 hash of a throwaway password, verified against when the
+/// username is unknown so that a wrong username takes as long as a wrong password.
+static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    auth::hash_password("no such user, no such password").unwrap_or_default()
+});
+
+async fn login(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> Result<Json<LoginResponse>> {
+    let demo = state.config.demo;
+    let keys = state.keys.clone();
+    let username = req.username.clone();
+    let found: Option<(i64, String, bool)> = state
+        .db
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT id, password_hash, active FROM users WHERE username = ?1",
+                [username],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?)
+        })
+        .await?;
+    let (user_id, hash, active) = match found {
+        Some(found) => found,
+        None => (0, DUMMY_HASH.clone(), false),
+    };
+    let password = req.password.clone();
+    let matches =
+        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await?;
+    if !matches || user_id == 0 {
+        tracing::info!(username = %req.username, "failed login");
+        return Err(Error::Unauthorized("wrong username or password".into()));
+    }
+    if !active {
+        return Err(Error::Unauthorized("account deactivated".into()));
+    }
+    if !demo && let Some(why) = auth::password_weakness(&req.username, &req.password) {
+        return Err(Error::Unauthorized(format!(
+            "this password {why}; it is accepted only in demo mode. Ask an admin to set a new one"
+        )));
+    }
+    let device = req.device.clone();
+    let response = state
+        .db
+        .write(move |tx| {
+            let user = get_user_by_id(tx, user_id)?;
+            let tokens = auth::open_session(tx, &keys, user_id, &user.username, device.as_deref())?;
+            audit::append(
+                tx,
+                &user.username,
+                "auth.login",
+                &format!("user:{user_id}"),
+                None,
+                Some(&json!({ "device": device })),
+            )?;
+            Ok(LoginResponse { tokens, user })
+        })
+        .await?;
+    Ok(Json(response))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RefreshRequest {
+    refresh_token: String,
+}
+
+async fn refresh(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<RefreshRequest>,
+) -> Result<Json<TokenPair>> {
+    let keys = state.keys.clone();
+    let pair = state
+        .db
+        .write(move |tx| auth::refresh_session(tx, &keys, &req.refresh_token))
+        .await?;
+    Ok(Json(pair))
+}
+
+async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Json<serde_json::Value>> {
+    state
+        .db
+        .write(move |tx| {
+            auth::revoke_session(tx, user.session_id)?;
+            audit::append(
+                tx,
+                &user.username,
+                "auth.logout",
+                &format!("session:{}", user.session_id),
+                None,
+                None,
+            )
+        })
+        .await?;
+    Ok(Json(json!({ "logged_out": true })))
+}
+
+async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>> {
+    Ok(Json(
+        state.db.read(move |c| get_user_by_id(c, user.user_id)).await?,
+    ))
+}
+
+async fn list_users(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<User>>> {
+    user.require(&[Role::Admin])?;
+    let users = state
+        .db
+        .read(|c| {
+            let mut stmt = c.prepare(&format!(
+                "SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"
+            ))?;
+            let rows = stmt.query_map([], user_from_row)?;
+            let mut users = Vec::new();
+            for row in rows {
+                let (mut user, roles) = row?;
+                user.roles = auth::parse_roles(&roles)?;
+                users.push(user);
+            }
+            Ok(users)
+        })
+        .await?;
+    Ok(Json(users))
+}
+
+async fn get_user(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<User>> {
+    if user.user_id != id {
+        user.require(&[Role::Admin])?;
+    }
+    Ok(Json(state.db.read(move |c| get_user_by_id(c, id)).await?))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUser {
+    username: String,
+    display_name: String,
+    password: String,
+    roles: Vec<Role>,
+}
+
+fn check_password(state: &AppState, username: &str, password: &str) -> Result<()> {
+    if !state.config.demo
+        && let Some(why) = auth::password_weakness(username, password)
+    {
+        return Err(Error::invalid("password", why));
+    }
+    if password.is_empty() {
+        return Err(Error::invalid("password", "must not be empty"));
+    }
+    Ok(())
+}
+
+async fn create_user(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    ApiJson(req): ApiJson<NewUser>,
+) -> Result<(axum::http::StatusCode, Json<User>)> {
+    actor.require(&[Role::Admin])?;
+    validate_username(&req.username)?;
+    validate_roles(&req.roles)?;
+    check_password(&state, &req.username, &req.password)?;
+    let password = req.password.clone();
+    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
+    let user = state
+        .db
+        .write(move |tx| {
+            insert_user(
+                tx,
+                &actor.username,
+                &req.username,
+                &req.display_name,
+                &hash,
+                &req.roles,
+            )
+        })
+        .await?;
+    Ok((axum::http::StatusCode::CREATED, Json(user)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserUpdate {
+    display_name: Option<String>,
+    roles: Option<Vec<Role>>,
+    active: Option<bool>,
+    password: Option<String>,
+}
+
+async fn update_user(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+    ApiJson(req): ApiJson<UserUpdate>,
+) -> Result<Json<User>> {
+    actor.require(&[Role::Admin])?;
+    if let Some(roles) = &req.roles {
+        validate_roles(roles)?;
+    }
+    if let Some(name) = &req.display_name
+        && name.trim().is_empty()
+    {
+        return Err(Error::invalid("display_name", "must not be empty"));
+    }
+    let new_hash = match &req.password {
+        Some(password) => {
+            let username = state
+                .db
+                .read(move |c| get_user_by_id(c, id))
+                .await?
+                .username;
+            check_password(&state, &username, password)?;
+            let password = password.clone();
+            Some(tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??)
+        }
+        None => None,
+    };
+    let user = state
+        .db
+        .write(move |tx| {
+            let before = get_user_by_id(tx, id)?;
+            if let Some(name) = &req.display_name {
+                tx.execute("UPDATE users SET display_name = ?1 WHERE id = ?2", params![name, id])?;
+            }
+            if let Some(roles) = &req.roles {
+                tx.execute(
+                    "UPDATE users SET roles = ?1 WHERE id = ?2",
+                    params![roles_json(roles), id],
+                )?;
+            }
+            if let Some(active) = req.active {
+                tx.execute("UPDATE users SET active = ?1 WHERE id = ?2", params![active, id])?;
+            }
+            if let Some(hash) = &new_hash {
+                tx.execute(
+                    "UPDATE users SET password_hash = ?1 WHERE id = ?2",
+                    params![hash, id],
+                )?;
+                // A new password ends every session opened with the old one.
+                auth::revoke_user_sessions(tx, id)?;
+            }
+            let after = get_user_by_id(tx, id)?;
+            let mut after_json = json!(after);
+            if new_hash.is_some() {
+                after_json["password_changed"] = json!(true);
+            }
+            audit::append(
+                tx,
+                &actor.username,
+                "user.update",
+                &format!("user:{id}"),
+                Some(&json!(before)),
+                Some(&after_json),
+            )?;
+            Ok(after)
+        })
+        .await?;
+    Ok(Json(user))
+}
+
+async fn revoke_sessions(
+    State(state): State<AppState>,
+    actor: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<serde_json::Value>> {
+    if actor.user_id != id {
+        actor.require(&[Role::Admin])?;
+    }
+    let revoked = state
+        .db
+        .write(move |tx| {
+            get_user_by_id(tx, id)?;
+            let n = auth::revoke_user_sessions(tx, id)?;
+            audit::append(
+                tx,
+                &actor.username,
+                "user.revoke_sessions",
+                &format!("user:{id}"),
+                None,
+                Some(&json!({ "sessions_revoked": n })),
+            )?;
+            Ok(n)
+        })
+        .await?;
+    Ok(Json(json!({ "sessions_revoked": revoked })))
+}

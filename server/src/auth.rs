@@ -1,0 +1,400 @@
+//! Authentication and authorisation: roles, password hashing (argon2id), JWT
+//! access tokens, refresh tokens held as revocable sessions, and the
+//! [`AuthUser`] extractor every protected handler takes.
+//!
+//! An access token lives [`ACCESS_TTL_SECS`] and names its session. Each request
+//! re-reads the session and the user, so revoking a user's sessions or
+//! deactivating the user cuts their devices off at the next request, not when
+//! the token expires.
+
+use std::fmt;
+use std::str::FromStr;
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use rusqlite::{OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::db::now;
+use crate::error::{Error, Result};
+
+/// Lifetime of an access token, in seconds.
+pub const ACCESS_TTL_SECS: i64 = 15 * 60;
+/// Lifetime of a refresh token, in days. Each use rotates it.
+pub const REFRESH_TTL_DAYS: i64 = 30;
+
+/// What a user may do. One user may hold several roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// Manages accounts, the registry and the rules.
+    Admin,
+    /// Keeps the registry, makes plans and tasks, runs draws.
+    Planner,
+    /// Reviews records and publishes results.
+    Supervisor,
+    /// Inspects on site with a phone.
+    Inspector,
+}
+
+impl Role {
+    /// Every role, in a fixed order.
+    pub const ALL: [Role; 4] = [Role::Admin, Role::Planner, Role::Supervisor, Role::Inspector];
+
+    /// The role's wire name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Admin => "admin",
+            Role::Planner => "planner",
+            Role::Supervisor => "supervisor",
+            Role::Inspector => "inspector",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Role {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Role> {
+        Role::ALL
+            .into_iter()
+            .find(|r| r.as_str() == s)
+            .ok_or_else(|| Error::invalid("roles", format!("unknown role `{s}`")))
+    }
+}
+
+/// Hashes a password with argon2id and a fresh random salt (PHC string).
+pub fn hash_password(password: &str) -> Result<String> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|h| h.to_string())
+        .map_err(|e| Error::Internal(format!("password hashing failed: {e}")))
+}
+
+/// Checks `password` against a stored PHC hash. A damaged hash never matches.
+pub fn verify_password(password: &str, phc: &str) -> bool {
+    match PasswordHash::new(phc) {
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
+        Err(_) => false,
+    }
+}
+
+/// Passwords refused outside demo mode whatever their length.
+const WEAK_PASSWORDS: &[&str] = &[
+    "demo", "password", "12345678", "123456789", "1234567890", "qwertyui", "11111111",
+    "00000000", "88888888", "abc12345", "admin123", "password1", "iloveyou",
+];
+
+/// Minimum password length outside demo mode.
+pub const MIN_PASSWORD_LEN: usize = 10;
+
+/// Why `password` is too weak for `username`, or `None` if it is acceptable.
+pub fn password_weakness(username: &str, password: &str) -> Option<String> {
+    let lower = password.to_lowercase();
+    if password.chars().count() < MIN_PASSWORD_LEN {
+        return Some(format!("must be at least {MIN_PASSWORD_LEN} characters"));
+    }
+    if WEAK_PASSWORDS.contains(&lower.as_str()) {
+        return Some("is a well-known password".into());
+    }
+    if lower.contains(&username.to_lowercase()) {
+        return Some("must not contain the username".into());
+    }
+    None
+}
+
+/// What an access token says.
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    /// User id.
+    sub: i64,
+    /// Session id: the refresh token this access token was issued under.
+    sid: i64,
+    /// Username, for logs.
+    name: String,
+    iat: i64,
+    exp: i64,
+}
+
+/// The HMAC key pair used to sign and check access tokens.
+#[derive(Clone)]
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+}
+
+impl JwtKeys {
+    /// Keys from a shared secret.
+    pub fn from_secret(secret: &[u8]) -> JwtKeys {
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+        }
+    }
+
+    fn sign(&self, claims: &Claims) -> Result<String> {
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("signing token: {e}")))
+    }
+
+    fn check(&self, token: &str) -> Result<Claims> {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Error::Unauthorized("access token expired; refresh it".into())
+                }
+                _ => Error::Unauthorized("invalid access token".into()),
+            })
+    }
+}
+
+/// Fresh random bytes from the operating system.
+pub fn random_bytes<const N: usize>() -> Result<[u8; N]> {
+    let mut buf = [0u8; N];
+    getrandom::fill(&mut buf).map_err(|e| Error::Internal(format!("no randomness: {e}")))?;
+    Ok(buf)
+}
+
+fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// What login and refresh answer.
+#[derive(Debug, Serialize)]
+pub struct TokenPair {
+    /// Bearer token for API calls.
+    pub access_token: String,
+    /// Always `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+    /// One-use token that obtains the next pair.
+    pub refresh_token: String,
+}
+
+/// Creates a session for `user_id` and issues its first token pair.
+pub fn open_session(
+    tx: &Transaction<'_>,
+    keys: &JwtKeys,
+    user_id: i64,
+    username: &str,
+    device: Option<&str>,
+) -> Result<TokenPair> {
+    let refresh = hex::encode(random_bytes::<32>()?);
+    let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
+    tx.execute(
+        "INSERT INTO sessions (user_id, token_hash, device, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![user_id, token_hash(&refresh), device, now(), expires.to_rfc3339()],
+    )?;
+    let sid = tx.last_insert_rowid();
+    access_pair(keys, user_id, sid, username, refresh)
+}
+
+fn access_pair(
+    keys: &JwtKeys,
+    user_id: i64,
+    sid: i64,
+    username: &str,
+    refresh: String,
+) -> Result<TokenPair> {
+    let iat = chrono::Utc::now().timestamp();
+    let access = keys.sign(&Claims {
+        sub: user_id,
+        sid,
+        name: username.to_owned(),
+        iat,
+        exp: iat + ACCESS_TTL_SECS,
+    })?;
+    Ok(TokenPair {
+        access_token: access,
+        token_type: "Bearer",
+        expires_in: ACCESS_TTL_SECS,
+        refresh_token: refresh,
+    })
+}
+
+/// Exchanges a refresh token for a new pair, rotating the refresh token.
+pub fn refresh_session(tx: &Transaction<'_>, keys: &JwtKeys, refresh: &str) -> Result<TokenPair> {
+    let row: Option<(i64, i64, String, Option<String>, String, bool)> = tx
+        .query_row(
+            "SELECT s.id, s.user_id, s.expires_at, s.revoked_at, u.username, u.active
+             FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
+            [token_hash(refresh)],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+        )
+        .optional()?;
+    let Some((sid, user_id, expires_at, revoked_at, username, active)) = row else {
+        return Err(Error::Unauthorized("unknown or already used refresh token".into()));
+    };
+    if revoked_at.is_some() || !active {
+        return Err(Error::Unauthorized("session revoked".into()));
+    }
+    if expires_at < chrono::Utc::now().to_rfc3339() {
+        return Err(Error::Unauthorized("refresh token expired; log in again".into()));
+    }
+    let next = hex::encode(random_bytes::<32>()?);
+    let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
+    tx.execute(
+        "UPDATE sessions SET token_hash = ?1, expires_at = ?2 WHERE id = ?3",
+        params![token_hash(&next), expires.to_rfc3339(), sid],
+    )?;
+    access_pair(keys, user_id, sid, &username, next)
+}
+
+/// Revokes one session. Returns whether it was live.
+pub fn revoke_session(tx: &Transaction<'_>, sid: i64) -> Result<bool> {
+    let n = tx.execute(
+        "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
+        params![now(), sid],
+    )?;
+    Ok(n > 0)
+}
+
+/// Revokes every live session of a user. Returns how many there were.
+pub fn revoke_user_sessions(tx: &Transaction<'_>, user_id: i64) -> Result<usize> {
+    Ok(tx.execute(
+        "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
+        params![now(), user_id],
+    )?)
+}
+
+/// The caller of a protected endpoint, as checked against the database on
+/// this very request.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    /// User id.
+    pub user_id: i64,
+    /// Login name.
+    pub username: String,
+    /// Roles held now.
+    pub roles: Vec<Role>,
+    /// The session the token was issued under.
+    pub session_id: i64,
+}
+
+impl AuthUser {
+    /// Whether the user holds `role`.
+    pub fn has(&self, role: Role) -> bool {
+        self.roles.contains(&role)
+    }
+
+    /// Succeeds if the user holds at least one of `roles`.
+    pub fn require(&self, roles: &[Role]) -> Result<()> {
+        if roles.iter().any(|r| self.has(*r)) {
+            return Ok(());
+        }
+        let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
+        Err(Error::Forbidden(format!(
+            "this needs the role {}",
+            names.join(" or ")
+        )))
+    }
+}
+
+/// Parses a JSON role list as stored in `users.roles`.
+pub fn parse_roles(json: &str) -> Result<Vec<Role>> {
+    Ok(serde_json::from_str(json)?)
+}
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self> {
+        let header = parts
+            .headers
+            .get(axum::http::header::AUTHORIZATION)
+            .ok_or_else(|| Error::Unauthorized("missing bearer token".into()))?;
+        let token = header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .ok_or_else(|| Error::Unauthorized("authorization header must be `Bearer <token>`".into()))?;
+        let claims = state.keys.check(token.trim())?;
+        let (sid, uid) = (claims.sid, claims.sub);
+        state
+            .db
+            .read(move |conn| {
+                let row: Option<(Option<String>, bool, String, String)> = conn
+                    .query_row(
+                        "SELECT s.revoked_at, u.active, u.username, u.roles
+                         FROM sessions s JOIN users u ON u.id = s.user_id
+                         WHERE s.id = ?1 AND u.id = ?2",
+                        params![sid, uid],
+                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                    )
+                    .optional()?;
+                match row {
+                    None => Err(Error::Unauthorized("unknown session".into())),
+                    Some((Some(_), _, _, _)) => Err(Error::Unauthorized("session revoked".into())),
+                    Some((None, false, _, _)) => {
+                        Err(Error::Unauthorized("account deactivated".into()))
+                    }
+                    Some((None, true, username, roles)) => Ok(AuthUser {
+                        user_id: uid,
+                        username,
+                        roles: parse_roles(&roles)?,
+                        session_id: sid,
+                    }),
+                }
+            })
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn password_round_trip() {
+        let hash = hash_password("correct horse battery").unwrap();
+        assert!(hash.starts_with("$argon2id$"));
+        assert!(verify_password("correct horse battery", &hash));
+        assert!(!verify_password("correct horse batterx", &hash));
+        assert!(!verify_password("anything", "not a phc string"));
+    }
+
+    #[test]
+    fn weak_passwords_are_named() {
+        assert!(password_weakness("bob", "demo").is_some());
+        assert!(password_weakness("bob", "password1").is_some());
+        assert!(password_weakness("wanglei", "wanglei-2026!").is_some());
+        assert!(password_weakness("bob", "river-lantern-42").is_none());
+    }
+
+    #[test]
+    fn tampered_token_is_refused() {
+        let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let claims = Claims { sub: 1, sid: 1, name: "a".into(), iat: 0, exp: i64::MAX / 2 };
+        let token = keys.sign(&claims).unwrap();
+        assert_eq!(keys.check(&token).unwrap().sub, 1);
+        let other = JwtKeys::from_secret(b"another secret another secret!!");
+        assert!(matches!(other.check(&token), Err(Error::Unauthorized(_))));
+    }
+
+    #[test]
+    fn expired_token_is_refused() {
+        let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
+        let now = chrono::Utc::now().timestamp();
+        let claims = Claims { sub: 1, sid: 1, name: "a".into(), iat: now - 3600, exp: now - 600 };
+        let token = keys.sign(&claims).unwrap();
+        let err = keys.check(&token).unwrap_err();
+        assert!(err.to_string().contains("expired"));
+    }
+}

@@ -1,0 +1,130 @@
+//! The server's one error type: every failure a handler or the store can report,
+//! and how each is answered over HTTP.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Result alias used throughout the server.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the server.
+///
+/// Client mistakes carry enough to tell the caller what to fix; internal
+/// failures are logged and answered with a bare 500.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request body that is not JSON at all (syntax error, wrong content type).
+    #[error("malformed request body: {0}")]
+    Malformed(String),
+    /// A field is missing, has the wrong type or an invalid value.
+    #[error("{field}: {reason}")]
+    Invalid {
+        /// The field at fault, as a dotted path (`items[2].code`).
+        field: String,
+        /// Why the value was refused.
+        reason: String,
+    },
+    /// The thing asked for does not exist (or the caller may not know it does).
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The request clashes with the current state (duplicate key, already done).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// No valid credentials: missing, expired or revoked token, wrong password.
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
+    /// Authenticated, but the caller's roles do not allow this.
+    #[error("forbidden: {0}")]
+    Forbidden(String),
+    /// The request body is larger than the endpoint accepts.
+    #[error("request body too large (limit {limit} bytes)")]
+    TooLarge {
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The database failed.
+    #[error("database error")]
+    Database(#[from] rusqlite::Error),
+    /// A file or socket failed.
+    #[error("i/o error")]
+    Io(#[from] std::io::Error),
+    /// A stored value could not be (de)serialised: a bug or a damaged database.
+    #[error("stored data is not valid JSON")]
+    Json(#[from] serde_json::Error),
+    /// A background task panicked or was cancelled.
+    #[error("background task failed")]
+    Join(#[from] tokio::task::JoinError),
+    /// Something else internal, described for the log.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl Error {
+    /// A validation error on `field`.
+    pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
+        Error::Invalid {
+            field: field.into(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The HTTP status this error is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Error::Malformed(_) => StatusCode::BAD_REQUEST,
+            Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::NotFound(_) => StatusCode::NOT_FOUND,
+            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Database(_)
+            | Error::Io(_)
+            | Error::Json(_)
+            | Error::Join(_)
+            | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    /// A short stable code for clients to switch on.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Error::Malformed(_) => "malformed",
+            Error::Invalid { .. } => "invalid",
+            Error::NotFound(_) => "not_found",
+            Error::Conflict(_) => "conflict",
+            Error::Unauthorized(_) => "unauthorized",
+            Error::Forbidden(_) => "forbidden",
+            Error::TooLarge { .. } => "too_large",
+            _ => "internal",
+        }
+    }
+}
+
+impl IntoResponse for Error {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::error!(error = ?self, "internal error");
+            return (
+                status,
+                axum::Json(json!({"error": {"code": "internal", "message": "internal server error"}})),
+            )
+                .into_response();
+        }
+        let mut body = json!({"code": self.code(), "message": self.to_string()});
+        if let Error::Invalid { field, reason } = &self {
+            body["field"] = json!(field);
+            body["reason"] = json!(reason);
+        }
+        let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer"),
+            );
+        }
+        response
+    }
+}

@@ -1,0 +1,117 @@
+//! The suiji server: registry, plans and tasks, draws, sync, review,
+//! publication, audit log.
+//!
+//! [`open`] prepares the state from a data directory, [`router`] builds the
+//! HTTP routes over it and [`serve`] runs them on a listener until a shutdown
+//! future resolves. `main.rs` only reads the command line and calls these.
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+pub mod accounts;
+pub mod audit;
+pub mod auth;
+pub mod db;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod plans;
+pub mod registry;
+pub mod uscc;
+
+pub use error::{Error, Result};
+
+/// How the server is set up.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Directory holding the database and blobs.
+    pub data_dir: PathBuf,
+    /// Demo mode: well-known demo passwords are accepted.
+    pub demo: bool,
+}
+
+impl Config {
+    /// The database file inside the data directory.
+    pub fn database_path(&self) -> PathBuf {
+        self.data_dir.join("suiji.db")
+    }
+}
+
+/// Shared state of every handler: cheap to clone.
+#[derive(Clone)]
+pub struct AppState {
+    /// The database.
+    pub db: db::Db,
+    /// Keys that sign and check access tokens.
+    pub keys: Arc<auth::JwtKeys>,
+    /// The configuration the server was started with.
+    pub config: Arc<Config>,
+}
+
+const JWT_SECRET_KEY: &str = "jwt_secret";
+
+/// Opens (creating if needed) the data directory and its database, and loads
+/// or creates the token signing secret.
+pub fn open(config: Config) -> Result<AppState> {
+    std::fs::create_dir_all(&config.data_dir)?;
+    let db = db::Db::open(&config.database_path())?;
+    let secret = db.write_blocking(|tx| match db::meta_get(tx, JWT_SECRET_KEY)? {
+        Some(secret) => Ok(secret),
+        None => {
+            let secret = hex::encode(auth::random_bytes::<32>()?);
+            db::meta_set(tx, JWT_SECRET_KEY, &secret)?;
+            Ok(secret)
+        }
+    })?;
+    Ok(AppState {
+        db,
+        keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),
+        config: Arc::new(config),
+    })
+}
+
+/// All HTTP routes over `state`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/health", get(health))
+        .merge(accounts::routes())
+        .merge(registry::routes())
+        .merge(plans::routes())
+        .fallback(not_found)
+        .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets
+/// requests in flight finish.
+pub async fn serve(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::Json<serde_json::Value>> {
+    let version = state.db.read(|c| db::schema_version(c)).await?;
+    Ok(axum::Json(json!({
+        "status": "ok",
+        "version": env!("CARGO_PKG_VERSION"),
+        "schema_version": version,
+        "demo": state.config.demo,
+    })))
+}
+
+async fn not_found() -> Error {
+    Error::NotFound("no such endpoint".into())
+}

@@ -1,0 +1,166 @@
+//! `suiji-server` command line: run the server, or check a data directory's
+//! audit log offline. Reads configuration and calls into the library.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use suiji_server::{Config, audit, db, demo};
+
+#[derive(Parser)]
+#[command(name = "suiji-server", version, about = "双随机、一公开 spot-check server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP server.
+    Serve {
+        /// Data directory (database and blobs).
+        #[arg(long, default_value = "./suiji-data", env = "SUIJI_DATA")]
+        data: PathBuf,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080", env = "SUIJI_LISTEN")]
+        listen: SocketAddr,
+        /// Fill an empty data directory with a demo agency and accept the demo password.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// The hash-chained audit log.
+    Audit {
+        #[command(subcommand)]
+        command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Walk the chain; exit non-zero naming the first bad entry.
+    Verify {
+        /// Data directory (database and blobs).
+        #[arg(long, default_value = "./suiji-data", env = "SUIJI_DATA")]
+        data: PathBuf,
+    },
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info,tower_http=warn".into()),
+        )
+        .init();
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve { data, listen, demo } => serve(data, listen, demo),
+        Command::Audit {
+            command: AuditCommand::Verify { data },
+        } => verify_audit(data),
+    }
+}
+
+fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let config = Config {
+        data_dir: data.clone(),
+        demo: demo_mode,
+    };
+    let state = suiji_server::open(config)
+        .with_context(|| format!("opening data directory {}", data.display()))?;
+    if demo_mode {
+        let summary = demo::seed(&state.db).context("seeding demo data")?;
+        if summary.seeded {
+            tracing::info!(
+                departments = summary.departments,
+                items = summary.items,
+                targets = summary.targets,
+                inspectors = summary.inspectors,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "demo agency created"
+            );
+        }
+        println!("Demo accounts (password `{}`):", demo::DEMO_PASSWORD);
+        println!("  admin       (admin)");
+        println!("  planner     (planner)");
+        println!("  supervisor  (supervisor)");
+        println!(
+            "  inspector1 … inspector{} (inspector)",
+            demo::DEMO_INSPECTORS
+        );
+    }
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("binding {listen}"))?;
+        let addr = listener.local_addr()?;
+        tracing::info!(
+            %addr,
+            data = %data.display(),
+            demo = demo_mode,
+            startup_ms = started.elapsed().as_millis() as u64,
+            "suiji server listening"
+        );
+        println!("suiji is listening on http://{addr}");
+        suiji_server::serve(listener, state, shutdown_signal()).await?;
+        tracing::info!("shut down cleanly");
+        anyhow::Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutdown requested; finishing requests in flight");
+}
+
+fn verify_audit(data: PathBuf) -> anyhow::Result<ExitCode> {
+    let path = data.join("suiji.db");
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display());
+    }
+    let db = db::Db::open(&path)?;
+    match db.read_blocking(audit::verify)? {
+        audit::Verification::Intact { entries } => {
+            println!("audit log intact: {entries} entries verified");
+            Ok(ExitCode::SUCCESS)
+        }
+        audit::Verification::Broken { seq, reason } => {
+            println!("audit log BROKEN at entry {seq}: {reason}");
+            Ok(ExitCode::from(2))
+        }
+    }
+}

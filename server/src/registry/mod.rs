@@ -1,0 +1,139 @@
+//! The registry, 一单两库一细则: departments, inspection items (versioned), the
+//! target directory, the inspector directory and the agency's rules.
+
+use axum::Router;
+use axum::routing::{delete, get, post};
+
+use crate::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{Error, Result};
+
+pub mod departments;
+pub mod import;
+pub mod inspectors;
+pub mod items;
+pub mod rules;
+pub mod targets;
+
+/// Routes of the registry.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/departments",
+            get(departments::list).post(departments::create),
+        )
+        .route("/api/v1/items", get(items::list).post(items::create))
+        .route("/api/v1/items/{code}", get(items::get_current).put(items::update))
+        .route("/api/v1/items/{code}/versions", get(items::versions))
+        .route("/api/v1/items/{code}/versions/{version}", get(items::get_version))
+        .route("/api/v1/public/items", get(items::public_list))
+        .route("/api/v1/targets", get(targets::list).post(targets::create))
+        .route("/api/v1/targets/import", post(import::import_handler).layer(axum::extract::DefaultBodyLimit::max(import::IMPORT_BODY_LIMIT)))
+        .route("/api/v1/targets/{id}", get(targets::get_one).put(targets::update))
+        .route(
+            "/api/v1/inspectors",
+            get(inspectors::list).post(inspectors::create),
+        )
+        .route(
+            "/api/v1/inspectors/{id}",
+            get(inspectors::get_one).put(inspectors::update),
+        )
+        .route(
+            "/api/v1/inspectors/{id}/conflicts",
+            post(inspectors::declare_conflict),
+        )
+        .route(
+            "/api/v1/inspectors/{id}/conflicts/{target_id}",
+            delete(inspectors::withdraw_conflict),
+        )
+        .route("/api/v1/rules", get(rules::get_rules).put(rules::put_rules))
+}
+
+/// Roles that may change the registry.
+pub const WRITERS: &[Role] = &[Role::Admin, Role::Planner];
+/// Roles that may read the registry (inspectors see their assignments instead).
+pub const READERS: &[Role] = &[Role::Admin, Role::Planner, Role::Supervisor];
+
+/// Fails unless `user` may change the registry.
+pub fn require_writer(user: &AuthUser) -> Result<()> {
+    user.require(WRITERS)
+}
+
+/// Fails unless `user` may read the registry.
+pub fn require_reader(user: &AuthUser) -> Result<()> {
+    user.require(READERS)
+}
+
+/// Inspection methods (核查方式): code and official wording.
+pub const METHODS: &[(&str, &str)] = &[
+    ("on_site", "实地检查"),
+    ("documents", "书面检查"),
+    ("official_opinion", "行政部门检查结果或专业意见"),
+    ("lab_testing", "检验检测"),
+    ("online_monitoring", "网络监测"),
+    ("outsourced", "委托专业机构辅助"),
+];
+
+/// Kinds of inspection target in the directory.
+pub const TARGET_TYPES: &[(&str, &str)] = &[
+    ("enterprise", "企业"),
+    ("individual_business", "个体工商户"),
+    ("farmer_coop", "农民专业合作社"),
+    ("social_org", "社会组织"),
+    ("public_institution", "事业单位"),
+    ("project", "建设项目"),
+    ("product", "产品"),
+];
+
+/// Registration statuses (登记状态) a target may have.
+pub const REG_STATUSES: &[&str] = &["存续", "在业", "停业", "吊销", "注销", "迁出", "撤销"];
+
+/// Credit risk classes, A (low) to D (high).
+pub const RISK_CLASSES: &[&str] = &["A", "B", "C", "D"];
+
+/// Fails with a message listing the allowed codes unless `value` is one of them.
+pub fn check_code(field: &str, value: &str, allowed: &[(&str, &str)]) -> Result<()> {
+    if allowed.iter().any(|(code, _)| *code == value) {
+        return Ok(());
+    }
+    let codes: Vec<&str> = allowed.iter().map(|(c, _)| *c).collect();
+    Err(Error::invalid(
+        field,
+        format!("`{value}` is not one of: {}", codes.join(", ")),
+    ))
+}
+
+/// Fails unless `value` is one of `allowed`.
+pub fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
+    if allowed.contains(&value) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        format!("`{value}` is not one of: {}", allowed.join(", ")),
+    ))
+}
+
+/// Fails unless the trimmed text is non-empty and at most `max` characters.
+pub fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    let len = value.trim().chars().count();
+    if len == 0 {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if len > max {
+        return Err(Error::invalid(field, format!("at most {max} characters")));
+    }
+    Ok(())
+}
+
+/// Fails unless `ratio` is a fraction in (0, 1].
+pub fn check_ratio(field: &str, ratio: f64) -> Result<()> {
+    if ratio.is_finite() && ratio > 0.0 && ratio <= 1.0 {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            field,
+            format!("a ratio must be above 0 and at most 1, got {ratio}"),
+        ))
+    }
+}

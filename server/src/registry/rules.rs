@@ -1,0 +1,178 @@
+//! The agency's rules (细则): per-risk-class ratios, group size, the yearly
+//! frequency cap, publication deadlines and which flags make a target a
+//! must-include in draws.
+
+use axum::Json;
+use axum::extract::State;
+use rusqlite::{Connection, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use super::{check_ratio, require_reader, require_writer};
+use crate::AppState;
+use crate::audit;
+use crate::auth::AuthUser;
+use crate::db::now;
+use crate::error::{Error, Result};
+use crate::extract::ApiJson;
+
+/// Share of each credit risk class drawn by default.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClassRatios {
+    /// Class A (low risk).
+    #[serde(rename = "A")]
+    pub a: f64,
+    /// Class B.
+    #[serde(rename = "B")]
+    pub b: f64,
+    /// Class C.
+    #[serde(rename = "C")]
+    pub c: f64,
+    /// Class D (high risk).
+    #[serde(rename = "D")]
+    pub d: f64,
+}
+
+/// The rules in force.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rules {
+    /// Per-class ratios.
+    pub ratios: ClassRatios,
+    /// Inspectors per group, at least 2.
+    pub group_size: u32,
+    /// Times a year the same target may be drawn for the same item.
+    pub frequency_cap: u32,
+    /// Working days from the end of an inspection to publication of its result.
+    pub result_publication_days: u32,
+    /// Working days from a draw to publication of the drawn list.
+    pub list_publication_days: u32,
+    /// Working days from verification to listing in 经营异常名录.
+    pub abnormal_list_days: u32,
+    /// Targets listed as 严重违法失信 are always drawn.
+    pub must_include_serious: bool,
+    /// Targets on 经营异常名录 are always drawn.
+    pub must_include_abnormal: bool,
+    /// Targets with complaints are always drawn.
+    pub must_include_complaints: bool,
+    /// When the rules last changed (ignored on input).
+    #[serde(default, skip_deserializing)]
+    pub updated_at: String,
+}
+
+impl Rules {
+    fn validate(&self) -> Result<()> {
+        for (field, r) in [
+            ("ratios.A", self.ratios.a),
+            ("ratios.B", self.ratios.b),
+            ("ratios.C", self.ratios.c),
+            ("ratios.D", self.ratios.d),
+        ] {
+            check_ratio(field, r)?;
+        }
+        if !(2..=10).contains(&self.group_size) {
+            return Err(Error::invalid("group_size", "a group has 2 to 10 inspectors"));
+        }
+        if !(1..=52).contains(&self.frequency_cap) {
+            return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
+        }
+        for (field, days) in [
+            ("result_publication_days", self.result_publication_days),
+            ("list_publication_days", self.list_publication_days),
+            ("abnormal_list_days", self.abnormal_list_days),
+        ] {
+            if !(1..=120).contains(&days) {
+                return Err(Error::invalid(field, "between 1 and 120 working days"));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The rules in force.
+pub fn load(conn: &Connection) -> Result<Rules> {
+    Ok(conn.query_row(
+        "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
+            result_publication_days, list_publication_days, abnormal_list_days,
+            must_include_serious, must_include_abnormal, must_include_complaints, updated_at
+         FROM rules WHERE id = 1",
+        [],
+        |r| {
+            Ok(Rules {
+                ratios: ClassRatios {
+                    a: r.get(0)?,
+                    b: r.get(1)?,
+                    c: r.get(2)?,
+                    d: r.get(3)?,
+                },
+                group_size: r.get(4)?,
+                frequency_cap: r.get(5)?,
+                result_publication_days: r.get(6)?,
+                list_publication_days: r.get(7)?,
+                abnormal_list_days: r.get(8)?,
+                must_include_serious: r.get(9)?,
+                must_include_abnormal: r.get(10)?,
+                must_include_complaints: r.get(11)?,
+                updated_at: r.get(12)?,
+            })
+        },
+    )?)
+}
+
+/// Replaces the rules, auditing before and after.
+pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> {
+    rules.validate()?;
+    let before = load(tx)?;
+    tx.execute(
+        "UPDATE rules SET ratio_a = ?1, ratio_b = ?2, ratio_c = ?3, ratio_d = ?4,
+            group_size = ?5, frequency_cap = ?6, result_publication_days = ?7,
+            list_publication_days = ?8, abnormal_list_days = ?9, must_include_serious = ?10,
+            must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13
+         WHERE id = 1",
+        params![
+            rules.ratios.a,
+            rules.ratios.b,
+            rules.ratios.c,
+            rules.ratios.d,
+            rules.group_size,
+            rules.frequency_cap,
+            rules.result_publication_days,
+            rules.list_publication_days,
+            rules.abnormal_list_days,
+            rules.must_include_serious,
+            rules.must_include_abnormal,
+            rules.must_include_complaints,
+            now()
+        ],
+    )?;
+    let after = load(tx)?;
+    audit::append(
+        tx,
+        actor,
+        "rules.update",
+        "rules",
+        Some(&json!(before)),
+        Some(&json!(after)),
+    )?;
+    Ok(after)
+}
+
+pub(super) async fn get_rules(State(state): State<AppState>, user: AuthUser) -> Result<Json<Rules>> {
+    require_reader(&user)?;
+    Ok(Json(state.db.read(load).await?))
+}
+
+pub(super) async fn put_rules(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiJson(rules): ApiJson<Rules>,
+) -> Result<Json<Rules>> {
+    require_writer(&user)?;
+    Ok(Json(
+        state
+            .db
+            .write(move |tx| store(tx, &user.username, &rules))
+            .await?,
+    ))
+}
