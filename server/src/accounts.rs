@@ -100,7 +100,10 @@ fn validate_roles(roles: &[Role]) -> Result<()> {
 }
 
 fn roles_json(roles: &[Role]) -> String {
-    let mut sorted: Vec<Role> = Role::ALL.into_iter().filter(|r| roles.contains(r)).collect();
+    let mut sorted: Vec<Role> = Role::ALL
+        .into_iter()
+        .filter(|r| roles.contains(r))
+        .collect();
     sorted.dedup();
     serde_json::to_string(&sorted).expect("roles serialise")
 }
@@ -131,7 +134,13 @@ pub fn insert_user(
     tx.execute(
         "INSERT INTO users (username, display_name, password_hash, roles, created_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![username, display_name, password_hash, roles_json(roles), now()],
+        params![
+            username,
+            display_name,
+            password_hash,
+            roles_json(roles),
+            now()
+        ],
     )?;
     let user = get_user_by_id(tx, tx.last_insert_rowid())?;
     audit::append(
@@ -264,7 +273,10 @@ async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Json<se
 
 async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>> {
     Ok(Json(
-        state.db.read(move |c| get_user_by_id(c, user.user_id)).await?,
+        state
+            .db
+            .read(move |c| get_user_by_id(c, user.user_id))
+            .await?,
     ))
 }
 
@@ -273,9 +285,8 @@ async fn list_users(State(state): State<AppState>, user: AuthUser) -> Result<Jso
     let users = state
         .db
         .read(|c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"
-            ))?;
+            let mut stmt =
+                c.prepare(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"))?;
             let rows = stmt.query_map([], user_from_row)?;
             let mut users = Vec::new();
             for row in rows {
@@ -390,7 +401,10 @@ async fn update_user(
         .write(move |tx| {
             let before = get_user_by_id(tx, id)?;
             if let Some(name) = &req.display_name {
-                tx.execute("UPDATE users SET display_name = ?1 WHERE id = ?2", params![name, id])?;
+                tx.execute(
+                    "UPDATE users SET display_name = ?1 WHERE id = ?2",
+                    params![name, id],
+                )?;
             }
             if let Some(roles) = &req.roles {
                 tx.execute(
@@ -399,7 +413,10 @@ async fn update_user(
                 )?;
             }
             if let Some(active) = req.active {
-                tx.execute("UPDATE users SET active = ?1 WHERE id = ?2", params![active, id])?;
+                tx.execute(
+                    "UPDATE users SET active = ?1 WHERE id = ?2",
+                    params![active, id],
+                )?;
             }
             if let Some(hash) = &new_hash {
                 tx.execute(

@@ -110,7 +110,17 @@ pub fn append(
     tx.execute(
         "INSERT INTO audit_log (seq, at, actor, action, entity, before, after, prev_hash, hash)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-        params![e.seq, e.at, e.actor, e.action, e.entity, e.before, e.after, e.prev_hash, e.hash],
+        params![
+            e.seq,
+            e.at,
+            e.actor,
+            e.action,
+            e.entity,
+            e.before,
+            e.after,
+            e.prev_hash,
+            e.hash
+        ],
     )?;
     meta_set(tx, HEAD_KEY, &format!("{}:{}", e.seq, e.hash))?;
     Ok(())
@@ -156,8 +166,7 @@ pub fn verify(conn: &Connection) -> Result<Verification> {
         if e.prev_hash != prev_hash {
             return Ok(Verification::Broken {
                 seq: e.seq,
-                reason: "does not link to the entry before it (entry removed or reordered)"
-                    .into(),
+                reason: "does not link to the entry before it (entry removed or reordered)".into(),
             });
         }
         if e.compute_hash() != e.hash {
@@ -206,7 +215,14 @@ mod tests {
         let db = Db::open(&dir.path().join("a.db")).unwrap();
         for i in 0..n {
             db.write_blocking(|tx| {
-                append(tx, "alice", "thing.update", &format!("thing:{i}"), Some(&json!({"v": i})), Some(&json!({"v": i + 1})))
+                append(
+                    tx,
+                    "alice",
+                    "thing.update",
+                    &format!("thing:{i}"),
+                    Some(&json!({"v": i})),
+                    Some(&json!({"v": i + 1})),
+                )
             })
             .unwrap();
         }
@@ -232,21 +248,30 @@ mod tests {
     fn edited_entry_is_named() {
         let (_dir, db) = db_with_entries(5);
         tamper(&db, "UPDATE audit_log SET actor = 'mallory' WHERE seq = 3");
-        assert!(matches!(verify_db(&db), Verification::Broken { seq: 3, .. }));
+        assert!(matches!(
+            verify_db(&db),
+            Verification::Broken { seq: 3, .. }
+        ));
     }
 
     #[test]
     fn removed_entry_is_named() {
         let (_dir, db) = db_with_entries(5);
         tamper(&db, "DELETE FROM audit_log WHERE seq = 2");
-        assert!(matches!(verify_db(&db), Verification::Broken { seq: 2, .. }));
+        assert!(matches!(
+            verify_db(&db),
+            Verification::Broken { seq: 2, .. }
+        ));
     }
 
     #[test]
     fn removed_tail_is_caught() {
         let (_dir, db) = db_with_entries(5);
         tamper(&db, "DELETE FROM audit_log WHERE seq = 5");
-        assert!(matches!(verify_db(&db), Verification::Broken { seq: 5, .. }));
+        assert!(matches!(
+            verify_db(&db),
+            Verification::Broken { seq: 5, .. }
+        ));
     }
 
     #[test]
@@ -259,6 +284,9 @@ mod tests {
              UPDATE audit_log SET seq = 2 WHERE seq = 3;
              UPDATE audit_log SET seq = 3 WHERE seq = -2;",
         );
-        assert!(matches!(verify_db(&db), Verification::Broken { seq: 2, .. }));
+        assert!(matches!(
+            verify_db(&db),
+            Verification::Broken { seq: 2, .. }
+        ));
     }
 }

@@ -44,7 +44,12 @@ pub enum Role {
 
 impl Role {
     /// Every role, in a fixed order.
-    pub const ALL: [Role; 4] = [Role::Admin, Role::Planner, Role::Supervisor, Role::Inspector];
+    pub const ALL: [Role; 4] = [
+        Role::Admin,
+        Role::Planner,
+        Role::Supervisor,
+        Role::Inspector,
+    ];
 
     /// The role's wire name.
     pub fn as_str(self) -> &'static str {
@@ -93,8 +98,19 @@ pub fn verify_password(password: &str, phc: &str) -> bool {
 
 /// Passwords refused outside demo mode whatever their length.
 const WEAK_PASSWORDS: &[&str] = &[
-    "demo", "password", "12345678", "123456789", "1234567890", "qwertyui", "11111111",
-    "00000000", "88888888", "abc12345", "admin123", "password1", "iloveyou",
+    "demo",
+    "password",
+    "12345678",
+    "123456789",
+    "1234567890",
+    "qwertyui",
+    "11111111",
+    "00000000",
+    "88888888",
+    "abc12345",
+    "admin123",
+    "password1",
+    "iloveyou",
 ];
 
 /// Minimum password length outside demo mode.
@@ -200,7 +216,13 @@ pub fn open_session(
     tx.execute(
         "INSERT INTO sessions (user_id, token_hash, device, created_at, expires_at)
          VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![user_id, token_hash(&refresh), device, now(), expires.to_rfc3339()],
+        params![
+            user_id,
+            token_hash(&refresh),
+            device,
+            now(),
+            expires.to_rfc3339()
+        ],
     )?;
     let sid = tx.last_insert_rowid();
     access_pair(keys, user_id, sid, username, refresh)
@@ -236,17 +258,30 @@ pub fn refresh_session(tx: &Transaction<'_>, keys: &JwtKeys, refresh: &str) -> R
             "SELECT s.id, s.user_id, s.expires_at, s.revoked_at, u.username, u.active
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
             [token_hash(refresh)],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
+            |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
+            },
         )
         .optional()?;
     let Some((sid, user_id, expires_at, revoked_at, username, active)) = row else {
-        return Err(Error::Unauthorized("unknown or already used refresh token".into()));
+        return Err(Error::Unauthorized(
+            "unknown or already used refresh token".into(),
+        ));
     };
     if revoked_at.is_some() || !active {
         return Err(Error::Unauthorized("session revoked".into()));
     }
     if expires_at < chrono::Utc::now().to_rfc3339() {
-        return Err(Error::Unauthorized("refresh token expired; log in again".into()));
+        return Err(Error::Unauthorized(
+            "refresh token expired; log in again".into(),
+        ));
     }
     let next = hex::encode(random_bytes::<32>()?);
     let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
@@ -324,7 +359,9 @@ impl FromRequestParts<AppState> for AuthUser {
             .to_str()
             .ok()
             .and_then(|h| h.strip_prefix("Bearer "))
-            .ok_or_else(|| Error::Unauthorized("authorization header must be `Bearer <token>`".into()))?;
+            .ok_or_else(|| {
+                Error::Unauthorized("authorization header must be `Bearer <token>`".into())
+            })?;
         let claims = state.keys.check(token.trim())?;
         let (sid, uid) = (claims.sid, claims.sub);
         state
@@ -381,7 +418,13 @@ mod tests {
     #[test]
     fn tampered_token_is_refused() {
         let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
-        let claims = Claims { sub: 1, sid: 1, name: "a".into(), iat: 0, exp: i64::MAX / 2 };
+        let claims = Claims {
+            sub: 1,
+            sid: 1,
+            name: "a".into(),
+            iat: 0,
+            exp: i64::MAX / 2,
+        };
         let token = keys.sign(&claims).unwrap();
         assert_eq!(keys.check(&token).unwrap().sub, 1);
         let other = JwtKeys::from_secret(b"another secret another secret!!");
@@ -392,7 +435,13 @@ mod tests {
     fn expired_token_is_refused() {
         let keys = JwtKeys::from_secret(b"0123456789abcdef0123456789abcdef");
         let now = chrono::Utc::now().timestamp();
-        let claims = Claims { sub: 1, sid: 1, name: "a".into(), iat: now - 3600, exp: now - 600 };
+        let claims = Claims {
+            sub: 1,
+            sid: 1,
+            name: "a".into(),
+            iat: now - 3600,
+            exp: now - 600,
+        };
         let token = keys.sign(&claims).unwrap();
         let err = keys.check(&token).unwrap_err();
         assert!(err.to_string().contains("expired"));

@@ -78,26 +78,246 @@ type ItemSpec = (
 );
 
 const ITEMS: &[ItemSpec] = &[
-    ("SCJG-GS-001", "SCJG", "企业公示信息的检查", "《企业信息公示暂行条例》第十四条、第十五条", "enterprise", &["documents", "on_site", "online_monitoring"], "年度报告、即时信息公示的真实性", ItemClass::General, 0.03, "企业信息公示"),
-    ("SCJG-SP-001", "SCJG", "食品生产者生产活动的检查", "《中华人民共和国食品安全法》第一百一十条", "enterprise", &["on_site", "lab_testing"], "生产环境、进货查验、出厂检验记录", ItemClass::Key, 0.10, "食品安全"),
-    ("SCJG-SP-002", "SCJG", "餐饮服务提供者经营活动的检查", "《中华人民共和国食品安全法》第一百一十条；《餐饮服务食品安全操作规范》", "enterprise", &["on_site"], "许可证、从业人员健康证明、加工制作过程", ItemClass::Key, 0.10, "食品安全"),
-    ("SCJG-TZ-001", "SCJG", "特种设备使用单位的检查", "《中华人民共和国特种设备安全法》第五十七条", "enterprise", &["on_site", "documents"], "使用登记、定期检验、作业人员持证", ItemClass::Key, 0.05, "特种设备"),
-    ("SCJG-ZL-001", "SCJG", "生产领域产品质量的检查", "《中华人民共和国产品质量法》第十五条", "product", &["lab_testing", "outsourced"], "产品质量监督抽查", ItemClass::General, 0.03, "产品质量"),
-    ("SCJG-JL-001", "SCJG", "计量器具使用情况的检查", "《中华人民共和国计量法》第九条；《中华人民共和国计量法实施细则》", "enterprise", &["on_site"], "强制检定计量器具的检定情况", ItemClass::General, 0.03, "计量"),
-    ("SCJG-GG-001", "SCJG", "广告发布行为的检查", "《中华人民共和国广告法》第四十九条", "enterprise", &["online_monitoring", "documents"], "广告内容真实性与发布登记", ItemClass::General, 0.03, "广告监管"),
-    ("SCJG-JG-001", "SCJG", "明码标价和价格行为的检查", "《中华人民共和国价格法》第三十四条；《明码标价和禁止价格欺诈规定》", "enterprise", &["on_site"], "明码标价、价格欺诈", ItemClass::General, 0.03, "价格监管"),
-    ("STHJ-PW-001", "STHJ", "排污单位排污许可执行情况的检查", "《排污许可管理条例》第二十八条", "enterprise", &["on_site", "lab_testing"], "持证排污、自行监测、台账记录", ItemClass::Key, 0.05, "环境执法"),
-    ("STHJ-FW-001", "STHJ", "危险废物规范化环境管理的检查", "《中华人民共和国固体废物污染环境防治法》第八十一条", "enterprise", &["on_site", "documents"], "危险废物贮存、转移联单", ItemClass::Key, 0.05, "环境执法"),
-    ("YJGL-AQ-001", "YJGL", "生产经营单位安全生产的检查", "《中华人民共和国安全生产法》第六十五条", "enterprise", &["on_site", "documents"], "安全生产责任制、隐患排查治理", ItemClass::Key, 0.05, "安全生产"),
-    ("YJGL-WH-001", "YJGL", "危险化学品经营单位的检查", "《危险化学品安全管理条例》第六条", "enterprise", &["on_site"], "经营许可、储存场所", ItemClass::Key, 0.10, "危险化学品"),
-    ("WSJK-GG-001", "WSJK", "公共场所卫生的检查", "《公共场所卫生管理条例》第十条", "enterprise", &["on_site", "lab_testing"], "卫生许可证、从业人员健康检查、卫生检测", ItemClass::General, 0.05, "卫生监督"),
-    ("WSJK-YS-001", "WSJK", "生活饮用水卫生的检查", "《生活饮用水卫生监督管理办法》第十六条", "enterprise", &["on_site", "lab_testing"], "供水单位卫生许可、水质检测", ItemClass::General, 0.05, "卫生监督"),
-    ("WSJK-YL-001", "WSJK", "医疗机构依法执业的检查", "《医疗机构管理条例》第四十条", "public_institution", &["on_site", "documents"], "执业许可、人员资质", ItemClass::Key, 0.05, "医疗监督"),
-    ("ZJ-JZ-001", "ZJ", "建筑市场行为的检查", "《中华人民共和国建筑法》第四十三条；《建筑工程施工许可管理办法》", "project", &["on_site", "documents"], "施工许可、资质、分包", ItemClass::General, 0.05, "建筑市场"),
-    ("ZJ-ZL-001", "ZJ", "工程质量安全的检查", "《建设工程质量管理条例》第四十七条", "project", &["on_site", "lab_testing"], "质量保证体系、材料检测", ItemClass::Key, 0.05, "工程质量"),
-    ("JTYS-DL-001", "JTYS", "道路运输经营者的检查", "《中华人民共和国道路运输条例》第五十八条", "enterprise", &["on_site", "documents"], "经营许可、车辆技术档案", ItemClass::General, 0.05, "道路运输"),
-    ("JTYS-WX-001", "JTYS", "危险货物道路运输的检查", "《危险货物道路运输安全管理办法》第五十八条", "enterprise", &["on_site"], "从业人员资格、车辆罐体检验", ItemClass::Key, 0.10, "危险货物运输"),
-    ("SCJG-YP-001", "SCJG", "药品经营企业的检查", "《中华人民共和国药品管理法》第九十九条", "enterprise", &["on_site", "documents"], "药品经营质量管理规范执行情况", ItemClass::Key, 0.10, "药品监管"),
+    (
+        "SCJG-GS-001",
+        "SCJG",
+        "企业公示信息的检查",
+        "《企业信息公示暂行条例》第十四条、第十五条",
+        "enterprise",
+        &["documents", "on_site", "online_monitoring"],
+        "年度报告、即时信息公示的真实性",
+        ItemClass::General,
+        0.03,
+        "企业信息公示",
+    ),
+    (
+        "SCJG-SP-001",
+        "SCJG",
+        "食品生产者生产活动的检查",
+        "《中华人民共和国食品安全法》第一百一十条",
+        "enterprise",
+        &["on_site", "lab_testing"],
+        "生产环境、进货查验、出厂检验记录",
+        ItemClass::Key,
+        0.10,
+        "食品安全",
+    ),
+    (
+        "SCJG-SP-002",
+        "SCJG",
+        "餐饮服务提供者经营活动的检查",
+        "《中华人民共和国食品安全法》第一百一十条；《餐饮服务食品安全操作规范》",
+        "enterprise",
+        &["on_site"],
+        "许可证、从业人员健康证明、加工制作过程",
+        ItemClass::Key,
+        0.10,
+        "食品安全",
+    ),
+    (
+        "SCJG-TZ-001",
+        "SCJG",
+        "特种设备使用单位的检查",
+        "《中华人民共和国特种设备安全法》第五十七条",
+        "enterprise",
+        &["on_site", "documents"],
+        "使用登记、定期检验、作业人员持证",
+        ItemClass::Key,
+        0.05,
+        "特种设备",
+    ),
+    (
+        "SCJG-ZL-001",
+        "SCJG",
+        "生产领域产品质量的检查",
+        "《中华人民共和国产品质量法》第十五条",
+        "product",
+        &["lab_testing", "outsourced"],
+        "产品质量监督抽查",
+        ItemClass::General,
+        0.03,
+        "产品质量",
+    ),
+    (
+        "SCJG-JL-001",
+        "SCJG",
+        "计量器具使用情况的检查",
+        "《中华人民共和国计量法》第九条；《中华人民共和国计量法实施细则》",
+        "enterprise",
+        &["on_site"],
+        "强制检定计量器具的检定情况",
+        ItemClass::General,
+        0.03,
+        "计量",
+    ),
+    (
+        "SCJG-GG-001",
+        "SCJG",
+        "广告发布行为的检查",
+        "《中华人民共和国广告法》第四十九条",
+        "enterprise",
+        &["online_monitoring", "documents"],
+        "广告内容真实性与发布登记",
+        ItemClass::General,
+        0.03,
+        "广告监管",
+    ),
+    (
+        "SCJG-JG-001",
+        "SCJG",
+        "明码标价和价格行为的检查",
+        "《中华人民共和国价格法》第三十四条；《明码标价和禁止价格欺诈规定》",
+        "enterprise",
+        &["on_site"],
+        "明码标价、价格欺诈",
+        ItemClass::General,
+        0.03,
+        "价格监管",
+    ),
+    (
+        "STHJ-PW-001",
+        "STHJ",
+        "排污单位排污许可执行情况的检查",
+        "《排污许可管理条例》第二十八条",
+        "enterprise",
+        &["on_site", "lab_testing"],
+        "持证排污、自行监测、台账记录",
+        ItemClass::Key,
+        0.05,
+        "环境执法",
+    ),
+    (
+        "STHJ-FW-001",
+        "STHJ",
+        "危险废物规范化环境管理的检查",
+        "《中华人民共和国固体废物污染环境防治法》第八十一条",
+        "enterprise",
+        &["on_site", "documents"],
+        "危险废物贮存、转移联单",
+        ItemClass::Key,
+        0.05,
+        "环境执法",
+    ),
+    (
+        "YJGL-AQ-001",
+        "YJGL",
+        "生产经营单位安全生产的检查",
+        "《中华人民共和国安全生产法》第六十五条",
+        "enterprise",
+        &["on_site", "documents"],
+        "安全生产责任制、隐患排查治理",
+        ItemClass::Key,
+        0.05,
+        "安全生产",
+    ),
+    (
+        "YJGL-WH-001",
+        "YJGL",
+        "危险化学品经营单位的检查",
+        "《危险化学品安全管理条例》第六条",
+        "enterprise",
+        &["on_site"],
+        "经营许可、储存场所",
+        ItemClass::Key,
+        0.10,
+        "危险化学品",
+    ),
+    (
+        "WSJK-GG-001",
+        "WSJK",
+        "公共场所卫生的检查",
+        "《公共场所卫生管理条例》第十条",
+        "enterprise",
+        &["on_site", "lab_testing"],
+        "卫生许可证、从业人员健康检查、卫生检测",
+        ItemClass::General,
+        0.05,
+        "卫生监督",
+    ),
+    (
+        "WSJK-YS-001",
+        "WSJK",
+        "生活饮用水卫生的检查",
+        "《生活饮用水卫生监督管理办法》第十六条",
+        "enterprise",
+        &["on_site", "lab_testing"],
+        "供水单位卫生许可、水质检测",
+        ItemClass::General,
+        0.05,
+        "卫生监督",
+    ),
+    (
+        "WSJK-YL-001",
+        "WSJK",
+        "医疗机构依法执业的检查",
+        "《医疗机构管理条例》第四十条",
+        "public_institution",
+        &["on_site", "documents"],
+        "执业许可、人员资质",
+        ItemClass::Key,
+        0.05,
+        "医疗监督",
+    ),
+    (
+        "ZJ-JZ-001",
+        "ZJ",
+        "建筑市场行为的检查",
+        "《中华人民共和国建筑法》第四十三条；《建筑工程施工许可管理办法》",
+        "project",
+        &["on_site", "documents"],
+        "施工许可、资质、分包",
+        ItemClass::General,
+        0.05,
+        "建筑市场",
+    ),
+    (
+        "ZJ-ZL-001",
+        "ZJ",
+        "工程质量安全的检查",
+        "《建设工程质量管理条例》第四十七条",
+        "project",
+        &["on_site", "lab_testing"],
+        "质量保证体系、材料检测",
+        ItemClass::Key,
+        0.05,
+        "工程质量",
+    ),
+    (
+        "JTYS-DL-001",
+        "JTYS",
+        "道路运输经营者的检查",
+        "《中华人民共和国道路运输条例》第五十八条",
+        "enterprise",
+        &["on_site", "documents"],
+        "经营许可、车辆技术档案",
+        ItemClass::General,
+        0.05,
+        "道路运输",
+    ),
+    (
+        "JTYS-WX-001",
+        "JTYS",
+        "危险货物道路运输的检查",
+        "《危险货物道路运输安全管理办法》第五十八条",
+        "enterprise",
+        &["on_site"],
+        "从业人员资格、车辆罐体检验",
+        ItemClass::Key,
+        0.10,
+        "危险货物运输",
+    ),
+    (
+        "SCJG-YP-001",
+        "SCJG",
+        "药品经营企业的检查",
+        "《中华人民共和国药品管理法》第九十九条",
+        "enterprise",
+        &["on_site", "documents"],
+        "药品经营质量管理规范执行情况",
+        ItemClass::Key,
+        0.10,
+        "药品监管",
+    ),
 ];
 
 const REGIONS: &[(&str, &str)] = &[
@@ -128,20 +348,33 @@ const INDUSTRIES: &[(&str, &str)] = &[
 ];
 
 const NAME_WORDS: &[&str] = &[
-    "华", "信", "恒", "盛", "鑫", "达", "宏", "远", "瑞", "丰", "鼎", "新", "泰", "安", "诚",
-    "博", "锦", "润", "嘉", "和", "越", "钱", "江", "湖", "西", "东", "明", "德", "顺", "益",
+    "华", "信", "恒", "盛", "鑫", "达", "宏", "远", "瑞", "丰", "鼎", "新", "泰", "安", "诚", "博",
+    "锦", "润", "嘉", "和", "越", "钱", "江", "湖", "西", "东", "明", "德", "顺", "益",
 ];
 const SURNAMES: &[&str] = &[
-    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡",
-    "郭", "何", "林", "罗", "高", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹",
+    "王", "李", "张", "刘", "陈", "杨", "黄", "赵", "吴", "周", "徐", "孙", "马", "朱", "胡", "郭",
+    "何", "林", "罗", "高", "郑", "梁", "谢", "宋", "唐", "许", "韩", "冯", "邓", "曹",
 ];
 const GIVEN: &[&str] = &[
-    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明",
-    "超", "秀英", "霞", "平", "刚", "建华", "晓东", "海燕", "志强", "文博", "雪", "婷", "浩",
+    "伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋", "勇", "艳", "杰", "涛", "明", "超",
+    "秀英", "霞", "平", "刚", "建华", "晓东", "海燕", "志强", "文博", "雪", "婷", "浩",
 ];
 const STREETS: &[&str] = &[
-    "文三路", "文二路", "天目山路", "学院路", "江南大道", "滨盛路", "解放东路", "延安路",
-    "莫干山路", "金城路", "文一西路", "临平大道", "建国北路", "之江路", "古墩路",
+    "文三路",
+    "文二路",
+    "天目山路",
+    "学院路",
+    "江南大道",
+    "滨盛路",
+    "解放东路",
+    "延安路",
+    "莫干山路",
+    "金城路",
+    "文一西路",
+    "临平大道",
+    "建国北路",
+    "之江路",
+    "古墩路",
 ];
 
 fn pick<'a, T>(rng: &mut ChaCha8Rng, list: &'a [T]) -> &'a T {
@@ -168,7 +401,10 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
     };
     let brand = format!("{}{}", pick(rng, NAME_WORDS), pick(rng, NAME_WORDS));
     let name = match target_type {
-        "individual_business" => format!("{region}{brand}{}店", industry.chars().take(2).collect::<String>()),
+        "individual_business" => format!(
+            "{region}{brand}{}店",
+            industry.chars().take(2).collect::<String>()
+        ),
         "farmer_coop" => format!("杭州{brand}农产品专业合作社"),
         "social_org" => format!("杭州市{region}{brand}服务中心"),
         _ => format!("杭州{brand}{suffix}"),
@@ -187,7 +423,14 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
     };
     TargetInput {
         uscc: uscc::generate(authority, kind, division, 10_000_000 + serial as u32 * 37),
-        name: format!("{name}{}", if serial % 7 == 0 { "（分公司）" } else { "" }),
+        name: format!(
+            "{name}{}",
+            if serial % 7 == 0 {
+                "（分公司）"
+            } else {
+                ""
+            }
+        ),
         target_type: target_type.into(),
         industry: industry.into(),
         region: region.into(),
@@ -201,15 +444,20 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
         risk_class: risk_class.into(),
         flag_abnormal: chance(rng, 30),
         flag_serious: chance(rng, 5),
-        complaints: if chance(rng, 50) { 1 + rng.next_u32() % 3 } else { 0 },
+        complaints: if chance(rng, 50) {
+            1 + rng.next_u32() % 3
+        } else {
+            0
+        },
     }
 }
 
 /// Fills an empty database with the demo agency. Does nothing (and says so)
 /// when the database already has users.
 pub fn seed(db: &Db) -> Result<Summary> {
-    let has_users: bool =
-        db.read_blocking(|c| Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0))?))?;
+    let has_users: bool = db.read_blocking(|c| {
+        Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0))?)
+    })?;
     if has_users {
         return Ok(Summary::default());
     }
@@ -218,7 +466,10 @@ pub fn seed(db: &Db) -> Result<Summary> {
     let hash = auth::hash_password(DEMO_PASSWORD)?;
     let mut rng = ChaCha8Rng::seed_from_u64(0x5u64 << 32 | 2026);
     db.write_blocking(|tx| {
-        let mut summary = Summary { seeded: true, ..Summary::default() };
+        let mut summary = Summary {
+            seeded: true,
+            ..Summary::default()
+        };
         let mut user_ids = Vec::new();
         for (username, role) in accounts() {
             let role: Role = role.parse()?;
@@ -232,11 +483,20 @@ pub fn seed(db: &Db) -> Result<Summary> {
             user_ids.push(user);
         }
         for (code, name) in DEPARTMENTS {
-            departments::insert(tx, ACTOR, &Department { id: 0, code: (*code).into(), name: (*name).into() })?;
+            departments::insert(
+                tx,
+                ACTOR,
+                &Department {
+                    id: 0,
+                    code: (*code).into(),
+                    name: (*name).into(),
+                },
+            )?;
             summary.departments += 1;
         }
         for spec in ITEMS {
-            let (code, dept, name, basis, target_type, methods, content, class, ratio, qual) = *spec;
+            let (code, dept, name, basis, target_type, methods, content, class, ratio, qual) =
+                *spec;
             items::insert(
                 tx,
                 ACTOR,
@@ -274,7 +534,11 @@ pub fn seed(db: &Db) -> Result<Summary> {
         )?;
         // Inspectors: spread over departments, each qualified for one to three
         // of their department's items.
-        for (n, user) in user_ids.iter().filter(|u| u.roles.contains(&Role::Inspector)).enumerate() {
+        for (n, user) in user_ids
+            .iter()
+            .filter(|u| u.roles.contains(&Role::Inspector))
+            .enumerate()
+        {
             let (dept, _) = DEPARTMENTS[n % DEPARTMENTS.len()];
             let mut expertise: Vec<String> = ITEMS
                 .iter()
@@ -305,11 +569,22 @@ pub fn seed(db: &Db) -> Result<Summary> {
             )?;
             summary.inspectors += 1;
         }
-        let reasons = ["配偶在该单位任职", "曾在该单位任职未满三年", "与法定代表人系近亲属", "持有该单位股份"];
+        let reasons = [
+            "配偶在该单位任职",
+            "曾在该单位任职未满三年",
+            "与法定代表人系近亲属",
+            "持有该单位股份",
+        ];
         for k in 0..8 {
             let inspector_id = 1 + (k * 7) as i64;
             let target_id = 1 + i64::from(rng.next_u32() % DEMO_TARGETS as u32);
-            inspectors::insert_conflict(tx, ACTOR, inspector_id, target_id, reasons[k % reasons.len()])?;
+            inspectors::insert_conflict(
+                tx,
+                ACTOR,
+                inspector_id,
+                target_id,
+                reasons[k % reasons.len()],
+            )?;
         }
         seed_plan(tx)?;
         Ok(summary)
@@ -327,7 +602,11 @@ fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
             department: "SCJG".into(),
         },
     )?;
-    let item = |code: &str| TaskItemInput { code: code.into(), version: None, department: None };
+    let item = |code: &str| TaskItemInput {
+        code: code.into(),
+        version: None,
+        department: None,
+    };
     let date = |s: &str| s.parse().expect("valid demo date");
     plans::insert_task(
         tx,
@@ -383,7 +662,11 @@ fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
             },
             ratio: Some(0.2),
             count: None,
-            items: vec![item("YJGL-WH-001"), item("STHJ-FW-001"), item("SCJG-TZ-001")],
+            items: vec![
+                item("YJGL-WH-001"),
+                item("STHJ-FW-001"),
+                item("SCJG-TZ-001"),
+            ],
             window_start: date("2026-08-01"),
             window_end: date("2026-12-20"),
             department: Some("YJGL".into()),

@@ -109,7 +109,9 @@ impl IntoResponse for Error {
             tracing::error!(error = ?self, "internal error");
             return (
                 status,
-                axum::Json(json!({"error": {"code": "internal", "message": "internal server error"}})),
+                axum::Json(
+                    json!({"error": {"code": "internal", "message": "internal server error"}}),
+                ),
             )
                 .into_response();
         }

@@ -64,7 +64,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T> {
         // its parent (for an unknown field the path already ends with it).
         let field = match backticked(&message) {
             Some(name) if message.starts_with("missing field") => {
-                if path == "." { name.to_owned() } else { format!("{path}.{name}") }
+                if path == "." {
+                    name.to_owned()
+                } else {
+                    format!("{path}.{name}")
+                }
             }
             _ => path,
         };
@@ -100,7 +104,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 
 fn serde_urlencoded_from_str<T: DeserializeOwned>(query: &str) -> Result<T> {
     axum::extract::Query::<T>::try_from_uri(
-        &format!("/?{query}").parse().map_err(|_| Error::Malformed("bad query string".into()))?,
+        &format!("/?{query}")
+            .parse()
+            .map_err(|_| Error::Malformed("bad query string".into()))?,
     )
     .map(|q| q.0)
     .map_err(|e| Error::invalid("query", e.body_text()))
@@ -134,7 +140,10 @@ pub struct Paging {
 
 impl Default for Paging {
     fn default() -> Self {
-        Paging { page: 1, per_page: 50 }
+        Paging {
+            page: 1,
+            per_page: 50,
+        }
     }
 }
 
@@ -208,15 +217,27 @@ mod tests {
 
     #[test]
     fn names_the_field_at_fault() {
-        assert_eq!(field_of(r#"{"name":"a","inner":{"ratio":"x"}}"#).0, "inner.ratio");
-        assert_eq!(field_of(r#"{"name":"a","inner":{"ratio":1},"colour":1}"#).0, "colour");
+        assert_eq!(
+            field_of(r#"{"name":"a","inner":{"ratio":"x"}}"#).0,
+            "inner.ratio"
+        );
+        assert_eq!(
+            field_of(r#"{"name":"a","inner":{"ratio":1},"colour":1}"#).0,
+            "colour"
+        );
         assert_eq!(field_of(r#"{"name":"a","inner":{}}"#).0, "inner.ratio");
         assert_eq!(field_of(r#"{"inner":{"ratio":1}}"#).0, "name");
     }
 
     #[test]
     fn syntax_errors_are_malformed() {
-        assert!(matches!(parse_json::<Thing>(b"{\"name\":"), Err(Error::Malformed(_))));
-        assert!(matches!(parse_json::<Thing>(b"not json"), Err(Error::Malformed(_))));
+        assert!(matches!(
+            parse_json::<Thing>(b"{\"name\":"),
+            Err(Error::Malformed(_))
+        ));
+        assert!(matches!(
+            parse_json::<Thing>(b"not json"),
+            Err(Error::Malformed(_))
+        ));
     }
 }

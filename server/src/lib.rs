@@ -102,7 +102,9 @@ pub async fn serve(
         .await
 }
 
-async fn health(axum::extract::State(state): axum::extract::State<AppState>) -> Result<axum::Json<serde_json::Value>> {
+async fn health(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Result<axum::Json<serde_json::Value>> {
     let version = state.db.read(|c| db::schema_version(c)).await?;
     Ok(axum::Json(json!({
         "status": "ok",

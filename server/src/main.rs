@@ -11,7 +11,11 @@ use clap::{Parser, Subcommand};
 use suiji_server::{Config, audit, db, demo};
 
 #[derive(Parser)]
-#[command(name = "suiji-server", version, about = "双随机、一公开 spot-check server")]
+#[command(
+    name = "suiji-server",
+    version,
+    about = "双随机、一公开 spot-check server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -6,10 +6,10 @@
 use std::collections::BTreeSet;
 
 use axum::Json;
+use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
-use axum::Router;
 use chrono::{Datelike, NaiveDate};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -350,12 +350,22 @@ pub fn insert_plan(tx: &Transaction<'_>, actor: &str, plan: &NewPlan) -> Result<
         |r| r.get(0),
     )?;
     if taken {
-        return Err(Error::Conflict(format!("plan number `{}` is taken", plan.number)));
+        return Err(Error::Conflict(format!(
+            "plan number `{}` is taken",
+            plan.number
+        )));
     }
     tx.execute(
         "INSERT INTO plans (number, name, year, department_id, created_at, created_by)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        params![plan.number, plan.name.trim(), plan.year, department_id, now(), actor],
+        params![
+            plan.number,
+            plan.name.trim(),
+            plan.year,
+            department_id,
+            now(),
+            actor
+        ],
     )?;
     let created = get_plan_by_id(tx, tx.last_insert_rowid())?;
     audit::append(
@@ -370,7 +380,12 @@ pub fn insert_plan(tx: &Transaction<'_>, actor: &str, plan: &NewPlan) -> Result<
 }
 
 /// Creates a task in a plan, pinning each item to a version.
-pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTask) -> Result<Task> {
+pub fn insert_task(
+    tx: &Transaction<'_>,
+    actor: &str,
+    plan_id: i64,
+    task: &NewTask,
+) -> Result<Task> {
     let plan = get_plan_by_id(tx, plan_id)?;
     check_number("number", &task.number)?;
     check_text("name", &task.name, 200)?;
@@ -378,17 +393,31 @@ pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTa
         (Some(ratio), None) => check_ratio("ratio", ratio)?,
         (None, Some(count)) if count >= 1 => {}
         (None, Some(_)) => return Err(Error::invalid("count", "draw at least one target")),
-        _ => return Err(Error::invalid("ratio", "give exactly one of `ratio` and `count`")),
+        _ => {
+            return Err(Error::invalid(
+                "ratio",
+                "give exactly one of `ratio` and `count`",
+            ));
+        }
     }
     task.conditions.validate()?;
     if task.directed && task.conditions.is_empty() {
-        return Err(Error::invalid("conditions", "a directed task (定向) needs at least one condition"));
+        return Err(Error::invalid(
+            "conditions",
+            "a directed task (定向) needs at least one condition",
+        ));
     }
     if !task.directed && !task.conditions.is_empty() {
-        return Err(Error::invalid("conditions", "an undirected task (不定向) draws from the whole directory; remove the conditions or set directed"));
+        return Err(Error::invalid(
+            "conditions",
+            "an undirected task (不定向) draws from the whole directory; remove the conditions or set directed",
+        ));
     }
     if task.window_start > task.window_end {
-        return Err(Error::invalid("window_end", "the window ends before it starts"));
+        return Err(Error::invalid(
+            "window_end",
+            "the window ends before it starts",
+        ));
     }
     if task.window_start.year() != plan.year {
         return Err(Error::invalid(
@@ -413,12 +442,18 @@ pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTa
             Error::NotFound(what) => Error::invalid(format!("{field}.code"), format!("no {what}")),
             other => other,
         })?;
-        let dept_code = item.department.clone().unwrap_or(version.input.department.clone());
+        let dept_code = item
+            .department
+            .clone()
+            .unwrap_or(version.input.department.clone());
         let dept_id = departments::id_by_code(tx, &format!("{field}.department"), &dept_code)?;
         item_departments.insert(dept_code);
         pinned.push((version.item_id, version.version, dept_id));
     }
-    let others: Vec<_> = item_departments.iter().filter(|d| **d != department).collect();
+    let others: Vec<_> = item_departments
+        .iter()
+        .filter(|d| **d != department)
+        .collect();
     if task.joint && others.is_empty() {
         return Err(Error::invalid(
             "joint",
@@ -430,7 +465,11 @@ pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTa
             "items",
             format!(
                 "items of other departments ({}) need a joint task (联合抽查)",
-                others.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+                others
+                    .iter()
+                    .map(|s| s.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ),
         ));
     }
@@ -440,7 +479,10 @@ pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTa
         |r| r.get(0),
     )?;
     if taken {
-        return Err(Error::Conflict(format!("task number `{}` is taken", task.number)));
+        return Err(Error::Conflict(format!(
+            "task number `{}` is taken",
+            task.number
+        )));
     }
     tx.execute(
         "INSERT INTO tasks (plan_id, number, name, directed, conditions, ratio, count,
@@ -486,7 +528,9 @@ pub fn insert_task(tx: &Transaction<'_>, actor: &str, plan_id: i64, task: &NewTa
 pub fn publish(tx: &Transaction<'_>, actor: &str, plan_id: i64) -> Result<Plan> {
     let before = get_plan_by_id(tx, plan_id)?;
     if before.tasks.is_empty() {
-        return Err(Error::Conflict("a plan without tasks cannot be published".into()));
+        return Err(Error::Conflict(
+            "a plan without tasks cannot be published".into(),
+        ));
     }
     let at = now();
     tx.execute(

@@ -5,7 +5,9 @@
 /// The 31 characters a code may use (no I, O, Z, S, V), in value order.
 const CHARSET: &[u8; 31] = b"0123456789ABCDEFGHJKLMNPQRTUWXY";
 /// Weights of positions 1–17: 3^(i-1) mod 31.
-const WEIGHTS: [u32; 17] = [1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28];
+const WEIGHTS: [u32; 17] = [
+    1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28,
+];
 
 fn value_of(c: u8) -> Option<u32> {
     CHARSET.iter().position(|&x| x == c).map(|p| p as u32)
@@ -97,7 +99,11 @@ mod tests {
     #[test]
     fn refuses_bad_length_and_characters() {
         assert!(validate("9135010").unwrap_err().contains("18 characters"));
-        assert!(validate("91350100M000100I43").unwrap_err().contains("character 16"));
+        assert!(
+            validate("91350100M000100I43")
+                .unwrap_err()
+                .contains("character 16")
+        );
         assert!(validate("91350100m000100y43").is_err());
     }
 
@@ -119,7 +125,10 @@ mod tests {
             let mut bytes = code.clone().into_bytes();
             bytes[pos] = if bytes[pos] == b'1' { b'2' } else { b'1' };
             let changed = String::from_utf8(bytes).unwrap();
-            assert!(validate(&changed).is_err(), "change at {pos} missed: {changed}");
+            assert!(
+                validate(&changed).is_err(),
+                "change at {pos} missed: {changed}"
+            );
         }
     }
 }

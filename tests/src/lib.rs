@@ -1,1 +1,242 @@
-//! Fixtures for end-to-end tests: a real server on 127.0.0.1:0 with a temporary data directory.
+//! Fixtures for end-to-end tests: a real suiji server on 127.0.0.1:0 with a
+//! temporary data directory, and a small JSON client that logs in as a user.
+
+use std::net::SocketAddr;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use suiji_server::auth::{Role, hash_password};
+use suiji_server::{AppState, Config, accounts};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// Password given to every account the fixtures create.
+pub const PASSWORD: &str = "correct-horse-battery-staple";
+
+/// A running server; stops and deletes its data directory when dropped.
+pub struct TestServer {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The server's state, for inspecting the database directly.
+    pub state: AppState,
+    /// The data directory.
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// Starts a server (not in demo mode) with one account per role:
+    /// `admin`, `planner`, `supervisor` and `inspector`, password [`PASSWORD`].
+    pub async fn start() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = suiji_server::open(Config {
+            data_dir: dir.path().to_owned(),
+            demo: false,
+        })
+        .expect("open server state");
+        let hash = hash_password(PASSWORD).expect("hash");
+        state
+            .db
+            .write_blocking(|tx| {
+                for (name, role) in [
+                    ("admin", Role::Admin),
+                    ("planner", Role::Planner),
+                    ("supervisor", Role::Supervisor),
+                    ("inspector", Role::Inspector),
+                ] {
+                    accounts::insert_user(tx, "test", name, name, &hash, &[role])?;
+                }
+                Ok(())
+            })
+            .expect("create accounts");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind loopback");
+        let addr: SocketAddr = listener.local_addr().expect("local addr");
+        let (tx, rx) = oneshot::channel();
+        let handle = tokio::spawn(suiji_server::serve(listener, state.clone(), async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            base: format!("http://{addr}"),
+            state,
+            dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// A client logged in as `username` with [`PASSWORD`].
+    pub async fn login(&self, username: &str) -> Client {
+        let mut client = Client::anonymous(&self.base);
+        let (status, body) = client
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+        client.token = Some(body["access_token"].as_str().expect("token").to_owned());
+        client.refresh_token = body["refresh_token"].as_str().map(str::to_owned);
+        client
+    }
+
+    /// Stops the server and waits for it to finish.
+    pub async fn stop(mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server io");
+        }
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+/// A JSON client, optionally holding a bearer token.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    base: String,
+    /// The access token sent as `Authorization: Bearer`.
+    pub token: Option<String>,
+    /// The refresh token from login.
+    pub refresh_token: Option<String>,
+}
+
+impl Client {
+    /// A client without credentials.
+    pub fn anonymous(base: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.to_owned(),
+            token: None,
+            refresh_token: None,
+        }
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let req = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(token) => req.bearer_auth(token),
+            None => req,
+        }
+    }
+
+    /// Sends a prepared request and returns the status and JSON body
+    /// (`Value::Null` when the body is not JSON).
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (StatusCode, Value) {
+        let response = req.send().await.expect("request reaches the server");
+        let status = response.status();
+        let bytes = response.bytes().await.expect("body");
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// GET `path`.
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::GET, path)).await
+    }
+
+    /// POST JSON to `path`.
+    pub async fn post(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::POST, path).json(body))
+            .await
+    }
+
+    /// PUT JSON to `path`.
+    pub async fn put(&self, path: &str, body: &Value) -> (StatusCode, Value) {
+        self.send(self.request(reqwest::Method::PUT, path).json(body))
+            .await
+    }
+
+    /// POST raw bytes with a content type to `path`.
+    pub async fn post_bytes(
+        &self,
+        path: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value) {
+        self.send(
+            self.request(reqwest::Method::POST, path)
+                .header("content-type", content_type)
+                .body(body),
+        )
+        .await
+    }
+
+    /// A prepared request, for tests that need to shape it themselves.
+    pub fn raw(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        self.request(method, path)
+    }
+}
+
+/// A department, an item and a few targets most registry tests need.
+pub async fn seed_registry(planner: &Client) {
+    let (s, b) = planner
+        .post(
+            "/api/v1/departments",
+            &json!({"code": "SCJG", "name": "市场监督管理局"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    let (s, b) = planner
+        .post(
+            "/api/v1/departments",
+            &json!({"code": "YJGL", "name": "应急管理局"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{b}");
+    for (code, dept, qualification) in [
+        ("SCJG-SP-002", "SCJG", "食品安全"),
+        ("YJGL-WH-001", "YJGL", "危险化学品"),
+    ] {
+        let (s, b) = planner
+            .post("/api/v1/items", &item_body(code, dept, qualification))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{b}");
+    }
+}
+
+/// A valid body for `POST /api/v1/items`.
+pub fn item_body(code: &str, department: &str, qualification: &str) -> Value {
+    json!({
+        "code": code,
+        "name": "餐饮服务提供者经营活动的检查",
+        "legal_basis": "《中华人民共和国食品安全法》第一百一十条",
+        "department": department,
+        "target_type": "enterprise",
+        "methods": ["on_site"],
+        "content": "许可证、从业人员健康证明",
+        "class": "key",
+        "default_ratio": 0.1,
+        "frequency": 1,
+        "qualification": qualification,
+    })
+}
+
+/// A valid body for `POST /api/v1/targets` with a generated valid code.
+pub fn target_body(serial: u32, name: &str) -> Value {
+    json!({
+        "uscc": suiji_server::uscc::generate('9', '1', "330106", serial),
+        "name": name,
+        "target_type": "enterprise",
+        "industry": "餐饮业",
+        "region": "西湖区",
+        "address": "浙江省杭州市西湖区文三路1号",
+        "legal_rep": "张三",
+        "reg_status": "存续",
+        "risk_class": "B",
+    })
+}

@@ -38,9 +38,11 @@ pub fn id_by_code(conn: &Connection, field: &str, code: &str) -> Result<i64> {
 
 /// The code of a department id.
 pub fn code_by_id(conn: &Connection, id: i64) -> Result<String> {
-    Ok(conn.query_row("SELECT code FROM departments WHERE id = ?1", [id], |r| {
-        r.get(0)
-    })?)
+    Ok(
+        conn.query_row("SELECT code FROM departments WHERE id = ?1", [id], |r| {
+            r.get(0)
+        })?,
+    )
 }
 
 /// Inserts a department.
@@ -53,7 +55,10 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, dept: &Department) -> Result<De
         |r| r.get(0),
     )?;
     if exists {
-        return Err(Error::Conflict(format!("department `{}` exists", dept.code)));
+        return Err(Error::Conflict(format!(
+            "department `{}` exists",
+            dept.code
+        )));
     }
     tx.execute(
         "INSERT INTO departments (code, name) VALUES (?1, ?2)",

@@ -15,9 +15,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::TARGET_TYPES;
 use super::require_writer;
 use super::targets::{self, TargetInput};
-use super::TARGET_TYPES;
 use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
@@ -122,7 +122,10 @@ fn decode(bytes: &[u8], encoding: CsvEncoding) -> Result<(String, CsvEncoding)> 
     let gbk = |b: &[u8]| {
         let (text, had_errors) = encoding_rs::GBK.decode_without_bom_handling(b);
         if had_errors {
-            Err(Error::invalid("body", "the file is neither valid UTF-8 nor valid GBK"))
+            Err(Error::invalid(
+                "body",
+                "the file is neither valid UTF-8 nor valid GBK",
+            ))
         } else {
             Ok(text.into_owned())
         }
@@ -184,7 +187,10 @@ pub fn parse(
             ));
         };
         if index.insert(field, i).is_some() {
-            return Err(Error::invalid("header", format!("column `{field}` appears twice")));
+            return Err(Error::invalid(
+                "header",
+                format!("column `{field}` appears twice"),
+            ));
         }
     }
     if let Some((missing, aliases)) = COLUMNS
@@ -207,7 +213,11 @@ pub fn parse(
             Ok(r) => r,
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                bad.push(RowError { line, field: None, reason: format!("unreadable row: {e}") });
+                bad.push(RowError {
+                    line,
+                    field: None,
+                    reason: format!("unreadable row: {e}"),
+                });
                 continue;
             }
         };
@@ -247,7 +257,10 @@ pub fn parse(
             match complaints_text.parse::<u32>() {
                 Ok(n) => n,
                 Err(_) => {
-                    bad.push(fail("complaints", format!("`{complaints_text}` is not a count")));
+                    bad.push(fail(
+                        "complaints",
+                        format!("`{complaints_text}` is not a count"),
+                    ));
                     continue;
                 }
             }
@@ -272,7 +285,10 @@ pub fn parse(
             Ok(target) => match seen.get(&target.uscc) {
                 Some(first) => bad.push(fail(
                     "uscc",
-                    format!("统一社会信用代码 {} already appears on line {first}", target.uscc),
+                    format!(
+                        "统一社会信用代码 {} already appears on line {first}",
+                        target.uscc
+                    ),
                 )),
                 None => {
                     seen.insert(target.uscc.clone(), line);
@@ -308,9 +324,7 @@ pub fn import(
     let at = now();
     let mut lookup = tx.prepare_cached("SELECT id FROM targets WHERE uscc = ?1")?;
     for (_, target) in &good {
-        let existing: Option<i64> = lookup
-            .query_row([&target.uscc], |r| r.get(0))
-            .optional()?;
+        let existing: Option<i64> = lookup.query_row([&target.uscc], |r| r.get(0)).optional()?;
         match existing {
             Some(id) => {
                 targets::update_unaudited(tx, id, target, &at)?;
@@ -350,7 +364,10 @@ pub(super) async fn import_handler(
     require_writer(&user)?;
     let bytes = body_bytes(request, &state, IMPORT_BODY_LIMIT).await?;
     if bytes.is_empty() {
-        return Err(Error::invalid("body", "send the CSV file as the request body"));
+        return Err(Error::invalid(
+            "body",
+            "send the CSV file as the request body",
+        ));
     }
     let started = std::time::Instant::now();
     let report = state
@@ -403,10 +420,17 @@ mod tests {
         assert_eq!(rows, 4);
         assert_eq!(enc, CsvEncoding::Utf8);
         assert_eq!(good.len(), 1);
-        let lines: Vec<_> = bad.iter().map(|e| (e.line, e.field.clone().unwrap())).collect();
+        let lines: Vec<_> = bad
+            .iter()
+            .map(|e| (e.line, e.field.clone().unwrap()))
+            .collect();
         assert_eq!(
             lines,
-            vec![(3, "uscc".into()), (4, "risk_class".into()), (5, "uscc".into())]
+            vec![
+                (3, "uscc".into()),
+                (4, "risk_class".into()),
+                (5, "uscc".into())
+            ]
         );
         assert!(bad[2].reason.contains("line 2"));
     }
@@ -430,6 +454,9 @@ mod tests {
     #[test]
     fn missing_column_fails_whole_file() {
         let err = parse(b"uscc,name\n", CsvEncoding::Auto).unwrap_err();
-        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "header"), "{err}");
+        assert!(
+            matches!(err, Error::Invalid { ref field, .. } if field == "header"),
+            "{err}"
+        );
     }
 }

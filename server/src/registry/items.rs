@@ -101,7 +101,10 @@ fn validate(input: &ItemInput) -> Result<()> {
     check_text("legal_basis", &input.legal_basis, 2000)?;
     check_code("target_type", &input.target_type, TARGET_TYPES)?;
     if input.methods.is_empty() {
-        return Err(Error::invalid("methods", "name at least one inspection method"));
+        return Err(Error::invalid(
+            "methods",
+            "name at least one inspection method",
+        ));
     }
     for (i, m) in input.methods.iter().enumerate() {
         check_code(&format!("methods[{i}]"), m, METHODS)?;
@@ -153,7 +156,11 @@ fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemVersion> {
             target_type: r.get(7)?,
             methods: serde_json::from_str(&methods).unwrap_or_default(),
             content: r.get(9)?,
-            class: if class == "key" { ItemClass::Key } else { ItemClass::General },
+            class: if class == "key" {
+                ItemClass::Key
+            } else {
+                ItemClass::General
+            },
             default_ratio: r.get(11)?,
             frequency: r.get(12)?,
             qualification: r.get(13)?,
@@ -178,7 +185,9 @@ pub fn get(conn: &Connection, code: &str, version: Option<i64>) -> Result<ItemVe
             .optional()?,
         Some(v) => conn
             .query_row(
-                &format!("SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE i.code = ?1 AND v.version = ?2"),
+                &format!(
+                    "SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE i.code = ?1 AND v.version = ?2"
+                ),
                 params![code, v],
                 version_from_row,
             )
@@ -270,7 +279,12 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, item: &NewItem) -> Result<ItemV
 }
 
 /// Makes a new version of an item, unless `input` equals the current one.
-pub fn new_version(tx: &Transaction<'_>, actor: &str, code: &str, input: &ItemInput) -> Result<ItemVersion> {
+pub fn new_version(
+    tx: &Transaction<'_>,
+    actor: &str,
+    code: &str,
+    input: &ItemInput,
+) -> Result<ItemVersion> {
     validate(input)?;
     let current = get(tx, code, None)?;
     if current.input == *input {
@@ -289,7 +303,10 @@ pub fn new_version(tx: &Transaction<'_>, actor: &str, code: &str, input: &ItemIn
     Ok(updated)
 }
 
-pub(super) async fn list(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<ItemVersion>>> {
+pub(super) async fn list(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<ItemVersion>>> {
     require_reader(&user)?;
     Ok(Json(state.db.read(current_all).await?))
 }
@@ -305,7 +322,10 @@ pub(super) async fn create(
     ApiJson(item): ApiJson<NewItem>,
 ) -> Result<(StatusCode, Json<ItemVersion>)> {
     require_writer(&user)?;
-    let created = state.db.write(move |tx| insert(tx, &user.username, &item)).await?;
+    let created = state
+        .db
+        .write(move |tx| insert(tx, &user.username, &item))
+        .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }
 
@@ -338,7 +358,9 @@ pub(super) async fn get_version(
     ApiPath((code, version)): ApiPath<(String, i64)>,
 ) -> Result<Json<ItemVersion>> {
     require_reader(&user)?;
-    Ok(Json(state.db.read(move |c| get(c, &code, Some(version))).await?))
+    Ok(Json(
+        state.db.read(move |c| get(c, &code, Some(version))).await?,
+    ))
 }
 
 pub(super) async fn versions(

@@ -23,13 +23,27 @@ pub fn routes() -> Router<AppState> {
             get(departments::list).post(departments::create),
         )
         .route("/api/v1/items", get(items::list).post(items::create))
-        .route("/api/v1/items/{code}", get(items::get_current).put(items::update))
+        .route(
+            "/api/v1/items/{code}",
+            get(items::get_current).put(items::update),
+        )
         .route("/api/v1/items/{code}/versions", get(items::versions))
-        .route("/api/v1/items/{code}/versions/{version}", get(items::get_version))
+        .route(
+            "/api/v1/items/{code}/versions/{version}",
+            get(items::get_version),
+        )
         .route("/api/v1/public/items", get(items::public_list))
         .route("/api/v1/targets", get(targets::list).post(targets::create))
-        .route("/api/v1/targets/import", post(import::import_handler).layer(axum::extract::DefaultBodyLimit::max(import::IMPORT_BODY_LIMIT)))
-        .route("/api/v1/targets/{id}", get(targets::get_one).put(targets::update))
+        .route(
+            "/api/v1/targets/import",
+            post(import::import_handler).layer(axum::extract::DefaultBodyLimit::max(
+                import::IMPORT_BODY_LIMIT,
+            )),
+        )
+        .route(
+            "/api/v1/targets/{id}",
+            get(targets::get_one).put(targets::update),
+        )
         .route(
             "/api/v1/inspectors",
             get(inspectors::list).post(inspectors::create),

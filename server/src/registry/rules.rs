@@ -72,7 +72,10 @@ impl Rules {
             check_ratio(field, r)?;
         }
         if !(2..=10).contains(&self.group_size) {
-            return Err(Error::invalid("group_size", "a group has 2 to 10 inspectors"));
+            return Err(Error::invalid(
+                "group_size",
+                "a group has 2 to 10 inspectors",
+            ));
         }
         if !(1..=52).contains(&self.frequency_cap) {
             return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
@@ -158,7 +161,10 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
     Ok(after)
 }
 
-pub(super) async fn get_rules(State(state): State<AppState>, user: AuthUser) -> Result<Json<Rules>> {
+pub(super) async fn get_rules(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Rules>> {
     require_reader(&user)?;
     Ok(Json(state.db.read(load).await?))
 }

@@ -136,7 +136,9 @@ pub fn get(conn: &Connection, id: i64) -> Result<Target> {
 /// The id of the target with `uscc`, if registered.
 pub fn id_by_uscc(conn: &Connection, code: &str) -> Result<Option<i64>> {
     Ok(conn
-        .query_row("SELECT id FROM targets WHERE uscc = ?1", [code], |r| r.get(0))
+        .query_row("SELECT id FROM targets WHERE uscc = ?1", [code], |r| {
+            r.get(0)
+        })
         .optional()?)
 }
 
@@ -227,7 +229,10 @@ pub fn search(conn: &Connection, filter: &TargetFilter) -> Result<Page<Target>> 
     let mut args: Vec<SqlValue> = Vec::new();
     if let Some(q) = filter.q.as_deref().map(str::trim).filter(|q| !q.is_empty()) {
         clauses.push("(name LIKE ? ESCAPE '\\' OR uscc LIKE ? ESCAPE '\\')");
-        let escaped = q.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_");
+        let escaped = q
+            .replace('\\', "\\\\")
+            .replace('%', "\\%")
+            .replace('_', "\\_");
         args.push(SqlValue::Text(format!("%{escaped}%")));
         args.push(SqlValue::Text(format!("{}%", escaped.to_ascii_uppercase())));
     }

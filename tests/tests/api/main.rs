@@ -1,0 +1,6 @@
+//! End-to-end tests of the HTTP API on a real server bound to 127.0.0.1:0.
+
+mod accounts;
+mod bad_input;
+mod plans;
+mod registry;
