@@ -11,7 +11,6 @@ pub mod ids;
 pub mod record;
 pub mod vocab;
 
-
 pub use error::{Error, Result};
 pub use ids::{BlobHash, InspectorId, ItemCode, NoteId, RecordId};
 pub use record::{Assignment, RecordDoc};

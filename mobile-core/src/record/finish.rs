@@ -106,7 +106,10 @@ impl fmt::Display for Missing {
                 write!(f, "item {item}: record the method used (核查方式)")
             }
             Missing::ItemWithoutFinding { item } => {
-                write!(f, "item {item}: record the finding, or why it was not checked (检查情况)")
+                write!(
+                    f,
+                    "item {item}: record the finding, or why it was not checked (检查情况)"
+                )
             }
             Missing::NoResultCategory => write!(f, "select at least one result (检查结果)"),
             Missing::ContradictoryResults => write!(
@@ -117,12 +120,23 @@ impl fmt::Display for Missing {
             Missing::FollowUpRequired {
                 result,
                 measure: Some(m),
-            } => write!(f, "result \"{}\" needs follow-up \"{}\"", result.label(), m.label()),
+            } => write!(
+                f,
+                "result \"{}\" needs follow-up \"{}\"",
+                result.label(),
+                m.label()
+            ),
             Missing::FollowUpRequired {
                 result,
                 measure: None,
-            } => write!(f, "result \"{}\" needs a follow-up measure (后续处置)", result.label()),
-            Missing::FollowUpDeadline => write!(f, "the follow-up measure needs a deadline (整改期限)"),
+            } => write!(
+                f,
+                "result \"{}\" needs a follow-up measure (后续处置)",
+                result.label()
+            ),
+            Missing::FollowUpDeadline => {
+                write!(f, "the follow-up measure needs a deadline (整改期限)")
+            }
             Missing::InspectorSignatures { valid, needed } => write!(
                 f,
                 "{needed} inspector signatures are needed, {valid} present (检查人员签名)"
@@ -240,7 +254,9 @@ impl RecordDoc {
     ) -> Result<PartySignature> {
         self.ensure_editable()?;
         if name.trim().is_empty() {
-            return Err(Error::InvalidInput("the party's signer needs a name".into()));
+            return Err(Error::InvalidInput(
+                "the party's signer needs a name".into(),
+            ));
         }
         let signature = PartySignature::Signed {
             name: name.to_owned(),
@@ -255,7 +271,11 @@ impl RecordDoc {
     }
 
     /// Records that the party refused to sign, and why.
-    pub fn party_refuse(&mut self, recorded_by: &InspectorId, reason: &str) -> Result<PartySignature> {
+    pub fn party_refuse(
+        &mut self,
+        recorded_by: &InspectorId,
+        reason: &str,
+    ) -> Result<PartySignature> {
         self.ensure_editable()?;
         if reason.trim().is_empty() {
             return Err(Error::InvalidInput("record why the party refused".into()));
@@ -327,7 +347,9 @@ impl RecordDoc {
                 measure: None,
             });
         }
-        if follow_up.measure.is_some_and(FollowUpMeasure::needs_deadline)
+        if follow_up
+            .measure
+            .is_some_and(FollowUpMeasure::needs_deadline)
             && follow_up.deadline.is_none()
         {
             missing.push(Missing::FollowUpDeadline);

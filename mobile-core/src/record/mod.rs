@@ -57,12 +57,14 @@ pub use values::{
     PhotoMeta, Review, ReviewEvent, Submission,
 };
 
+use crate::RECORD_SCHEMA_VERSION;
 use crate::error::{Error, Result};
 use crate::ids::{BlobHash, InspectorId, ItemCode, NoteId, RecordId};
 use crate::vocab::{FollowUpMeasure, Method, ResultCategory, ReviewState};
-use crate::RECORD_SCHEMA_VERSION;
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{
+    ActorId, AutoCommit, ChangeHash, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value,
+};
 use chrono::{DateTime, NaiveDate, Utc};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -128,29 +130,32 @@ pub struct RecordDoc {
 impl RecordDoc {
     /// Creates a record as the server does at the draw. Deterministic: identical inputs give
     /// identical bytes and heads.
+    ///
+    /// A record is two changes by the server actor at time 0: the skeleton (schema version and
+    /// every map, which depends only on the item codes) and the record's own values (id and
+    /// assignment). The skeleton of the last item list used is cached per thread and cloned,
+    /// because creating its ~30 objects op by op is what makes mass creation at a draw slow.
     pub fn create(record_id: &RecordId, assignment: &Assignment) -> Result<RecordDoc> {
         assignment.validate().map_err(Error::InvalidInput)?;
         if record_id.as_str().is_empty() {
             return Err(Error::InvalidInput("empty record id".into()));
         }
         let json = serde_json::to_string(assignment)?;
-        let mut doc = AutoCommit::new().with_actor(server_actor());
-        doc.put(ROOT, keys::SCHEMA_VERSION, RECORD_SCHEMA_VERSION)?;
+        let codes: Vec<ItemCode> = assignment.items.iter().map(|i| i.code.clone()).collect();
+        let mut doc = SKELETON.with(|cache| -> Result<AutoCommit> {
+            let mut cache = cache.borrow_mut();
+            match &*cache {
+                Some((cached, skeleton)) if *cached == codes => Ok(skeleton.clone()),
+                _ => {
+                    let skeleton = skeleton(&codes)?;
+                    *cache = Some((codes, skeleton.clone()));
+                    Ok(skeleton)
+                }
+            }
+        })?;
         doc.put(ROOT, keys::RECORD_ID, record_id.as_str())?;
         doc.put(ROOT, keys::ASSIGNMENT, json)?;
-        let mut maps = BTreeMap::new();
-        for name in keys::ROOT_MAPS {
-            maps.insert(*name, doc.put_object(ROOT, *name, ObjType::Map)?);
-        }
-        for item in &assignment.items {
-            let obj = doc.put_object(&maps[keys::ITEMS], item.code.as_str(), ObjType::Map)?;
-            doc.put_object(&obj, keys::METHODS, ObjType::Map)?;
-        }
-        let review = &maps[keys::REVIEW];
-        doc.put(review, keys::STATE, ReviewState::Open.code())?;
-        doc.put(review, keys::ROUND, 0u64)?;
-        doc.put_object(review, keys::HISTORY, ObjType::Map)?;
-        doc.commit_with(CommitOptions::default().with_message("create record").with_time(0));
+        doc.commit_with(CommitOptions::default().with_message("assign").with_time(0));
         Ok(RecordDoc { doc })
     }
 
@@ -414,7 +419,7 @@ impl RecordDoc {
     pub fn set_checked(&mut self, code: &ItemCode, checked: bool) -> Result<()> {
         self.ensure_editable()?;
         let obj = self.item_obj(code)?;
-        self.doc.put(&obj, keys::CHECKED, checked)?;
+        self.put_answer(&obj, keys::CHECKED, checked)?;
         self.commit("set checked");
         Ok(())
     }
@@ -423,7 +428,7 @@ impl RecordDoc {
     pub fn set_method(&mut self, code: &ItemCode, method: Method, used: bool) -> Result<()> {
         self.ensure_editable()?;
         let obj = self.map_at(&self.item_obj(code)?, keys::METHODS)?;
-        self.doc.put(&obj, method.code(), used)?;
+        self.put_answer(&obj, method.code(), used)?;
         self.commit("set method");
         Ok(())
     }
@@ -435,11 +440,11 @@ impl RecordDoc {
         let existing: Vec<String> = self.doc.keys(&obj).collect();
         for key in existing {
             if !methods.iter().any(|m| m.code() == key) {
-                self.doc.put(&obj, key.as_str(), false)?;
+                self.put_answer(&obj, key.as_str(), false)?;
             }
         }
         for m in methods {
-            self.doc.put(&obj, m.code(), true)?;
+            self.put_answer(&obj, m.code(), true)?;
         }
         self.commit("set methods");
         Ok(())
@@ -459,7 +464,7 @@ impl RecordDoc {
     pub fn set_result_category(&mut self, category: ResultCategory, selected: bool) -> Result<()> {
         self.ensure_editable()?;
         let obj = self.root_map(keys::RESULTS)?;
-        self.doc.put(&obj, category.code(), selected)?;
+        self.put_answer(&obj, category.code(), selected)?;
         self.commit("set result category");
         Ok(())
     }
@@ -471,11 +476,11 @@ impl RecordDoc {
         let existing: Vec<String> = self.doc.keys(&obj).collect();
         for key in existing {
             if !categories.iter().any(|c| c.code() == key) {
-                self.doc.put(&obj, key.as_str(), false)?;
+                self.put_answer(&obj, key.as_str(), false)?;
             }
         }
         for c in categories {
-            self.doc.put(&obj, c.code(), true)?;
+            self.put_answer(&obj, c.code(), true)?;
         }
         self.commit("set result categories");
         Ok(())
@@ -491,16 +496,16 @@ impl RecordDoc {
         self.ensure_editable()?;
         let obj = self.root_map(keys::FOLLOW_UP)?;
         match measure {
-            Some(m) => self.doc.put(&obj, keys::MEASURE, m.code())?,
-            None => self.doc.delete(&obj, keys::MEASURE)?,
+            Some(m) => self.put_answer(&obj, keys::MEASURE, m.code())?,
+            None => self.delete_answer(&obj, keys::MEASURE)?,
         }
         match deadline {
-            Some(d) => self.doc.put(&obj, keys::DEADLINE, d.to_string())?,
-            None => self.doc.delete(&obj, keys::DEADLINE)?,
+            Some(d) => self.put_answer(&obj, keys::DEADLINE, d.to_string())?,
+            None => self.delete_answer(&obj, keys::DEADLINE)?,
         }
         match detail {
-            Some(d) => self.doc.put(&obj, keys::DETAIL, d)?,
-            None => self.doc.delete(&obj, keys::DETAIL)?,
+            Some(d) => self.put_answer(&obj, keys::DETAIL, d)?,
+            None => self.delete_answer(&obj, keys::DETAIL)?,
         }
         self.commit("set follow-up");
         Ok(())
@@ -510,7 +515,7 @@ impl RecordDoc {
     pub fn set_party_statement(&mut self, statement: &str) -> Result<()> {
         self.ensure_editable()?;
         let obj = self.root_map(keys::PARTY)?;
-        self.doc.put(&obj, keys::STATEMENT, statement)?;
+        self.put_answer(&obj, keys::STATEMENT, statement)?;
         self.commit("set party statement");
         Ok(())
     }
@@ -553,8 +558,7 @@ impl RecordDoc {
             created_at,
         };
         let obj = self.root_map(keys::NOTES)?;
-        self.doc
-            .put(&obj, note.id.as_str(), serde_json::to_string(&note)?)?;
+        self.put_json(&obj, note.id.as_str(), &note)?;
         self.commit("add note");
         Ok(note)
     }
@@ -577,8 +581,7 @@ impl RecordDoc {
         self.ensure_editable()?;
         self.item_obj(&photo.item)?;
         let obj = self.root_map(keys::PHOTOS)?;
-        self.doc
-            .put(&obj, photo.sha256.as_str(), serde_json::to_string(photo)?)?;
+        self.put_json(&obj, photo.sha256.as_str(), photo)?;
         self.commit("attach photo");
         Ok(())
     }
@@ -621,7 +624,7 @@ impl RecordDoc {
     fn put_item_text(&mut self, code: &ItemCode, key: &str, text: &str, msg: &str) -> Result<()> {
         self.ensure_editable()?;
         let obj = self.item_obj(code)?;
-        self.doc.put(&obj, key, text)?;
+        self.put_answer(&obj, key, text)?;
         self.commit(msg);
         Ok(())
     }
@@ -642,7 +645,12 @@ impl RecordDoc {
         for head in self.doc.get_heads() {
             h.update(head.0);
         }
-        h.update(now().timestamp_nanos_opt().unwrap_or_default().to_le_bytes());
+        h.update(
+            now()
+                .timestamp_nanos_opt()
+                .unwrap_or_default()
+                .to_le_bytes(),
+        );
         h.update(salt);
         format!("{prefix}{}", &hex::encode(h.finalize())[..16])
     }
@@ -719,10 +727,68 @@ impl RecordDoc {
         Ok(out)
     }
 
-    pub(crate) fn put_json<T: Serialize>(&mut self, obj: &ObjId, key: &str, value: &T) -> Result<()> {
-        self.doc.put(obj, key, serde_json::to_string(value)?)?;
+    pub(crate) fn put_json<T: Serialize>(
+        &mut self,
+        obj: &ObjId,
+        key: &str,
+        value: &T,
+    ) -> Result<()> {
+        self.put_answer(obj, key, serde_json::to_string(value)?)
+    }
+
+    /// Puts a scalar so that it settles any conflict at `key`. Automerge treats a put of the
+    /// value already visible as a no-op, which would leave the competing values standing when
+    /// an inspector picks the current winner; deleting first makes the choice an operation that
+    /// supersedes every competing value.
+    pub(crate) fn put_answer(
+        &mut self,
+        obj: &ObjId,
+        key: &str,
+        value: impl Into<ScalarValue>,
+    ) -> Result<()> {
+        if self.doc.get_all(obj, key)?.len() > 1 {
+            self.doc.delete(obj, key)?;
+        }
+        self.doc.put(obj, key, value)?;
         Ok(())
     }
+
+    /// Deletes `key` (and with it any competing values).
+    pub(crate) fn delete_answer(&mut self, obj: &ObjId, key: &str) -> Result<()> {
+        if self.doc.get(obj, key)?.is_some() {
+            self.doc.delete(obj, key)?;
+        }
+        Ok(())
+    }
+}
+
+thread_local! {
+    static SKELETON: std::cell::RefCell<Option<(Vec<ItemCode>, AutoCommit)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The first change of every record with these item codes: the schema version and all maps.
+fn skeleton(codes: &[ItemCode]) -> Result<AutoCommit> {
+    let mut doc = AutoCommit::new().with_actor(server_actor());
+    doc.put(ROOT, keys::SCHEMA_VERSION, RECORD_SCHEMA_VERSION)?;
+    let mut maps = BTreeMap::new();
+    for name in keys::ROOT_MAPS {
+        maps.insert(*name, doc.put_object(ROOT, *name, ObjType::Map)?);
+    }
+    for code in codes {
+        let obj = doc.put_object(&maps[keys::ITEMS], code.as_str(), ObjType::Map)?;
+        doc.put_object(&obj, keys::METHODS, ObjType::Map)?;
+    }
+    let review = &maps[keys::REVIEW];
+    doc.put(review, keys::STATE, ReviewState::Open.code())?;
+    doc.put(review, keys::ROUND, 0u64)?;
+    doc.put_object(review, keys::HISTORY, ObjType::Map)?;
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message("record skeleton")
+            .with_time(0),
+    );
+    Ok(doc)
 }
 
 /// The current time, the one clock of this crate.
@@ -732,7 +798,8 @@ pub(crate) fn now() -> DateTime<Utc> {
 
 /// Parses `YYYY-MM-DD`.
 pub fn parse_date(text: &str) -> std::result::Result<NaiveDate, String> {
-    NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| format!("not a YYYY-MM-DD date: {text:?}"))
+    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+        .map_err(|_| format!("not a YYYY-MM-DD date: {text:?}"))
 }
 
 #[cfg(test)]

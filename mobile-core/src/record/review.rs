@@ -57,7 +57,8 @@ impl RecordDoc {
     pub fn accept_submission(&mut self, by: &str) -> Result<u64> {
         let review = self.review()?;
         let round = self.submitted_round()?;
-        if round <= review.round || !matches!(review.state, ReviewState::Open | ReviewState::Returned)
+        if round <= review.round
+            || !matches!(review.state, ReviewState::Open | ReviewState::Returned)
         {
             return Err(Error::WrongState {
                 action: "accept a submission of".into(),
@@ -74,7 +75,13 @@ impl RecordDoc {
         if comment.trim().is_empty() {
             return Err(Error::InvalidInput("say why the record is returned".into()));
         }
-        self.review_step(&review, ReviewState::Returned, review.round, by, Some(comment))
+        self.review_step(
+            &review,
+            ReviewState::Returned,
+            review.round,
+            by,
+            Some(comment),
+        )
     }
 
     /// Approves a submitted record. Server only.

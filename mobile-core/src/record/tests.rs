@@ -85,8 +85,10 @@ pub(crate) fn answer_everything(doc: &mut RecordDoc) {
         doc.set_methods(&code, &[Method::OnSite]).unwrap();
         doc.set_finding(&code, "未发现问题").unwrap();
     }
-    doc.set_result_categories(&[ResultCategory::NoProblem]).unwrap();
-    doc.set_follow_up(Some(FollowUpMeasure::None), None, None).unwrap();
+    doc.set_result_categories(&[ResultCategory::NoProblem])
+        .unwrap();
+    doc.set_follow_up(Some(FollowUpMeasure::None), None, None)
+        .unwrap();
 }
 
 fn record_id() -> RecordId {
@@ -102,12 +104,22 @@ fn create_is_deterministic_and_round_trips_the_assignment() {
     assert_eq!(one.save(), two.save());
     assert_eq!(one.assignment().unwrap(), a);
     assert_eq!(one.record_id().unwrap(), record_id());
-    assert_eq!(one.schema_version().unwrap(), crate::RECORD_SCHEMA_VERSION);
+    assert_eq!(one.schema_version().unwrap(), RECORD_SCHEMA_VERSION);
     assert_eq!(one.status().unwrap(), ReviewState::Open);
     assert!(one.check_shape().is_empty(), "{:?}", one.check_shape());
 
     let mut other = RecordDoc::create(&RecordId::new("task-1/t-2"), &a).unwrap();
     assert_ne!(one.heads(), other.heads());
+    // A different item list gives a different skeleton, and the cache must not leak the old one.
+    let mut fewer = a.clone();
+    fewer.items.truncate(1);
+    let small = RecordDoc::create(&record_id(), &fewer).unwrap();
+    assert!(matches!(
+        small.item(&ItemCode::new("A02")),
+        Err(Error::NotFound(_))
+    ));
+    let again = RecordDoc::create(&record_id(), &a).unwrap();
+    assert!(again.item(&ItemCode::new("A02")).is_ok());
 }
 
 #[test]
@@ -137,7 +149,8 @@ fn answers_round_trip_through_save_and_load() {
     doc.set_method(&a01, Method::Documentary, false).unwrap();
     doc.set_finding(&a01, "年报与实际一致").unwrap();
     doc.set_disposition(&a01, "无").unwrap();
-    doc.set_result_categories(&[ResultCategory::Rectified]).unwrap();
+    doc.set_result_categories(&[ResultCategory::Rectified])
+        .unwrap();
     let deadline = NaiveDate::from_ymd_opt(2025, 7, 1).unwrap();
     doc.set_follow_up(
         Some(FollowUpMeasure::OrderRectification),
@@ -160,7 +173,10 @@ fn answers_round_trip_through_save_and_load() {
     let fu = reloaded.follow_up().unwrap();
     assert_eq!(fu.measure, Some(FollowUpMeasure::OrderRectification));
     assert_eq!(fu.deadline, Some(deadline));
-    assert_eq!(reloaded.party_statement().unwrap().as_deref(), Some("无异议"));
+    assert_eq!(
+        reloaded.party_statement().unwrap().as_deref(),
+        Some("无异议")
+    );
     assert!(reloaded.check_shape().is_empty());
 }
 
@@ -212,8 +228,8 @@ fn concurrent_different_findings_are_kept_as_a_conflict_until_set_again() {
     assert_eq!(
         values,
         vec![
-            ("经营场所已搬迁".to_owned(), Some(insp(2))),
             ("经营场所与登记一致".to_owned(), Some(insp(1))),
+            ("经营场所已搬迁".to_owned(), Some(insp(2))),
         ]
     );
     // Both replicas see the same conflict, and submission is blocked by it.
@@ -238,17 +254,47 @@ fn concurrent_different_findings_are_kept_as_a_conflict_until_set_again() {
 }
 
 #[test]
-fn concurrent_pick_and_unpick_of_a_result_is_a_conflict() {
+fn concurrent_result_picks_merge_and_different_measures_conflict() {
     let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
     let mut one = phone_copy(&mut server, 1);
-    one.set_result_category(ResultCategory::Rectified, true).unwrap();
-    let mut two = phone_copy(&mut one, 2);
-    one.set_result_category(ResultCategory::Rectified, false).unwrap();
-    two.set_result_category(ResultCategory::Rectified, true).unwrap();
+    let mut two = phone_copy(&mut server, 2);
+    one.set_result_category(ResultCategory::Rectified, true)
+        .unwrap();
+    two.set_result_category(ResultCategory::NotPublicized, true)
+        .unwrap();
+    one.set_follow_up(Some(FollowUpMeasure::OrderRectification), None, None)
+        .unwrap();
+    two.set_follow_up(Some(FollowUpMeasure::ReferCaseUnit), None, None)
+        .unwrap();
     one.merge(&mut two).unwrap();
-    let conflicts = one.conflicts().unwrap();
-    assert_eq!(conflicts.len(), 1);
-    assert_eq!(conflicts[0].field, "results/rectified");
+    assert_eq!(
+        one.result_categories().unwrap(),
+        BTreeSet::from([ResultCategory::NotPublicized, ResultCategory::Rectified])
+    );
+    let fields: Vec<String> = one
+        .conflicts()
+        .unwrap()
+        .into_iter()
+        .map(|c| c.field)
+        .collect();
+    assert_eq!(fields, vec!["follow_up/measure".to_owned()]);
+}
+
+#[test]
+fn choosing_the_value_that_already_wins_still_settles_the_conflict() {
+    let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
+    let mut one = phone_copy(&mut server, 1);
+    let mut two = phone_copy(&mut server, 2);
+    let a02 = ItemCode::new("A02");
+    one.set_checked(&a02, true).unwrap();
+    two.set_checked(&a02, false).unwrap();
+    one.merge(&mut two).unwrap();
+    let winner = one.item(&a02).unwrap().checked.unwrap();
+    assert_eq!(one.conflicts().unwrap().len(), 1);
+    one.set_checked(&a02, winner).unwrap();
+    two.merge(&mut one).unwrap();
+    assert!(two.conflicts().unwrap().is_empty());
+    assert_eq!(two.item(&a02).unwrap().checked, Some(winner));
 }
 
 #[test]
@@ -293,7 +339,8 @@ fn rectified_needs_an_order_to_rectify_and_pending_followup_needs_a_measure() {
     let mut doc = phone_copy(&mut server, 1);
     doc.set_result_categories(&[ResultCategory::Rectified, ResultCategory::PendingFollowup])
         .unwrap();
-    doc.set_follow_up(Some(FollowUpMeasure::None), None, None).unwrap();
+    doc.set_follow_up(Some(FollowUpMeasure::None), None, None)
+        .unwrap();
     let missing = doc.missing_for_submit().unwrap();
     assert!(missing.contains(&Missing::FollowUpRequired {
         result: ResultCategory::Rectified,
@@ -311,9 +358,10 @@ fn rectified_needs_an_order_to_rectify_and_pending_followup_needs_a_measure() {
     .unwrap();
     let missing = doc.missing_for_submit().unwrap();
     assert!(
-        !missing
-            .iter()
-            .any(|m| matches!(m, Missing::FollowUpRequired { .. } | Missing::FollowUpDeadline)),
+        !missing.iter().any(|m| matches!(
+            m,
+            Missing::FollowUpRequired { .. } | Missing::FollowUpDeadline
+        )),
         "{missing:?}"
     );
 }
@@ -379,7 +427,10 @@ fn returned_record_can_be_edited_and_submitted_as_the_next_round() {
     assert_eq!(phone.status().unwrap(), ReviewState::Returned);
     let review = phone.review().unwrap();
     assert_eq!(review.history.len(), 2);
-    assert_eq!(review.history[1].comment.as_deref(), Some("请补充现场照片说明"));
+    assert_eq!(
+        review.history[1].comment.as_deref(),
+        Some("请补充现场照片说明")
+    );
 
     // Edit, re-sign, resubmit as round 2.
     phone
@@ -411,7 +462,13 @@ fn notes_carry_item_photos_and_witness_and_refuse_unknown_photos() {
     let a02 = ItemCode::new("A02");
     let unknown = BlobHash::of(b"nothing");
     assert!(matches!(
-        doc.add_note(&insp(1), &a02, "x", std::slice::from_ref(&unknown), NoteKind::Note),
+        doc.add_note(
+            &insp(1),
+            &a02,
+            "x",
+            std::slice::from_ref(&unknown),
+            NoteKind::Note
+        ),
         Err(Error::NotFound(_))
     ));
     let note = doc
