@@ -425,7 +425,7 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
         uscc: uscc::generate(authority, kind, division, 10_000_000 + serial as u32 * 37),
         name: format!(
             "{name}{}",
-            if serial % 7 == 0 {
+            if serial.is_multiple_of(7) {
                 "（分公司）"
             } else {
                 ""

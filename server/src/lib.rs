@@ -105,7 +105,7 @@ pub async fn serve(
 async fn health(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> Result<axum::Json<serde_json::Value>> {
-    let version = state.db.read(|c| db::schema_version(c)).await?;
+    let version = state.db.read(db::schema_version).await?;
     Ok(axum::Json(json!({
         "status": "ok",
         "version": env!("CARGO_PKG_VERSION"),

@@ -35,10 +35,35 @@ enum Command {
         #[arg(long)]
         demo: bool,
     },
+    /// Accounts, for setting up a server without demo data.
+    User {
+        #[command(subcommand)]
+        command: UserCommand,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
         command: AuditCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create an account. The password is read from SUIJI_PASSWORD or, if that
+    /// is unset, from the first line of standard input.
+    Create {
+        /// Data directory (database and blobs).
+        #[arg(long, default_value = "./suiji-data", env = "SUIJI_DATA")]
+        data: PathBuf,
+        /// Login name.
+        #[arg(long)]
+        username: String,
+        /// Name shown to people.
+        #[arg(long)]
+        display_name: String,
+        /// Role (admin, planner, supervisor, inspector); repeat for several.
+        #[arg(long = "role", required = true)]
+        roles: Vec<String>,
     },
 }
 
@@ -74,7 +99,49 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => verify_audit(data),
+        Command::User {
+            command:
+                UserCommand::Create {
+                    data,
+                    username,
+                    display_name,
+                    roles,
+                },
+        } => create_user(data, &username, &display_name, &roles),
     }
+}
+
+fn create_user(
+    data: PathBuf,
+    username: &str,
+    display_name: &str,
+    roles: &[String],
+) -> anyhow::Result<ExitCode> {
+    let roles = roles
+        .iter()
+        .map(|r| r.parse::<suiji_server::auth::Role>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let password = match std::env::var("SUIJI_PASSWORD") {
+        Ok(p) => p,
+        Err(_) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line)?;
+            line.trim_end_matches(['\r', '\n']).to_owned()
+        }
+    };
+    if let Some(why) = suiji_server::auth::password_weakness(username, &password) {
+        anyhow::bail!("password {why}");
+    }
+    let state = suiji_server::open(Config {
+        data_dir: data,
+        demo: false,
+    })?;
+    let hash = suiji_server::auth::hash_password(&password)?;
+    let user = state.db.write_blocking(|tx| {
+        suiji_server::accounts::insert_user(tx, "cli", username, display_name, &hash, &roles)
+    })?;
+    println!("created user {} (id {})", user.username, user.id);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<ExitCode> {

@@ -159,12 +159,22 @@ fn target_type_code(value: &str) -> String {
         .unwrap_or_else(|| v.to_owned())
 }
 
-/// Parses and checks every row. Returns the good rows with their line numbers,
-/// the bad ones, the row count and the encoding used.
-pub fn parse(
-    bytes: &[u8],
-    encoding: CsvEncoding,
-) -> Result<(Vec<(u64, TargetInput)>, Vec<RowError>, usize, CsvEncoding)> {
+/// A parsed and checked file.
+#[derive(Debug)]
+pub struct Parsed {
+    /// Good rows with their line numbers.
+    pub good: Vec<(u64, TargetInput)>,
+    /// Bad rows.
+    pub bad: Vec<RowError>,
+    /// Data rows in the file (blank lines not counted).
+    pub rows: usize,
+    /// The encoding the file was read as.
+    pub encoding: CsvEncoding,
+}
+
+/// Parses and checks every row; fails only if the file as a whole is
+/// unreadable (encoding, header).
+pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
     let (text, used) = decode(bytes, encoding)?;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
@@ -297,7 +307,12 @@ pub fn parse(
             },
         }
     }
-    Ok((good, bad, rows, used))
+    Ok(Parsed {
+        good,
+        bad,
+        rows,
+        encoding: used,
+    })
 }
 
 /// Parses `bytes` and, as `params` says, writes the good rows in `tx`.
@@ -307,7 +322,12 @@ pub fn import(
     bytes: &[u8],
     params: &ImportParams,
 ) -> Result<ImportReport> {
-    let (good, errors, rows, encoding) = parse(bytes, params.encoding)?;
+    let Parsed {
+        good,
+        bad: errors,
+        rows,
+        encoding,
+    } = parse(bytes, params.encoding)?;
     let mut report = ImportReport {
         mode: params.mode,
         encoding,
@@ -416,7 +436,12 @@ mod tests {
             row(3, "丙公司", "E"),
             row(1, "甲公司重复", "A"),
         );
-        let (good, bad, rows, enc) = parse(csv.as_bytes(), CsvEncoding::Auto).unwrap();
+        let Parsed {
+            good,
+            bad,
+            rows,
+            encoding: enc,
+        } = parse(csv.as_bytes(), CsvEncoding::Auto).unwrap();
         assert_eq!(rows, 4);
         assert_eq!(enc, CsvEncoding::Utf8);
         assert_eq!(good.len(), 1);
@@ -443,7 +468,12 @@ mod tests {
         );
         let (bytes, _, _) = encoding_rs::GBK.encode(&text);
         assert!(std::str::from_utf8(&bytes).is_err(), "really GBK bytes");
-        let (good, bad, _, enc) = parse(&bytes, CsvEncoding::Auto).unwrap();
+        let Parsed {
+            good,
+            bad,
+            encoding: enc,
+            ..
+        } = parse(&bytes, CsvEncoding::Auto).unwrap();
         assert!(bad.is_empty(), "{bad:?}");
         assert_eq!(enc, CsvEncoding::Gbk);
         assert_eq!(good[0].1.name, "杭州味道餐饮有限公司");

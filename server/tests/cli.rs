@@ -1,0 +1,203 @@
+//! The `suiji-server` binary as a newcomer runs it: `serve --demo`, a clean
+//! shutdown on Ctrl-C (SIGINT), the demo password refused outside demo mode,
+//! `user create`, and `audit verify` catching an entry edited in SQLite.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_suiji-server");
+
+struct Running {
+    child: Child,
+    base: String,
+}
+
+fn start(data: &Path, demo: bool) -> Running {
+    let mut cmd = Command::new(BIN);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    if demo {
+        cmd.arg("--demo");
+    }
+    let started = Instant::now();
+    let mut child = cmd.spawn().expect("start suiji-server");
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let mut printed = Vec::new();
+    let base = loop {
+        let line = lines
+            .next()
+            .expect("server exited before listening")
+            .expect("read stdout");
+        if let Some(url) = line.strip_prefix("suiji is listening on ") {
+            break url.to_owned();
+        }
+        printed.push(line);
+    };
+    if demo {
+        let all = printed.join("\n");
+        assert!(
+            all.contains("admin") && all.contains("inspector60"),
+            "demo accounts printed: {all}"
+        );
+    }
+    eprintln!("server (demo={demo}) ready after {:?}", started.elapsed());
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Running { child, base }
+}
+
+fn interrupt_and_wait(mut running: Running) {
+    let pid = running.child.id().to_string();
+    let status = Command::new("kill").args(["-INT", &pid]).status().unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = running.child.try_wait().unwrap() {
+            assert!(status.success(), "clean exit on Ctrl-C, got {status}");
+            return;
+        }
+        assert!(Instant::now() < deadline, "server did not stop on SIGINT");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+async fn login(base: &str, username: &str, password: &str) -> (u16, Value) {
+    let response = reqwest::Client::new()
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&json!({"username": username, "password": password}))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap_or(Value::Null))
+}
+
+fn audit_verify(data: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["audit", "verify", "--data"])
+        .arg(data)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn demo_server_runs_stops_cleanly_and_its_audit_log_catches_tampering() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+
+    let server = start(&data, true);
+    let health: Value = reqwest::get(format!("{}/health", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(health["status"], "ok");
+    let (status, body) = login(&server.base, "planner", "demo").await;
+    assert_eq!(status, 200, "{body}");
+    let token = body["access_token"].as_str().unwrap().to_owned();
+    let targets: Value = reqwest::Client::new()
+        .get(format!("{}/api/v1/targets?per_page=1", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(targets["total"], 10_000);
+    let (status, body) = login(&server.base, "inspector60", "demo").await;
+    assert_eq!(status, 200, "{body}");
+    interrupt_and_wait(server);
+
+    // The same directory without --demo: the demo password no longer works.
+    let server = start(&data, false);
+    let (status, body) = login(&server.base, "admin", "demo").await;
+    assert_eq!(status, 401);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("demo mode"),
+        "{body}"
+    );
+    interrupt_and_wait(server);
+
+    // An account made on the command line can log in outside demo mode.
+    let out = Command::new(BIN)
+        .args([
+            "user",
+            "create",
+            "--username",
+            "chief",
+            "--display-name",
+            "局长",
+            "--role",
+            "admin",
+            "--role",
+            "supervisor",
+            "--data",
+        ])
+        .arg(&data)
+        .env("SUIJI_PASSWORD", "plum-blossom-lantern")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let weak = Command::new(BIN)
+        .args([
+            "user",
+            "create",
+            "--username",
+            "weak",
+            "--display-name",
+            "W",
+            "--role",
+            "admin",
+            "--data",
+        ])
+        .arg(&data)
+        .env("SUIJI_PASSWORD", "demo")
+        .output()
+        .unwrap();
+    assert!(
+        !weak.status.success(),
+        "a weak password is refused on the command line"
+    );
+    let server = start(&data, false);
+    let (status, body) = login(&server.base, "chief", "plum-blossom-lantern").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["user"]["roles"], json!(["admin", "supervisor"]));
+    interrupt_and_wait(server);
+
+    let (ok, out) = audit_verify(&data);
+    assert!(ok, "{out}");
+    assert!(out.contains("intact"), "{out}");
+
+    let conn = rusqlite_connection(&data);
+    conn.execute("UPDATE audit_log SET actor = 'mallory' WHERE seq = 5", [])
+        .unwrap();
+    drop(conn);
+    let (ok, out) = audit_verify(&data);
+    assert!(!ok, "tampered log must fail: {out}");
+    assert!(out.contains("entry 5"), "names the first bad entry: {out}");
+}
+
+fn rusqlite_connection(data: &Path) -> rusqlite::Connection {
+    rusqlite::Connection::open(data.join("suiji.db")).unwrap()
+}
