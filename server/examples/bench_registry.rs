@@ -72,12 +72,23 @@ async fn main() -> anyhow::Result<()> {
     })?;
     let hash = auth::hash_password("benchmark-password-1")?;
     state.db.write_blocking(|tx| {
-        suiji_server::accounts::insert_user(tx, "bench", "planner", "P", &hash, &[auth::Role::Planner])
-            .map(|_| ())
+        suiji_server::accounts::insert_user(
+            tx,
+            "bench",
+            "planner",
+            "P",
+            &hash,
+            &[auth::Role::Planner],
+        )
+        .map(|_| ())
     })?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
-    tokio::spawn(suiji_server::serve(listener, state.clone(), std::future::pending()));
+    tokio::spawn(suiji_server::serve(
+        listener,
+        state.clone(),
+        std::future::pending(),
+    ));
     let http = reqwest::Client::new();
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
@@ -86,7 +97,10 @@ async fn main() -> anyhow::Result<()> {
         .await?
         .json()
         .await?;
-    let token = login["access_token"].as_str().unwrap_or_default().to_owned();
+    let token = login["access_token"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
 
     let mut csv = String::from(
         "统一社会信用代码,名称,类型,行业,区域,地址,法定代表人,登记状态,风险等级,经营异常名录,严重违法失信,投诉\n",

@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod calendar;
 pub mod db;
 pub mod demo;
 pub mod error;
