@@ -72,9 +72,14 @@ pub enum Error {
         limit: usize,
     },
 
-    /// The bytes are not a JPEG, PNG or WebP image, or are corrupt.
+    /// The bytes are not an image of an accepted kind (JPEG, PNG, WebP).
     #[cfg(feature = "phone")]
-    #[error("not a usable JPEG, PNG or WebP image: {0}")]
+    #[error("not an accepted photo: {0}")]
+    UnsupportedImage(String),
+
+    /// The bytes claim to be an accepted image but do not decode (corrupt or truncated).
+    #[cfg(feature = "phone")]
+    #[error("photo does not decode: {0}")]
     BadImage(#[source] image::ImageError),
 
     /// The local SQLite database failed.

@@ -11,9 +11,16 @@ pub mod ids;
 pub mod record;
 pub mod vocab;
 
+#[cfg(feature = "phone")]
+pub mod photo;
+#[cfg(feature = "phone")]
+pub mod store;
+
 pub use error::{Error, Result};
 pub use ids::{BlobHash, InspectorId, ItemCode, NoteId, RecordId};
 pub use record::{Assignment, RecordDoc};
+#[cfg(feature = "phone")]
+pub use store::{Store, StoreOptions};
 
 /// Version of the inspection record document schema this crate reads and writes.
 pub const RECORD_SCHEMA_VERSION: u64 = 1;

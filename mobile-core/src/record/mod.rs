@@ -213,6 +213,11 @@ impl RecordDoc {
         self.doc.save_incremental()
     }
 
+    /// The changes since `heads`, as bytes `load_incremental` accepts.
+    pub fn save_after(&mut self, heads: &[ChangeHash]) -> Vec<u8> {
+        self.doc.save_after(heads)
+    }
+
     /// Applies saved bytes or changes from another replica of the same record.
     pub fn load_incremental(&mut self, bytes: &[u8]) -> Result<()> {
         self.doc.load_incremental(bytes)?;
@@ -609,7 +614,8 @@ impl RecordDoc {
 
     // ----- helpers -------------------------------------------------------------------------
 
-    fn ensure_editable(&self) -> Result<()> {
+    /// `Ok` if inspectors may edit the record now, else [`Error::NotEditable`].
+    pub fn ensure_editable(&self) -> Result<()> {
         let status = self.status()?;
         if matches!(status, ReviewState::Open | ReviewState::Returned) {
             Ok(())
