@@ -50,7 +50,8 @@ async fn main() -> anyhow::Result<()> {
     let opened = started.elapsed();
     let summary = tokio::task::spawn_blocking({
         let db = state.db.clone();
-        move || demo::seed(&db)
+        let calendar = state.calendar();
+        move || demo::seed(&db, &calendar)
     })
     .await??;
     let seeded = started.elapsed();

@@ -14,6 +14,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0001_accounts_audit.sql"),
     include_str!("../migrations/0002_registry.sql"),
     include_str!("../migrations/0003_plans_tasks.sql"),
+    include_str!("../migrations/0004_draws_records.sql"),
+    include_str!("../migrations/0005_general_item_ratio_bounds.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

@@ -11,7 +11,9 @@ use rand_core::{Rng, SeedableRng};
 
 use crate::accounts;
 use crate::auth::{self, Role};
+use crate::calendar::Calendar;
 use crate::db::{Db, now};
+use crate::draw::{self, algorithm::Entropy};
 use crate::error::Result;
 use crate::plans::{self, Conditions, NewPlan, NewTask, TaskItemInput};
 use crate::registry::departments::{self, Department};
@@ -41,6 +43,8 @@ pub struct Summary {
     pub targets: usize,
     /// Inspectors created.
     pub inspectors: usize,
+    /// Draws made and published.
+    pub published_draws: usize,
 }
 
 /// The demo accounts and their roles, for printing at start.
@@ -84,7 +88,7 @@ const ITEMS: &[ItemSpec] = &[
         "企业公示信息的检查",
         "《企业信息公示暂行条例》第十四条、第十五条",
         "enterprise",
-        &["documents", "on_site", "online_monitoring"],
+        &["documentary", "on_site", "online_monitoring"],
         "年度报告、即时信息公示的真实性",
         ItemClass::General,
         0.03,
@@ -96,7 +100,7 @@ const ITEMS: &[ItemSpec] = &[
         "食品生产者生产活动的检查",
         "《中华人民共和国食品安全法》第一百一十条",
         "enterprise",
-        &["on_site", "lab_testing"],
+        &["on_site", "testing"],
         "生产环境、进货查验、出厂检验记录",
         ItemClass::Key,
         0.10,
@@ -120,7 +124,7 @@ const ITEMS: &[ItemSpec] = &[
         "特种设备使用单位的检查",
         "《中华人民共和国特种设备安全法》第五十七条",
         "enterprise",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "使用登记、定期检验、作业人员持证",
         ItemClass::Key,
         0.05,
@@ -132,7 +136,7 @@ const ITEMS: &[ItemSpec] = &[
         "生产领域产品质量的检查",
         "《中华人民共和国产品质量法》第十五条",
         "product",
-        &["lab_testing", "outsourced"],
+        &["testing", "professional_agency"],
         "产品质量监督抽查",
         ItemClass::General,
         0.03,
@@ -156,7 +160,7 @@ const ITEMS: &[ItemSpec] = &[
         "广告发布行为的检查",
         "《中华人民共和国广告法》第四十九条",
         "enterprise",
-        &["online_monitoring", "documents"],
+        &["online_monitoring", "documentary"],
         "广告内容真实性与发布登记",
         ItemClass::General,
         0.03,
@@ -180,7 +184,7 @@ const ITEMS: &[ItemSpec] = &[
         "排污单位排污许可执行情况的检查",
         "《排污许可管理条例》第二十八条",
         "enterprise",
-        &["on_site", "lab_testing"],
+        &["on_site", "testing"],
         "持证排污、自行监测、台账记录",
         ItemClass::Key,
         0.05,
@@ -192,7 +196,7 @@ const ITEMS: &[ItemSpec] = &[
         "危险废物规范化环境管理的检查",
         "《中华人民共和国固体废物污染环境防治法》第八十一条",
         "enterprise",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "危险废物贮存、转移联单",
         ItemClass::Key,
         0.05,
@@ -204,7 +208,7 @@ const ITEMS: &[ItemSpec] = &[
         "生产经营单位安全生产的检查",
         "《中华人民共和国安全生产法》第六十五条",
         "enterprise",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "安全生产责任制、隐患排查治理",
         ItemClass::Key,
         0.05,
@@ -228,7 +232,7 @@ const ITEMS: &[ItemSpec] = &[
         "公共场所卫生的检查",
         "《公共场所卫生管理条例》第十条",
         "enterprise",
-        &["on_site", "lab_testing"],
+        &["on_site", "testing"],
         "卫生许可证、从业人员健康检查、卫生检测",
         ItemClass::General,
         0.05,
@@ -240,7 +244,7 @@ const ITEMS: &[ItemSpec] = &[
         "生活饮用水卫生的检查",
         "《生活饮用水卫生监督管理办法》第十六条",
         "enterprise",
-        &["on_site", "lab_testing"],
+        &["on_site", "testing"],
         "供水单位卫生许可、水质检测",
         ItemClass::General,
         0.05,
@@ -252,7 +256,7 @@ const ITEMS: &[ItemSpec] = &[
         "医疗机构依法执业的检查",
         "《医疗机构管理条例》第四十条",
         "public_institution",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "执业许可、人员资质",
         ItemClass::Key,
         0.05,
@@ -264,7 +268,7 @@ const ITEMS: &[ItemSpec] = &[
         "建筑市场行为的检查",
         "《中华人民共和国建筑法》第四十三条；《建筑工程施工许可管理办法》",
         "project",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "施工许可、资质、分包",
         ItemClass::General,
         0.05,
@@ -276,7 +280,7 @@ const ITEMS: &[ItemSpec] = &[
         "工程质量安全的检查",
         "《建设工程质量管理条例》第四十七条",
         "project",
-        &["on_site", "lab_testing"],
+        &["on_site", "testing"],
         "质量保证体系、材料检测",
         ItemClass::Key,
         0.05,
@@ -288,7 +292,7 @@ const ITEMS: &[ItemSpec] = &[
         "道路运输经营者的检查",
         "《中华人民共和国道路运输条例》第五十八条",
         "enterprise",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "经营许可、车辆技术档案",
         ItemClass::General,
         0.05,
@@ -312,7 +316,7 @@ const ITEMS: &[ItemSpec] = &[
         "药品经营企业的检查",
         "《中华人民共和国药品管理法》第九十九条",
         "enterprise",
-        &["on_site", "documents"],
+        &["on_site", "documentary"],
         "药品经营质量管理规范执行情况",
         ItemClass::Key,
         0.10,
@@ -454,7 +458,7 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
 
 /// Fills an empty database with the demo agency. Does nothing (and says so)
 /// when the database already has users.
-pub fn seed(db: &Db) -> Result<Summary> {
+pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
     let has_users: bool = db.read_blocking(|c| {
         Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0))?)
     })?;
@@ -550,7 +554,10 @@ pub fn seed(db: &Db) -> Result<Summary> {
             let start = rng.next_u32() as usize % expertise.len();
             expertise.rotate_left(start);
             expertise.truncate(keep.min(expertise.len()));
-            if n % 10 == 0 {
+            if dept == "SCJG" && !expertise.iter().any(|e| e == "食品安全") {
+                expertise.push("食品安全".into());
+            }
+            if n % 10 == 0 && !expertise.iter().any(|e| e == "企业信息公示") {
                 expertise.push("企业信息公示".into());
             }
             inspectors::insert(
@@ -586,12 +593,28 @@ pub fn seed(db: &Db) -> Result<Summary> {
                 reasons[k % reasons.len()],
             )?;
         }
-        seed_plan(tx)?;
+        let food_task = seed_plan(tx)?;
+        // A published draw, so a newcomer can verify one at once.
+        let commitment = draw::commit(tx, "planner", food_task)?;
+        let entropy = vec![
+            Entropy {
+                observer: "市人大代表 李华".into(),
+                value: "20261122".into(),
+            },
+            Entropy {
+                observer: "《钱江晚报》记者 周敏".into(),
+                value: "8848".into(),
+            },
+        ];
+        draw::execute(tx, "planner", food_task, commitment.id, entropy, calendar)?;
+        draw::publish(tx, "planner", food_task)?;
+        summary.published_draws = 1;
         Ok(summary)
     })
 }
 
-fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
+/// Creates and publishes the demo plan; returns the id of the food-safety task.
+fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<i64> {
     let plan = plans::insert_plan(
         tx,
         ACTOR,
@@ -621,12 +644,12 @@ fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
             count: None,
             items: vec![item("SCJG-GS-001")],
             window_start: date("2026-06-01"),
-            window_end: date("2026-11-30"),
+            window_end: date("2026-11-27"),
             department: None,
             joint: false,
         },
     )?;
-    plans::insert_task(
+    let food = plans::insert_task(
         tx,
         ACTOR,
         plan.id,
@@ -642,8 +665,8 @@ fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
             ratio: None,
             count: Some(40),
             items: vec![item("SCJG-SP-002")],
-            window_start: date("2026-07-01"),
-            window_end: date("2026-12-15"),
+            window_start: date("2026-09-01"),
+            window_end: date("2026-11-27"),
             department: None,
             joint: false,
         },
@@ -667,12 +690,12 @@ fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<()> {
                 item("STHJ-FW-001"),
                 item("SCJG-TZ-001"),
             ],
-            window_start: date("2026-08-01"),
-            window_end: date("2026-12-20"),
+            window_start: date("2026-10-08"),
+            window_end: date("2026-11-30"),
             department: Some("YJGL".into()),
             joint: true,
         },
     )?;
     plans::publish(tx, ACTOR, plan.id)?;
-    Ok(())
+    Ok(food.id)
 }

@@ -21,6 +21,7 @@ pub mod auth;
 pub mod calendar;
 pub mod db;
 pub mod demo;
+pub mod draw;
 pub mod error;
 pub mod extract;
 pub mod plans;
@@ -54,6 +55,18 @@ pub struct AppState {
     pub keys: Arc<auth::JwtKeys>,
     /// The configuration the server was started with.
     pub config: Arc<Config>,
+    /// The working-day calendar; an admin may load newer years.
+    pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
+}
+
+impl AppState {
+    /// The working-day calendar as it stands now.
+    pub fn calendar(&self) -> Arc<calendar::Calendar> {
+        match self.calendar.read() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
 }
 
 const JWT_SECRET_KEY: &str = "jwt_secret";
@@ -75,6 +88,9 @@ pub fn open(config: Config) -> Result<AppState> {
         db,
         keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),
         config: Arc::new(config),
+        calendar: Arc::new(std::sync::RwLock::new(Arc::new(
+            calendar::Calendar::official(),
+        ))),
     })
 }
 
@@ -85,6 +101,7 @@ pub fn router(state: AppState) -> Router {
         .merge(accounts::routes())
         .merge(registry::routes())
         .merge(plans::routes())
+        .merge(draw::routes::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -40,6 +40,11 @@ enum Command {
         #[command(subcommand)]
         command: UserCommand,
     },
+    /// Published draw records.
+    Draw {
+        #[command(subcommand)]
+        command: DrawCommand,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -64,6 +69,16 @@ enum UserCommand {
         /// Role (admin, planner, supervisor, inspector); repeat for several.
         #[arg(long = "role", required = true)]
         roles: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum DrawCommand {
+    /// Recompute a draw record (JSON, as `GET /api/v1/public/draws/{id}` serves
+    /// it) and say whether it matches; exit non-zero naming the first difference.
+    Verify {
+        /// The draw record file (`-` for standard input).
+        file: PathBuf,
     },
 }
 
@@ -99,6 +114,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => verify_audit(data),
+        Command::Draw {
+            command: DrawCommand::Verify { file },
+        } => verify_draw(&file),
         Command::User {
             command:
                 UserCommand::Create {
@@ -153,13 +171,14 @@ fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<E
     let state = suiji_server::open(config)
         .with_context(|| format!("opening data directory {}", data.display()))?;
     if demo_mode {
-        let summary = demo::seed(&state.db).context("seeding demo data")?;
+        let summary = demo::seed(&state.db, &state.calendar()).context("seeding demo data")?;
         if summary.seeded {
             tracing::info!(
                 departments = summary.departments,
                 items = summary.items,
                 targets = summary.targets,
                 inspectors = summary.inspectors,
+                published_draws = summary.published_draws,
                 elapsed_ms = started.elapsed().as_millis() as u64,
                 "demo agency created"
             );
@@ -216,6 +235,37 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutdown requested; finishing requests in flight");
+}
+
+fn verify_draw(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    };
+    let record: suiji_server::draw::DrawRecord = match serde_json::from_str(&text) {
+        Ok(record) => record,
+        Err(e) => {
+            println!("not a draw record: {e}");
+            return Ok(ExitCode::from(2));
+        }
+    };
+    match suiji_server::draw::verify(&record) {
+        Ok(()) => {
+            println!(
+                "verified: draw {} of task {} ({} targets, seed {})",
+                record.draw_id,
+                record.task.number,
+                record.result.targets.len(),
+                record.seed
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(difference) => {
+            println!("NOT verified: {difference}");
+            Ok(ExitCode::from(1))
+        }
+    }
 }
 
 fn verify_audit(data: PathBuf) -> anyhow::Result<ExitCode> {

@@ -390,7 +390,7 @@ pub fn insert_task(
     check_number("number", &task.number)?;
     check_text("name", &task.name, 200)?;
     match (task.ratio, task.count) {
-        (Some(ratio), None) => check_ratio("ratio", ratio)?,
+        (Some(ratio), None) => check_ratio("ratio", ratio)?, // item-class bounds below
         (None, Some(count)) if count >= 1 => {}
         (None, Some(_)) => return Err(Error::invalid("count", "draw at least one target")),
         _ => {
@@ -433,6 +433,7 @@ pub fn insert_task(
     let mut pinned = Vec::new();
     let mut seen = BTreeSet::new();
     let mut item_departments = BTreeSet::new();
+    let mut has_general = false;
     for (i, item) in task.items.iter().enumerate() {
         let field = format!("items[{i}]");
         if !seen.insert(item.code.clone()) {
@@ -448,7 +449,11 @@ pub fn insert_task(
             .unwrap_or(version.input.department.clone());
         let dept_id = departments::id_by_code(tx, &format!("{field}.department"), &dept_code)?;
         item_departments.insert(dept_code);
+        has_general |= version.input.class == items::ItemClass::General;
         pinned.push((version.item_id, version.version, dept_id));
+    }
+    if let Some(ratio) = task.ratio {
+        crate::registry::rules::load(tx)?.check_task_ratio(ratio, has_general)?;
     }
     let others: Vec<_> = item_departments
         .iter()
@@ -522,6 +527,20 @@ pub fn insert_task(
         Some(&json!(created)),
     )?;
     Ok(created)
+}
+
+/// Whether any of the task's items (in their pinned versions) is a general item.
+pub fn has_general_items(conn: &Connection, task: &Task) -> Result<bool> {
+    for item in &task.items {
+        if items::get(conn, &item.code, Some(item.version))?
+            .input
+            .class
+            == items::ItemClass::General
+        {
+            return Ok(true);
+        }
+    }
+    Ok(false)
 }
 
 /// Publishes a plan and every task of it not yet published.

@@ -80,6 +80,18 @@ async fn login(base: &str, username: &str, password: &str) -> (u16, Value) {
     (status, response.json().await.unwrap_or(Value::Null))
 }
 
+fn draw_verify(file: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["draw", "verify"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
 fn audit_verify(data: &Path) -> (bool, String) {
     let out = Command::new(BIN)
         .args(["audit", "verify", "--data"])
@@ -120,6 +132,34 @@ async fn demo_server_runs_stops_cleanly_and_its_audit_log_catches_tampering() {
     assert_eq!(targets["total"], 10_000);
     let (status, body) = login(&server.base, "inspector60", "demo").await;
     assert_eq!(status, 200, "{body}");
+
+    // The demo has a published draw that anyone can fetch and verify.
+    let draws: Value = reqwest::get(format!("{}/api/v1/public/draws", server.base))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let id = draws[0]["id"].as_i64().expect("a published demo draw");
+    let record = reqwest::get(format!("{}/api/v1/public/draws/{id}", server.base))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let file = dir.path().join("draw.json");
+    std::fs::write(&file, &record).unwrap();
+    let (ok, out) = draw_verify(&file);
+    assert!(ok && out.starts_with("verified"), "{out}");
+    let mut tampered: Value = serde_json::from_str(&record).unwrap();
+    tampered["result"]["targets"][3]["group"][0] = json!(999_999);
+    std::fs::write(&file, tampered.to_string()).unwrap();
+    let (ok, out) = draw_verify(&file);
+    assert!(!ok, "a changed group must fail: {out}");
+    assert!(
+        out.contains("result.targets[3]"),
+        "names the first difference: {out}"
+    );
     interrupt_and_wait(server);
 
     // The same directory without --demo: the demo password no longer works.

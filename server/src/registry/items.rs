@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{METHODS, TARGET_TYPES, check_code, check_ratio, check_text, departments};
+use super::{TARGET_TYPES, check_code, check_method, check_ratio, check_text, departments};
 use super::{require_reader, require_writer};
 use crate::AppState;
 use crate::audit;
@@ -107,7 +107,7 @@ fn validate(input: &ItemInput) -> Result<()> {
         ));
     }
     for (i, m) in input.methods.iter().enumerate() {
-        check_code(&format!("methods[{i}]"), m, METHODS)?;
+        check_method(&format!("methods[{i}]"), m)?;
     }
     check_ratio("default_ratio", input.default_ratio)?;
     if !(1..=52).contains(&input.frequency) {

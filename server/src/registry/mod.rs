@@ -78,15 +78,19 @@ pub fn require_reader(user: &AuthUser) -> Result<()> {
     user.require(READERS)
 }
 
-/// Inspection methods (核查方式): code and official wording.
-pub const METHODS: &[(&str, &str)] = &[
-    ("on_site", "实地检查"),
-    ("documents", "书面检查"),
-    ("official_opinion", "行政部门检查结果或专业意见"),
-    ("lab_testing", "检验检测"),
-    ("online_monitoring", "网络监测"),
-    ("outsourced", "委托专业机构辅助"),
-];
+/// Fails unless `value` is an inspection method code (核查方式), as the
+/// record document defines them.
+pub fn check_method(field: &str, value: &str) -> Result<()> {
+    use suiji_mobile_core::vocab::Method;
+    if Method::from_code(value).is_some() {
+        return Ok(());
+    }
+    let codes: Vec<&str> = Method::ALL.iter().map(|m| m.code()).collect();
+    Err(Error::invalid(
+        field,
+        format!("`{value}` is not one of: {}", codes.join(", ")),
+    ))
+}
 
 /// Kinds of inspection target in the directory.
 pub const TARGET_TYPES: &[(&str, &str)] = &[

@@ -56,12 +56,32 @@ pub struct Rules {
     pub must_include_abnormal: bool,
     /// Targets with complaints are always drawn.
     pub must_include_complaints: bool,
+    /// Lowest ratio of a task with general items (一般检查事项).
+    pub general_ratio_min: f64,
+    /// Highest ratio of a task with general items; key items have no ceiling.
+    pub general_ratio_max: f64,
     /// When the rules last changed (ignored on input).
     #[serde(default, skip_deserializing)]
     pub updated_at: String,
 }
 
 impl Rules {
+    /// Fails unless `ratio` is allowed for a task whose items include general
+    /// ones (`has_general`); key items have no ceiling.
+    pub fn check_task_ratio(&self, ratio: f64, has_general: bool) -> Result<()> {
+        check_ratio("ratio", ratio)?;
+        if has_general && !(self.general_ratio_min..=self.general_ratio_max).contains(&ratio) {
+            return Err(Error::invalid(
+                "ratio",
+                format!(
+                    "{ratio} is out of bounds for general items (一般检查事项): between {} and {}",
+                    self.general_ratio_min, self.general_ratio_max
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<()> {
         for (field, r) in [
             ("ratios.A", self.ratios.a),
@@ -70,6 +90,14 @@ impl Rules {
             ("ratios.D", self.ratios.d),
         ] {
             check_ratio(field, r)?;
+        }
+        check_ratio("general_ratio_min", self.general_ratio_min)?;
+        check_ratio("general_ratio_max", self.general_ratio_max)?;
+        if self.general_ratio_min > self.general_ratio_max {
+            return Err(Error::invalid(
+                "general_ratio_max",
+                "must not be below general_ratio_min",
+            ));
         }
         if !(2..=10).contains(&self.group_size) {
             return Err(Error::invalid(
@@ -98,7 +126,8 @@ pub fn load(conn: &Connection) -> Result<Rules> {
     Ok(conn.query_row(
         "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
             result_publication_days, list_publication_days, abnormal_list_days,
-            must_include_serious, must_include_abnormal, must_include_complaints, updated_at
+            must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
+            general_ratio_min, general_ratio_max
          FROM rules WHERE id = 1",
         [],
         |r| {
@@ -118,6 +147,8 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 must_include_abnormal: r.get(10)?,
                 must_include_complaints: r.get(11)?,
                 updated_at: r.get(12)?,
+                general_ratio_min: r.get(13)?,
+                general_ratio_max: r.get(14)?,
             })
         },
     )?)
@@ -131,7 +162,8 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
         "UPDATE rules SET ratio_a = ?1, ratio_b = ?2, ratio_c = ?3, ratio_d = ?4,
             group_size = ?5, frequency_cap = ?6, result_publication_days = ?7,
             list_publication_days = ?8, abnormal_list_days = ?9, must_include_serious = ?10,
-            must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13
+            must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13,
+            general_ratio_min = ?14, general_ratio_max = ?15
          WHERE id = 1",
         params![
             rules.ratios.a,
@@ -146,7 +178,9 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             rules.must_include_serious,
             rules.must_include_abnormal,
             rules.must_include_complaints,
-            now()
+            now(),
+            rules.general_ratio_min,
+            rules.general_ratio_max
         ],
     )?;
     let after = load(tx)?;

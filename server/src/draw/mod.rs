@@ -1,0 +1,1060 @@
+//! The verifiable draw (摇号): commit to the pools, draw with observers'
+//! entropy, create one inspection record per drawn target, publish the drawn
+//! list, redraw on recusal or out-of-scope targets, and verify published
+//! draw records. [`algorithm`] holds the pure, documented algorithm.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::audit;
+use crate::auth;
+use crate::calendar::Calendar;
+use crate::db::now;
+use crate::error::{Error, Result};
+use crate::plans::{self, Task};
+use crate::registry::rules::{self, Rules};
+
+pub mod algorithm;
+pub mod records;
+pub mod routes;
+
+use algorithm::{
+    ALGORITHM, DrawError, Entropy, Outcome, Params, PoolInspector, PoolTarget, Quota, Requirement,
+    json_hash, sha256_hex,
+};
+
+/// What the commitment publishes before the draw.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CommitmentInfo {
+    /// Commitment id.
+    pub id: i64,
+    /// Task it is for.
+    pub task_id: i64,
+    /// Algorithm version.
+    pub algorithm: String,
+    /// When the pools were fixed.
+    pub committed_at: String,
+    /// SHA-256 of the server secret (the secret is revealed at the draw).
+    pub secret_sha256: String,
+    /// SHA-256 of the draw parameters.
+    pub params_sha256: String,
+    /// SHA-256 of the candidate target pool.
+    pub target_pool_sha256: String,
+    /// Candidates in the pool.
+    pub target_count: i64,
+    /// SHA-256 of the inspector pool.
+    pub inspector_pool_sha256: String,
+    /// Inspectors in the pool.
+    pub inspector_count: i64,
+}
+
+/// The task as a draw record names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskInfo {
+    /// Task id.
+    pub id: i64,
+    /// 抽查任务编号.
+    pub number: String,
+    /// 抽查任务名称.
+    pub name: String,
+    /// 抽查计划编号.
+    pub plan_number: String,
+    /// 抽查计划名称.
+    pub plan_name: String,
+    /// 定向 or 不定向.
+    pub directed: bool,
+    /// Participating departments, the initiator first.
+    pub departments: Vec<String>,
+}
+
+/// How a redraw's seed was derived from the draw it replaces.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RedrawBasis {
+    /// Seed of the draw this one replaces (hex).
+    pub parent_seed: String,
+    /// Number of this redraw within the task, from 1.
+    pub sequence: u32,
+    /// `recusal` or `out_of_scope`.
+    pub reason: String,
+    /// The target concerned.
+    pub target_uscc: String,
+    /// The recused inspector, for a recusal.
+    pub recused_inspector: Option<i64>,
+}
+
+/// A complete, self-contained draw record: everything needed to recompute
+/// the draw. Never edited once made.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DrawRecord {
+    /// Algorithm version.
+    pub algorithm: String,
+    /// Draw id.
+    pub draw_id: i64,
+    /// `initial` or `redraw`.
+    pub kind: String,
+    /// The draw this one replaces (redraws).
+    pub parent_draw_id: Option<i64>,
+    /// Why (redraws): the reason code and the explanation given.
+    pub reason: Option<String>,
+    /// The task.
+    pub task: TaskInfo,
+    /// The commitment published before the draw (initial draws).
+    pub commitment: Option<CommitmentInfo>,
+    /// How the seed derives from the parent (redraws).
+    pub redraw: Option<RedrawBasis>,
+    /// Draw parameters.
+    pub params: Params,
+    /// The server secret, revealed (hex; empty for redraws).
+    pub secret: String,
+    /// Observers' entropy, in the order given.
+    pub entropy: Vec<Entropy>,
+    /// The seed (hex).
+    pub seed: String,
+    /// Inspector loads before this draw (redraws: the task's other groups).
+    pub initial_loads: BTreeMap<i64, u64>,
+    /// Candidate targets.
+    pub target_pool: Vec<PoolTarget>,
+    /// Candidate inspectors.
+    pub inspector_pool: Vec<PoolInspector>,
+    /// What was drawn.
+    pub result: Outcome,
+    /// Names of the drawn targets, for people reading the record.
+    pub target_names: BTreeMap<String, String>,
+    /// When the draw was made.
+    pub drawn_at: String,
+}
+
+/// A short account of a draw.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrawSummary {
+    /// Draw id.
+    pub id: i64,
+    /// Task id.
+    pub task_id: i64,
+    /// `initial` or `redraw`.
+    pub kind: String,
+    /// The draw replaced, for redraws.
+    pub parent_id: Option<i64>,
+    /// Why, for redraws.
+    pub reason: Option<String>,
+    /// Seed (hex).
+    pub seed: String,
+    /// SHA-256 of the stored record.
+    pub record_sha256: String,
+    /// Targets drawn.
+    pub targets: usize,
+    /// When.
+    pub drawn_at: String,
+    /// When the drawn list was published, if it is.
+    pub published_at: Option<String>,
+}
+
+fn draw_error(e: DrawError) -> Error {
+    match e {
+        DrawError::EmptyPool => Error::invalid("pool", e.to_string()),
+        DrawError::GroupUnfillable { .. } => Error::invalid("inspectors", e.to_string()),
+        DrawError::Params(_) => Error::invalid("params", e.to_string()),
+    }
+}
+
+fn task_info(conn: &Connection, task: &Task) -> Result<TaskInfo> {
+    let plan = plans::get_plan_by_id(conn, task.plan_id)?;
+    Ok(TaskInfo {
+        id: task.id,
+        number: task.number.clone(),
+        name: task.name.clone(),
+        plan_number: plan.number,
+        plan_name: plan.name,
+        directed: task.directed,
+        departments: task.departments.clone(),
+    })
+}
+
+/// The draw parameters of a task under the rules in force.
+pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Params> {
+    let quota = match (task.ratio, task.count) {
+        (Some(r), _) => Quota::Ratio(r),
+        (None, Some(n)) => Quota::Count(u64::from(n)),
+        (None, None) => {
+            return Err(Error::Internal(format!(
+                "task {} has no ratio or count",
+                task.id
+            )));
+        }
+    };
+    let mut requirements = Vec::new();
+    for department in &task.departments {
+        let mut qualifications = Vec::new();
+        for item in task.items.iter().filter(|i| &i.department == department) {
+            let version = crate::registry::items::get(conn, &item.code, Some(item.version))?;
+            if let Some(q) = version.input.qualification
+                && !qualifications.contains(&q)
+            {
+                qualifications.push(q);
+            }
+        }
+        requirements.push(Requirement {
+            department: department.clone(),
+            qualifications,
+        });
+    }
+    Ok(Params {
+        quota,
+        class_ratios: [
+            rules.ratios.a,
+            rules.ratios.b,
+            rules.ratios.c,
+            rules.ratios.d,
+        ],
+        group_size: rules.group_size,
+        joint: task.joint,
+        requirements,
+    })
+}
+
+/// The candidate target pool of a task: targets matching its conditions,
+/// minus those over the yearly frequency cap for its items, must-includes
+/// marked per the rules. Sorted by 统一社会信用代码.
+pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<PoolTarget>> {
+    use rusqlite::types::Value as V;
+    let c = &task.conditions;
+    let mut clauses: Vec<String> = Vec::new();
+    let mut args: Vec<V> = Vec::new();
+    for (column, values) in [
+        ("target_type", &c.target_types),
+        ("industry", &c.industries),
+        ("region", &c.regions),
+        ("risk_class", &c.risk_classes),
+        ("reg_status", &c.reg_statuses),
+    ] {
+        if !values.is_empty() {
+            clauses.push(format!(
+                "{column} IN ({})",
+                vec!["?"; values.len()].join(", ")
+            ));
+            args.extend(values.iter().cloned().map(V::Text));
+        }
+    }
+    for (column, flag) in [
+        ("flag_abnormal", c.flag_abnormal),
+        ("flag_serious", c.flag_serious),
+    ] {
+        if let Some(f) = flag {
+            clauses.push(format!("{column} = ?"));
+            args.push(V::Integer(f.into()));
+        }
+    }
+    if let Some(has) = c.has_complaints {
+        clauses.push(
+            if has {
+                "complaints > 0"
+            } else {
+                "complaints = 0"
+            }
+            .into(),
+        );
+    }
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
+
+    // Targets already drawn `frequency_cap` times this year for one of the task's items.
+    let year = task.window_start.format("%Y").to_string();
+    let mut capped: HashSet<i64> = HashSet::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT r.target_id FROM records r
+             JOIN tasks t ON t.id = r.task_id
+             JOIN task_items ti ON ti.task_id = r.task_id
+             JOIN task_items mine ON mine.item_id = ti.item_id AND mine.task_id = ?1
+             WHERE r.withdrawn_at IS NULL AND r.task_id != ?1 AND substr(t.window_start, 1, 4) = ?2
+             GROUP BY r.target_id, ti.item_id HAVING COUNT(*) >= ?3",
+        )?;
+        let rows = stmt.query_map(params![task.id, year, rules.frequency_cap], |r| r.get(0))?;
+        for id in rows {
+            capped.insert(id?);
+        }
+    }
+    let mut stmt = conn.prepare(&format!(
+        "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter} ORDER BY uscc"
+    ))?;
+    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut pool = Vec::new();
+    while let Some(row) = rows.next()? {
+        let id: i64 = row.get(0)?;
+        if capped.contains(&id) {
+            continue;
+        }
+        let abnormal: bool = row.get(3)?;
+        let serious: bool = row.get(4)?;
+        let complaints: i64 = row.get(5)?;
+        pool.push(PoolTarget {
+            uscc: row.get(1)?,
+            risk_class: row.get(2)?,
+            must_include: (rules.must_include_serious && serious)
+                || (rules.must_include_abnormal && abnormal)
+                || (rules.must_include_complaints && complaints > 0),
+        });
+    }
+    Ok(pool)
+}
+
+/// The inspector pool of a task: active inspectors of the participating
+/// departments qualified for their department's items, each with the targets
+/// of the pool they are excluded from. Sorted by id.
+pub fn inspector_pool(
+    conn: &Connection,
+    task: &Task,
+    params: &Params,
+    targets: &[PoolTarget],
+) -> Result<Vec<PoolInspector>> {
+    let in_pool: HashSet<&str> = targets.iter().map(|t| t.uscc.as_str()).collect();
+    let mut pool: Vec<PoolInspector> = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT i.id, d.code, i.expertise FROM inspectors i JOIN departments d ON d.id = i.department_id
+         WHERE i.active = 1 ORDER BY i.id",
+    )?;
+    let mut rows = stmt.query([])?;
+    while let Some(row) = rows.next()? {
+        let department: String = row.get(1)?;
+        let Some(req) = params
+            .requirements
+            .iter()
+            .find(|r| r.department == department)
+        else {
+            continue;
+        };
+        let expertise: Vec<String> = serde_json::from_str(&row.get::<_, String>(2)?)?;
+        if req.qualifications.iter().all(|q| expertise.contains(q)) {
+            pool.push(PoolInspector {
+                id: row.get(0)?,
+                department,
+                excluded: Vec::new(),
+            });
+        }
+    }
+    for req in &params.requirements {
+        if !pool.iter().any(|i| i.department == req.department) {
+            return Err(Error::invalid(
+                "inspectors",
+                format!(
+                    "no active inspector of department {} is qualified for {}",
+                    req.department,
+                    if req.qualifications.is_empty() {
+                        "the task's items".into()
+                    } else {
+                        req.qualifications.join(", ")
+                    }
+                ),
+            ));
+        }
+    }
+    let index: HashMap<i64, usize> = pool.iter().enumerate().map(|(p, i)| (i.id, p)).collect();
+    let mut add = |inspector: i64, uscc: String| {
+        if let Some(&p) = index.get(&inspector)
+            && in_pool.contains(uscc.as_str())
+        {
+            pool[p].excluded.push(uscc);
+        }
+    };
+    let mut conflicts = conn.prepare(
+        "SELECT c.inspector_id, t.uscc FROM inspector_conflicts c JOIN targets t ON t.id = c.target_id",
+    )?;
+    for row in conflicts.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let (inspector, uscc) = row?;
+        add(inspector, uscc);
+    }
+    // The group that inspected each target last time (in another task).
+    let mut last = conn.prepare(
+        "SELECT ri.inspector_id, t.uscc FROM records r
+         JOIN record_inspectors ri ON ri.record_id = r.id
+         JOIN targets t ON t.id = r.target_id
+         WHERE r.withdrawn_at IS NULL AND r.task_id != ?1
+           AND r.created_at = (SELECT MAX(r2.created_at) FROM records r2
+                               WHERE r2.target_id = r.target_id AND r2.withdrawn_at IS NULL AND r2.task_id != ?1)",
+    )?;
+    for row in last.query_map([task.id], |r| Ok((r.get(0)?, r.get(1)?)))? {
+        let (inspector, uscc) = row?;
+        add(inspector, uscc);
+    }
+    for inspector in &mut pool {
+        inspector.excluded.sort();
+        inspector.excluded.dedup();
+    }
+    Ok(pool)
+}
+
+fn commitment_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommitmentInfo> {
+    Ok(CommitmentInfo {
+        id: row.get(0)?,
+        task_id: row.get(1)?,
+        algorithm: row.get(2)?,
+        committed_at: row.get(3)?,
+        secret_sha256: row.get(4)?,
+        params_sha256: row.get(5)?,
+        target_pool_sha256: row.get(6)?,
+        target_count: row.get(7)?,
+        inspector_pool_sha256: row.get(8)?,
+        inspector_count: row.get(9)?,
+    })
+}
+
+const COMMITMENT_COLUMNS: &str =
+    "id, task_id, algorithm, committed_at, secret_sha256, params_sha256,
+    target_pool_sha256, target_count, inspector_pool_sha256, inspector_count";
+
+/// The live (not superseded, not used) commitment of a task, if any.
+pub fn open_commitment(conn: &Connection, task_id: i64) -> Result<Option<CommitmentInfo>> {
+    Ok(conn
+        .query_row(
+            &format!(
+                "SELECT {COMMITMENT_COLUMNS} FROM draw_commitments
+                 WHERE task_id = ?1 AND superseded_at IS NULL AND used_at IS NULL"
+            ),
+            [task_id],
+            commitment_info,
+        )
+        .optional()?)
+}
+
+fn initial_draw_id(conn: &Connection, task_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM draws WHERE task_id = ?1 AND kind = 'initial'",
+            [task_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Fixes the pools and parameters of a task's draw and publishes their
+/// hashes with the hash of a fresh server secret. A new commitment replaces
+/// an earlier one not yet used.
+pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<CommitmentInfo> {
+    let task = plans::get_task_by_id(tx, task_id)?;
+    if initial_draw_id(tx, task_id)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "task {} has already been drawn",
+            task.number
+        )));
+    }
+    let rules = rules::load(tx)?;
+    if let Some(ratio) = task.ratio {
+        rules.check_task_ratio(ratio, plans::has_general_items(tx, &task)?)?;
+    }
+    let params = task_params(tx, &task, &rules)?;
+    let targets = target_pool(tx, &task, &rules)?;
+    if targets.is_empty() {
+        return Err(draw_error(DrawError::EmptyPool));
+    }
+    let inspectors = inspector_pool(tx, &task, &params, &targets)?;
+    let group = (params.group_size as usize).max(if params.joint {
+        params.requirements.len()
+    } else {
+        0
+    });
+    if inspectors.len() < group {
+        return Err(Error::invalid(
+            "inspectors",
+            format!(
+                "the inspector pool has {} inspectors but a group needs {group}",
+                inspectors.len()
+            ),
+        ));
+    }
+    let secret = auth::random_bytes::<32>()?;
+    let superseded = tx.execute(
+        "UPDATE draw_commitments SET superseded_at = ?1
+         WHERE task_id = ?2 AND superseded_at IS NULL AND used_at IS NULL",
+        params![now(), task_id],
+    )?;
+    let target_json = serde_json::to_string(&targets)?;
+    let inspector_json = serde_json::to_string(&inspectors)?;
+    let params_json = serde_json::to_string(&params)?;
+    tx.execute(
+        "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params, params_sha256,
+            target_pool, target_pool_sha256, target_count, inspector_pool, inspector_pool_sha256,
+            inspector_count, committed_at, committed_by)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        params![
+            task_id,
+            ALGORITHM,
+            hex::encode(secret),
+            sha256_hex(&secret),
+            params_json,
+            sha256_hex(params_json.as_bytes()),
+            target_json,
+            sha256_hex(target_json.as_bytes()),
+            targets.len() as i64,
+            inspector_json,
+            sha256_hex(inspector_json.as_bytes()),
+            inspectors.len() as i64,
+            now(),
+            actor
+        ],
+    )?;
+    let info = open_commitment(tx, task_id)?
+        .ok_or_else(|| Error::Internal("commitment vanished".into()))?;
+    audit::append(
+        tx,
+        actor,
+        "draw.commit",
+        &format!("task:{task_id}"),
+        None,
+        Some(&json!({"commitment": info, "superseded": superseded})),
+    )?;
+    Ok(info)
+}
+
+/// Checks observers' entropy entries.
+fn check_entropy(entropy: &[Entropy]) -> Result<()> {
+    if entropy.len() > 50 {
+        return Err(Error::invalid("entropy", "at most 50 observer entries"));
+    }
+    for (i, e) in entropy.iter().enumerate() {
+        let name = e.observer.trim();
+        if name.is_empty() || name.chars().count() > 100 {
+            return Err(Error::invalid(
+                format!("entropy[{i}].observer"),
+                "1 to 100 characters",
+            ));
+        }
+        if e.value.is_empty() || e.value.chars().count() > 1000 {
+            return Err(Error::invalid(
+                format!("entropy[{i}].value"),
+                "1 to 1000 characters",
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn insert_draw(
+    tx: &Transaction<'_>,
+    actor: &str,
+    record: &mut DrawRecord,
+    publish: bool,
+) -> Result<DrawSummary> {
+    let task_id = record.task.id;
+    let commitment_id = record.commitment.as_ref().map(|c| c.id);
+    let parent_id = record.parent_draw_id;
+    let reason = record.reason.clone();
+    let kind = if parent_id.is_some() {
+        "redraw"
+    } else {
+        "initial"
+    };
+    // The id is part of the record, so reserve it first.
+    let draw_id: i64 = tx.query_row("SELECT COALESCE(MAX(id), 0) + 1 FROM draws", [], |r| {
+        r.get(0)
+    })?;
+    record.draw_id = draw_id;
+    let text = serde_json::to_string(record)?;
+    let sha = sha256_hex(text.as_bytes());
+    let published_at = publish.then(now);
+    tx.execute(
+        "INSERT INTO draws (id, task_id, commitment_id, parent_id, kind, reason, seed, record,
+            record_sha256, drawn_at, drawn_by, published_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
+        params![
+            draw_id,
+            task_id,
+            commitment_id,
+            parent_id,
+            kind,
+            reason,
+            record.seed,
+            text,
+            sha,
+            record.drawn_at,
+            actor,
+            published_at
+        ],
+    )?;
+    Ok(DrawSummary {
+        id: draw_id,
+        task_id,
+        kind: kind.into(),
+        parent_id,
+        reason,
+        seed: record.seed.clone(),
+        record_sha256: sha,
+        targets: record.result.targets.len(),
+        drawn_at: record.drawn_at.clone(),
+        published_at,
+    })
+}
+
+/// Names of the targets with these codes.
+fn target_names(
+    conn: &Connection,
+    usccs: impl Iterator<Item = String>,
+) -> Result<BTreeMap<String, String>> {
+    let mut stmt = conn.prepare_cached("SELECT name FROM targets WHERE uscc = ?1")?;
+    let mut names = BTreeMap::new();
+    for uscc in usccs {
+        let name: String = stmt
+            .query_row([&uscc], |r| r.get(0))
+            .optional()?
+            .unwrap_or_default();
+        names.insert(uscc, name);
+    }
+    Ok(names)
+}
+
+/// Draws a task from its open commitment with the observers' entropy and
+/// creates its records, all in `tx`.
+pub fn execute(
+    tx: &Transaction<'_>,
+    actor: &str,
+    task_id: i64,
+    commitment_id: i64,
+    entropy: Vec<Entropy>,
+    calendar: &Calendar,
+) -> Result<DrawSummary> {
+    check_entropy(&entropy)?;
+    let task = plans::get_task_by_id(tx, task_id)?;
+    if initial_draw_id(tx, task_id)?.is_some() {
+        return Err(Error::Conflict(format!(
+            "task {} has already been drawn",
+            task.number
+        )));
+    }
+    let Some(info) = open_commitment(tx, task_id)? else {
+        return Err(Error::Conflict(format!(
+            "task {} has no open commitment: commit to the pools first (POST /api/v1/tasks/{task_id}/draw/commit)",
+            task.number
+        )));
+    };
+    if info.id != commitment_id {
+        return Err(Error::Conflict(format!(
+            "commitment {commitment_id} is not the open commitment of this task (that is {})",
+            info.id
+        )));
+    }
+    let (secret, params_json, target_json, inspector_json): (String, String, String, String) = tx
+        .query_row(
+        "SELECT secret, params, target_pool, inspector_pool FROM draw_commitments WHERE id = ?1",
+        [commitment_id],
+        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+    )?;
+    let params: Params = serde_json::from_str(&params_json)?;
+    let targets: Vec<PoolTarget> = serde_json::from_str(&target_json)?;
+    let inspectors: Vec<PoolInspector> = serde_json::from_str(&inspector_json)?;
+    let secret_bytes = hex::decode(&secret).map_err(|e| Error::Internal(e.to_string()))?;
+    let seed = algorithm::seed(&secret_bytes, &entropy);
+    let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
+        .map_err(draw_error)?;
+    let mut record = DrawRecord {
+        algorithm: ALGORITHM.into(),
+        draw_id: 0,
+        kind: "initial".into(),
+        parent_draw_id: None,
+        reason: None,
+        task: task_info(tx, &task)?,
+        commitment: Some(info),
+        redraw: None,
+        params,
+        secret,
+        entropy,
+        seed: hex::encode(seed),
+        initial_loads: BTreeMap::new(),
+        target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
+        target_pool: targets,
+        inspector_pool: inspectors,
+        result: outcome,
+        drawn_at: now(),
+    };
+    tx.execute(
+        "UPDATE draw_commitments SET used_at = ?1 WHERE id = ?2",
+        params![record.drawn_at, commitment_id],
+    )?;
+    let summary = insert_draw(tx, actor, &mut record, false)?;
+    records::create_for_draw(tx, &task, summary.id, &record.result.targets, calendar)?;
+    audit::append(
+        tx,
+        actor,
+        "draw.execute",
+        &format!("task:{task_id}"),
+        None,
+        Some(&json!({
+            "draw_id": summary.id,
+            "seed": summary.seed,
+            "record_sha256": summary.record_sha256,
+            "targets": summary.targets,
+            "observers": record.entropy.iter().map(|e| &e.observer).collect::<Vec<_>>(),
+        })),
+    )?;
+    Ok(summary)
+}
+
+/// Loads a stored draw record.
+pub fn load_record(conn: &Connection, draw_id: i64) -> Result<(DrawRecord, Option<String>)> {
+    let (text, published): (String, Option<String>) = conn
+        .query_row(
+            "SELECT record, published_at FROM draws WHERE id = ?1",
+            [draw_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?
+        .ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
+    Ok((serde_json::from_str(&text)?, published))
+}
+
+/// Draw summaries of a task, oldest first.
+pub fn draws_of_task(conn: &Connection, task_id: i64) -> Result<Vec<DrawSummary>> {
+    let mut stmt = conn.prepare(
+        "SELECT id, task_id, kind, parent_id, reason, seed, record_sha256, drawn_at, published_at,
+            json_array_length(record, '$.result.targets')
+         FROM draws WHERE task_id = ?1 ORDER BY id",
+    )?;
+    let rows = stmt.query_map([task_id], |r| {
+        Ok(DrawSummary {
+            id: r.get(0)?,
+            task_id: r.get(1)?,
+            kind: r.get(2)?,
+            parent_id: r.get(3)?,
+            reason: r.get(4)?,
+            seed: r.get(5)?,
+            record_sha256: r.get(6)?,
+            drawn_at: r.get(7)?,
+            published_at: r.get(8)?,
+            targets: r.get::<_, i64>(9)? as usize,
+        })
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Publishes a task's drawn list (公示): its draw records become public.
+pub fn publish(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Vec<DrawSummary>> {
+    let task = plans::get_task_by_id(tx, task_id)?;
+    if initial_draw_id(tx, task_id)?.is_none() {
+        return Err(Error::Conflict(format!(
+            "task {} has not been drawn",
+            task.number
+        )));
+    }
+    let at = now();
+    let n = tx.execute(
+        "UPDATE draws SET published_at = ?1 WHERE task_id = ?2 AND published_at IS NULL",
+        params![at, task_id],
+    )?;
+    audit::append(
+        tx,
+        actor,
+        "draw.publish",
+        &format!("task:{task_id}"),
+        None,
+        Some(&json!({"published_at": at, "draws": n})),
+    )?;
+    draws_of_task(tx, task_id)
+}
+
+/// Why a target is redrawn.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case", tag = "reason")]
+pub enum RedrawReason {
+    /// An inspector of the group recused (回避): the group is drawn again without them.
+    Recusal {
+        /// The recusing inspector.
+        inspector_id: i64,
+    },
+    /// The target turned out to be outside the task's scope: a replacement is
+    /// drawn from the same stratum and given a group.
+    OutOfScope,
+}
+
+/// The seed of a redraw: fixed by the parent draw's seed and what is redrawn,
+/// so the server cannot choose it.
+pub fn redraw_seed(basis: &RedrawBasis, entropy: &[Entropy]) -> Result<[u8; 32]> {
+    let parent = hex::decode(&basis.parent_seed)
+        .map_err(|_| Error::invalid("seed", "parent seed is not hex"))?;
+    let mut material = Vec::new();
+    material.extend_from_slice(b"suiji-redraw-v1");
+    material.extend_from_slice(&parent);
+    material.extend_from_slice(&basis.sequence.to_be_bytes());
+    material.extend_from_slice(basis.reason.as_bytes());
+    material.push(0);
+    material.extend_from_slice(basis.target_uscc.as_bytes());
+    material.push(0);
+    if let Some(i) = basis.recused_inspector {
+        material.extend_from_slice(&i.to_be_bytes());
+    }
+    Ok(algorithm::seed(&material, entropy))
+}
+
+/// A request to redraw one target of a task.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RedrawRequest {
+    /// The target whose draw is redone.
+    pub target_id: i64,
+    /// Why.
+    #[serde(flatten)]
+    pub reason: RedrawReason,
+    /// The explanation recorded with the redraw.
+    pub explanation: String,
+    /// Observers' entropy, if any watched.
+    #[serde(default)]
+    pub entropy: Vec<Entropy>,
+}
+
+/// Redraws one target of a drawn task; the old draw record stays as it was.
+pub fn redraw(
+    tx: &Transaction<'_>,
+    actor: &str,
+    task_id: i64,
+    request: RedrawRequest,
+    calendar: &Calendar,
+) -> Result<DrawSummary> {
+    let RedrawRequest {
+        target_id,
+        reason,
+        explanation,
+        entropy,
+    } = request;
+    let reason = &reason;
+    let explanation = explanation.as_str();
+    check_entropy(&entropy)?;
+    crate::registry::check_text("explanation", explanation, 500)?;
+    let task = plans::get_task_by_id(tx, task_id)?;
+    let initial = initial_draw_id(tx, task_id)?
+        .ok_or_else(|| Error::Conflict(format!("task {} has not been drawn", task.number)))?;
+    let current = records::active_record_of(tx, task_id, target_id)?.ok_or_else(|| {
+        Error::invalid(
+            "target_id",
+            format!("target {target_id} has no active record in this task"),
+        )
+    })?;
+    let (parent, parent_published) = load_record(tx, current.draw_id)?;
+    let (initial_record, _) = load_record(tx, initial)?;
+    let uscc: String =
+        tx.query_row("SELECT uscc FROM targets WHERE id = ?1", [target_id], |r| {
+            r.get(0)
+        })?;
+    let sequence: u32 = tx.query_row(
+        "SELECT COUNT(*) + 1 FROM draws WHERE task_id = ?1 AND kind = 'redraw'",
+        [task_id],
+        |r| r.get(0),
+    )?;
+    // Loads of the task's other active groups.
+    let mut loads: BTreeMap<i64, u64> = BTreeMap::new();
+    for (record_id, inspector) in records::task_group_members(tx, task_id)? {
+        if record_id != current.id {
+            *loads.entry(inspector).or_default() += 1;
+        }
+    }
+    let mut inspectors = initial_record.inspector_pool.clone();
+    let (reason_code, recused, targets) = match reason {
+        RedrawReason::Recusal { inspector_id } => {
+            if !current.group.iter().any(|(id, _)| id == inspector_id) {
+                return Err(Error::invalid(
+                    "inspector_id",
+                    format!("inspector {inspector_id} is not in the group of this target"),
+                ));
+            }
+            if let Some(p) = inspectors.iter_mut().find(|i| i.id == *inspector_id) {
+                p.excluded.push(uscc.clone());
+                p.excluded.sort();
+                p.excluded.dedup();
+            }
+            let target = initial_record
+                .target_pool
+                .iter()
+                .find(|t| t.uscc == uscc)
+                .cloned()
+                .ok_or_else(|| Error::Internal("drawn target missing from its pool".into()))?;
+            (
+                "recusal",
+                Some(*inspector_id),
+                vec![PoolTarget {
+                    must_include: false,
+                    ..target
+                }],
+            )
+        }
+        RedrawReason::OutOfScope => {
+            let class = parent
+                .result
+                .targets
+                .iter()
+                .chain(initial_record.result.targets.iter())
+                .find(|t| t.uscc == uscc)
+                .map(|t| t.risk_class.clone())
+                .ok_or_else(|| Error::Internal("target missing from its draw".into()))?;
+            let drawn: HashSet<String> = records::task_target_usccs(tx, task_id)?
+                .into_iter()
+                .collect();
+            let rest: Vec<PoolTarget> = initial_record
+                .target_pool
+                .iter()
+                .filter(|t| t.risk_class == class && !drawn.contains(&t.uscc))
+                .map(|t| PoolTarget {
+                    must_include: false,
+                    ..t.clone()
+                })
+                .collect();
+            if rest.is_empty() {
+                return Err(Error::invalid(
+                    "target_id",
+                    format!("no undrawn candidate of risk class {class} is left to replace it"),
+                ));
+            }
+            ("out_of_scope", None, rest)
+        }
+    };
+    let basis = RedrawBasis {
+        parent_seed: parent.seed.clone(),
+        sequence,
+        reason: reason_code.into(),
+        target_uscc: uscc.clone(),
+        recused_inspector: recused,
+    };
+    let seed = redraw_seed(&basis, &entropy)?;
+    let mut params = initial_record.params.clone();
+    params.quota = Quota::Count(1);
+    let load_map: HashMap<i64, u64> = loads.iter().map(|(k, v)| (*k, *v)).collect();
+    let outcome =
+        algorithm::run(&params, &targets, &inspectors, seed, &load_map).map_err(draw_error)?;
+    let reason_text = format!("{reason_code}: {}", explanation.trim());
+    let mut record = DrawRecord {
+        algorithm: ALGORITHM.into(),
+        draw_id: 0,
+        kind: "redraw".into(),
+        parent_draw_id: Some(parent.draw_id),
+        reason: Some(reason_text.clone()),
+        task: task_info(tx, &task)?,
+        commitment: None,
+        redraw: Some(basis),
+        params,
+        secret: String::new(),
+        entropy,
+        seed: hex::encode(seed),
+        initial_loads: loads,
+        target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
+        target_pool: targets,
+        inspector_pool: inspectors,
+        result: outcome,
+        drawn_at: now(),
+    };
+    let summary = insert_draw(tx, actor, &mut record, parent_published.is_some())?;
+    let drawn = &record.result.targets[0];
+    match reason {
+        RedrawReason::Recusal { .. } => {
+            records::regroup(tx, &task, &current.id, summary.id, drawn, calendar)?;
+        }
+        RedrawReason::OutOfScope => {
+            records::withdraw(tx, &current.id, &reason_text)?;
+            records::create_for_draw(tx, &task, summary.id, std::slice::from_ref(drawn), calendar)?;
+        }
+    }
+    audit::append(
+        tx,
+        actor,
+        "draw.redraw",
+        &format!("task:{task_id}"),
+        Some(&json!({"record": current.id, "group": current.group})),
+        Some(&json!({
+            "draw_id": summary.id,
+            "parent_draw_id": parent.draw_id,
+            "reason": reason_text,
+            "target": drawn.uscc,
+            "group": drawn.group,
+        })),
+    )?;
+    Ok(summary)
+}
+
+/// Recomputes a draw record and names the first difference, if any.
+pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
+    if record.algorithm != ALGORITHM {
+        return Err(format!(
+            "unknown algorithm `{}` (this verifier knows {ALGORITHM})",
+            record.algorithm
+        ));
+    }
+    if !record.target_pool.windows(2).all(|w| w[0].uscc < w[1].uscc) {
+        return Err("target_pool is not sorted by uscc without repeats".into());
+    }
+    if !record.inspector_pool.windows(2).all(|w| w[0].id < w[1].id) {
+        return Err("inspector_pool is not sorted by id without repeats".into());
+    }
+    let seed = match (&record.commitment, &record.redraw) {
+        (Some(c), None) => {
+            let secret =
+                hex::decode(&record.secret).map_err(|_| "secret is not hex".to_string())?;
+            if sha256_hex(&secret) != c.secret_sha256 {
+                return Err("secret does not match the committed secret_sha256".into());
+            }
+            if json_hash(&record.params) != c.params_sha256 {
+                return Err("params do not match the committed params_sha256".into());
+            }
+            if json_hash(&record.target_pool) != c.target_pool_sha256 {
+                return Err("target_pool does not match the committed target_pool_sha256".into());
+            }
+            if json_hash(&record.inspector_pool) != c.inspector_pool_sha256 {
+                return Err(
+                    "inspector_pool does not match the committed inspector_pool_sha256".into(),
+                );
+            }
+            algorithm::seed(&secret, &record.entropy)
+        }
+        (None, Some(basis)) => redraw_seed(basis, &record.entropy).map_err(|e| e.to_string())?,
+        _ => {
+            return Err(
+                "a record needs either a commitment (initial draw) or a redraw basis".into(),
+            );
+        }
+    };
+    if hex::encode(seed) != record.seed {
+        return Err(format!(
+            "seed should be {} but the record says {}",
+            hex::encode(seed),
+            record.seed
+        ));
+    }
+    let loads: HashMap<i64, u64> = record.initial_loads.iter().map(|(k, v)| (*k, *v)).collect();
+    let outcome = algorithm::run(
+        &record.params,
+        &record.target_pool,
+        &record.inspector_pool,
+        seed,
+        &loads,
+    )
+    .map_err(|e| format!("the draw cannot be recomputed: {e}"))?;
+    for (i, (want, got)) in outcome.strata.iter().zip(&record.result.strata).enumerate() {
+        if want != got {
+            return Err(format!(
+                "result.strata[{i}] should be {want:?} but the record says {got:?}"
+            ));
+        }
+    }
+    if outcome.targets.len() != record.result.targets.len() {
+        return Err(format!(
+            "{} targets should be drawn but the record lists {}",
+            outcome.targets.len(),
+            record.result.targets.len()
+        ));
+    }
+    for (i, (want, got)) in outcome
+        .targets
+        .iter()
+        .zip(&record.result.targets)
+        .enumerate()
+    {
+        if want != got {
+            return Err(format!(
+                "result.targets[{i}] should be {want:?} but the record says {got:?}"
+            ));
+        }
+    }
+    if outcome.strata.len() != record.result.strata.len() {
+        return Err("result.strata has the wrong length".into());
+    }
+    Ok(())
+}

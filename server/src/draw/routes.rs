@@ -1,0 +1,263 @@
+//! HTTP endpoints of the draw: commitment, ceremony, publication, redraws,
+//! the records it made, and the public draw records.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::algorithm::Entropy;
+use super::records::{self, RecordSummary};
+use super::{CommitmentInfo, DrawSummary, RedrawRequest};
+use crate::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::error::{Error, Result};
+use crate::extract::{ApiJson, ApiPath};
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tasks/{id}/draw", get(draw_state).post(execute))
+        .route("/api/v1/tasks/{id}/draw/commit", post(commit))
+        .route("/api/v1/tasks/{id}/draw/publish", post(publish))
+        .route("/api/v1/tasks/{id}/redraw", post(redraw))
+        .route("/api/v1/tasks/{id}/records", get(task_records))
+        .route("/api/v1/draws/{id}", get(get_draw))
+        .route("/api/v1/my/records", get(my_records))
+        .route("/api/v1/public/draws", get(public_draws))
+        .route("/api/v1/public/draws/{id}", get(public_draw))
+}
+
+/// Who runs draws and sees drawn lists before publication.
+const DRAWERS: &[Role] = &[Role::Admin, Role::Planner];
+
+async fn commit(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+) -> Result<(StatusCode, Json<CommitmentInfo>)> {
+    user.require(DRAWERS)?;
+    let info = state
+        .db
+        .write(move |tx| super::commit(tx, &user.username, task_id))
+        .await?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+#[derive(Serialize)]
+struct DrawState {
+    commitment: Option<CommitmentInfo>,
+    draws: Vec<DrawSummary>,
+}
+
+async fn draw_state(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+) -> Result<Json<DrawState>> {
+    user.require(DRAWERS)?;
+    let found = state
+        .db
+        .read(move |c| {
+            crate::plans::get_task_by_id(c, task_id)?;
+            Ok(DrawState {
+                commitment: super::open_commitment(c, task_id)?,
+                draws: super::draws_of_task(c, task_id)?,
+            })
+        })
+        .await?;
+    Ok(Json(found))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrawRequest {
+    commitment_id: i64,
+    #[serde(default)]
+    entropy: Vec<Entropy>,
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<DrawRequest>,
+) -> Result<(StatusCode, Json<DrawSummary>)> {
+    user.require(DRAWERS)?;
+    let calendar = state.calendar();
+    let summary = state
+        .db
+        .write(move |tx| {
+            super::execute(
+                tx,
+                &user.username,
+                task_id,
+                req.commitment_id,
+                req.entropy,
+                &calendar,
+            )
+        })
+        .await?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+) -> Result<Json<Vec<DrawSummary>>> {
+    user.require(DRAWERS)?;
+    Ok(Json(
+        state
+            .db
+            .write(move |tx| super::publish(tx, &user.username, task_id))
+            .await?,
+    ))
+}
+
+async fn redraw(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+    ApiJson(req): ApiJson<RedrawRequest>,
+) -> Result<(StatusCode, Json<DrawSummary>)> {
+    user.require(DRAWERS)?;
+    let calendar = state.calendar();
+    let summary = state
+        .db
+        .write(move |tx| super::redraw(tx, &user.username, task_id, req, &calendar))
+        .await?;
+    Ok((StatusCode::CREATED, Json(summary)))
+}
+
+async fn task_records(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(task_id): ApiPath<i64>,
+) -> Result<Json<Vec<RecordSummary>>> {
+    user.require(&[Role::Admin, Role::Planner, Role::Supervisor])?;
+    Ok(Json(
+        state
+            .db
+            .read(move |c| records::list(c, Some(task_id), None))
+            .await?,
+    ))
+}
+
+async fn my_records(
+    State(state): State<AppState>,
+    user: AuthUser,
+) -> Result<Json<Vec<RecordSummary>>> {
+    user.require(&[Role::Inspector])?;
+    let user_id = user.user_id;
+    let list = state
+        .db
+        .read(move |c| {
+            let inspector: Option<i64> = rusqlite::OptionalExtension::optional(c.query_row(
+                "SELECT id FROM inspectors WHERE user_id = ?1",
+                [user_id],
+                |r| r.get(0),
+            ))?;
+            match inspector {
+                Some(id) => records::list(c, None, Some(id)),
+                None => Ok(Vec::new()),
+            }
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+async fn get_draw(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<Json<Value>> {
+    user.require(DRAWERS)?;
+    let text: String = state
+        .db
+        .read(move |c| {
+            Ok(rusqlite::OptionalExtension::optional(c.query_row(
+                "SELECT record FROM draws WHERE id = ?1",
+                [id],
+                |r| r.get(0),
+            ))?)
+        })
+        .await?
+        .ok_or_else(|| Error::NotFound(format!("draw {id}")))?;
+    Ok(Json(serde_json::from_str(&text)?))
+}
+
+#[derive(Serialize)]
+struct PublicDraw {
+    id: i64,
+    kind: String,
+    parent_id: Option<i64>,
+    reason: Option<String>,
+    plan_number: String,
+    plan_name: String,
+    task_number: String,
+    task_name: String,
+    targets: i64,
+    record_sha256: String,
+    drawn_at: String,
+    published_at: String,
+}
+
+async fn public_draws(State(state): State<AppState>) -> Result<Json<Vec<PublicDraw>>> {
+    let list = state
+        .db
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT d.id, d.kind, d.parent_id, d.reason, p.number, p.name, t.number, t.name,
+                    json_array_length(d.record, '$.result.targets'), d.record_sha256, d.drawn_at, d.published_at
+                 FROM draws d JOIN tasks t ON t.id = d.task_id JOIN plans p ON p.id = t.plan_id
+                 WHERE d.published_at IS NOT NULL ORDER BY d.id DESC",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(PublicDraw {
+                    id: r.get(0)?,
+                    kind: r.get(1)?,
+                    parent_id: r.get(2)?,
+                    reason: r.get(3)?,
+                    plan_number: r.get(4)?,
+                    plan_name: r.get(5)?,
+                    task_number: r.get(6)?,
+                    task_name: r.get(7)?,
+                    targets: r.get(8)?,
+                    record_sha256: r.get(9)?,
+                    drawn_at: r.get(10)?,
+                    published_at: r.get(11)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await?;
+    Ok(Json(list))
+}
+
+async fn public_draw(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<i64>,
+) -> Result<axum::response::Response> {
+    let text: Option<String> = state
+        .db
+        .read(move |c| {
+            Ok(rusqlite::OptionalExtension::optional(c.query_row(
+                "SELECT record FROM draws WHERE id = ?1 AND published_at IS NOT NULL",
+                [id],
+                |r| r.get(0),
+            ))?)
+        })
+        .await?;
+    // Served byte for byte as stored, so its SHA-256 matches record_sha256.
+    let text = text.ok_or_else(|| Error::NotFound(format!("no published draw {id}")))?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        text,
+    )
+        .into_response())
+}
+
+use axum::response::IntoResponse;
