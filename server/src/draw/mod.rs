@@ -1058,3 +1058,6 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,439 @@
+//! Tests of the draw algorithm and of draw-record verification, with fixed
+//! seeds so that statistical checks are exact and never flaky.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use super::algorithm::*;
+use super::{CommitmentInfo, DrawRecord, TaskInfo, verify};
+use crate::uscc;
+
+fn pool(sizes: [usize; 4], must_every: usize) -> Vec<PoolTarget> {
+    let mut targets = Vec::new();
+    let mut serial = 0u32;
+    for (c, &n) in sizes.iter().enumerate() {
+        for k in 0..n {
+            serial += 1;
+            targets.push(PoolTarget {
+                uscc: uscc::generate('9', '1', "330106", serial * 13),
+                risk_class: CLASSES[c].into(),
+                must_include: must_every > 0 && k % must_every == 0,
+            });
+        }
+    }
+    targets.sort_by(|a, b| a.uscc.cmp(&b.uscc));
+    targets
+}
+
+fn inspectors(n: i64, departments: &[&str]) -> Vec<PoolInspector> {
+    (1..=n)
+        .map(|id| PoolInspector {
+            id,
+            department: departments[(id as usize) % departments.len()].into(),
+            excluded: Vec::new(),
+        })
+        .collect()
+}
+
+fn params(quota: Quota, joint: bool, departments: &[&str]) -> Params {
+    Params {
+        quota,
+        class_ratios: [0.03, 0.05, 0.2, 0.6],
+        group_size: 2,
+        joint,
+        requirements: departments
+            .iter()
+            .map(|d| Requirement {
+                department: (*d).into(),
+                qualifications: vec![format!("{d}资格")],
+            })
+            .collect(),
+    }
+}
+
+fn entropy(value: &str) -> Vec<Entropy> {
+    vec![Entropy {
+        observer: "观察员".into(),
+        value: value.into(),
+    }]
+}
+
+fn no_loads() -> HashMap<i64, u64> {
+    HashMap::new()
+}
+
+#[test]
+fn same_inputs_give_the_same_draw() {
+    let targets = pool([400, 300, 200, 100], 0);
+    let people = inspectors(30, &["SCJG"]);
+    let p = params(Quota::Ratio(0.1), false, &["SCJG"]);
+    let seed = seed(b"secret", &entropy("42"));
+    let a = run(&p, &targets, &people, seed, &no_loads()).unwrap();
+    let b = run(&p, &targets, &people, seed, &no_loads()).unwrap();
+    assert_eq!(a, b);
+    assert_eq!(a.targets.len(), 100);
+}
+
+#[test]
+fn different_observer_entropy_gives_a_different_draw() {
+    let targets = pool([400, 300, 200, 100], 0);
+    let people = inspectors(30, &["SCJG"]);
+    let p = params(Quota::Ratio(0.1), false, &["SCJG"]);
+    let a = run(
+        &p,
+        &targets,
+        &people,
+        seed(b"secret", &entropy("42")),
+        &no_loads(),
+    )
+    .unwrap();
+    let b = run(
+        &p,
+        &targets,
+        &people,
+        seed(b"secret", &entropy("43")),
+        &no_loads(),
+    )
+    .unwrap();
+    let picked = |o: &Outcome| {
+        o.targets
+            .iter()
+            .map(|t| t.uscc.clone())
+            .collect::<HashSet<_>>()
+    };
+    assert_ne!(picked(&a), picked(&b));
+    // Order of entries matters too.
+    let two = vec![
+        Entropy {
+            observer: "甲".into(),
+            value: "1".into(),
+        },
+        Entropy {
+            observer: "乙".into(),
+            value: "2".into(),
+        },
+    ];
+    let swapped = vec![two[1].clone(), two[0].clone()];
+    assert_ne!(seed(b"s", &two), seed(b"s", &swapped));
+}
+
+#[test]
+fn quotas_follow_class_ratios_with_one_per_stratum_and_must_includes() {
+    let p = params(Quota::Count(100), false, &["SCJG"]);
+    // Weights 0.03*1000=30, 0.05*1000=50, 0.2*1000=200, 0.6*1000=600 → 880.
+    let q = quotas(&p, [1000, 1000, 1000, 1000], [0, 0, 0, 0]);
+    assert_eq!(q.iter().sum::<u64>(), 100);
+    for (c, w) in [30.0, 50.0, 200.0, 600.0].iter().enumerate() {
+        let expected = 100.0 * w / 880.0;
+        assert!(
+            (q[c] as f64 - expected).abs() <= 1.0,
+            "class {c}: {} vs {expected}",
+            q[c]
+        );
+    }
+    // A tiny stratum still gets one; an empty one none.
+    let q = quotas(&p, [0, 3, 1000, 1000], [0, 0, 0, 0]);
+    assert_eq!((q[0], q[1]), (0, 1));
+    // Must-includes are always drawn, even beyond the count.
+    let q = quotas(
+        &params(Quota::Count(2), false, &["SCJG"]),
+        [10, 10, 10, 10],
+        [5, 0, 0, 0],
+    );
+    assert_eq!(q, [5, 1, 1, 1]);
+    // A stratum never gets more than it has; the rest goes elsewhere.
+    // (D's share of 200 by weight would be 35, but it has only 10.)
+    let q = quotas(
+        &params(Quota::Count(200), false, &["SCJG"]),
+        [100, 100, 100, 10],
+        [0; 4],
+    );
+    assert_eq!(q[3], 10);
+    assert_eq!(q.iter().sum::<u64>(), 200);
+    // Ratio: ceil(0.05 × 1001) = 51.
+    let q = quotas(
+        &params(Quota::Ratio(0.05), false, &["SCJG"]),
+        [1001, 0, 0, 0],
+        [0; 4],
+    );
+    assert_eq!(q[0], 51);
+}
+
+#[test]
+fn strata_and_selection_frequencies_over_many_fixed_seeds_match_the_ratios() {
+    let sizes = [200usize, 100, 60, 40];
+    let targets = pool(sizes, 0);
+    let people = inspectors(40, &["SCJG"]);
+    let p = params(Quota::Count(40), false, &["SCJG"]);
+    let expected = quotas(&p, sizes.map(|s| s as u64), [0; 4]);
+    let class_of: HashMap<&str, usize> = targets
+        .iter()
+        .map(|t| {
+            (
+                t.uscc.as_str(),
+                CLASSES.iter().position(|c| *c == t.risk_class).unwrap(),
+            )
+        })
+        .collect();
+    let runs = 400;
+    let mut hits: HashMap<String, u32> = HashMap::new();
+    for r in 0..runs {
+        let s = seed(format!("fixed seed {r}").as_bytes(), &[]);
+        let o = run(&p, &targets, &people, s, &no_loads()).unwrap();
+        let mut per_class = [0u64; 4];
+        for t in &o.targets {
+            per_class[class_of[t.uscc.as_str()]] += 1;
+            *hits.entry(t.uscc.clone()).or_default() += 1;
+        }
+        assert_eq!(per_class, expected, "every run draws each stratum's quota");
+    }
+    // Within a stratum every candidate is equally likely: a chi-square test of
+    // the inclusion counts against q_c / n_c per run.
+    for c in 0..4 {
+        let members: Vec<&PoolTarget> = targets
+            .iter()
+            .filter(|t| t.risk_class == CLASSES[c])
+            .collect();
+        let mean = runs as f64 * expected[c] as f64 / members.len() as f64;
+        let chi2: f64 = members
+            .iter()
+            .map(|t| {
+                let o = f64::from(*hits.get(&t.uscc).unwrap_or(&0));
+                (o - mean).powi(2) / mean
+            })
+            .sum();
+        let dof = members.len() as f64 - 1.0;
+        // Far beyond the 99.9th percentile for these degrees of freedom.
+        let bound = dof + 5.0 * (2.0 * dof).sqrt();
+        assert!(
+            chi2 < bound,
+            "class {}: chi2 {chi2:.1} >= {bound:.1}",
+            CLASSES[c]
+        );
+    }
+}
+
+#[test]
+fn must_includes_are_drawn_first_and_none_twice() {
+    let targets = pool([100, 100, 100, 100], 10);
+    let people = inspectors(20, &["SCJG"]);
+    let o = run(
+        &params(Quota::Count(60), false, &["SCJG"]),
+        &targets,
+        &people,
+        seed(b"x", &[]),
+        &no_loads(),
+    )
+    .unwrap();
+    let drawn: HashSet<&str> = o.targets.iter().map(|t| t.uscc.as_str()).collect();
+    assert_eq!(drawn.len(), o.targets.len(), "no target twice");
+    for t in targets.iter().filter(|t| t.must_include) {
+        assert!(
+            drawn.contains(t.uscc.as_str()),
+            "must-include {} drawn",
+            t.uscc
+        );
+    }
+}
+
+#[test]
+fn groups_have_no_conflicted_or_repeated_inspector_and_spread_work_evenly() {
+    let targets = pool([50, 50, 50, 50], 0);
+    let mut people = inspectors(25, &["SCJG"]);
+    // Inspector 1 conflicts with many targets; 2 was in the last group of some.
+    for t in targets.iter().step_by(3) {
+        people[0].excluded.push(t.uscc.clone());
+    }
+    for t in targets.iter().step_by(5) {
+        people[1].excluded.push(t.uscc.clone());
+    }
+    for p in &mut people {
+        p.excluded.sort();
+    }
+    let o = run(
+        &params(Quota::Count(120), false, &["SCJG"]),
+        &targets,
+        &people,
+        seed(b"g", &[]),
+        &no_loads(),
+    )
+    .unwrap();
+    let excluded: HashMap<i64, HashSet<&str>> = people
+        .iter()
+        .map(|p| (p.id, p.excluded.iter().map(String::as_str).collect()))
+        .collect();
+    let mut load: HashMap<i64, usize> = HashMap::new();
+    for t in &o.targets {
+        assert_eq!(t.group.len(), 2);
+        let unique: HashSet<_> = t.group.iter().collect();
+        assert_eq!(unique.len(), t.group.len(), "repeated inspector in {t:?}");
+        for id in &t.group {
+            assert!(
+                !excluded[id].contains(t.uscc.as_str()),
+                "inspector {id} excluded from {}",
+                t.uscc
+            );
+            *load.entry(*id).or_default() += 1;
+        }
+    }
+    // Inspectors without exclusions share the work within one of each other.
+    let free: Vec<usize> = (3..=25)
+        .map(|id| load.get(&id).copied().unwrap_or(0))
+        .collect();
+    let (min, max) = (free.iter().min().unwrap(), free.iter().max().unwrap());
+    assert!(max - min <= 1, "loads {free:?}");
+}
+
+#[test]
+fn joint_task_groups_cover_every_department() {
+    let targets = pool([30, 30, 30, 30], 0);
+    let departments = ["YJGL", "STHJ", "SCJG"];
+    let people = inspectors(30, &departments);
+    let mut p = params(Quota::Count(40), true, &departments);
+    p.group_size = 2;
+    let o = run(&p, &targets, &people, seed(b"joint", &[]), &no_loads()).unwrap();
+    let dept: HashMap<i64, &str> = people
+        .iter()
+        .map(|i| (i.id, i.department.as_str()))
+        .collect();
+    for t in &o.targets {
+        assert_eq!(t.group.len(), 3, "a group grows to one per department");
+        let covered: HashSet<&str> = t.group.iter().map(|id| dept[id]).collect();
+        assert_eq!(covered.len(), 3, "{t:?}");
+        assert_eq!(dept[&t.group[0]], "YJGL", "the initiating department leads");
+    }
+}
+
+#[test]
+fn an_unfillable_group_names_the_target_and_the_qualification() {
+    let targets = pool([5, 0, 0, 0], 0);
+    let mut people = inspectors(2, &["SCJG"]);
+    people[1].excluded = targets.iter().map(|t| t.uscc.clone()).collect();
+    let err = run(
+        &params(Quota::Count(1), false, &["SCJG"]),
+        &targets,
+        &people,
+        seed(b"u", &[]),
+        &no_loads(),
+    )
+    .unwrap_err();
+    match err {
+        DrawError::GroupUnfillable {
+            uscc,
+            department,
+            qualifications,
+        } => {
+            assert!(targets.iter().any(|t| t.uscc == uscc));
+            assert_eq!(department, "SCJG");
+            assert_eq!(qualifications, "SCJG资格");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        run(
+            &params(Quota::Count(1), false, &["SCJG"]),
+            &[],
+            &people,
+            seed(b"u", &[]),
+            &no_loads()
+        ),
+        Err(DrawError::EmptyPool)
+    );
+}
+
+fn record() -> DrawRecord {
+    let targets = pool([40, 30, 20, 10], 7);
+    let people = inspectors(12, &["SCJG"]);
+    let p = params(Quota::Ratio(0.2), false, &["SCJG"]);
+    let secret = [7u8; 32];
+    let e = entropy("台下观众 1234");
+    let s = seed(&secret, &e);
+    let result = run(&p, &targets, &people, s, &no_loads()).unwrap();
+    DrawRecord {
+        algorithm: ALGORITHM.into(),
+        draw_id: 1,
+        kind: "initial".into(),
+        parent_draw_id: None,
+        reason: None,
+        task: TaskInfo {
+            id: 1,
+            number: "T-1".into(),
+            name: "任务".into(),
+            plan_number: "P-1".into(),
+            plan_name: "计划".into(),
+            directed: false,
+            departments: vec!["SCJG".into()],
+        },
+        commitment: Some(CommitmentInfo {
+            id: 1,
+            task_id: 1,
+            algorithm: ALGORITHM.into(),
+            committed_at: "2026-11-22T00:00:00Z".into(),
+            secret_sha256: sha256_hex(&secret),
+            params_sha256: json_hash(&p),
+            target_pool_sha256: json_hash(&targets),
+            target_count: targets.len() as i64,
+            inspector_pool_sha256: json_hash(&people),
+            inspector_count: people.len() as i64,
+        }),
+        redraw: None,
+        params: p,
+        secret: hex::encode(secret),
+        entropy: e,
+        seed: hex::encode(s),
+        initial_loads: BTreeMap::new(),
+        target_pool: targets,
+        inspector_pool: people,
+        result,
+        target_names: BTreeMap::new(),
+        drawn_at: "2026-11-22T00:00:01Z".into(),
+    }
+}
+
+#[test]
+fn an_honest_record_verifies_and_any_change_fails() {
+    let honest = record();
+    assert_eq!(verify(&honest), Ok(()));
+    // Round-trips through JSON as the public endpoint serves it.
+    let text = serde_json::to_string(&honest).unwrap();
+    assert_eq!(verify(&serde_json::from_str(&text).unwrap()), Ok(()));
+
+    let mut r = record();
+    r.result.targets[2].uscc = r
+        .target_pool
+        .iter()
+        .find(|t| !r.result.targets.iter().any(|d| d.uscc == t.uscc))
+        .unwrap()
+        .uscc
+        .clone();
+    assert!(verify(&r).unwrap_err().contains("result.targets[2]"));
+
+    let mut r = record();
+    r.result.targets[0].group.reverse();
+    assert!(verify(&r).unwrap_err().contains("result.targets[0]"));
+
+    let mut r = record();
+    r.entropy[0].value = "台下观众 1235".into();
+    assert!(verify(&r).unwrap_err().contains("seed"));
+
+    let mut r = record();
+    r.secret = hex::encode([8u8; 32]);
+    assert!(verify(&r).unwrap_err().contains("secret"));
+
+    let mut r = record();
+    r.target_pool[5].must_include = !r.target_pool[5].must_include;
+    assert!(verify(&r).unwrap_err().contains("target_pool"));
+
+    let mut r = record();
+    r.inspector_pool[3]
+        .excluded
+        .push("91350100M000100Y43".into());
+    assert!(verify(&r).unwrap_err().contains("inspector_pool"));
+
+    let mut r = record();
+    r.params.group_size = 3;
+    assert!(verify(&r).unwrap_err().contains("params"));
+
+    let mut r = record();
+    r.seed = "00".repeat(32);
+    assert!(verify(&r).unwrap_err().contains("seed"));
+}
