@@ -240,3 +240,79 @@ pub fn target_body(serial: u32, name: &str) -> Value {
         "risk_class": "B",
     })
 }
+
+/// What [`seed_agency`] made.
+pub struct Agency {
+    /// Inspector ids by department code.
+    pub inspectors: Vec<(i64, String)>,
+    /// Usernames of the inspectors, in the same order.
+    pub inspector_users: Vec<String>,
+    /// The plan id.
+    pub plan_id: i64,
+    /// Ids of the imported targets.
+    pub targets: usize,
+}
+
+/// A small agency for draw tests: departments SCJG and YJGL with one item
+/// each, `per_department` inspectors in each (users `insp-<dept>-<n>`),
+/// `targets` 餐饮业 targets spread over risk classes A–D (every 10th on the
+/// 严重违法失信 list), and a plan for 2026.
+pub async fn seed_agency(server: &TestServer, per_department: usize, targets: u32) -> Agency {
+    let admin = server.login("admin").await;
+    let planner = server.login("planner").await;
+    seed_registry(&planner).await;
+    let mut inspectors = Vec::new();
+    let mut inspector_users = Vec::new();
+    for (dept, qualification) in [("SCJG", "食品安全"), ("YJGL", "危险化学品")] {
+        for n in 1..=per_department {
+            let username = format!("insp-{}-{n}", dept.to_lowercase());
+            let (s, user) = admin
+                .post(
+                    "/api/v1/users",
+                    &json!({"username": username, "display_name": format!("{dept}检查员{n}"),
+                            "password": PASSWORD, "roles": ["inspector"]}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{user}");
+            let (s, inspector) = planner
+                .post(
+                    "/api/v1/inspectors",
+                    &json!({"user_id": user["id"], "name": format!("{dept}检查员{n}"),
+                            "cert_no": format!("浙{dept}{n:05}"), "department": dept,
+                            "expertise": [qualification], "region": "西湖区"}),
+                )
+                .await;
+            assert_eq!(s, StatusCode::CREATED, "{inspector}");
+            inspectors.push((inspector["id"].as_i64().unwrap(), dept.to_owned()));
+            inspector_users.push(username);
+        }
+    }
+    let mut csv = String::from(
+        "uscc,name,target_type,industry,region,address,legal_rep,reg_status,risk_class,flag_serious\n",
+    );
+    for i in 0..targets {
+        let code = suiji_server::uscc::generate('9', '1', "330106", 1000 + i);
+        let risk = ["A", "A", "B", "B", "B", "C", "C", "D", "A", "B"][i as usize % 10];
+        let serious = if i % 10 == 9 { "是" } else { "否" };
+        csv += &format!(
+            "{code},杭州测试{i}餐饮有限公司,enterprise,餐饮业,西湖区,文三路{i}号,张三,存续,{risk},{serious}\n"
+        );
+    }
+    let (s, report) = planner
+        .post_bytes("/api/v1/targets/import", "text/csv", csv.into_bytes())
+        .await;
+    assert_eq!(s, StatusCode::OK, "{report}");
+    let (s, plan) = planner
+        .post(
+            "/api/v1/plans",
+            &json!({"number": "P-2026-DRAW", "name": "2026年度抽查计划", "year": 2026, "department": "SCJG"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{plan}");
+    Agency {
+        inspectors,
+        inspector_users,
+        plan_id: plan["id"].as_i64().unwrap(),
+        targets: targets as usize,
+    }
+}

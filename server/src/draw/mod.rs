@@ -755,9 +755,18 @@ pub fn publish(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Vec<Dr
     draws_of_task(tx, task_id)
 }
 
+/// Why a target is redrawn, as a request names it.
+#[derive(Debug, Clone, Copy, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum RedrawReasonCode {
+    /// An inspector of the group recused; `inspector_id` names them.
+    Recusal,
+    /// The target is outside the task's scope.
+    OutOfScope,
+}
+
 /// Why a target is redrawn.
-#[derive(Debug, Clone, Deserialize, Serialize, PartialEq, Eq)]
-#[serde(rename_all = "snake_case", tag = "reason")]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub enum RedrawReason {
     /// An inspector of the group recused (回避): the group is drawn again without them.
     Recusal {
@@ -795,8 +804,10 @@ pub struct RedrawRequest {
     /// The target whose draw is redone.
     pub target_id: i64,
     /// Why.
-    #[serde(flatten)]
-    pub reason: RedrawReason,
+    pub reason: RedrawReasonCode,
+    /// The recusing inspector (for `recusal` only).
+    #[serde(default)]
+    pub inspector_id: Option<i64>,
     /// The explanation recorded with the redraw.
     pub explanation: String,
     /// Observers' entropy, if any watched.
@@ -815,10 +826,26 @@ pub fn redraw(
     let RedrawRequest {
         target_id,
         reason,
+        inspector_id,
         explanation,
         entropy,
     } = request;
-    let reason = &reason;
+    let reason = &match (reason, inspector_id) {
+        (RedrawReasonCode::Recusal, Some(inspector_id)) => RedrawReason::Recusal { inspector_id },
+        (RedrawReasonCode::Recusal, None) => {
+            return Err(Error::invalid(
+                "inspector_id",
+                "a recusal names the recusing inspector",
+            ));
+        }
+        (RedrawReasonCode::OutOfScope, None) => RedrawReason::OutOfScope,
+        (RedrawReasonCode::OutOfScope, Some(_)) => {
+            return Err(Error::invalid(
+                "inspector_id",
+                "only a recusal names an inspector",
+            ));
+        }
+    };
     let explanation = explanation.as_str();
     check_entropy(&entropy)?;
     crate::registry::check_text("explanation", explanation, 500)?;

@@ -2,5 +2,6 @@
 
 mod accounts;
 mod bad_input;
+mod draws;
 mod plans;
 mod registry;
