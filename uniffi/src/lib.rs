@@ -1,6 +1,141 @@
-//! uniffi bindings over suiji-mobile-core. Logic lives in mobile-core; this crate only wraps.
+//! uniffi bindings over suiji-mobile-core. Logic lives in mobile-core; this crate only wraps
+//! its types in `uniffi::Object`s, turns vocabularies into their string codes and flattens
+//! errors into one enum an app can act on.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use suiji_mobile_core::photo::PhotoLimits;
+use suiji_mobile_core::record::{
+    Conflict, EvidenceNote, Missing, NoteKind, PartySignature, PhotoMeta, SubmitOutcome,
+};
+use suiji_mobile_core::store::{OutboxEntry, OutboxItem, TaskSummary};
+use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
+use suiji_mobile_core::{BlobHash, InspectorId, ItemCode, NoteId, RecordId, Store, StoreOptions};
 
 uniffi::setup_scaffolding!();
+
+/// The one error type apps see. Raw SQLite, automerge or image errors never cross: each is
+/// mapped to the variant an app would act on, with a readable message.
+#[derive(Debug, thiserror::Error, uniffi::Error)]
+#[uniffi(flat_error)]
+pub enum SuijiError {
+    /// The record, item, photo, note or blob does not exist.
+    #[error("not found: {0}")]
+    NotFound(String),
+    /// The action clashes with the record's state (submitted, approved, another inspector's
+    /// store).
+    #[error("conflict: {0}")]
+    Conflict(String),
+    /// The input is not acceptable (unknown code, bad date, corrupt photo, too large...).
+    #[error("invalid input: {0}")]
+    InvalidInput(String),
+    /// Talking to the server failed.
+    #[error("network: {0}")]
+    Network(String),
+    /// The phone's storage failed.
+    #[error("storage: {0}")]
+    Storage(String),
+    /// Anything else.
+    #[error("{reason}")]
+    Other {
+        /// What went wrong.
+        reason: String,
+    },
+}
+
+impl From<suiji_mobile_core::Error> for SuijiError {
+    fn from(e: suiji_mobile_core::Error) -> Self {
+        use suiji_mobile_core::Error as E;
+        let message = e.to_string();
+        match e {
+            E::NotFound(_) => SuijiError::NotFound(message),
+            E::NotEditable { .. } | E::WrongState { .. } | E::WrongInspector { .. } => {
+                SuijiError::Conflict(message)
+            }
+            E::InvalidInput(_)
+            | E::PhotoTooLarge { .. }
+            | E::UnsupportedImage(_)
+            | E::BadImage(_)
+            | E::Malformed(_)
+            | E::Json(_)
+            | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
+            E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
+            E::Automerge(_) | E::Random(_) => SuijiError::Other { reason: message },
+            // The core's error enum may grow; anything new is reported as it reads.
+            #[allow(unreachable_patterns)]
+            _ => SuijiError::Other { reason: message },
+        }
+    }
+}
+
+type Result<T> = std::result::Result<T, SuijiError>;
+
+fn invalid(message: impl Into<String>) -> SuijiError {
+    SuijiError::InvalidInput(message.into())
+}
+
+fn blob_hash(text: &str) -> Result<BlobHash> {
+    BlobHash::parse(text).ok_or_else(|| invalid(format!("not a SHA-256 hash: {text:?}")))
+}
+
+fn method(code: &str) -> Result<Method> {
+    Method::from_code(code).ok_or_else(|| invalid(format!("unknown method {code:?}")))
+}
+
+fn result_category(code: &str) -> Result<ResultCategory> {
+    ResultCategory::from_code(code).ok_or_else(|| invalid(format!("unknown result {code:?}")))
+}
+
+fn date(text: &str) -> Result<chrono::NaiveDate> {
+    suiji_mobile_core::record::parse_date(text).map_err(invalid)
+}
+
+// ----- vocabularies ------------------------------------------------------------------------
+
+/// One entry of a closed vocabulary: its stable code and official wording.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct VocabEntry {
+    /// Code to pass back to the core.
+    pub code: String,
+    /// Official Chinese wording to show.
+    pub label: String,
+}
+
+/// Inspection methods (核查方式).
+#[uniffi::export]
+pub fn methods() -> Vec<VocabEntry> {
+    Method::ALL
+        .iter()
+        .map(|m| VocabEntry {
+            code: m.code().into(),
+            label: m.label().into(),
+        })
+        .collect()
+}
+
+/// Statutory result categories (检查结果).
+#[uniffi::export]
+pub fn result_categories() -> Vec<VocabEntry> {
+    ResultCategory::ALL
+        .iter()
+        .map(|m| VocabEntry {
+            code: m.code().into(),
+            label: m.label().into(),
+        })
+        .collect()
+}
+
+/// Follow-up measures (后续处置措施).
+#[uniffi::export]
+pub fn follow_up_measures() -> Vec<VocabEntry> {
+    FollowUpMeasure::ALL
+        .iter()
+        .map(|m| VocabEntry {
+            code: m.code().into(),
+            label: m.label().into(),
+        })
+        .collect()
+}
 
 /// The record document schema version the bound core speaks.
 #[uniffi::export]
@@ -8,13 +143,823 @@ pub fn record_schema_version() -> u64 {
     suiji_mobile_core::RECORD_SCHEMA_VERSION
 }
 
+// ----- records crossing the boundary -------------------------------------------------------
+
+/// Photo import settings.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct PhotoSettings {
+    /// Largest original accepted, in bytes.
+    pub max_bytes: u64,
+    /// Originals with more pixels than this get a downscaled copy for upload.
+    pub pixel_budget: u64,
+    /// Longest edge of thumbnails.
+    pub thumbnail_edge: u32,
+}
+
+/// One row of the task list.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct TaskRow {
+    /// Record id.
+    pub record_id: String,
+    /// Task name.
+    pub task_name: String,
+    /// Target's name.
+    pub target_name: String,
+    /// Target's address.
+    pub target_address: String,
+    /// Last day of the window (YYYY-MM-DD).
+    pub window_end: String,
+    /// Publication deadline (YYYY-MM-DD).
+    pub publication_deadline: String,
+    /// Status code: open, submitted, returned, approved, published.
+    pub status: String,
+    /// Assigned items.
+    pub items_total: u32,
+    /// Items answered.
+    pub items_answered: u32,
+    /// Photos attached.
+    pub photo_count: u32,
+    /// Unresolved conflicts.
+    pub conflict_count: u32,
+}
+
+impl From<TaskSummary> for TaskRow {
+    fn from(t: TaskSummary) -> Self {
+        TaskRow {
+            record_id: t.record_id.0,
+            task_name: t.task_name,
+            target_name: t.target_name,
+            target_address: t.target_address,
+            window_end: t.window_end.to_string(),
+            publication_deadline: t.publication_deadline.to_string(),
+            status: t.status.code().into(),
+            items_total: t.items_total,
+            items_answered: t.items_answered,
+            photo_count: t.photo_count,
+            conflict_count: t.conflict_count,
+        }
+    }
+}
+
+/// The assignment, flattened for display.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct AssignmentView {
+    /// 抽查计划编号.
+    pub plan_number: String,
+    /// 抽查计划名称.
+    pub plan_name: String,
+    /// 抽查任务编号.
+    pub task_number: String,
+    /// 抽查任务名称.
+    pub task_name: String,
+    /// 检查实施机关.
+    pub agency: String,
+    /// Target name.
+    pub target_name: String,
+    /// 统一社会信用代码.
+    pub target_uscc: Option<String>,
+    /// Target address.
+    pub target_address: String,
+    /// Legal representative.
+    pub legal_representative: Option<String>,
+    /// Inspector group.
+    pub inspectors: Vec<InspectorView>,
+    /// Window start (YYYY-MM-DD).
+    pub window_start: String,
+    /// Window end (YYYY-MM-DD).
+    pub window_end: String,
+    /// Publication deadline (YYYY-MM-DD).
+    pub publication_deadline: String,
+}
+
+/// One member of the inspector group.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct InspectorView {
+    /// Inspector id.
+    pub inspector_id: String,
+    /// Name.
+    pub name: String,
+    /// 执法证号.
+    pub cert_no: String,
+    /// Group leader.
+    pub lead: bool,
+}
+
+/// An assigned item with its answer.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ItemView {
+    /// Item code.
+    pub code: String,
+    /// Item name.
+    pub name: String,
+    /// 法律依据.
+    pub legal_basis: String,
+    /// 检查内容.
+    pub content: String,
+    /// Checked, not checked, or unanswered (null).
+    pub checked: Option<bool>,
+    /// Method codes used.
+    pub methods: Vec<String>,
+    /// Finding.
+    pub finding: Option<String>,
+    /// Disposition.
+    pub disposition: Option<String>,
+}
+
+/// A photo's metadata.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct PhotoView {
+    /// SHA-256 of the original.
+    pub sha256: String,
+    /// Item code.
+    pub item: String,
+    /// Caption.
+    pub caption: String,
+    /// MIME type.
+    pub mime: String,
+    /// Width.
+    pub width: u32,
+    /// Height.
+    pub height: u32,
+    /// Size of the original in bytes.
+    pub size: u64,
+    /// EXIF capture time.
+    pub captured_at: Option<String>,
+    /// EXIF latitude.
+    pub latitude: Option<f64>,
+    /// EXIF longitude.
+    pub longitude: Option<f64>,
+    /// Thumbnail blob hash.
+    pub thumbnail_sha256: String,
+    /// Upload copy blob hash.
+    pub upload_sha256: Option<String>,
+    /// Who took it.
+    pub taken_by: String,
+}
+
+impl From<PhotoMeta> for PhotoView {
+    fn from(p: PhotoMeta) -> Self {
+        PhotoView {
+            sha256: p.sha256.to_string(),
+            item: p.item.0,
+            caption: p.caption,
+            mime: p.mime,
+            width: p.width,
+            height: p.height,
+            size: p.size,
+            captured_at: p.captured_at,
+            latitude: p.gps.map(|g| g.latitude),
+            longitude: p.gps.map(|g| g.longitude),
+            thumbnail_sha256: p.thumbnail_sha256.to_string(),
+            upload_sha256: p.upload_sha256.map(|h| h.to_string()),
+            taken_by: p.taken_by.0,
+        }
+    }
+}
+
+/// An evidence note.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct NoteView {
+    /// Note id.
+    pub id: String,
+    /// Item code.
+    pub item: String,
+    /// Text.
+    pub text: String,
+    /// Photo hashes.
+    pub photos: Vec<String>,
+    /// True for a copy of a document (复印件).
+    pub document_copy: bool,
+    /// Witness who signed the copy.
+    pub witness: Option<String>,
+    /// Author.
+    pub author: String,
+    /// Created (RFC 3339).
+    pub created_at: String,
+}
+
+impl From<EvidenceNote> for NoteView {
+    fn from(n: EvidenceNote) -> Self {
+        let (document_copy, witness) = match n.kind {
+            NoteKind::Note => (false, None),
+            NoteKind::DocumentCopy { witness } => (true, witness),
+        };
+        NoteView {
+            id: n.id.0,
+            item: n.item.0,
+            text: n.text,
+            photos: n.photos.into_iter().map(|h| h.to_string()).collect(),
+            document_copy,
+            witness,
+            author: n.author.0,
+            created_at: n.created_at.to_rfc3339(),
+        }
+    }
+}
+
+/// The follow-up measure.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FollowUpView {
+    /// Measure code.
+    pub measure: Option<String>,
+    /// Deadline (YYYY-MM-DD).
+    pub deadline: Option<String>,
+    /// Detail.
+    pub detail: Option<String>,
+}
+
+/// One field with competing values.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ConflictView {
+    /// Field path (`items/A01/finding`).
+    pub field: String,
+    /// Item code, for per-item fields.
+    pub item: Option<String>,
+    /// Competing values.
+    pub values: Vec<ConflictValueView>,
+}
+
+/// One competing value.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ConflictValueView {
+    /// The value as text.
+    pub value: String,
+    /// Who wrote it.
+    pub actor: String,
+    /// The inspector who wrote it.
+    pub inspector_id: Option<String>,
+}
+
+impl From<Conflict> for ConflictView {
+    fn from(c: Conflict) -> Self {
+        ConflictView {
+            field: c.field,
+            item: c.item.map(|i| i.0),
+            values: c
+                .values
+                .into_iter()
+                .map(|v| ConflictValueView {
+                    value: v.value,
+                    actor: v.actor,
+                    inspector_id: v.inspector_id.map(|i| i.0),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// One reason a record cannot be submitted.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct MissingView {
+    /// Stable code (`item_not_answered`, `no_result_category`, ...).
+    pub code: String,
+    /// Item concerned.
+    pub item: Option<String>,
+    /// Readable message.
+    pub message: String,
+}
+
+impl From<Missing> for MissingView {
+    fn from(m: Missing) -> Self {
+        MissingView {
+            code: m.code().into(),
+            item: m.item().map(|i| i.0.clone()),
+            message: m.to_string(),
+        }
+    }
+}
+
+/// What `submit` did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SubmitResult {
+    /// Whether the record was submitted.
+    pub submitted: bool,
+    /// The round submitted (0 if not submitted).
+    pub round: u64,
+    /// What is missing (empty if submitted).
+    pub missing: Vec<MissingView>,
+}
+
+/// The review part.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ReviewView {
+    /// State code.
+    pub state: String,
+    /// Round.
+    pub round: u64,
+    /// Comment of the latest review step, e.g. why it was returned.
+    pub last_comment: Option<String>,
+}
+
+/// An outbox entry.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct OutboxRow {
+    /// Row id.
+    pub id: i64,
+    /// `record` or `blob`.
+    pub kind: String,
+    /// Record id or blob hash.
+    pub key: String,
+    /// Generation.
+    pub generation: i64,
+    /// Queued at (RFC 3339).
+    pub queued_at: String,
+}
+
+impl From<OutboxEntry> for OutboxRow {
+    fn from(e: OutboxEntry) -> Self {
+        let (kind, key) = match e.item {
+            OutboxItem::Record(id) => ("record", id.0),
+            OutboxItem::Blob(hash) => ("blob", hash.to_string()),
+        };
+        OutboxRow {
+            id: e.id,
+            kind: kind.into(),
+            key,
+            generation: e.generation,
+            queued_at: e.queued_at,
+        }
+    }
+}
+
+impl OutboxRow {
+    fn to_core(&self) -> Result<OutboxEntry> {
+        let item = match self.kind.as_str() {
+            "record" => OutboxItem::Record(RecordId(self.key.clone())),
+            "blob" => OutboxItem::Blob(blob_hash(&self.key)?),
+            other => return Err(invalid(format!("unknown outbox kind {other:?}"))),
+        };
+        Ok(OutboxEntry {
+            id: self.id,
+            item,
+            generation: self.generation,
+            queued_at: self.queued_at.clone(),
+        })
+    }
+}
+
+// ----- objects -----------------------------------------------------------------------------
+
+/// The phone's store: open it once per app run.
+#[derive(uniffi::Object)]
+pub struct MobileStore {
+    store: Arc<Store>,
+}
+
+#[uniffi::export]
+impl MobileStore {
+    /// Opens (or creates) the store in `dir` for an inspector, with default photo settings.
+    #[uniffi::constructor]
+    pub fn open(dir: String, inspector_id: String) -> Result<Arc<Self>> {
+        let store = Store::open(dir, StoreOptions::new(InspectorId(inspector_id)))?;
+        Ok(Arc::new(MobileStore {
+            store: Arc::new(store),
+        }))
+    }
+
+    /// Opens (or creates) the store with explicit photo settings.
+    #[uniffi::constructor]
+    pub fn open_with_photo_settings(
+        dir: String,
+        inspector_id: String,
+        photos: PhotoSettings,
+    ) -> Result<Arc<Self>> {
+        let mut options = StoreOptions::new(InspectorId(inspector_id));
+        options.photos = PhotoLimits {
+            max_bytes: usize::try_from(photos.max_bytes).unwrap_or(usize::MAX),
+            pixel_budget: photos.pixel_budget,
+            thumbnail_edge: photos.thumbnail_edge,
+            ..PhotoLimits::default()
+        };
+        let store = Store::open(dir, options)?;
+        Ok(Arc::new(MobileStore {
+            store: Arc::new(store),
+        }))
+    }
+
+    /// The inspector the store belongs to.
+    pub fn inspector_id(&self) -> String {
+        self.store.inspector_id().0.clone()
+    }
+
+    /// The task list (from the index; loads no document).
+    pub fn list_tasks(&self) -> Result<Vec<TaskRow>> {
+        Ok(self
+            .store
+            .list_tasks()?
+            .into_iter()
+            .map(TaskRow::from)
+            .collect())
+    }
+
+    /// Takes in a record document handed over by the server; returns its id.
+    pub fn put_assigned_record(&self, bytes: Vec<u8>) -> Result<String> {
+        Ok(self.store.put_assigned_record(&bytes)?.0)
+    }
+
+    /// Opens a record held by the store.
+    pub fn record(&self, record_id: String) -> Result<Arc<Record>> {
+        let id = RecordId(record_id);
+        self.store.read(&id, |_| Ok(()))?;
+        Ok(Arc::new(Record {
+            store: self.store.clone(),
+            id,
+        }))
+    }
+
+    /// Removes a record whose assignment was withdrawn.
+    pub fn remove_record(&self, record_id: String) -> Result<()> {
+        Ok(self.store.remove_record(&RecordId(record_id))?)
+    }
+
+    /// What still needs uploading.
+    pub fn outbox(&self) -> Result<Vec<OutboxRow>> {
+        Ok(self
+            .store
+            .outbox()?
+            .into_iter()
+            .map(OutboxRow::from)
+            .collect())
+    }
+
+    /// Marks an outbox entry uploaded; false if it changed since and stays queued.
+    pub fn ack_outbox(&self, row: OutboxRow) -> Result<bool> {
+        Ok(self.store.ack_outbox(&row.to_core()?)?)
+    }
+
+    /// A blob's bytes (photo, thumbnail), verified against its hash.
+    pub fn blob(&self, sha256: String) -> Result<Vec<u8>> {
+        Ok(self.store.blob(&blob_hash(&sha256)?)?)
+    }
+
+    /// A blob's file path, for image views that load from a path.
+    pub fn blob_path(&self, sha256: String) -> Result<String> {
+        Ok(self
+            .store
+            .blob_path(&blob_hash(&sha256)?)?
+            .to_string_lossy()
+            .into_owned())
+    }
+}
+
+/// One inspection record in the store. Every edit is saved at once.
+#[derive(uniffi::Object)]
+pub struct Record {
+    store: Arc<Store>,
+    id: RecordId,
+}
+
+impl Record {
+    fn edit<T>(
+        &self,
+        f: impl FnOnce(&mut suiji_mobile_core::RecordDoc) -> suiji_mobile_core::Result<T>,
+    ) -> Result<T> {
+        Ok(self.store.edit(&self.id, f)?)
+    }
+
+    fn read<T>(
+        &self,
+        f: impl FnOnce(&suiji_mobile_core::RecordDoc) -> suiji_mobile_core::Result<T>,
+    ) -> Result<T> {
+        Ok(self.store.read(&self.id, f)?)
+    }
+}
+
+#[uniffi::export]
+impl Record {
+    /// The record id.
+    pub fn id(&self) -> String {
+        self.id.0.clone()
+    }
+
+    /// Status code: open, submitted, returned, approved, published.
+    pub fn status(&self) -> Result<String> {
+        self.read(|d| Ok(d.status()?.code().to_owned()))
+    }
+
+    /// The assignment.
+    pub fn assignment(&self) -> Result<AssignmentView> {
+        let a = self.read(|d| d.assignment())?;
+        Ok(AssignmentView {
+            plan_number: a.plan.number,
+            plan_name: a.plan.name,
+            task_number: a.task.number,
+            task_name: a.task.name,
+            agency: a.agency,
+            target_name: a.target.name,
+            target_uscc: a.target.uscc,
+            target_address: a.target.address,
+            legal_representative: a.target.legal_representative,
+            inspectors: a
+                .inspectors
+                .into_iter()
+                .map(|i| InspectorView {
+                    inspector_id: i.inspector_id.0,
+                    name: i.name,
+                    cert_no: i.cert_no,
+                    lead: i.lead,
+                })
+                .collect(),
+            window_start: a.window_start.to_string(),
+            window_end: a.window_end.to_string(),
+            publication_deadline: a.publication_deadline.to_string(),
+        })
+    }
+
+    /// Assigned items with their answers.
+    pub fn items(&self) -> Result<Vec<ItemView>> {
+        let items = self.read(|d| d.items())?;
+        Ok(items
+            .into_iter()
+            .map(|(item, answer)| ItemView {
+                code: item.code.0,
+                name: item.name,
+                legal_basis: item.legal_basis,
+                content: item.content,
+                checked: answer.checked,
+                methods: answer.methods.iter().map(|m| m.code().to_owned()).collect(),
+                finding: answer.finding,
+                disposition: answer.disposition,
+            })
+            .collect())
+    }
+
+    /// Records whether an item was checked.
+    pub fn set_checked(&self, item: String, checked: bool) -> Result<()> {
+        self.edit(|d| d.set_checked(&ItemCode(item), checked))
+    }
+
+    /// Sets the methods used for an item (method codes).
+    pub fn set_methods(&self, item: String, methods: Vec<String>) -> Result<()> {
+        let methods = methods
+            .iter()
+            .map(|m| method(m))
+            .collect::<Result<Vec<_>>>()?;
+        self.edit(|d| d.set_methods(&ItemCode(item), &methods))
+    }
+
+    /// Sets the finding for an item.
+    pub fn set_finding(&self, item: String, finding: String) -> Result<()> {
+        self.edit(|d| d.set_finding(&ItemCode(item), &finding))
+    }
+
+    /// Sets the on-the-spot disposition for an item.
+    pub fn set_disposition(&self, item: String, disposition: String) -> Result<()> {
+        self.edit(|d| d.set_disposition(&ItemCode(item), &disposition))
+    }
+
+    /// Result category codes selected.
+    pub fn result_categories(&self) -> Result<Vec<String>> {
+        let set: BTreeSet<ResultCategory> = self.read(|d| d.result_categories())?;
+        Ok(set.iter().map(|c| c.code().to_owned()).collect())
+    }
+
+    /// Sets the selected result categories (codes).
+    pub fn set_result_categories(&self, categories: Vec<String>) -> Result<()> {
+        let categories = categories
+            .iter()
+            .map(|c| result_category(c))
+            .collect::<Result<Vec<_>>>()?;
+        self.edit(|d| d.set_result_categories(&categories))
+    }
+
+    /// The follow-up measure.
+    pub fn follow_up(&self) -> Result<FollowUpView> {
+        let f = self.read(|d| d.follow_up())?;
+        Ok(FollowUpView {
+            measure: f.measure.map(|m| m.code().to_owned()),
+            deadline: f.deadline.map(|d| d.to_string()),
+            detail: f.detail,
+        })
+    }
+
+    /// Sets the follow-up measure (code), its deadline (YYYY-MM-DD) and detail.
+    pub fn set_follow_up(
+        &self,
+        measure: Option<String>,
+        deadline: Option<String>,
+        detail: Option<String>,
+    ) -> Result<()> {
+        let measure = measure
+            .map(|m| {
+                FollowUpMeasure::from_code(&m)
+                    .ok_or_else(|| invalid(format!("unknown follow-up measure {m:?}")))
+            })
+            .transpose()?;
+        let deadline = deadline.as_deref().map(date).transpose()?;
+        self.edit(|d| d.set_follow_up(measure, deadline, detail.as_deref()))
+    }
+
+    /// The party's statement.
+    pub fn party_statement(&self) -> Result<Option<String>> {
+        self.read(|d| d.party_statement())
+    }
+
+    /// Records the party's statement.
+    pub fn set_party_statement(&self, statement: String) -> Result<()> {
+        self.edit(|d| d.set_party_statement(&statement))
+    }
+
+    /// Imports a photo (JPEG, PNG or WebP bytes) for an item.
+    pub fn import_photo(&self, item: String, bytes: Vec<u8>, caption: String) -> Result<PhotoView> {
+        Ok(self
+            .store
+            .import_photo(&self.id, &ItemCode(item), &bytes, &caption)?
+            .into())
+    }
+
+    /// Photos attached.
+    pub fn photos(&self) -> Result<Vec<PhotoView>> {
+        Ok(self
+            .read(|d| d.photos())?
+            .into_iter()
+            .map(PhotoView::from)
+            .collect())
+    }
+
+    /// Changes a photo's caption.
+    pub fn set_photo_caption(&self, sha256: String, caption: String) -> Result<()> {
+        let hash = blob_hash(&sha256)?;
+        self.edit(|d| d.set_photo_caption(&hash, &caption))
+    }
+
+    /// Adds an evidence note to an item, optionally naming attached photos. A
+    /// `document_copy` note stands for a copy of a document (复印件), signed by `witness`.
+    pub fn add_note(
+        &self,
+        item: String,
+        text: String,
+        photos: Vec<String>,
+        document_copy: bool,
+        witness: Option<String>,
+    ) -> Result<NoteView> {
+        let photos = photos
+            .iter()
+            .map(|p| blob_hash(p))
+            .collect::<Result<Vec<_>>>()?;
+        let kind = if document_copy {
+            NoteKind::DocumentCopy { witness }
+        } else if witness.is_some() {
+            return Err(invalid("only a document copy has a witness"));
+        } else {
+            NoteKind::Note
+        };
+        let author = self.store.inspector_id().clone();
+        Ok(self
+            .edit(|d| d.add_note(&author, &ItemCode(item), &text, &photos, kind))?
+            .into())
+    }
+
+    /// Evidence notes.
+    pub fn notes(&self) -> Result<Vec<NoteView>> {
+        Ok(self
+            .read(|d| d.notes())?
+            .into_iter()
+            .map(NoteView::from)
+            .collect())
+    }
+
+    /// Removes an evidence note.
+    pub fn remove_note(&self, id: String) -> Result<()> {
+        self.edit(|d| d.remove_note(&NoteId(id)))
+    }
+
+    /// Signs as the store's inspector.
+    pub fn sign(&self) -> Result<()> {
+        self.store.sign(&self.id)?;
+        Ok(())
+    }
+
+    /// Signs as another inspector of the group, on this phone.
+    pub fn sign_as(&self, inspector_id: String) -> Result<()> {
+        self.store.sign_as(&self.id, &InspectorId(inspector_id))?;
+        Ok(())
+    }
+
+    /// Inspector ids whose signatures are present.
+    pub fn signed_by(&self) -> Result<Vec<String>> {
+        Ok(self
+            .read(|d| d.signatures())?
+            .into_iter()
+            .map(|s| s.inspector_id.0)
+            .collect())
+    }
+
+    /// Records the party's signature.
+    pub fn party_sign(&self, name: String, role: String) -> Result<()> {
+        self.edit(|d| d.party_sign(&name, &role, None))?;
+        Ok(())
+    }
+
+    /// Records that the party refused to sign.
+    pub fn party_refuse(&self, reason: String) -> Result<()> {
+        let me = self.store.inspector_id().clone();
+        self.edit(|d| d.party_refuse(&me, &reason))?;
+        Ok(())
+    }
+
+    /// `signed`, `refused` or null.
+    pub fn party_signature_kind(&self) -> Result<Option<String>> {
+        Ok(self.read(|d| d.party_signature())?.map(|s| match s {
+            PartySignature::Signed { .. } => "signed".to_owned(),
+            PartySignature::Refused { .. } => "refused".to_owned(),
+        }))
+    }
+
+    /// Fields with competing values after a merge.
+    pub fn conflicts(&self) -> Result<Vec<ConflictView>> {
+        Ok(self
+            .read(|d| d.conflicts())?
+            .into_iter()
+            .map(ConflictView::from)
+            .collect())
+    }
+
+    /// What stands between the record and submission.
+    pub fn missing(&self) -> Result<Vec<MissingView>> {
+        Ok(self
+            .read(|d| d.missing_for_submit())?
+            .into_iter()
+            .map(MissingView::from)
+            .collect())
+    }
+
+    /// Submits if complete; otherwise returns what is missing and changes nothing.
+    pub fn submit(&self) -> Result<SubmitResult> {
+        Ok(match self.store.submit(&self.id)? {
+            SubmitOutcome::Submitted { round } => SubmitResult {
+                submitted: true,
+                round,
+                missing: vec![],
+            },
+            SubmitOutcome::Incomplete { missing } => SubmitResult {
+                submitted: false,
+                round: 0,
+                missing: missing.into_iter().map(MissingView::from).collect(),
+            },
+        })
+    }
+
+    /// The review part.
+    pub fn review(&self) -> Result<ReviewView> {
+        let r = self.read(|d| d.review())?;
+        Ok(ReviewView {
+            state: r.state.code().into(),
+            round: r.round,
+            last_comment: r.history.last().and_then(|e| e.comment.clone()),
+        })
+    }
+
+    /// The record document as bytes (for the sync layer and diagnostics).
+    pub fn export(&self) -> Result<Vec<u8>> {
+        Ok(self.store.export_record(&self.id)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+
     #[test]
-    fn exposes_core_schema_version() {
+    fn core_errors_map_to_the_flat_variants_apps_act_on() {
+        use suiji_mobile_core::Error as E;
+        assert!(matches!(
+            SuijiError::from(E::NotFound("record x".into())),
+            SuijiError::NotFound(m) if m.contains("record x")
+        ));
+        assert!(matches!(
+            SuijiError::from(E::NotEditable {
+                record: "r".into(),
+                status: "submitted".into()
+            }),
+            SuijiError::Conflict(_)
+        ));
+        assert!(matches!(
+            SuijiError::from(E::PhotoTooLarge { size: 2, limit: 1 }),
+            SuijiError::InvalidInput(_)
+        ));
+        assert!(matches!(
+            SuijiError::from(E::Io(std::io::Error::other("disk full"))),
+            SuijiError::Storage(m) if m.contains("disk full")
+        ));
+    }
+
+    #[test]
+    fn vocabularies_expose_every_code() {
+        assert_eq!(result_categories().len(), 10);
+        assert!(
+            methods()
+                .iter()
+                .any(|m| m.code == "on_site" && m.label == "实地检查")
+        );
         assert_eq!(
-            super::record_schema_version(),
+            record_schema_version(),
             suiji_mobile_core::RECORD_SCHEMA_VERSION
+        );
+        assert!(
+            follow_up_measures()
+                .iter()
+                .any(|m| m.code == "order_rectification")
         );
     }
 }

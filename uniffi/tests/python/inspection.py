@@ -1,0 +1,123 @@
+"""A whole inspection driven from Python through the generated uniffi bindings.
+
+Run by uniffi/tests/bindings.rs as:
+    python3 inspection.py <bindings dir> <record file> <jpeg file> <store dir>
+The bindings dir holds the generated suiji_uniffi.py and the built library beside it.
+"""
+
+import gc
+import sys
+
+bindings_dir, record_path, jpeg_path, store_dir = sys.argv[1:5]
+sys.path.insert(0, bindings_dir)
+
+import suiji_uniffi as suiji  # noqa: E402
+
+
+def expect_error(kind, fn, *args):
+    try:
+        fn(*args)
+    except kind:
+        return
+    raise AssertionError(f"expected {kind.__name__} from {fn.__name__}{args!r}")
+
+
+def inspect():
+    with open(record_path, "rb") as f:
+        record_bytes = f.read()
+    with open(jpeg_path, "rb") as f:
+        jpeg = f.read()
+
+    store = suiji.MobileStore.open(store_dir, "insp-1")
+    record_id = store.put_assigned_record(record_bytes)
+    tasks = store.list_tasks()
+    assert [t.record_id for t in tasks] == [record_id], tasks
+    assert tasks[0].status == "open"
+    assert tasks[0].target_name == "上海某某贸易有限公司"
+
+    record = store.record(record_id)
+    assignment = record.assignment()
+    assert assignment.target_uscc == "91310000MA1FL0000X"
+    assert [i.inspector_id for i in assignment.inspectors] == ["insp-1", "insp-2"]
+
+    # Answer every item.
+    items = record.items()
+    assert [i.code for i in items] == ["A01", "A02"]
+    for item in items:
+        record.set_checked(item.code, True)
+        record.set_methods(item.code, ["on_site", "documentary"])
+        record.set_finding(item.code, f"{item.name}：未发现问题")
+    record.set_disposition("A01", "当场指出年报填报错误")
+    record.set_result_categories(["rectified"])
+    record.set_follow_up("order_rectification", "2025-08-01", "限期三十日改正")
+
+    # Errors cross as the flat enum.
+    expect_error(suiji.SuijiError.InvalidInput, record.set_methods, "A01", ["divination"])
+    expect_error(suiji.SuijiError.InvalidInput, record.set_follow_up, "none", "soon", None)
+    expect_error(suiji.SuijiError.NotFound, record.set_finding, "Z99", "x")
+    expect_error(suiji.SuijiError.NotFound, store.record, "no-such-record")
+    expect_error(suiji.SuijiError.InvalidInput, record.import_photo, "A01", b"not a photo", "x")
+
+    # A real JPEG with EXIF, and a note about a witnessed document copy.
+    photo = record.import_photo("A01", jpeg, "经营场所门头")
+    assert photo.mime == "image/jpeg"
+    assert photo.captured_at == "2025-05-02T10:31:07", photo.captured_at
+    assert abs(photo.latitude - 31.2304) < 1e-4 and abs(photo.longitude - 121.4737) < 1e-4
+    assert photo.taken_by == "insp-1"
+    note = record.add_note("A01", "营业执照复印件一份，当事人签字确认", [photo.sha256], True, "赵六")
+    assert note.witness == "赵六" and note.document_copy
+
+    # Not complete yet: submit says why and changes nothing.
+    result = record.submit()
+    assert not result.submitted
+    assert {m.code for m in result.missing} == {"inspector_signatures"}, result.missing
+    assert record.status() == "open"
+
+    record.set_party_statement("对检查结果无异议")
+    record.party_sign("张三", "法定代表人")
+    record.sign()
+    record.sign_as("insp-2")
+    assert sorted(record.signed_by()) == ["insp-1", "insp-2"]
+    assert record.missing() == []
+    result = record.submit()
+    assert result.submitted and result.round == 1, result
+    assert record.status() == "submitted"
+    expect_error(suiji.SuijiError.Conflict, record.set_finding, "A01", "too late")
+
+    kinds = sorted({row.kind for row in store.outbox()})
+    assert kinds == ["blob", "record"], kinds
+    return record_id, photo, note, jpeg
+
+
+def reopen_and_check(record_id, photo, note, jpeg):
+    store = suiji.MobileStore.open(store_dir, "insp-1")
+    [task] = store.list_tasks()
+    assert task.record_id == record_id
+    assert task.status == "submitted"
+    assert (task.items_total, task.items_answered, task.photo_count) == (2, 2, 1)
+    record = store.record(record_id)
+    items = {i.code: i for i in record.items()}
+    assert items["A01"].checked is True
+    assert items["A01"].methods == ["on_site", "documentary"]
+    assert items["A01"].disposition == "当场指出年报填报错误"
+    assert items["A02"].finding.endswith("未发现问题")
+    assert record.result_categories() == ["rectified"]
+    follow_up = record.follow_up()
+    assert (follow_up.measure, follow_up.deadline) == ("order_rectification", "2025-08-01")
+    assert record.party_statement() == "对检查结果无异议"
+    assert record.party_signature_kind() == "signed"
+    [stored_photo] = record.photos()
+    assert stored_photo.sha256 == photo.sha256 and stored_photo.caption == "经营场所门头"
+    assert store.blob(photo.sha256) == jpeg
+    [stored_note] = record.notes()
+    assert stored_note.id == note.id and stored_note.photos == [photo.sha256]
+    assert sorted(record.signed_by()) == ["insp-1", "insp-2"]
+    assert record.review().state == "open"  # the server has not acknowledged yet
+    assert record.conflicts() == []
+    expect_error(suiji.SuijiError.Conflict, suiji.MobileStore.open, store_dir, "insp-9")
+
+
+ids = inspect()
+gc.collect()  # drop the first store's objects before reopening
+reopen_and_check(*ids)
+print("python inspection: ok")
