@@ -57,17 +57,30 @@ fn ms(started: Instant) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    let n_targets: usize = std::env::args().nth(1).map_or(Ok(1_000_000), |s| s.parse())?;
+    let n_targets: usize = std::env::args()
+        .nth(1)
+        .map_or(Ok(1_000_000), |s| s.parse())?;
     println!("machine: {}", machine());
     let dir = tempfile::tempdir()?;
-    let state = suiji_server::open(Config { data_dir: dir.path().to_owned(), demo: false })?;
+    let state = suiji_server::open(Config {
+        data_dir: dir.path().to_owned(),
+        demo: false,
+    })?;
     let db = state.db.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(7);
 
     let started = Instant::now();
     let hash = hash_password("benchmark-password-1")?;
     let task_id = db.write_blocking(|tx| {
-        departments::insert(tx, "bench", &Department { id: 0, code: "SCJG".into(), name: "市场监督管理局".into() })?;
+        departments::insert(
+            tx,
+            "bench",
+            &Department {
+                id: 0,
+                code: "SCJG".into(),
+                name: "市场监督管理局".into(),
+            },
+        )?;
         items::insert(
             tx,
             "bench",
@@ -115,7 +128,14 @@ fn main() -> anyhow::Result<()> {
             )?;
         }
         for i in 0..INSPECTORS {
-            let user = accounts::insert_user(tx, "bench", &format!("i{i}"), "检查员", &hash, &[Role::Inspector])?;
+            let user = accounts::insert_user(
+                tx,
+                "bench",
+                &format!("i{i}"),
+                "检查员",
+                &hash,
+                &[Role::Inspector],
+            )?;
             inspectors::insert(
                 tx,
                 "bench",
@@ -142,7 +162,12 @@ fn main() -> anyhow::Result<()> {
         let plan = plans::insert_plan(
             tx,
             "bench",
-            &NewPlan { number: "BENCH-2026".into(), name: "基准计划".into(), year: 2026, department: "SCJG".into() },
+            &NewPlan {
+                number: "BENCH-2026".into(),
+                name: "基准计划".into(),
+                year: 2026,
+                department: "SCJG".into(),
+            },
         )?;
         let task = plans::insert_task(
             tx,
@@ -155,7 +180,11 @@ fn main() -> anyhow::Result<()> {
                 conditions: Conditions::default(),
                 ratio: Some(0.05),
                 count: None,
-                items: vec![TaskItemInput { code: "SCJG-GS-001".into(), version: None, department: None }],
+                items: vec![TaskItemInput {
+                    code: "SCJG-GS-001".into(),
+                    version: None,
+                    department: None,
+                }],
                 window_start: "2026-09-01".parse().expect("date"),
                 window_end: "2026-11-20".parse().expect("date"),
                 department: None,
@@ -172,7 +201,9 @@ fn main() -> anyhow::Result<()> {
     // A plain scan of the targets, the yardstick.
     let started = Instant::now();
     let scanned = db.read_blocking(|c| {
-        let mut stmt = c.prepare("SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets ORDER BY uscc")?;
+        let mut stmt = c.prepare(
+            "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets",
+        )?;
         let mut rows = stmt.query([])?;
         let mut n = 0usize;
         let mut bytes = 0usize;
@@ -186,20 +217,57 @@ fn main() -> anyhow::Result<()> {
     let scan_ms = ms(started);
     println!("plain scan: {} rows in {scan_ms:.0} ms", scanned.0);
 
+    // The parts of the draw, timed apart (the real run follows).
+    let rules = db.read_blocking(suiji_server::registry::rules::load)?;
+    let task = db.read_blocking(|c| plans::get_task_by_id(c, task_id))?;
+    let t = Instant::now();
+    let (pool, people, params) = db.read_blocking(|c| {
+        let params = draw::task_params(c, &task, &rules)?;
+        let pool = draw::target_pool(c, &task, &rules)?;
+        let people = draw::inspector_pool(c, &task, &params, &pool)?;
+        Ok((pool, people, params))
+    })?;
+    let pools_ms = ms(t);
+    let t = Instant::now();
+    let json = serde_json::to_string(&pool)?;
+    let hash = draw::algorithm::sha256_hex(json.as_bytes());
+    let json_ms = ms(t);
+    let t = Instant::now();
+    let parsed: Vec<draw::algorithm::PoolTarget> = serde_json::from_str(&json)?;
+    let parse_ms = ms(t);
+    let t = Instant::now();
+    let seed = draw::algorithm::seed(b"secret", &[]);
+    let outcome = draw::algorithm::run(&params, &parsed, &people, seed, &Default::default())
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let run_ms = ms(t);
+    println!(
+        "parts: pools {pools_ms:.0} ms ({} targets, {} inspectors); pool JSON + SHA-256 {json_ms:.0} ms ({:.1} MB, {}…); parse {parse_ms:.0} ms; selection + groups {run_ms:.0} ms ({} drawn)",
+        pool.len(),
+        people.len(),
+        json.len() as f64 / 1e6,
+        &hash[..12],
+        outcome.targets.len()
+    );
+    drop((pool, people, parsed, json, outcome));
+
     reset_peak();
     let rss_before = status_mb("VmRSS:");
     let started = Instant::now();
     let commitment = db.write_blocking(|tx| draw::commit(tx, "bench", task_id))?;
     let commit_ms = ms(started);
-    let entropy = vec![Entropy { observer: "观察员".into(), value: "2026".into() }];
+    let entropy = vec![Entropy {
+        observer: "观察员".into(),
+        value: "2026".into(),
+    }];
     let calendar = state.calendar();
     let started = Instant::now();
     let (drawn, record_ms, total_ms) = db.write_blocking(|tx| {
-        let (summary, record) = draw::draw_from_commitment(tx, "bench", task_id, commitment.id, entropy)?;
+        let (summary, outcome) =
+            draw::draw_from_commitment(tx, "bench", task_id, commitment.id, entropy)?;
         let draw_ms = ms(started);
         let t = Instant::now();
         let task = plans::get_task_by_id(tx, task_id)?;
-        records::create_for_draw(tx, &task, summary.id, &record.result.targets, &calendar)?;
+        records::create_for_draw(tx, &task, summary.id, &outcome.targets, &calendar)?;
         Ok((summary.targets, (ms(t), draw_ms), ms(started)))
     })?;
     let (records_ms, draw_ms) = record_ms;

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
+use serde_json::value::RawValue;
 
 use crate::audit;
 use crate::auth;
@@ -87,8 +88,12 @@ pub struct RedrawBasis {
 
 /// A complete, self-contained draw record: everything needed to recompute
 /// the draw. Never edited once made.
+///
+/// The pools are type parameters so that the server can write a record with
+/// the pools spliced in as the exact JSON text it committed to, instead of
+/// serialising a million entries again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DrawRecord {
+pub struct DrawRecord<TP = Vec<PoolTarget>, IP = Vec<PoolInspector>> {
     /// Algorithm version.
     pub algorithm: String,
     /// Draw id.
@@ -116,9 +121,9 @@ pub struct DrawRecord {
     /// Inspector loads before this draw (redraws: the task's other groups).
     pub initial_loads: BTreeMap<i64, u64>,
     /// Candidate targets.
-    pub target_pool: Vec<PoolTarget>,
+    pub target_pool: TP,
     /// Candidate inspectors.
-    pub inspector_pool: Vec<PoolInspector>,
+    pub inspector_pool: IP,
     /// What was drawn.
     pub result: Outcome,
     /// Names of the drawn targets, for people reading the record.
@@ -281,7 +286,7 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<
         }
     }
     let mut stmt = conn.prepare(&format!(
-        "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter} ORDER BY uscc"
+        "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter}"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
     let mut pool = Vec::new();
@@ -301,6 +306,8 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<
                 || (rules.must_include_complaints && complaints > 0),
         });
     }
+    // Sorting here is cheaper than an index-ordered scan of the table.
+    pool.sort_unstable_by(|a, b| a.uscc.cmp(&b.uscc));
     Ok(pool)
 }
 
@@ -534,10 +541,10 @@ fn check_entropy(entropy: &[Entropy]) -> Result<()> {
     Ok(())
 }
 
-fn insert_draw(
+fn insert_draw<TP: Serialize, IP: Serialize>(
     tx: &Transaction<'_>,
     actor: &str,
-    record: &mut DrawRecord,
+    record: &mut DrawRecord<TP, IP>,
     publish: bool,
 ) -> Result<DrawSummary> {
     let task_id = record.task.id;
@@ -617,9 +624,10 @@ pub fn execute(
     entropy: Vec<Entropy>,
     calendar: &Calendar,
 ) -> Result<DrawSummary> {
-    let (summary, record) = draw_from_commitment(tx, actor, task_id, commitment_id, entropy)?;
+    let observers: Vec<String> = entropy.iter().map(|e| e.observer.clone()).collect();
+    let (summary, outcome) = draw_from_commitment(tx, actor, task_id, commitment_id, entropy)?;
     let task = plans::get_task_by_id(tx, task_id)?;
-    records::create_for_draw(tx, &task, summary.id, &record.result.targets, calendar)?;
+    records::create_for_draw(tx, &task, summary.id, &outcome.targets, calendar)?;
     audit::append(
         tx,
         actor,
@@ -631,7 +639,7 @@ pub fn execute(
             "seed": summary.seed,
             "record_sha256": summary.record_sha256,
             "targets": summary.targets,
-            "observers": record.entropy.iter().map(|e| &e.observer).collect::<Vec<_>>(),
+            "observers": observers,
         })),
     )?;
     Ok(summary)
@@ -646,7 +654,7 @@ pub fn draw_from_commitment(
     task_id: i64,
     commitment_id: i64,
     entropy: Vec<Entropy>,
-) -> Result<(DrawSummary, DrawRecord)> {
+) -> Result<(DrawSummary, Outcome)> {
     check_entropy(&entropy)?;
     let task = plans::get_task_by_id(tx, task_id)?;
     if initial_draw_id(tx, task_id)?.is_some() {
@@ -680,6 +688,10 @@ pub fn draw_from_commitment(
     let seed = algorithm::seed(&secret_bytes, &entropy);
     let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
         .map_err(draw_error)?;
+    drop((targets, inspectors));
+    // The record carries the pools as the very JSON text committed to.
+    let target_raw: &RawValue = serde_json::from_str(&target_json)?;
+    let inspector_raw: &RawValue = serde_json::from_str(&inspector_json)?;
     let mut record = DrawRecord {
         algorithm: ALGORITHM.into(),
         draw_id: 0,
@@ -695,8 +707,8 @@ pub fn draw_from_commitment(
         seed: hex::encode(seed),
         initial_loads: BTreeMap::new(),
         target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
-        target_pool: targets,
-        inspector_pool: inspectors,
+        target_pool: target_raw,
+        inspector_pool: inspector_raw,
         result: outcome,
         drawn_at: now(),
     };
@@ -705,7 +717,7 @@ pub fn draw_from_commitment(
         params![record.drawn_at, commitment_id],
     )?;
     let summary = insert_draw(tx, actor, &mut record, false)?;
-    Ok((summary, record))
+    Ok((summary, record.result))
 }
 
 /// Loads a stored draw record.
