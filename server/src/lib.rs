@@ -18,6 +18,7 @@ use tokio::net::TcpListener;
 pub mod accounts;
 pub mod audit;
 pub mod auth;
+pub mod blobs;
 pub mod calendar;
 pub mod db;
 pub mod demo;
@@ -55,6 +56,8 @@ pub struct AppState {
     pub keys: Arc<auth::JwtKeys>,
     /// The configuration the server was started with.
     pub config: Arc<Config>,
+    /// The content-addressed blob store.
+    pub blobs: Arc<blobs::BlobStore>,
     /// The working-day calendar; an admin may load newer years.
     pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
 }
@@ -87,6 +90,10 @@ pub fn open(config: Config) -> Result<AppState> {
     Ok(AppState {
         db,
         keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),
+        blobs: Arc::new(blobs::BlobStore::open(
+            &config.data_dir.join("blobs"),
+            blobs::DEFAULT_MAX_BLOB,
+        )?),
         config: Arc::new(config),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(
             calendar::Calendar::official(),
@@ -102,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         .merge(registry::routes())
         .merge(plans::routes())
         .merge(draw::routes::routes())
+        .merge(blobs::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

@@ -1,0 +1,24 @@
+-- Content-addressed blobs (photos, thumbnails, upload copies), which records
+-- reference which blob, and the automerge sync state kept per (record, device).
+
+CREATE TABLE blobs (
+    sha256      TEXT PRIMARY KEY,
+    size        INTEGER NOT NULL,
+    uploaded_by INTEGER REFERENCES users(id),
+    created_at  TEXT NOT NULL
+) STRICT;
+
+-- Filled from the photo metadata of record documents as they are stored.
+CREATE TABLE record_blobs (
+    record_id TEXT NOT NULL REFERENCES records(id),
+    sha256    TEXT NOT NULL,
+    PRIMARY KEY (record_id, sha256)
+) STRICT;
+CREATE INDEX record_blobs_sha ON record_blobs(sha256);
+
+CREATE TABLE sync_states (
+    record_id TEXT NOT NULL REFERENCES records(id),
+    device    TEXT NOT NULL,
+    state     BLOB NOT NULL,
+    PRIMARY KEY (record_id, device)
+) STRICT;

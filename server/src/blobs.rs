@@ -1,0 +1,410 @@
+//! The content-addressed blob store: photos, thumbnails and upload copies,
+//! named by the SHA-256 of their bytes. Uploads are chunked and resumable
+//! (the client asks how much the server has and continues from there),
+//! idempotent (a blob already stored is acknowledged, not written again) and
+//! verified against their hash when complete (a mismatch discards the
+//! partial data). Downloads are allowed to users who may read a record that
+//! references the blob.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::db::now;
+use crate::error::{Error, Result};
+use crate::extract::{ApiPath, ApiQuery, body_bytes};
+
+/// Largest chunk accepted in one request.
+pub const CHUNK_LIMIT: usize = 4 * 1024 * 1024;
+/// Default largest blob.
+pub const DEFAULT_MAX_BLOB: u64 = 32 * 1024 * 1024;
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/blobs/{sha256}",
+            get(download)
+                .put(upload)
+                .layer(DefaultBodyLimit::max(CHUNK_LIMIT)),
+        )
+        .route("/api/v1/blobs/{sha256}/status", get(status))
+}
+
+/// How much of a blob the server holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UploadStatus {
+    /// Bytes received so far (the whole size once complete).
+    pub received: u64,
+    /// Whether the blob is stored and verified.
+    pub complete: bool,
+}
+
+/// Blobs on disk under `<data>/blobs`: complete ones in a two-level fan-out,
+/// partial uploads in `tmp/`.
+pub struct BlobStore {
+    dir: PathBuf,
+    max_size: u64,
+    locks: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+}
+
+/// Fails unless `hash` is 64 lowercase hex digits.
+pub fn check_hash(hash: &str) -> Result<()> {
+    if hash.len() == 64
+        && hash
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "sha256",
+            "a blob is named by 64 lowercase hex digits of its SHA-256",
+        ))
+    }
+}
+
+impl BlobStore {
+    /// A store rooted at `dir`, refusing blobs over `max_size` bytes.
+    pub fn open(dir: &Path, max_size: u64) -> Result<BlobStore> {
+        std::fs::create_dir_all(dir.join("tmp"))?;
+        Ok(BlobStore {
+            dir: dir.to_owned(),
+            max_size,
+            locks: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// Largest blob accepted.
+    pub fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// Where a complete blob lives.
+    pub fn path(&self, hash: &str) -> PathBuf {
+        self.dir.join(&hash[..2]).join(&hash[2..])
+    }
+
+    fn partial(&self, hash: &str) -> PathBuf {
+        self.dir.join("tmp").join(format!("{hash}.part"))
+    }
+
+    fn lock(&self, hash: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
+        locks.retain(|_, l| Arc::strong_count(l) > 1);
+        locks.entry(hash.to_owned()).or_default().clone()
+    }
+
+    /// How much of `hash` is here.
+    pub fn status(&self, hash: &str) -> Result<UploadStatus> {
+        check_hash(hash)?;
+        if let Ok(meta) = std::fs::metadata(self.path(hash)) {
+            return Ok(UploadStatus {
+                received: meta.len(),
+                complete: true,
+            });
+        }
+        let received = std::fs::metadata(self.partial(hash)).map_or(0, |m| m.len());
+        Ok(UploadStatus {
+            received,
+            complete: false,
+        })
+    }
+
+    /// Appends `chunk` at `offset` of a blob of `total` bytes. Completes and
+    /// verifies the blob when the last byte arrives. Blocking: call off the
+    /// async runtime.
+    pub fn append(
+        &self,
+        hash: &str,
+        offset: u64,
+        total: u64,
+        chunk: &[u8],
+    ) -> Result<UploadStatus> {
+        check_hash(hash)?;
+        if total > self.max_size {
+            return Err(Error::TooLarge {
+                limit: self.max_size as usize,
+            });
+        }
+        if offset + chunk.len() as u64 > total {
+            return Err(Error::invalid(
+                "total",
+                format!(
+                    "chunk ends at {} past the total of {total}",
+                    offset + chunk.len() as u64
+                ),
+            ));
+        }
+        let lock = self.lock(hash);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let current = self.status(hash)?;
+        if current.complete {
+            return Ok(current);
+        }
+        if offset != current.received {
+            return Err(Error::Conflict(format!(
+                "the server has {} bytes of this blob; continue from offset {}",
+                current.received, current.received
+            )));
+        }
+        let partial = self.partial(hash);
+        {
+            let mut file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&partial)?;
+            file.write_all(chunk)?;
+            file.sync_data()?;
+        }
+        let received = current.received + chunk.len() as u64;
+        if received < total {
+            return Ok(UploadStatus {
+                received,
+                complete: false,
+            });
+        }
+        let mut hasher = Sha256::new();
+        let mut file = std::fs::File::open(&partial)?;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let n = file.read(&mut buf)?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buf[..n]);
+        }
+        let actual = hex::encode(hasher.finalize());
+        if actual != hash {
+            std::fs::remove_file(&partial)?;
+            return Err(Error::invalid(
+                "sha256",
+                format!(
+                    "the bytes hash to {actual}, not to the blob's name; the upload was discarded"
+                ),
+            ));
+        }
+        let target = self.path(hash);
+        std::fs::create_dir_all(target.parent().expect("fan-out directory"))?;
+        std::fs::rename(&partial, &target)?;
+        if let Ok(dir) = std::fs::File::open(target.parent().expect("fan-out directory")) {
+            let _ = dir.sync_all();
+        }
+        Ok(UploadStatus {
+            received,
+            complete: true,
+        })
+    }
+
+    /// The bytes of a complete blob.
+    pub fn read(&self, hash: &str) -> Result<Vec<u8>> {
+        check_hash(hash)?;
+        std::fs::read(self.path(hash)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => Error::NotFound(format!("blob {hash}")),
+            _ => Error::Io(e),
+        })
+    }
+}
+
+/// Whether `user` may read some record that references blob `hash`: staff
+/// may read every record, inspectors the records of their groups.
+pub fn may_read(conn: &Connection, user: &AuthUser, hash: &str) -> Result<bool> {
+    if user.has(Role::Admin) || user.has(Role::Supervisor) || user.has(Role::Planner) {
+        return Ok(conn.query_row(
+            "SELECT EXISTS(SELECT 1 FROM record_blobs WHERE sha256 = ?1)",
+            [hash],
+            |r| r.get(0),
+        )?);
+    }
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM record_blobs rb
+            JOIN records r ON r.id = rb.record_id AND r.withdrawn_at IS NULL
+            JOIN record_inspectors ri ON ri.record_id = rb.record_id
+            JOIN inspectors i ON i.id = ri.inspector_id
+         WHERE rb.sha256 = ?1 AND i.user_id = ?2)",
+        params![hash, user.user_id],
+        |r| r.get(0),
+    )?)
+}
+
+fn content_type(bytes: &[u8]) -> &'static str {
+    match bytes {
+        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        _ => "application/octet-stream",
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UploadParams {
+    offset: u64,
+    total: u64,
+}
+
+async fn upload(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(hash): ApiPath<String>,
+    ApiQuery(p): ApiQuery<UploadParams>,
+    request: Request,
+) -> Result<Response> {
+    user.require(&[Role::Inspector, Role::Admin])?;
+    check_hash(&hash)?;
+    if p.total > state.blobs.max_size() {
+        return Err(Error::TooLarge {
+            limit: state.blobs.max_size() as usize,
+        });
+    }
+    let chunk = body_bytes(request, &state, CHUNK_LIMIT).await?;
+    let blobs = state.blobs.clone();
+    let h = hash.clone();
+    let result =
+        tokio::task::spawn_blocking(move || blobs.append(&h, p.offset, p.total, &chunk)).await??;
+    if result.complete {
+        let uploader = user.user_id;
+        let size = result.received as i64;
+        state
+            .db
+            .write(move |tx| {
+                tx.execute(
+                    "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                    params![hash, size, uploader, now()],
+                )?;
+                Ok(())
+            })
+            .await?;
+        return Ok((StatusCode::CREATED, Json(result)).into_response());
+    }
+    Ok(Json(result).into_response())
+}
+
+async fn status(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(hash): ApiPath<String>,
+) -> Result<Json<UploadStatus>> {
+    user.require(&[Role::Inspector, Role::Admin])?;
+    let blobs = state.blobs.clone();
+    Ok(Json(
+        tokio::task::spawn_blocking(move || blobs.status(&hash)).await??,
+    ))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiPath(hash): ApiPath<String>,
+) -> Result<Response> {
+    check_hash(&hash)?;
+    let h = hash.clone();
+    let allowed = state.db.read(move |c| may_read(c, &user, &h)).await?;
+    if !allowed {
+        return Err(Error::Forbidden(
+            "no record you may read refers to this blob".into(),
+        ));
+    }
+    let blobs = state.blobs.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.read(&hash)).await??;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type(&bytes)),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha(bytes: &[u8]) -> String {
+        hex::encode(Sha256::digest(bytes))
+    }
+
+    #[test]
+    fn chunks_resume_and_complete_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1024).unwrap();
+        let bytes: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
+        let h = sha(&bytes);
+        assert_eq!(
+            store.append(&h, 0, 300, &bytes[..100]).unwrap(),
+            UploadStatus {
+                received: 100,
+                complete: false
+            }
+        );
+        // A retried or out-of-order chunk is refused, naming where to resume.
+        let err = store.append(&h, 200, 300, &bytes[200..]).unwrap_err();
+        assert!(err.to_string().contains("offset 100"), "{err}");
+        assert_eq!(store.status(&h).unwrap().received, 100);
+        assert!(store.append(&h, 100, 300, &bytes[100..]).unwrap().complete);
+        assert_eq!(store.read(&h).unwrap(), bytes);
+        // Sending it again stores nothing twice.
+        assert!(store.append(&h, 0, 300, &bytes[..10]).unwrap().complete);
+        assert_eq!(store.read(&h).unwrap(), bytes);
+    }
+
+    #[test]
+    fn bytes_that_do_not_match_their_hash_are_discarded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1024).unwrap();
+        let h = sha(b"the real photo");
+        let err = store.append(&h, 0, 5, b"forge").unwrap_err();
+        assert!(matches!(err, Error::Invalid { ref field, .. } if field == "sha256"));
+        assert_eq!(
+            store.status(&h).unwrap(),
+            UploadStatus {
+                received: 0,
+                complete: false
+            }
+        );
+        assert!(matches!(store.read(&h), Err(Error::NotFound(_))));
+    }
+
+    #[test]
+    fn oversize_and_malformed_names_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 10).unwrap();
+        let h = sha(b"x");
+        assert!(matches!(
+            store.append(&h, 0, 11, b"x"),
+            Err(Error::TooLarge { .. })
+        ));
+        assert!(store.append("../../etc/passwd", 0, 1, b"x").is_err());
+        assert!(store.append(&h.to_uppercase(), 0, 1, b"x").is_err());
+    }
+}
