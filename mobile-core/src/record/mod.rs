@@ -38,6 +38,7 @@
 
 mod actor;
 mod assignment;
+mod authorship;
 mod conflicts;
 mod finish;
 mod review;

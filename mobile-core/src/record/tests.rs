@@ -504,3 +504,69 @@ fn check_shape_flags_values_written_behind_the_typed_api() {
     let problems = doc.check_shape();
     assert_eq!(problems.len(), 3, "{problems:?}");
 }
+
+#[test]
+fn write_violations_accept_phone_answers_and_server_review_but_flag_tampering() {
+    let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
+    let created = server.heads();
+    let mut phone = phone_copy(&mut server, 1);
+    answer_everything(&mut phone);
+    phone
+        .add_note(&insp(1), &ItemCode::new("A01"), "note", &[], NoteKind::Note)
+        .unwrap();
+    phone.sign(&insp(1), None).unwrap();
+    phone.sign(&insp(2), None).unwrap();
+    phone.set_party_statement("无异议").unwrap();
+    phone.sign(&insp(1), None).unwrap();
+    phone.sign(&insp(2), None).unwrap();
+    assert!(matches!(
+        phone.submit(&insp(1)).unwrap(),
+        SubmitOutcome::Submitted { .. }
+    ));
+    server.merge(&mut phone).unwrap();
+    assert_eq!(
+        server.write_violations(&created).unwrap(),
+        Vec::<String>::new()
+    );
+    let before_review = server.heads();
+    server.accept_submission("server").unwrap();
+    assert!(server.write_violations(&before_review).unwrap().is_empty());
+
+    // A phone that writes the server's parts, or makes objects, is caught.
+    let mut rogue = phone_copy(&mut server, 2);
+    let before = rogue.heads();
+    let review = rogue.root_map(keys::REVIEW).unwrap();
+    rogue
+        .automerge_mut()
+        .put(&review, keys::STATE, "approved")
+        .unwrap();
+    rogue
+        .automerge_mut()
+        .put(ROOT, keys::ASSIGNMENT, "{}")
+        .unwrap();
+    let notes = rogue.root_map(keys::NOTES).unwrap();
+    rogue
+        .automerge_mut()
+        .put_object(&notes, "n-obj", ObjType::Map)
+        .unwrap();
+    rogue.commit("tamper");
+    let problems = rogue.write_violations(&before).unwrap();
+    assert_eq!(problems.len(), 3, "{problems:?}");
+    assert!(problems[0].contains("review/state"), "{problems:?}");
+
+    // Someone outside the group writes nothing at all.
+    let mut stranger = phone_copy(&mut server, 1);
+    stranger.set_actor(inspector_actor(&InspectorId::new("insp-9"), &[9]));
+    let before = stranger.heads();
+    let party = stranger.root_map(keys::PARTY).unwrap();
+    stranger
+        .automerge_mut()
+        .put(&party, keys::STATEMENT, "x")
+        .unwrap();
+    stranger.commit("stranger");
+    let problems = stranger.write_violations(&before).unwrap();
+    assert!(
+        problems.iter().all(|p| p.contains("not assigned")) && !problems.is_empty(),
+        "{problems:?}"
+    );
+}

@@ -1,0 +1,105 @@
+//! Who may write what: checks the changes a replica brought in against the record's rules
+//! (only the assigned inspectors write a record, only the server writes `assignment` and
+//! `review`, inspectors only put scalars where the layout has answers).
+
+use super::{ActorIdentity, Assignment, RecordDoc, actor_identity, keys};
+use crate::error::{Error, Result};
+use automerge::legacy::{Key, ObjectId, OpType};
+use automerge::{ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
+
+impl RecordDoc {
+    /// Checks every change in the document that is not reachable from `since` (the heads the
+    /// server held before applying a phone's message) and returns what breaks the rules; empty
+    /// when everything is allowed. The server's own changes are always allowed. Inspectors
+    /// must be in the group of the assignment as it was at `since`, so that incoming changes
+    /// cannot vouch for themselves by rewriting it.
+    pub fn write_violations(&mut self, since: &[ChangeHash]) -> Result<Vec<String>> {
+        let group = match self.doc.get_at(ROOT, keys::ASSIGNMENT, since)? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(json) => serde_json::from_str::<Assignment>(json)?.inspectors,
+                _ => return Err(Error::Malformed("assignment is not a string".into())),
+            },
+            _ => return Err(Error::Malformed("no assignment at the given heads".into())),
+        };
+        let mut problems = Vec::new();
+        for change in self.doc.get_changes(since) {
+            let who = actor_identity(change.actor_id());
+            let inspector = match who {
+                ActorIdentity::Server => continue,
+                ActorIdentity::Unknown => {
+                    problems.push(format!(
+                        "change {} is by an actor that is neither the server nor an inspector",
+                        change.hash()
+                    ));
+                    continue;
+                }
+                ActorIdentity::Inspector { inspector_id, .. } => inspector_id,
+            };
+            if !group.iter().any(|i| i.inspector_id == inspector) {
+                problems.push(format!(
+                    "inspector {inspector} is not assigned to this record"
+                ));
+                continue;
+            }
+            for op in change.decode().operations {
+                let mut path = self.object_path(&op.obj)?;
+                path.push(match &op.key {
+                    Key::Map(name) => name.to_string(),
+                    Key::Seq(_) => "[]".to_owned(),
+                });
+                if !inspector_may_write(&path, &op.action) {
+                    problems.push(format!(
+                        "inspector {inspector} may not {} {}",
+                        match op.action {
+                            OpType::Make(_) => "create an object at",
+                            OpType::Delete => "delete",
+                            _ => "write",
+                        },
+                        path.join("/")
+                    ));
+                }
+            }
+        }
+        Ok(problems)
+    }
+
+    /// The path of map keys from the root to an object.
+    fn object_path(&self, obj: &ObjectId) -> Result<Vec<String>> {
+        if let ObjectId::Root = obj {
+            return Ok(Vec::new());
+        }
+        let id = self.doc.import_obj(&obj.to_string())?;
+        Ok(self
+            .doc
+            .parents(&id)?
+            .path()
+            .into_iter()
+            .map(|(_, prop)| match prop {
+                Prop::Map(name) => name,
+                Prop::Seq(i) => format!("[{i}]"),
+            })
+            .collect())
+    }
+}
+
+/// Whether an inspector's operation at `path` fits the layout: scalars (or deletions) at
+/// answer fields, never objects, never the server's parts.
+fn inspector_may_write(path: &[String], action: &OpType) -> bool {
+    if !matches!(action, OpType::Put(_) | OpType::Delete) {
+        return false;
+    }
+    let p: Vec<&str> = path.iter().map(String::as_str).collect();
+    match p.as_slice() {
+        [keys::ITEMS, _, field] => {
+            [keys::CHECKED, keys::FINDING, keys::DISPOSITION].contains(field)
+        }
+        [keys::ITEMS, _, keys::METHODS, _] => true,
+        [keys::FOLLOW_UP, field] => [keys::MEASURE, keys::DEADLINE, keys::DETAIL].contains(field),
+        [keys::PARTY, field] => [keys::STATEMENT, keys::SIGNATURE].contains(field),
+        [
+            keys::RESULTS | keys::NOTES | keys::PHOTOS | keys::SIGNATURES | keys::SUBMISSIONS,
+            _,
+        ] => true,
+        _ => false,
+    }
+}
