@@ -61,9 +61,6 @@ impl From<suiji_mobile_core::Error> for SuijiError {
             | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
             E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
             E::Automerge(_) | E::Random(_) => SuijiError::Other { reason: message },
-            // The core's error enum may grow; anything new is reported as it reads.
-            #[allow(unreachable_patterns)]
-            _ => SuijiError::Other { reason: message },
         }
     }
 }
@@ -558,10 +555,10 @@ impl MobileStore {
     }
 
     /// Opens a record held by the store.
-    pub fn record(&self, record_id: String) -> Result<Arc<Record>> {
+    pub fn record(&self, record_id: String) -> Result<Arc<InspectionRecord>> {
         let id = RecordId(record_id);
         self.store.read(&id, |_| Ok(()))?;
-        Ok(Arc::new(Record {
+        Ok(Arc::new(InspectionRecord {
             store: self.store.clone(),
             id,
         }))
@@ -604,12 +601,12 @@ impl MobileStore {
 
 /// One inspection record in the store. Every edit is saved at once.
 #[derive(uniffi::Object)]
-pub struct Record {
+pub struct InspectionRecord {
     store: Arc<Store>,
     id: RecordId,
 }
 
-impl Record {
+impl InspectionRecord {
     fn edit<T>(
         &self,
         f: impl FnOnce(&mut suiji_mobile_core::RecordDoc) -> suiji_mobile_core::Result<T>,
@@ -626,7 +623,7 @@ impl Record {
 }
 
 #[uniffi::export]
-impl Record {
+impl InspectionRecord {
     /// The record id.
     pub fn id(&self) -> String {
         self.id.0.clone()

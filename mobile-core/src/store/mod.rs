@@ -236,6 +236,11 @@ impl Store {
         Ok(id)
     }
 
+    /// Takes in a record document the server built in-process (tests, demos).
+    pub fn put_assigned_doc(&self, doc: &mut RecordDoc) -> Result<RecordId> {
+        self.put_assigned_record(&doc.save())
+    }
+
     /// The record as saved bytes (a compact snapshot), e.g. to hand to another replica.
     pub fn export_record(&self, id: &RecordId) -> Result<Vec<u8>> {
         let mut w = self.lock_writer();

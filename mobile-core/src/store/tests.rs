@@ -25,7 +25,7 @@ fn open(dir: &Path, inspector: u8) -> Store {
 
 fn store_with_record(dir: &Path) -> Store {
     let store = open(dir, 1);
-    store.put_assigned_record(&server_record().save()).unwrap();
+    assert_eq!(store.put_assigned_doc(&mut server_record()).unwrap(), rid());
     store
 }
 
@@ -120,6 +120,39 @@ fn migrations_set_user_version_and_are_not_rerun_on_reopen() {
     assert_eq!(mode, "wal");
     drop(w);
     assert_eq!(store.list_tasks().unwrap().len(), 1);
+}
+
+/// The schema as SQLite reports it, for comparing databases.
+fn schema(conn: &Connection) -> Vec<(String, String)> {
+    let mut stmt = conn
+        .prepare("SELECT name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY name")
+        .unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .map(|r| r.unwrap())
+        .collect()
+}
+
+#[test]
+fn database_upgraded_from_every_older_version_equals_a_fresh_one() {
+    let fresh_dir = tempfile::tempdir().unwrap();
+    drop(open(fresh_dir.path(), 1));
+    let fresh = schema(&Connection::open(fresh_dir.path().join(DB_FILE)).unwrap());
+    assert!(fresh.iter().any(|(name, _)| name == "records"));
+    for applied in 0..MIGRATIONS.len() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let conn = Connection::open(dir.path().join(DB_FILE)).unwrap();
+            for sql in &MIGRATIONS[..applied] {
+                conn.execute_batch(sql).unwrap();
+            }
+            conn.pragma_update(None, "user_version", applied as i64)
+                .unwrap();
+        }
+        drop(open(dir.path(), 1));
+        let upgraded = Connection::open(dir.path().join(DB_FILE)).unwrap();
+        assert_eq!(schema(&upgraded), fresh, "upgrade from version {applied}");
+    }
 }
 
 #[test]
