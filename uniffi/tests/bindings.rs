@@ -9,7 +9,9 @@ use suiji_mobile_core::record::{
 use suiji_mobile_core::vocab::Method;
 use suiji_mobile_core::{InspectorId, ItemCode, RecordDoc, RecordId};
 
-/// The built cdylib: cargo puts it beside the `uniffi-bindgen` binary it builds for this test.
+/// The built cdylib. `cargo test` builds it into `deps/` beside the `uniffi-bindgen` binary's
+/// directory (only `cargo build` copies it up beside the binary), so look in both and take
+/// the newer.
 fn library() -> PathBuf {
     let bindgen = Path::new(env!("CARGO_BIN_EXE_uniffi-bindgen"));
     let dir = bindgen.parent().expect("binary has a directory");
@@ -18,9 +20,15 @@ fn library() -> PathBuf {
         std::env::consts::DLL_PREFIX,
         std::env::consts::DLL_SUFFIX
     );
-    let lib = dir.join(name);
-    assert!(lib.exists(), "cdylib not built at {}", lib.display());
-    lib
+    [dir.join("deps").join(&name), dir.join(&name)]
+        .into_iter()
+        .filter_map(|p| {
+            let modified = std::fs::metadata(&p).ok()?.modified().ok()?;
+            Some((modified, p))
+        })
+        .max()
+        .map(|(_, p)| p)
+        .unwrap_or_else(|| panic!("cdylib {name} not built under {}", dir.display()))
 }
 
 fn generate(language: &str, out: &Path) {
