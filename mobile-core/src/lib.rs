@@ -2,6 +2,7 @@
 //!
 //! - [`record`]: the inspection record document (automerge), used by phones and the server.
 //! - [`vocab`], [`ids`]: the closed vocabularies and newtype ids the record speaks.
+//! - [`sync`]: the sync wire format, shared with the server.
 //! - `store` (feature `phone`, on by default): the phone's local SQLite store, blob directory,
 //!   photo import and outbox. The server depends on this crate with `default-features = false`
 //!   and gets only the document model.
@@ -9,6 +10,7 @@
 pub mod error;
 pub mod ids;
 pub mod record;
+pub mod sync;
 pub mod vocab;
 
 #[cfg(feature = "phone")]
