@@ -22,3 +22,12 @@ CREATE TABLE sync_states (
     state     BLOB NOT NULL,
     PRIMARY KEY (record_id, device)
 ) STRICT;
+
+-- Every inspector ever in a record's group: a phone whose inspector was
+-- regrouped out is told to drop the record, not refused as a stranger.
+CREATE TABLE record_assignment_history (
+    record_id    TEXT NOT NULL REFERENCES records(id),
+    inspector_id INTEGER NOT NULL REFERENCES inspectors(id),
+    PRIMARY KEY (record_id, inspector_id)
+) STRICT;
+CREATE INDEX record_assignment_history_inspector ON record_assignment_history(inspector_id);

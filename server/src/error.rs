@@ -43,6 +43,20 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A sync request refused because of one record: the rule it broke.
+    #[error("{message}")]
+    Refused {
+        /// HTTP status to answer with.
+        status: StatusCode,
+        /// Machine code (`refused`, `forbidden`, `not_found`).
+        code: &'static str,
+        /// The rule broken (see `suiji_mobile_core::sync::wire::rules`).
+        rule: &'static str,
+        /// The record concerned.
+        record_id: String,
+        /// What was wrong.
+        message: String,
+    },
     /// The database failed.
     #[error("database error")]
     Database(#[from] rusqlite::Error),
@@ -79,6 +93,7 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::Refused { status, .. } => *status,
             Error::Database(_)
             | Error::Io(_)
             | Error::Json(_)
@@ -97,6 +112,7 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::TooLarge { .. } => "too_large",
+            Error::Refused { code, .. } => code,
             _ => "internal",
         }
     }
@@ -119,6 +135,13 @@ impl IntoResponse for Error {
         if let Error::Invalid { field, reason } = &self {
             body["field"] = json!(field);
             body["reason"] = json!(reason);
+        }
+        if let Error::Refused {
+            rule, record_id, ..
+        } = &self
+        {
+            body["rule"] = json!(rule);
+            body["record_id"] = json!(record_id);
         }
         let mut response = (status, axum::Json(json!({ "error": body }))).into_response();
         if status == StatusCode::UNAUTHORIZED {

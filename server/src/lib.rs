@@ -27,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod plans;
 pub mod registry;
+pub mod sync;
 pub mod uscc;
 
 pub use error::{Error, Result};
@@ -58,6 +59,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The content-addressed blob store.
     pub blobs: Arc<blobs::BlobStore>,
+    /// Sync states of recent exchanges with phones.
+    pub sync_states: Arc<sync::SyncStates>,
     /// The working-day calendar; an admin may load newer years.
     pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
 }
@@ -95,6 +98,7 @@ pub fn open(config: Config) -> Result<AppState> {
             blobs::DEFAULT_MAX_BLOB,
         )?),
         config: Arc::new(config),
+        sync_states: Arc::new(sync::SyncStates::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(
             calendar::Calendar::official(),
         ))),
@@ -110,6 +114,7 @@ pub fn router(state: AppState) -> Router {
         .merge(plans::routes())
         .merge(draw::routes::routes())
         .merge(blobs::routes())
+        .merge(sync::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

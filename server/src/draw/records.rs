@@ -258,6 +258,9 @@ pub fn create_for_draw(
     let mut insert_member = tx.prepare_cached(
         "INSERT INTO record_inspectors (record_id, inspector_id, lead) VALUES (?1, ?2, ?3)",
     )?;
+    let mut insert_history = tx.prepare_cached(
+        "INSERT OR IGNORE INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)",
+    )?;
     let mut insert_chunk =
         tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)")?;
     for (((id, a), bytes), (target_id, d)) in
@@ -274,6 +277,7 @@ pub fn create_for_draw(
         ])?;
         for (n, inspector) in d.group.iter().enumerate() {
             insert_member.execute(params![id, inspector, n == 0])?;
+            insert_history.execute(params![id, inspector])?;
         }
         insert_chunk.execute(params![id, bytes])?;
     }
@@ -336,6 +340,10 @@ pub fn regroup(
         tx.execute(
             "INSERT INTO record_inspectors (record_id, inspector_id, lead) VALUES (?1, ?2, ?3)",
             params![record, inspector, n == 0],
+        )?;
+        tx.execute(
+            "INSERT OR IGNORE INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)",
+            params![record, inspector],
         )?;
     }
     tx.execute(
