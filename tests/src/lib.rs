@@ -1,6 +1,8 @@
 //! Fixtures for end-to-end tests: a real suiji server on 127.0.0.1:0 with a
 //! temporary data directory, and a small JSON client that logs in as a user.
 
+pub mod proxy;
+
 use std::net::SocketAddr;
 
 use reqwest::StatusCode;
@@ -18,6 +20,8 @@ pub const PASSWORD: &str = "correct-horse-battery-staple";
 pub struct TestServer {
     /// `http://127.0.0.1:PORT`.
     pub base: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
     /// The server's state, for inspecting the database directly.
     pub state: AppState,
     /// The data directory.
@@ -61,6 +65,7 @@ impl TestServer {
         }));
         TestServer {
             base: format!("http://{addr}"),
+            addr,
             state,
             dir,
             shutdown: Some(tx),
