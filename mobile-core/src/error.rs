@@ -96,6 +96,32 @@ pub enum Error {
     #[cfg(feature = "phone")]
     #[error("random source: {0}")]
     Random(String),
+
+    /// The server could not be reached, or the connection broke or timed out before its answer
+    /// was read. Nothing of the round that failed was applied: retry later.
+    #[cfg(feature = "phone")]
+    #[error("network: {0}")]
+    Network(String),
+
+    /// The server no longer accepts this login (the access token was refused and could not be
+    /// refreshed): the inspector must log in again.
+    #[cfg(feature = "phone")]
+    #[error("not logged in: {0}")]
+    Unauthorized(String),
+
+    /// The server answered with an error the client cannot work around (a malformed request,
+    /// a forbidden download, an oversize body, a server failure).
+    #[cfg(feature = "phone")]
+    #[error("server answered {status} ({code}): {message}")]
+    Server {
+        /// HTTP status.
+        status: u16,
+        /// Machine code from the error body (`internal`, `forbidden`…), or `http` when the
+        /// body had none.
+        code: String,
+        /// What the server said.
+        message: String,
+    },
 }
 
 /// Result with mobile-core's [`Error`].

@@ -29,9 +29,13 @@ pub enum SuijiError {
     /// The input is not acceptable (unknown code, bad date, corrupt photo, too large...).
     #[error("invalid input: {0}")]
     InvalidInput(String),
-    /// Talking to the server failed.
+    /// Talking to the server failed (no connection, a broken or timed-out one, a server
+    /// failure): nothing of the failed step was applied; retry later.
     #[error("network: {0}")]
     Network(String),
+    /// The server no longer accepts the login: the inspector must log in again.
+    #[error("not logged in: {0}")]
+    Unauthorized(String),
     /// The phone's storage failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -60,6 +64,11 @@ impl From<suiji_mobile_core::Error> for SuijiError {
             | E::Json(_)
             | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
             E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
+            E::Network(_) => SuijiError::Network(message),
+            E::Unauthorized(_) => SuijiError::Unauthorized(message),
+            E::Server { status, .. } if status >= 500 => SuijiError::Network(message),
+            E::Server { status: 404, .. } => SuijiError::NotFound(message),
+            E::Server { .. } => SuijiError::Other { reason: message },
             E::Automerge(_) | E::Random(_) => SuijiError::Other { reason: message },
         }
     }

@@ -18,7 +18,7 @@ pub enum BlobRole {
 }
 
 impl BlobRole {
-    fn code(self) -> &'static str {
+    pub(super) fn code(self) -> &'static str {
         match self {
             BlobRole::Original => "original",
             BlobRole::Thumbnail => "thumbnail",
@@ -59,6 +59,14 @@ impl BlobDir {
         std::fs::rename(&tmp, &path)?;
         sync_dir(dir);
         Ok(())
+    }
+
+    /// Deletes blob files, best effort: the rows are already gone, and a file left behind by
+    /// a failure here is only unreachable bytes.
+    pub(super) fn remove_files(&self, hashes: &[BlobHash]) {
+        for hash in hashes {
+            let _ = std::fs::remove_file(self.path(hash));
+        }
     }
 
     /// Reads a blob and checks it still matches its hash.

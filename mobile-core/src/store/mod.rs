@@ -13,9 +13,11 @@
 
 mod blobs;
 mod outbox;
+mod sync;
 
 pub use blobs::BlobRole;
 pub use outbox::{OutboxEntry, OutboxItem};
+pub use sync::{AppliedRound, PreparedRound, SyncRefusal, SyncSession};
 
 use crate::error::{Error, Result};
 use crate::ids::{BlobHash, InspectorId, ItemCode, RecordId};
@@ -31,7 +33,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 
 /// Schema migrations, applied in order; `PRAGMA user_version` holds how many ran.
-const MIGRATIONS: &[&str] = &[include_str!("../../migrations/001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../../migrations/001_init.sql"),
+    include_str!("../../migrations/002_sync.sql"),
+];
 
 /// Name of the database file inside the store directory.
 pub const DB_FILE: &str = "suiji.db";
@@ -85,6 +90,9 @@ pub struct TaskSummary {
     pub photo_count: u32,
     /// Fields with unresolved conflicting values.
     pub conflict_count: u32,
+    /// Why the server refused this record's changes at the last sync, until a later sync of
+    /// it goes through.
+    pub refusal: Option<SyncRefusal>,
 }
 
 /// A photo as the store lists it (from the index, without loading the document).
@@ -119,6 +127,7 @@ pub struct Store {
     dir: PathBuf,
     options: StoreOptions,
     actor: ActorId,
+    device: String,
     blobs: BlobDir,
     writer: Mutex<Writer>,
     reader: Mutex<Connection>,
@@ -159,6 +168,7 @@ impl Store {
             dir,
             options,
             actor,
+            device: hex::encode(&device),
             blobs,
             writer: Mutex::new(Writer {
                 conn,
@@ -181,6 +191,11 @@ impl Store {
     /// This device's automerge actor id (encodes the inspector, see `record::inspector_actor`).
     pub fn actor(&self) -> &ActorId {
         &self.actor
+    }
+
+    /// This device's id (hex), the part of the actor id after the inspector's.
+    pub fn device_id(&self) -> &str {
+        &self.device
     }
 
     /// The options the store was opened with.
@@ -217,19 +232,8 @@ impl Store {
             )?;
         } else {
             incoming.set_actor(self.actor.clone());
-            let snapshot = incoming.save();
-            let saved_heads = incoming.heads();
-            let loaded = Loaded {
-                doc: incoming,
-                saved_heads,
-                chunks: 1,
-            };
             let tx = w.conn.transaction()?;
-            write_index(&tx, &id, &loaded.doc)?;
-            tx.execute(
-                "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
-                params![id.as_str(), snapshot],
-            )?;
+            let loaded = insert_record(&tx, &id, incoming)?;
             tx.commit()?;
             w.docs.insert(id.clone(), loaded);
         }
@@ -248,20 +252,18 @@ impl Store {
         Ok(loaded.doc.save())
     }
 
-    /// Removes a record (its assignment was withdrawn). Its blobs stay until collected.
+    /// Removes a record and everything of it (its assignment was withdrawn): document, index
+    /// rows, outbox entries, sync state, refusal, and the blobs of its photos that no other
+    /// record refers to (rows and files).
     pub fn remove_record(&self, id: &RecordId) -> Result<()> {
         let mut w = self.lock_writer();
         w.docs.remove(id);
         let tx = w.conn.transaction()?;
-        let n = tx.execute("DELETE FROM records WHERE record_id = ?1", [id.as_str()])?;
-        if n == 0 {
+        let Some(orphans) = delete_record(&tx, id)? else {
             return Err(Error::NotFound(format!("record {id}")));
-        }
-        tx.execute(
-            "DELETE FROM outbox WHERE kind = 'record' AND key = ?1",
-            [id.as_str()],
-        )?;
+        };
         tx.commit()?;
+        self.blobs.remove_files(&orphans);
         Ok(())
     }
 
@@ -269,10 +271,11 @@ impl Store {
     pub fn list_tasks(&self) -> Result<Vec<TaskSummary>> {
         let conn = self.lock_reader();
         let mut stmt = conn.prepare_cached(
-            "SELECT record_id, task_name, target_name, target_address, window_end,
-                    publication_deadline, status, items_total, items_answered, photo_count,
-                    conflict_count
-             FROM records ORDER BY window_end, record_id",
+            "SELECT r.record_id, r.task_name, r.target_name, r.target_address, r.window_end,
+                    r.publication_deadline, r.status, r.items_total, r.items_answered,
+                    r.photo_count, r.conflict_count, f.rule, f.message
+             FROM records r LEFT JOIN sync_refusals f USING (record_id)
+             ORDER BY r.window_end, r.record_id",
         )?;
         let rows = stmt.query_map([], |r| {
             Ok((
@@ -287,6 +290,8 @@ impl Store {
                 r.get::<_, u32>(8)?,
                 r.get::<_, u32>(9)?,
                 r.get::<_, u32>(10)?,
+                r.get::<_, Option<String>>(11)?,
+                r.get::<_, Option<String>>(12)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -303,6 +308,8 @@ impl Store {
                 answered,
                 photos,
                 conflicts,
+                rule,
+                message,
             ) = row?;
             let date = |s: &str| crate::record::parse_date(s).map_err(Error::Malformed);
             out.push(TaskSummary {
@@ -318,6 +325,9 @@ impl Store {
                 items_answered: answered,
                 photo_count: photos,
                 conflict_count: conflicts,
+                refusal: rule
+                    .zip(message)
+                    .map(|(rule, message)| SyncRefusal { rule, message }),
             });
         }
         Ok(out)
@@ -561,10 +571,7 @@ impl Writer {
 
     /// Removes the document from the cache for editing; `persist` puts it back on success.
     fn take(&mut self, id: &RecordId, actor: &ActorId) -> Result<Loaded> {
-        match self.docs.remove(id) {
-            Some(loaded) => Ok(loaded),
-            None => load(&self.conn, id, actor),
-        }
+        take_doc(&self.conn, &mut self.docs, id, actor)
     }
 
     /// Saves what changed since the last save, updates the index and (for local edits) the
@@ -578,45 +585,136 @@ impl Writer {
         compact_after: usize,
         after: impl FnOnce(&Transaction<'_>) -> Result<()>,
     ) -> Result<()> {
-        let heads = loaded.doc.heads();
-        let changed = heads != loaded.saved_heads;
-        let compact = compact_after == 0 || (changed && loaded.chunks >= compact_after);
         let tx = self.conn.transaction()?;
-        let mut chunks = loaded.chunks;
-        if compact {
-            let snapshot = loaded.doc.save();
-            tx.execute(
-                "DELETE FROM record_chunks WHERE record_id = ?1",
-                [id.as_str()],
-            )?;
-            tx.execute(
-                "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
-                params![id.as_str(), snapshot],
-            )?;
-            chunks = 1;
-        } else if changed {
-            let bytes = loaded.doc.save_after(&loaded.saved_heads);
-            tx.execute(
-                "INSERT INTO record_chunks (record_id, seq, bytes)
-                 VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks
-                              WHERE record_id = ?1), ?2)",
-                params![id.as_str(), bytes],
-            )?;
-            chunks += 1;
-        }
-        if changed {
-            write_index(&tx, id, &loaded.doc)?;
-            if local {
-                outbox::enqueue(&tx, OutboxItem::Record(id.clone()))?;
-            }
-        }
+        save_changes(&tx, id, &mut loaded, local, compact_after)?;
         after(&tx)?;
         tx.commit()?;
-        loaded.saved_heads = heads;
-        loaded.chunks = chunks;
         self.docs.insert(id.clone(), loaded);
         Ok(())
     }
+}
+
+/// Removes a document from a writer's cache for changing, loading it if needed. The caller
+/// puts it back once its changes are committed, or drops it (so it is reloaded from disk).
+fn take_doc(
+    conn: &Connection,
+    docs: &mut HashMap<RecordId, Loaded>,
+    id: &RecordId,
+    actor: &ActorId,
+) -> Result<Loaded> {
+    match docs.remove(id) {
+        Some(loaded) => Ok(loaded),
+        None => load(conn, id, actor),
+    }
+}
+
+/// Writes what changed in `loaded` since its last save into `tx`: a chunk (or a snapshot when
+/// compacting; `compact_after` of 0 forces one), the index rows and, for local edits, the
+/// outbox entry. Updates `loaded`'s bookkeeping as if committed, so a caller whose
+/// transaction does not commit must drop `loaded`. Returns whether the document changed.
+fn save_changes(
+    tx: &Transaction<'_>,
+    id: &RecordId,
+    loaded: &mut Loaded,
+    local: bool,
+    compact_after: usize,
+) -> Result<bool> {
+    let heads = loaded.doc.heads();
+    let changed = heads != loaded.saved_heads;
+    let compact = compact_after == 0 || (changed && loaded.chunks >= compact_after);
+    let mut chunks = loaded.chunks;
+    if compact {
+        let snapshot = loaded.doc.save();
+        tx.execute(
+            "DELETE FROM record_chunks WHERE record_id = ?1",
+            [id.as_str()],
+        )?;
+        tx.execute(
+            "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
+            params![id.as_str(), snapshot],
+        )?;
+        chunks = 1;
+    } else if changed {
+        let bytes = loaded.doc.save_after(&loaded.saved_heads);
+        tx.execute(
+            "INSERT INTO record_chunks (record_id, seq, bytes)
+                 VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks
+                              WHERE record_id = ?1), ?2)",
+            params![id.as_str(), bytes],
+        )?;
+        chunks += 1;
+    }
+    if changed {
+        write_index(tx, id, &mut loaded.doc)?;
+        if local {
+            outbox::enqueue(tx, OutboxItem::Record(id.clone()))?;
+        }
+    }
+    loaded.saved_heads = heads;
+    loaded.chunks = chunks;
+    Ok(changed)
+}
+
+/// Stores a record the phone does not hold yet: one snapshot and its index rows.
+fn insert_record(tx: &Transaction<'_>, id: &RecordId, mut doc: RecordDoc) -> Result<Loaded> {
+    let snapshot = doc.save();
+    let saved_heads = doc.heads();
+    write_index(tx, id, &mut doc)?;
+    tx.execute(
+        "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
+        params![id.as_str(), snapshot],
+    )?;
+    Ok(Loaded {
+        doc,
+        saved_heads,
+        chunks: 1,
+    })
+}
+
+/// Deletes a record and everything of it inside `tx`: its rows (chunks, index, photos, sync
+/// state and refusal by cascade), its outbox entry, and the rows and outbox entries of the
+/// blobs of its photos that no other record refers to. Returns those blobs, whose files the
+/// caller removes once `tx` has committed, or `None` if the record is not held.
+fn delete_record(tx: &Transaction<'_>, id: &RecordId) -> Result<Option<Vec<BlobHash>>> {
+    let mut referenced: Vec<String> = {
+        let mut stmt = tx.prepare_cached(
+            "SELECT sha256 FROM photos WHERE record_id = ?1
+             UNION SELECT thumbnail_sha256 FROM photos WHERE record_id = ?1
+             UNION SELECT upload_sha256 FROM photos
+                   WHERE record_id = ?1 AND upload_sha256 IS NOT NULL",
+        )?;
+        stmt.query_map([id.as_str()], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?
+    };
+    referenced.sort();
+    if tx.execute("DELETE FROM records WHERE record_id = ?1", [id.as_str()])? == 0 {
+        return Ok(None);
+    }
+    tx.execute(
+        "DELETE FROM outbox WHERE kind = 'record' AND key = ?1",
+        [id.as_str()],
+    )?;
+    let mut orphans = Vec::new();
+    for hash in referenced {
+        let still_used: bool = tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM photos
+                            WHERE sha256 = ?1 OR thumbnail_sha256 = ?1 OR upload_sha256 = ?1)",
+            [&hash],
+            |r| r.get(0),
+        )?;
+        if still_used {
+            continue;
+        }
+        tx.execute("DELETE FROM blobs WHERE sha256 = ?1", [&hash])?;
+        tx.execute(
+            "DELETE FROM outbox WHERE kind = 'blob' AND key = ?1",
+            [&hash],
+        )?;
+        if let Some(hash) = BlobHash::parse(&hash) {
+            orphans.push(hash);
+        }
+    }
+    Ok(Some(orphans))
 }
 
 /// Loads a record from its chunks.
@@ -644,8 +742,16 @@ fn load(conn: &Connection, id: &RecordId, actor: &ActorId) -> Result<Loaded> {
     })
 }
 
+/// Heads as the `records.heads` column keeps them: sorted hex, comma-separated.
+fn heads_text(heads: &[ChangeHash]) -> String {
+    let mut hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
+    hex.sort();
+    hex.join(",")
+}
+
 /// Writes the task-list row and photo index of a record from its document.
-fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &RecordDoc) -> Result<()> {
+fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &mut RecordDoc) -> Result<()> {
+    let heads = heads_text(&doc.heads());
     let assignment = doc.assignment()?;
     let items = doc.items()?;
     let answered = items.iter().filter(|(_, a)| a.checked.is_some()).count();
@@ -654,15 +760,15 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &RecordDoc) -> Result<(
     tx.execute(
         "INSERT INTO records (record_id, task_name, target_name, target_address, window_end,
                               publication_deadline, status, items_total, items_answered,
-                              photo_count, conflict_count, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)
+                              photo_count, conflict_count, updated_at, heads)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
          ON CONFLICT (record_id) DO UPDATE SET
              task_name = excluded.task_name, target_name = excluded.target_name,
              target_address = excluded.target_address, window_end = excluded.window_end,
              publication_deadline = excluded.publication_deadline, status = excluded.status,
              items_total = excluded.items_total, items_answered = excluded.items_answered,
              photo_count = excluded.photo_count, conflict_count = excluded.conflict_count,
-             updated_at = excluded.updated_at",
+             updated_at = excluded.updated_at, heads = excluded.heads",
         params![
             id.as_str(),
             assignment.task.name,
@@ -676,6 +782,7 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &RecordDoc) -> Result<(
             photos.len() as i64,
             conflicts as i64,
             Utc::now().to_rfc3339(),
+            heads,
         ],
     )?;
     tx.execute("DELETE FROM photos WHERE record_id = ?1", [id.as_str()])?;

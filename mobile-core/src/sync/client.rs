@@ -1,0 +1,669 @@
+//! The phone's sync client: runs a whole sync with the server over HTTP (blocking, `ureq`).
+//!
+//! A sync is a few rounds of `POST /api/v1/sync` (see [`wire`]). Each round the store lists
+//! what it holds and generates its `automerge::sync` messages ([`Store::prepare_round`]); the
+//! answer is applied in one transaction ([`Store::apply_round`]). The phone stops once it has
+//! no message left after applying an answer — the server answers every record whose heads
+//! differ from the phone's, so a phone with nothing left to say holds what the server holds —
+//! unless that answer brought new or withdrawn records without `in_sync` (the server may hand
+//! them over in batches). Rounds are capped at [`MAX_ROUNDS`].
+//!
+//! How each answer is handled:
+//! - 200: applied; a malformed body is an [`Error::Server`] and nothing is applied.
+//! - 401: the tokens are refreshed once (`POST /api/v1/auth/refresh`) and the same request is
+//!   sent again; a 401 from the refresh, or again after it, is [`Error::Unauthorized`].
+//! - 422 (a change broke a rule), 403 (`not_assigned`) or 404 (`unknown_record`) naming a
+//!   record this round carried a message for: nothing of the round was stored, so the round
+//!   is dropped, the record is marked refused (rule and message, shown in the task list) with
+//!   its local changes kept, and the sync goes on without it. Naming no such record: an
+//!   [`Error::Server`].
+//! - anything else: [`Error::Server`]; a broken or timed-out connection: [`Error::Network`].
+//!   Either way the store is as it was before the failed round and the sync can be retried.
+//!
+//! After the records, the blobs in the outbox are uploaded (thumbnails first): ask the server
+//! how much it has, send the rest in [`CHUNK_SIZE`] chunks, clear the outbox entry once the
+//! server reports the blob complete. A 409 (the server holds a different amount) re-asks and
+//! continues; a 413 or 422 for one blob is reported in [`SyncReport::blobs_failed`] and the
+//! blob stays queued.
+//!
+//! Everything blocks: call it from a background thread (`spawn_blocking` in async code).
+
+use crate::error::{Error, Result};
+use crate::ids::{BlobHash, RecordId};
+use crate::store::{BlobRole, OutboxItem, Store, SyncRefusal};
+use crate::sync::wire::{self, CONTENT_TYPE, Refusal, SYNC_PATH, SyncResponse, rules};
+use serde::Deserialize;
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Most rounds one sync sends before it stops and reports itself incomplete.
+pub const MAX_ROUNDS: u32 = 10;
+
+/// Size of the chunks blobs are uploaded in (the server takes up to 4 MiB).
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Largest sync answer read (new records come whole).
+const MAX_SYNC_ANSWER: u64 = 256 * 1024 * 1024;
+/// Largest blob downloaded.
+const MAX_BLOB: u64 = 64 * 1024 * 1024;
+/// Largest small JSON answer (auth, blob status, errors).
+const MAX_SMALL_ANSWER: u64 = 1024 * 1024;
+/// Times a blob upload re-asks the server's status after a 409 before giving up on it.
+const MAX_BLOB_CONFLICTS: u32 = 3;
+
+/// Path of the token refresh endpoint.
+pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
+/// Path prefix of the blob endpoints.
+pub const BLOBS_PATH: &str = "/api/v1/blobs";
+
+/// An inspector's tokens.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// Bearer token for API calls.
+    pub access_token: String,
+    /// Token that buys a new pair when the access token expires; each works once.
+    pub refresh_token: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Credentials { .. }")
+    }
+}
+
+/// How far a sync has got.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncProgress {
+    /// Rounds sent so far.
+    pub round: u32,
+    /// Records with nothing left to exchange.
+    pub documents_done: u32,
+    /// Records held.
+    pub documents_total: u32,
+    /// Blob bytes the server holds, of those queued for upload.
+    pub bytes_done: u64,
+    /// Blob bytes queued for upload.
+    pub bytes_total: u64,
+}
+
+/// Told about a sync as it runs. Both methods do nothing by default; `()` listens to nothing.
+pub trait SyncListener {
+    /// Called after every round and every blob chunk.
+    fn progress(&self, progress: &SyncProgress) {
+        let _ = progress;
+    }
+
+    /// Called as soon as the tokens were refreshed: the old refresh token no longer works, so
+    /// store these now (the sync may still fail later).
+    fn credentials_refreshed(&self, credentials: &Credentials) {
+        let _ = credentials;
+    }
+}
+
+impl SyncListener for () {}
+
+/// A record the server refused in this sync.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RefusedRecord {
+    /// The record.
+    pub record_id: RecordId,
+    /// The rule broken (`wire::rules`).
+    pub rule: String,
+    /// What the server said.
+    pub message: String,
+}
+
+/// A blob that could not be uploaded; it stays in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailedBlob {
+    /// The blob.
+    pub sha256: BlobHash,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SyncReport {
+    /// Requests to the sync endpoint (refused ones included).
+    pub rounds: u32,
+    /// Whether phone and server ended in step (false when the round cap was reached).
+    pub complete: bool,
+    /// Records new to the phone or changed by the server.
+    pub received: Vec<RecordId>,
+    /// Of those, the records new to the phone.
+    pub new_records: Vec<RecordId>,
+    /// Records whose phone changes the server stored.
+    pub sent: Vec<RecordId>,
+    /// Records whose changes the server refused, and why.
+    pub refused: Vec<RefusedRecord>,
+    /// Records dropped because their assignment was withdrawn.
+    pub withdrawn: Vec<RecordId>,
+    /// Blobs the server now holds whole (uploaded or found there).
+    pub blobs_uploaded: Vec<BlobHash>,
+    /// Blobs that could not be uploaded.
+    pub blobs_failed: Vec<FailedBlob>,
+    /// HTTP body bytes sent.
+    pub bytes_sent: u64,
+    /// HTTP body bytes received.
+    pub bytes_received: u64,
+    /// The new tokens, if they were refreshed.
+    pub credentials: Option<Credentials>,
+}
+
+/// An HTTP answer, read whole.
+struct Answer {
+    status: u16,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    /// The error object of a JSON error body, if it has one.
+    fn refusal(&self) -> Option<Refusal> {
+        #[derive(Deserialize)]
+        struct Body {
+            error: Refusal,
+        }
+        serde_json::from_slice::<Body>(&self.body)
+            .ok()
+            .map(|b| b.error)
+    }
+
+    /// This answer as an error.
+    fn into_error(self) -> Error {
+        if self.status == 401 {
+            let message = self
+                .refusal()
+                .map_or_else(|| "the server refused the login".to_owned(), |r| r.message);
+            return Error::Unauthorized(message);
+        }
+        match self.refusal() {
+            Some(r) => Error::Server {
+                status: self.status,
+                code: r.code,
+                message: r.message,
+            },
+            None => Error::Server {
+                status: self.status,
+                code: "http".into(),
+                message: String::from_utf8_lossy(&self.body[..self.body.len().min(500)])
+                    .into_owned(),
+            },
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self, what: &str) -> Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| Error::Server {
+            status: self.status,
+            code: "malformed_response".into(),
+            message: format!("{what}: {e}"),
+        })
+    }
+}
+
+/// A request.
+#[derive(Clone, Copy)]
+enum Call<'a> {
+    Get(&'a str),
+    Post(&'a str, &'a [u8], &'a str),
+    Put(&'a str, &'a [u8]),
+}
+
+/// How much of a blob the server holds.
+#[derive(Debug, Clone, Copy, Deserialize)]
+struct BlobStatus {
+    received: u64,
+    complete: bool,
+}
+
+/// Running totals of one sync.
+struct Run<'a> {
+    credentials: &'a mut Credentials,
+    listener: &'a dyn SyncListener,
+    report: SyncReport,
+    progress: SyncProgress,
+}
+
+impl Run<'_> {
+    fn tick(&self) {
+        self.listener.progress(&self.progress);
+    }
+}
+
+/// A client for one server. Cheap to clone; keeps connections open between requests.
+#[derive(Clone)]
+pub struct Client {
+    base: String,
+    agent: ureq::Agent,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").field("base", &self.base).finish()
+    }
+}
+
+impl Client {
+    /// A client for the server at `server_url` (`http://` or `https://`, with or without a
+    /// trailing slash), with 20 s to connect and 60 s for each read or write.
+    pub fn new(server_url: &str) -> Result<Client> {
+        Client::with_timeouts(server_url, Duration::from_secs(20), Duration::from_secs(60))
+    }
+
+    /// A client with its own timeouts: `connect` to open a connection, `io` for each read or
+    /// write on it.
+    pub fn with_timeouts(server_url: &str, connect: Duration, io: Duration) -> Result<Client> {
+        let base = server_url.trim_end_matches('/');
+        if !(base.starts_with("http://") || base.starts_with("https://")) {
+            return Err(Error::InvalidInput(format!(
+                "server address {server_url:?} is not an http:// or https:// URL"
+            )));
+        }
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_connect(Some(connect))
+            .timeout_per_read(Some(io))
+            .timeout_per_write(Some(io))
+            .user_agent(concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .into();
+        Ok(Client {
+            base: base.to_owned(),
+            agent,
+        })
+    }
+
+    /// Runs a whole sync of `store` (see the module documentation). `credentials` are updated
+    /// in place when refreshed (and reported to `listener` at once).
+    pub fn sync(
+        &self,
+        store: &Store,
+        credentials: &mut Credentials,
+        listener: &dyn SyncListener,
+    ) -> Result<SyncReport> {
+        let mut run = Run {
+            credentials,
+            listener,
+            report: SyncReport::default(),
+            progress: SyncProgress::default(),
+        };
+        let queued = self.queued_blobs(store)?;
+        run.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
+        self.sync_records(store, &mut run)?;
+        self.upload_blobs(store, &queued, &mut run)?;
+        run.tick();
+        Ok(run.report)
+    }
+
+    /// Downloads a blob that a record held refers to (a partner's thumbnail or photo) into the
+    /// store's blob directory, unless it is already there, and returns its path.
+    /// `credentials` are updated in place when refreshed.
+    pub fn fetch_blob(
+        &self,
+        store: &Store,
+        credentials: &mut Credentials,
+        sha256: &BlobHash,
+    ) -> Result<PathBuf> {
+        if let Ok(path) = store.blob_path(sha256) {
+            return Ok(path);
+        }
+        if store.referenced_blob_role(sha256)?.is_none() {
+            return Err(Error::NotFound(format!(
+                "no record held refers to blob {sha256}"
+            )));
+        }
+        let mut run = Run {
+            credentials,
+            listener: &(),
+            report: SyncReport::default(),
+            progress: SyncProgress::default(),
+        };
+        let path = format!("{BLOBS_PATH}/{sha256}");
+        let answer = self.authorized(&mut run, MAX_BLOB, Call::Get(&path))?;
+        match answer.status {
+            200 => store.put_fetched_blob(sha256, &answer.body),
+            404 => Err(Error::NotFound(format!("the server has no blob {sha256}"))),
+            _ => Err(answer.into_error()),
+        }
+    }
+
+    // ----- records ---------------------------------------------------------------------------
+
+    fn sync_records(&self, store: &Store, run: &mut Run<'_>) -> Result<()> {
+        let mut session = store.begin_sync()?;
+        let mut must_send = true;
+        let mut received = BTreeSet::new();
+        let mut new_records = BTreeSet::new();
+        let mut sent = BTreeSet::new();
+        let mut withdrawn = BTreeSet::new();
+        loop {
+            let round = store.prepare_round(&session)?;
+            let request = round.request();
+            run.progress.documents_total = request.held.len() as u32;
+            run.progress.documents_done = (request.held.len() - request.messages.len()) as u32;
+            if !must_send && !round.has_messages() {
+                run.report.complete = true;
+                run.tick();
+                break;
+            }
+            if run.report.rounds >= MAX_ROUNDS {
+                run.tick();
+                break;
+            }
+            run.report.rounds += 1;
+            run.progress.round = run.report.rounds;
+            let body = wire::encode(request);
+            let answer = self.authorized(
+                run,
+                MAX_SYNC_ANSWER,
+                Call::Post(SYNC_PATH, &body, CONTENT_TYPE),
+            )?;
+            match answer.status {
+                200 => {
+                    let response: SyncResponse =
+                        wire::decode(&answer.body).map_err(|e| Error::Server {
+                            status: 200,
+                            code: "malformed_response".into(),
+                            message: format!("sync answer: {e}"),
+                        })?;
+                    let applied = store.apply_round(&mut session, round, &response)?;
+                    received.extend(applied.changed);
+                    received.extend(applied.new_records.iter().cloned());
+                    new_records.extend(applied.new_records);
+                    sent.extend(applied.accepted);
+                    withdrawn.extend(applied.withdrawn);
+                    // More may come only while the server hands over or withdraws records.
+                    let handed_over =
+                        !response.new_records.is_empty() || !response.withdrawn.is_empty();
+                    must_send = handed_over && !response.in_sync;
+                }
+                403 | 404 | 422 => {
+                    let refused = answer.refusal().and_then(|r| {
+                        let id = RecordId(r.record_id.clone()?);
+                        round.messages_record(&id).then(|| {
+                            let rule = r.rule.clone().unwrap_or_else(|| match answer.status {
+                                403 => rules::NOT_ASSIGNED.into(),
+                                404 => rules::UNKNOWN_RECORD.into(),
+                                _ => r.code.clone(),
+                            });
+                            (id, rule, r.message)
+                        })
+                    });
+                    let Some((id, rule, message)) = refused else {
+                        return Err(answer.into_error());
+                    };
+                    let refusal = SyncRefusal {
+                        rule: rule.clone(),
+                        message: message.clone(),
+                    };
+                    store.refuse(&mut session, round, &id, &refusal)?;
+                    run.report.refused.push(RefusedRecord {
+                        record_id: id,
+                        rule,
+                        message,
+                    });
+                    must_send = true;
+                }
+                _ => return Err(answer.into_error()),
+            }
+            run.tick();
+        }
+        // A record refused and then changed by the server is still refused: report it once.
+        run.report.received = received.into_iter().collect();
+        run.report.new_records = new_records.into_iter().collect();
+        run.report.sent = sent.into_iter().collect();
+        run.report.withdrawn = withdrawn.into_iter().collect();
+        Ok(())
+    }
+
+    // ----- blobs -----------------------------------------------------------------------------
+
+    /// The blobs queued for upload with their sizes, thumbnails first.
+    fn queued_blobs(&self, store: &Store) -> Result<Vec<(BlobHash, u64)>> {
+        let mut queued = Vec::new();
+        for entry in store.outbox()? {
+            if let OutboxItem::Blob(hash) = entry.item {
+                let (role, size) = store.blob_info(&hash)?.unwrap_or((BlobRole::Original, 0));
+                queued.push((role != BlobRole::Thumbnail, hash, size));
+            }
+        }
+        queued.sort_by_key(|(not_thumbnail, _, _)| *not_thumbnail);
+        Ok(queued
+            .into_iter()
+            .map(|(_, hash, size)| (hash, size))
+            .collect())
+    }
+
+    fn upload_blobs(
+        &self,
+        store: &Store,
+        queued: &[(BlobHash, u64)],
+        run: &mut Run<'_>,
+    ) -> Result<()> {
+        let mut done_before = 0u64;
+        for (hash, size) in queued {
+            // Read the entry again: the blob may have gone with a withdrawn record.
+            let Some(entry) = store
+                .outbox()?
+                .into_iter()
+                .find(|e| e.item == OutboxItem::Blob(hash.clone()))
+            else {
+                done_before += size;
+                continue;
+            };
+            let bytes = match store.blob(hash) {
+                Ok(bytes) => bytes,
+                Err(e) => {
+                    run.report.blobs_failed.push(FailedBlob {
+                        sha256: hash.clone(),
+                        reason: e.to_string(),
+                    });
+                    done_before += size;
+                    continue;
+                }
+            };
+            match self.upload_blob(hash, &bytes, done_before, run)? {
+                Ok(()) => {
+                    store.ack_outbox(&entry)?;
+                    run.report.blobs_uploaded.push(hash.clone());
+                }
+                Err(reason) => run.report.blobs_failed.push(FailedBlob {
+                    sha256: hash.clone(),
+                    reason,
+                }),
+            }
+            done_before += size;
+            run.progress.bytes_done = done_before;
+            run.tick();
+        }
+        Ok(())
+    }
+
+    /// Uploads one blob from wherever the server's copy ends. The inner error is a reason
+    /// this blob cannot be uploaded (the others can go on); the outer one stops the sync.
+    fn upload_blob(
+        &self,
+        hash: &BlobHash,
+        bytes: &[u8],
+        done_before: u64,
+        run: &mut Run<'_>,
+    ) -> Result<std::result::Result<(), String>> {
+        let total = bytes.len() as u64;
+        let mut status = self.blob_status(hash, run)?;
+        let mut conflicts = 0;
+        while !status.complete {
+            let offset = status.received.min(total);
+            let end = (offset + CHUNK_SIZE as u64).min(total);
+            let path = format!("{BLOBS_PATH}/{hash}?offset={offset}&total={total}");
+            let chunk = &bytes[offset as usize..end as usize];
+            let answer = self.authorized(run, MAX_SMALL_ANSWER, Call::Put(&path, chunk))?;
+            match answer.status {
+                200 | 201 => {
+                    let next: BlobStatus = answer.json("blob upload answer")?;
+                    if !next.complete && next.received <= offset {
+                        return Ok(Err(format!(
+                            "the server holds {} bytes after a chunk sent at {offset}",
+                            next.received
+                        )));
+                    }
+                    status = next;
+                }
+                409 => {
+                    conflicts += 1;
+                    if conflicts > MAX_BLOB_CONFLICTS {
+                        return Ok(Err(
+                            "the server's copy keeps changing under the upload".into()
+                        ));
+                    }
+                    status = self.blob_status(hash, run)?;
+                }
+                413 | 422 => {
+                    let error = answer.into_error();
+                    return Ok(Err(error.to_string()));
+                }
+                _ => return Err(answer.into_error()),
+            }
+            run.progress.bytes_done = done_before + status.received.min(total);
+            run.tick();
+        }
+        Ok(Ok(()))
+    }
+
+    fn blob_status(&self, hash: &BlobHash, run: &mut Run<'_>) -> Result<BlobStatus> {
+        let path = format!("{BLOBS_PATH}/{hash}/status");
+        let answer = self.authorized(run, MAX_SMALL_ANSWER, Call::Get(&path))?;
+        match answer.status {
+            200 => answer.json("blob status"),
+            _ => Err(answer.into_error()),
+        }
+    }
+
+    // ----- HTTP ------------------------------------------------------------------------------
+
+    /// Sends a request with the access token; on a 401 refreshes the tokens once and sends it
+    /// again.
+    fn authorized(&self, run: &mut Run<'_>, limit: u64, call: Call<'_>) -> Result<Answer> {
+        let token = run.credentials.access_token.clone();
+        let answer = self.send(call, Some(&token), limit, run)?;
+        if answer.status != 401 {
+            return Ok(answer);
+        }
+        self.refresh(run)?;
+        let token = run.credentials.access_token.clone();
+        let answer = self.send(call, Some(&token), limit, run)?;
+        if answer.status == 401 {
+            return Err(answer.into_error());
+        }
+        Ok(answer)
+    }
+
+    /// Trades the refresh token for new tokens.
+    fn refresh(&self, run: &mut Run<'_>) -> Result<()> {
+        #[derive(Deserialize)]
+        struct Tokens {
+            access_token: String,
+            refresh_token: String,
+        }
+        let body = serde_json::json!({ "refresh_token": run.credentials.refresh_token });
+        let body = serde_json::to_vec(&body)?;
+        let answer = self.send(
+            Call::Post(REFRESH_PATH, &body, "application/json"),
+            None,
+            MAX_SMALL_ANSWER,
+            run,
+        )?;
+        if answer.status != 200 {
+            return Err(match answer.into_error() {
+                Error::Server {
+                    status, message, ..
+                } if status == 400 || status == 403 => Error::Unauthorized(message),
+                other => other,
+            });
+        }
+        let tokens: Tokens = answer.json("token refresh answer")?;
+        *run.credentials = Credentials {
+            access_token: tokens.access_token,
+            refresh_token: tokens.refresh_token,
+        };
+        run.listener.credentials_refreshed(run.credentials);
+        run.report.credentials = Some(run.credentials.clone());
+        Ok(())
+    }
+
+    /// Sends one request and reads the whole answer, whatever its status.
+    fn send(
+        &self,
+        call: Call<'_>,
+        token: Option<&str>,
+        limit: u64,
+        run: &mut Run<'_>,
+    ) -> Result<Answer> {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let (result, sent) = match call {
+            Call::Get(path) => {
+                let mut request = self.agent.get(format!("{}{path}", self.base));
+                if let Some(bearer) = &bearer {
+                    request = request.header("Authorization", bearer);
+                }
+                (request.call(), 0)
+            }
+            Call::Post(path, body, content_type) => {
+                let mut request = self
+                    .agent
+                    .post(format!("{}{path}", self.base))
+                    .header("Content-Type", content_type);
+                if let Some(bearer) = &bearer {
+                    request = request.header("Authorization", bearer);
+                }
+                (request.send(body), body.len())
+            }
+            Call::Put(path, body) => {
+                let mut request = self
+                    .agent
+                    .put(format!("{}{path}", self.base))
+                    .header("Content-Type", "application/octet-stream");
+                if let Some(bearer) = &bearer {
+                    request = request.header("Authorization", bearer);
+                }
+                (request.send(body), body.len())
+            }
+        };
+        let mut response = result.map_err(network)?;
+        run.report.bytes_sent += sent as u64;
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(limit)
+            .read_to_vec()
+            .map_err(network)?;
+        run.report.bytes_received += body.len() as u64;
+        Ok(Answer { status, body })
+    }
+}
+
+fn network(e: ureq::Error) -> Error {
+    Error::Network(e.to_string())
+}
+
+/// Runs a whole sync of `store` with the server at `server_url`: see [`Client::sync`].
+pub fn sync(
+    store: &Store,
+    server_url: &str,
+    credentials: &mut Credentials,
+    listener: &dyn SyncListener,
+) -> Result<SyncReport> {
+    Client::new(server_url)?.sync(store, credentials, listener)
+}
+
+/// Downloads a blob a record held refers to: see [`Client::fetch_blob`].
+pub fn fetch_blob(
+    store: &Store,
+    server_url: &str,
+    credentials: &mut Credentials,
+    sha256: &BlobHash,
+) -> Result<PathBuf> {
+    Client::new(server_url)?.fetch_blob(store, credentials, sha256)
+}
