@@ -41,6 +41,33 @@ impl TestServer {
         })
         .expect("open server state");
         let hash = hash_password(PASSWORD).expect("hash");
+        Self::create_accounts(&state, &hash);
+        Self::serve(dir, state).await
+    }
+
+    /// Starts a server on an existing data directory (a restart).
+    pub async fn start_in(dir: TempDir) -> TestServer {
+        let state = suiji_server::open(Config {
+            data_dir: dir.path().to_owned(),
+            demo: false,
+        })
+        .expect("reopen server state");
+        Self::serve(dir, state).await
+    }
+
+    /// Stops the server and hands back its data directory, for a restart.
+    pub async fn stop_keeping_data(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(handle) = self.handle.take() {
+            handle.await.expect("server task").expect("server io");
+        }
+        let placeholder = tempfile::tempdir().expect("temp dir");
+        std::mem::replace(&mut self.dir, placeholder)
+    }
+
+    fn create_accounts(state: &AppState, hash: &str) {
         state
             .db
             .write_blocking(|tx| {
@@ -50,11 +77,14 @@ impl TestServer {
                     ("supervisor", Role::Supervisor),
                     ("inspector", Role::Inspector),
                 ] {
-                    accounts::insert_user(tx, "test", name, name, &hash, &[role])?;
+                    accounts::insert_user(tx, "test", name, name, hash, &[role])?;
                 }
                 Ok(())
             })
             .expect("create accounts");
+    }
+
+    async fn serve(dir: TempDir, state: AppState) -> TestServer {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");
@@ -319,5 +349,143 @@ pub async fn seed_agency(server: &TestServer, per_department: usize, targets: u3
         inspector_users,
         plan_id: plan["id"].as_i64().unwrap(),
         targets: targets as usize,
+    }
+}
+
+/// A simulated phone: a real mobile-core store in a temporary directory,
+/// logged in as one inspector.
+pub struct Phone {
+    /// The phone's store.
+    pub store: std::sync::Arc<suiji_mobile_core::Store>,
+    /// The inspector's tokens.
+    pub credentials: suiji_mobile_core::sync::client::Credentials,
+    /// Inspector id.
+    pub inspector_id: i64,
+    /// Login name.
+    pub username: String,
+    _dir: TempDir,
+}
+
+impl Phone {
+    /// Logs `username` in and opens an empty store for `inspector_id`.
+    pub async fn open(server: &TestServer, username: &str, inspector_id: i64) -> Phone {
+        let client = server.login(username).await;
+        let dir = tempfile::tempdir().expect("phone dir");
+        let options = suiji_mobile_core::StoreOptions::new(suiji_mobile_core::InspectorId::new(
+            inspector_id.to_string(),
+        ));
+        let store = suiji_mobile_core::Store::open(dir.path(), options).expect("open phone store");
+        Phone {
+            store: std::sync::Arc::new(store),
+            credentials: suiji_mobile_core::sync::client::Credentials {
+                access_token: client.token.expect("token"),
+                refresh_token: client.refresh_token.expect("refresh token"),
+            },
+            inspector_id,
+            username: username.to_owned(),
+            _dir: dir,
+        }
+    }
+
+    /// Syncs with the server at `url` (the client blocks, so off the runtime).
+    pub async fn sync(
+        &mut self,
+        url: &str,
+    ) -> suiji_mobile_core::Result<suiji_mobile_core::sync::client::SyncReport> {
+        let store = self.store.clone();
+        let mut credentials = self.credentials.clone();
+        let url = url.to_owned();
+        let (result, credentials) = tokio::task::spawn_blocking(move || {
+            let result = suiji_mobile_core::sync::client::sync(&store, &url, &mut credentials, &());
+            (result, credentials)
+        })
+        .await
+        .expect("sync thread");
+        self.credentials = credentials;
+        result
+    }
+
+    /// Ids of the records on the phone.
+    pub fn record_ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self
+            .store
+            .list_tasks()
+            .expect("list tasks")
+            .into_iter()
+            .map(|t| t.record_id.as_str().to_owned())
+            .collect();
+        ids.sort();
+        ids
+    }
+
+    /// Heads of a record on the phone.
+    pub fn heads(&self, id: &str) -> Vec<String> {
+        self.store
+            .record(&suiji_mobile_core::RecordId::new(id))
+            .expect("record on phone")
+            .heads_hex()
+    }
+}
+
+/// Heads of a record on the server.
+pub fn server_heads(server: &TestServer, id: &str) -> Vec<String> {
+    let id = id.to_owned();
+    server
+        .state
+        .db
+        .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
+        .expect("record on server")
+        .heads_hex()
+}
+
+/// A drawn task for sync tests: `seed_agency` with `per_department`
+/// inspectors, a food-safety task drawing `count` targets, committed and
+/// drawn. Returns the agency and the task's records.
+pub async fn drawn_task(
+    server: &TestServer,
+    per_department: usize,
+    count: u32,
+) -> (Agency, Vec<suiji_server::draw::records::RecordSummary>) {
+    let agency = seed_agency(server, per_department, 60).await;
+    let planner = server.login("planner").await;
+    let (s, task) = planner
+        .post(
+            &format!("/api/v1/plans/{}/tasks", agency.plan_id),
+            &json!({"number": "T-SYNC", "name": "餐饮服务食品安全检查", "directed": true,
+                    "conditions": {"industries": ["餐饮业"]}, "count": count,
+                    "items": [{"code": "SCJG-SP-002"}],
+                    "window_start": "2026-09-01", "window_end": "2026-11-20"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{task}");
+    let task_id = task["id"].as_i64().unwrap();
+    let (s, commitment) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{commitment}");
+    let (s, draw) = planner
+        .post(
+            &format!("/api/v1/tasks/{task_id}/draw"),
+            &json!({"commitment_id": commitment["id"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{draw}");
+    let records = server
+        .state
+        .db
+        .read_blocking(move |c| suiji_server::draw::records::list(c, Some(task_id), None))
+        .expect("records");
+    (agency, records)
+}
+
+impl Agency {
+    /// The login name of inspector `id`.
+    pub fn username_of(&self, id: i64) -> &str {
+        let index = self
+            .inspectors
+            .iter()
+            .position(|(i, _)| *i == id)
+            .expect("known inspector");
+        &self.inspector_users[index]
     }
 }

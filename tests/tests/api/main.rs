@@ -5,3 +5,4 @@ mod bad_input;
 mod draws;
 mod plans;
 mod registry;
+mod sync;

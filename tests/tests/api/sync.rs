@@ -1,0 +1,536 @@
+//! Phones and the server over the real sync protocol: offline edits merge,
+//! conflicts show everywhere, rules are enforced, withdrawn records vanish,
+//! and cut connections or a restarted server lose nothing.
+
+use std::collections::HashSet;
+
+use reqwest::StatusCode;
+use serde_json::json;
+use suiji_mobile_core::sync::wire;
+use suiji_mobile_core::{ItemCode, RecordId};
+use suiji_tests::proxy::{Direction, FaultProxy};
+use suiji_tests::{Phone, TestServer, drawn_task, server_heads};
+
+/// A small real JPEG.
+fn jpeg(seed: u8) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8 ^ seed, y as u8, seed]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+fn item_of(phone: &Phone, id: &str) -> ItemCode {
+    phone
+        .store
+        .record(&RecordId::new(id))
+        .unwrap()
+        .assignment()
+        .unwrap()
+        .items[0]
+        .code
+        .clone()
+}
+
+#[tokio::test]
+async fn two_phones_merge_offline_edits_and_a_same_field_conflict_shows_everywhere() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 4).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let mut phone_a = Phone::open(&server, agency.username_of(a), a).await;
+    let mut phone_b = Phone::open(&server, agency.username_of(b), b).await;
+    phone_a.sync(&server.base).await.unwrap();
+    phone_b.sync(&server.base).await.unwrap();
+    let id = record.id.clone();
+    assert!(phone_a.record_ids().contains(&id) && phone_b.record_ids().contains(&id));
+
+    // Offline: different fields, and the same field with different answers.
+    let item = item_of(&phone_a, &id);
+    let rid = RecordId::new(id.as_str());
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
+        .unwrap();
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_checked(&item, true))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_party_statement("对检查结果无异议"))
+        .unwrap();
+
+    // B first, then A, then a second round for both.
+    let report_b = phone_b.sync(&server.base).await.unwrap();
+    assert!(report_b.complete);
+    assert!(
+        report_b.sent.iter().any(|r| r.as_str() == id),
+        "{report_b:?}"
+    );
+    let report_a = phone_a.sync(&server.base).await.unwrap();
+    assert!(report_a.rounds <= 4, "{} rounds", report_a.rounds);
+    phone_b.sync(&server.base).await.unwrap();
+    phone_a.sync(&server.base).await.unwrap();
+
+    let server_now = server_heads(&server, &id);
+    assert_eq!(phone_a.heads(&id), server_now);
+    assert_eq!(phone_b.heads(&id), server_now);
+
+    for doc in [
+        phone_a.store.record(&rid).unwrap(),
+        phone_b.store.record(&rid).unwrap(),
+        {
+            let id = id.clone();
+            server
+                .state
+                .db
+                .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
+                .unwrap()
+        },
+    ] {
+        let conflicts = doc.conflicts().unwrap();
+        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+        assert_eq!(
+            doc.party_statement().unwrap().as_deref(),
+            Some("对检查结果无异议")
+        );
+        assert_eq!(doc.item(&item).unwrap().checked, Some(true));
+    }
+
+    // Answering again settles it everywhere.
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期，已责令改正"))
+        .unwrap();
+    phone_a.sync(&server.base).await.unwrap();
+    phone_b.sync(&server.base).await.unwrap();
+    assert!(
+        phone_b
+            .store
+            .record(&rid)
+            .unwrap()
+            .conflicts()
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(phone_b.heads(&id), server_heads(&server, &id));
+}
+
+#[tokio::test]
+async fn an_unassigned_phone_cannot_fetch_write_or_download() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 2).await;
+    let record = &records[0];
+    let member = record.group[0];
+    let stranger = agency
+        .inspectors
+        .iter()
+        .map(|(id, _)| *id)
+        .find(|id| !records.iter().any(|r| r.group.contains(id)))
+        .expect("an inspector with no record");
+    let mut phone = Phone::open(&server, agency.username_of(member), member).await;
+    phone.sync(&server.base).await.unwrap();
+    let rid = RecordId::new(record.id.as_str());
+    let item = item_of(&phone, &record.id);
+    let photo = phone
+        .store
+        .import_photo(&rid, &item, &jpeg(7), "门头照片")
+        .unwrap();
+    phone.sync(&server.base).await.unwrap();
+
+    let mut other = Phone::open(&server, agency.username_of(stranger), stranger).await;
+    other.sync(&server.base).await.unwrap();
+    assert!(other.record_ids().is_empty(), "nothing fetched");
+
+    // Writing: a sync message for the record is refused with 403.
+    let message = {
+        let mut doc = phone.store.record(&rid).unwrap();
+        let mut state = automerge::sync::State::new();
+        use automerge::sync::SyncDoc;
+        doc.automerge_mut()
+            .sync()
+            .generate_sync_message(&mut state)
+            .unwrap()
+            .encode()
+    };
+    let body = wire::encode(&wire::SyncRequest {
+        protocol: wire::PROTOCOL_VERSION,
+        device: "ff".into(),
+        round: 1,
+        held: vec![],
+        messages: vec![wire::DocMessage {
+            record_id: record.id.clone(),
+            message,
+        }],
+    });
+    let http = reqwest::Client::new();
+    let response = http
+        .post(format!("{}{}", server.base, wire::SYNC_PATH))
+        .bearer_auth(&other.credentials.access_token)
+        .header("content-type", wire::CONTENT_TYPE)
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    let error: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(error["error"]["rule"], "not_assigned");
+
+    // Downloading its photo: 403 for the stranger, the bytes for the partner.
+    let url = format!(
+        "{}/api/v1/blobs/{}",
+        server.base,
+        photo.thumbnail_sha256.as_str()
+    );
+    let denied = http
+        .get(&url)
+        .bearer_auth(&other.credentials.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(denied.status(), StatusCode::FORBIDDEN);
+    let partner = record.group[1];
+    let mut partner_phone = Phone::open(&server, agency.username_of(partner), partner).await;
+    partner_phone.sync(&server.base).await.unwrap();
+    let allowed = http
+        .get(&url)
+        .bearer_auth(&partner_phone.credentials.access_token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(allowed.status(), StatusCode::OK);
+    assert_eq!(allowed.headers()["content-type"], "image/jpeg");
+}
+
+#[tokio::test]
+async fn a_phone_that_changes_the_assignment_is_refused_and_the_server_copy_is_unchanged() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 2).await;
+    let record = &records[0];
+    let member = record.group[0];
+    let mut phone = Phone::open(&server, agency.username_of(member), member).await;
+    phone.sync(&server.base).await.unwrap();
+    let before = server_heads(&server, &record.id);
+    let rid = RecordId::new(record.id.as_str());
+    phone
+        .store
+        .edit(&rid, |doc| {
+            // A well-formed assignment naming another target: only the writer is wrong.
+            use automerge::transaction::Transactable;
+            let mut forged = doc.assignment()?;
+            forged.target.name = "伪造的检查对象".into();
+            let json = serde_json::to_string(&forged).unwrap();
+            doc.automerge_mut().put(automerge::ROOT, "assignment", json).unwrap();
+            doc.automerge_mut().commit();
+            Ok(())
+        })
+        .unwrap();
+    let report = phone.sync(&server.base).await.unwrap();
+    assert_eq!(report.refused.len(), 1, "{report:?}");
+    assert_eq!(report.refused[0].rule, wire::rules::WRITER);
+    assert_eq!(
+        server_heads(&server, &record.id),
+        before,
+        "the server kept nothing"
+    );
+    let tasks = phone.store.list_tasks().unwrap();
+    let shown = tasks
+        .iter()
+        .find(|t| t.record_id.as_str() == record.id)
+        .unwrap();
+    assert!(shown.refusal.is_some(), "the phone shows why");
+}
+
+#[tokio::test]
+async fn a_withdrawn_assignment_disappears_from_the_phone() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 2).await;
+    let record = &records[0];
+    let member = record.group[0];
+    let mut phone = Phone::open(&server, agency.username_of(member), member).await;
+    phone.sync(&server.base).await.unwrap();
+    let rid = RecordId::new(record.id.as_str());
+    let item = item_of(&phone, &record.id);
+    phone
+        .store
+        .import_photo(&rid, &item, &jpeg(3), "现场")
+        .unwrap();
+    assert!(phone.record_ids().contains(&record.id));
+
+    let planner = server.login("planner").await;
+    let task_id = record.task_id;
+    let (s, body) = planner
+        .post(
+            &format!("/api/v1/tasks/{task_id}/redraw"),
+            &json!({"target_id": record.target_id, "reason": "recusal", "inspector_id": member,
+                    "explanation": "与法定代表人系近亲属"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let report = phone.sync(&server.base).await.unwrap();
+    assert!(
+        report.withdrawn.iter().any(|r| r.as_str() == record.id),
+        "{report:?}"
+    );
+    assert!(!phone.record_ids().contains(&record.id));
+    assert!(
+        phone
+            .store
+            .list_photos(&rid)
+            .map(|p| p.is_empty())
+            .unwrap_or(true)
+    );
+    assert!(
+        phone
+            .store
+            .outbox()
+            .unwrap()
+            .iter()
+            .all(|e| !format!("{e:?}").contains(&record.id))
+    );
+}
+
+#[tokio::test]
+async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothing() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 4).await;
+    let member = records[0].group[0];
+    let mine: Vec<String> = records
+        .iter()
+        .filter(|r| r.group.contains(&member))
+        .map(|r| r.id.clone())
+        .collect();
+    let proxy = FaultProxy::start(server.addr).await;
+    let mut phone = Phone::open(&server, agency.username_of(member), member).await;
+    phone.sync(&proxy.url()).await.unwrap();
+    assert_eq!(phone.record_ids(), {
+        let mut m = mine.clone();
+        m.sort();
+        m
+    });
+
+    // Edits and a photo bigger than one upload chunk.
+    let id = mine[0].clone();
+    let rid = RecordId::new(id.as_str());
+    let item = item_of(&phone, &id);
+    phone
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "第一次记录"))
+        .unwrap();
+    let big = {
+        let img = image::RgbImage::from_fn(900, 700, |x, y| {
+            image::Rgb([
+                (x * 7 % 256) as u8,
+                (y * 13 % 256) as u8,
+                ((x + y) % 256) as u8,
+            ])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    };
+    let photo = phone.store.import_photo(&rid, &item, &big, "全景").unwrap();
+
+    // Cut the sync request half way: the sync fails, nothing is half-applied.
+    proxy.cut_next_after(Direction::Upstream, 200);
+    let failed = phone.sync(&proxy.url()).await;
+    assert!(failed.is_err(), "a cut request is a network error");
+    // Cut a response half way.
+    proxy.cut_next_after(Direction::Downstream, 300);
+    let _ = phone.sync(&proxy.url()).await;
+    assert!(proxy.cuts() >= 2);
+
+    // Retrying completes; the server has the edit once and the photo whole.
+    let report = phone.sync(&proxy.url()).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    let mut server_doc = {
+        let id = id.clone();
+        server
+            .state
+            .db
+            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
+            .unwrap()
+    };
+    assert_eq!(
+        server_doc.item(&item).unwrap().finding.as_deref(),
+        Some("第一次记录")
+    );
+    assert_eq!(server_doc.photos().unwrap().len(), 1);
+    let stored = server.state.blobs.read(photo.sha256.as_str()).or_else(|_| {
+        server.state.blobs.read(
+            photo
+                .upload_sha256
+                .as_ref()
+                .map(|h| h.as_str())
+                .unwrap_or(""),
+        )
+    });
+    assert!(stored.is_ok(), "the photo arrived whole");
+    assert!(
+        server
+            .state
+            .blobs
+            .read(photo.thumbnail_sha256.as_str())
+            .is_ok()
+    );
+    let changes_before_retry = server_doc.automerge_mut().get_changes(&[]).len();
+
+    // A second sync sends nothing new and duplicates nothing.
+    phone.sync(&proxy.url()).await.unwrap();
+    let mut again = {
+        let id = id.clone();
+        server
+            .state
+            .db
+            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
+            .unwrap()
+    };
+    assert_eq!(
+        again.automerge_mut().get_changes(&[]).len(),
+        changes_before_retry
+    );
+    assert_eq!(phone.heads(&id), server_heads(&server, &id));
+
+    // Restart the server on the same data directory between two rounds.
+    phone
+        .store
+        .edit(&rid, |doc| doc.set_disposition(&item, "现场责令整改"))
+        .unwrap();
+    let dir = server.stop_keeping_data().await;
+    let server = TestServer::start_in(dir).await;
+    let report = phone.sync(&server.base).await.unwrap();
+    assert!(report.complete);
+    assert_eq!(phone.heads(&id), server_heads(&server, &id));
+    let doc = {
+        let id = id.clone();
+        server
+            .state
+            .db
+            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
+            .unwrap()
+    };
+    assert_eq!(
+        doc.item(&item).unwrap().disposition.as_deref(),
+        Some("现场责令整改")
+    );
+    assert_eq!(
+        doc.item(&item).unwrap().finding.as_deref(),
+        Some("第一次记录")
+    );
+}
+
+#[tokio::test]
+async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 2).await;
+    let member = records[0].group[0];
+    let phone = Phone::open(&server, agency.username_of(member), member).await;
+    let http = reqwest::Client::new();
+    let token = phone.credentials.access_token.clone();
+    let post = |body: Vec<u8>, content_type: &'static str| {
+        http.post(format!("{}{}", server.base, wire::SYNC_PATH))
+            .bearer_auth(&token)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+    };
+    assert_eq!(
+        post(b"not cbor at all".to_vec(), wire::CONTENT_TYPE)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        post(b"{}".to_vec(), "application/json")
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::BAD_REQUEST
+    );
+    let unknown = wire::encode(&wire::SyncRequest {
+        protocol: wire::PROTOCOL_VERSION,
+        device: "aa".into(),
+        round: 1,
+        held: vec![],
+        messages: vec![wire::DocMessage {
+            record_id: "r999-999".into(),
+            message: vec![0x42, 1, 2],
+        }],
+    });
+    assert_eq!(
+        post(unknown, wire::CONTENT_TYPE).await.unwrap().status(),
+        StatusCode::NOT_FOUND
+    );
+    let wrong_version = wire::encode(&wire::SyncRequest {
+        protocol: 99,
+        device: "aa".into(),
+        round: 1,
+        held: vec![],
+        messages: vec![],
+    });
+    assert_eq!(
+        post(wrong_version, wire::CONTENT_TYPE)
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::UNPROCESSABLE_ENTITY
+    );
+
+    // A blob whose bytes do not match its name, and one over the limit.
+    let name = "ab".repeat(32);
+    let put = http
+        .put(format!(
+            "{}/api/v1/blobs/{name}?offset=0&total=5",
+            server.base
+        ))
+        .bearer_auth(&token)
+        .body("forge")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(server.state.blobs.read(&name).is_err(), "nothing stored");
+    let status: serde_json::Value = http
+        .get(format!("{}/api/v1/blobs/{name}/status", server.base))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(status["received"], 0, "the partial upload was discarded");
+    let huge = http
+        .put(format!(
+            "{}/api/v1/blobs/{name}?offset=0&total={}",
+            server.base,
+            64u64 << 20
+        ))
+        .bearer_auth(&token)
+        .body(vec![0u8; 1024])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(huge.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let ids: HashSet<String> = records.iter().map(|r| r.id.clone()).collect();
+    for id in ids {
+        // Nothing of the refused bodies reached any record.
+        let chunks: i64 = server
+            .state
+            .db
+            .read_blocking(move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1",
+                    [&id],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(chunks, 1);
+    }
+}
