@@ -224,7 +224,9 @@ async fn a_phone_that_changes_the_assignment_is_refused_and_the_server_copy_is_u
             let mut forged = doc.assignment()?;
             forged.target.name = "伪造的检查对象".into();
             let json = serde_json::to_string(&forged).unwrap();
-            doc.automerge_mut().put(automerge::ROOT, "assignment", json).unwrap();
+            doc.automerge_mut()
+                .put(automerge::ROOT, "assignment", json)
+                .unwrap();
             doc.automerge_mut().commit();
             Ok(())
         })
@@ -321,18 +323,19 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
         .store
         .edit(&rid, |doc| doc.set_finding(&item, "第一次记录"))
         .unwrap();
+    // Noise does not compress: about 1.9 MB of PNG, several upload chunks.
     let big = {
-        let img = image::RgbImage::from_fn(900, 700, |x, y| {
-            image::Rgb([
-                (x * 7 % 256) as u8,
-                (y * 13 % 256) as u8,
-                ((x + y) % 256) as u8,
-            ])
+        let mut x: u32 = 12345;
+        let img = image::RgbImage::from_fn(900, 700, |_, _| {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let b = x.to_be_bytes();
+            image::Rgb([b[0], b[1], b[2]])
         });
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
     };
+    assert!(big.len() > 1_000_000, "{} bytes", big.len());
     let photo = phone.store.import_photo(&rid, &item, &big, "全景").unwrap();
 
     // Cut the sync request half way: the sync fails, nothing is half-applied.
@@ -343,6 +346,17 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
     proxy.cut_next_after(Direction::Downstream, 300);
     let _ = phone.sync(&proxy.url()).await;
     assert!(proxy.cuts() >= 2);
+
+    // Cut in the middle of the photo upload: the server keeps the whole
+    // chunks it got, and the next sync continues from there.
+    let big_hash = photo
+        .upload_sha256
+        .clone()
+        .unwrap_or_else(|| photo.sha256.clone());
+    proxy.cut_next_after(Direction::Upstream, 700_000);
+    let _ = phone.sync(&proxy.url()).await;
+    let partial = server.state.blobs.status(big_hash.as_str()).unwrap();
+    assert!(!partial.complete && partial.received > 0, "{partial:?}");
 
     // Retrying completes; the server has the edit once and the photo whole.
     let report = phone.sync(&proxy.url()).await.unwrap();
