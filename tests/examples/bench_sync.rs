@@ -1,0 +1,371 @@
+//! Benchmark (not a test) of sync at scale: 50 phones with 40 records each,
+//! every record with 30 item edits and 5 small photos made offline, all
+//! syncing at once against one server (the real `suiji-server` binary, so its
+//! memory is measured alone). Run with
+//! `cargo build --release -p suiji-server && cargo run --release -p suiji-tests --example bench_sync`.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde_json::{Value, json};
+use suiji_mobile_core::sync::client::{self, Credentials, SyncReport};
+use suiji_mobile_core::{InspectorId, Store, StoreOptions};
+use suiji_server::auth::{Role, hash_password};
+use suiji_server::draw;
+use suiji_server::plans::{self, Conditions, NewPlan, NewTask, TaskItemInput};
+use suiji_server::registry::departments::{self, Department};
+use suiji_server::registry::inspectors::{self, InspectorInput};
+use suiji_server::registry::items::{self, ItemClass, ItemInput, NewItem};
+use suiji_server::registry::targets::{self, TargetInput};
+use suiji_server::{Config, accounts, uscc};
+
+const PHONES: usize = 50;
+const RECORDS_PER_PHONE: usize = 40;
+const EDITS_PER_RECORD: usize = 30;
+const PHOTOS_PER_RECORD: usize = 5;
+const PASSWORD: &str = "benchmark-password-1";
+
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|s| s.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    format!("{cores} cores, {cpu}")
+}
+
+fn peak_mb(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+fn jpeg(seed: u32) -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| {
+        image::Rgb([
+            (x * 3 + seed) as u8,
+            (y * 5 + seed / 7) as u8,
+            (seed % 251) as u8,
+        ])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg)
+        .expect("encode jpeg");
+    out.into_inner()
+}
+
+/// Builds the agency and draws the task straight into the data directory.
+fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
+    let state = suiji_server::open(Config {
+        data_dir: dir.to_owned(),
+        demo: false,
+    })?;
+    let hash = hash_password(PASSWORD)?;
+    let calendar = state.calendar();
+    let inspectors = state.db.write_blocking(|tx| {
+        departments::insert(
+            tx,
+            "bench",
+            &Department {
+                id: 0,
+                code: "SCJG".into(),
+                name: "市场监督管理局".into(),
+            },
+        )?;
+        let mut codes = Vec::new();
+        for n in 1..=3 {
+            let code = format!("SCJG-SP-00{n}");
+            items::insert(
+                tx,
+                "bench",
+                &NewItem {
+                    code: code.clone(),
+                    input: ItemInput {
+                        name: format!("食品安全检查事项{n}"),
+                        legal_basis: "《中华人民共和国食品安全法》第一百一十条".into(),
+                        department: "SCJG".into(),
+                        target_type: "enterprise".into(),
+                        methods: vec!["on_site".into()],
+                        content: "证照、从业人员健康证明、加工过程".into(),
+                        class: ItemClass::Key,
+                        default_ratio: 0.1,
+                        frequency: 1,
+                        qualification: Some("食品安全".into()),
+                    },
+                },
+            )?;
+            codes.push(code);
+        }
+        let at = suiji_server::db::now();
+        let records = PHONES * RECORDS_PER_PHONE / 2;
+        for i in 0..records {
+            targets::insert_unaudited(
+                tx,
+                &TargetInput {
+                    uscc: uscc::generate('9', '1', "330106", 5000 + i as u32),
+                    name: format!("杭州基准{i}餐饮有限公司"),
+                    target_type: "enterprise".into(),
+                    industry: "餐饮业".into(),
+                    region: "西湖区".into(),
+                    address: format!("文三路{i}号"),
+                    legal_rep: "张三".into(),
+                    reg_status: "存续".into(),
+                    risk_class: ["A", "B", "C", "D"][i % 4].into(),
+                    flag_abnormal: false,
+                    flag_serious: false,
+                    complaints: 0,
+                },
+                &at,
+            )?;
+        }
+        let mut list = Vec::new();
+        for n in 0..PHONES {
+            let username = format!("phone{n}");
+            let user =
+                accounts::insert_user(tx, "bench", &username, "检查员", &hash, &[Role::Inspector])?;
+            let inspector = inspectors::insert(
+                tx,
+                "bench",
+                &InspectorInput {
+                    user_id: user.id,
+                    name: format!("检查员{n}"),
+                    cert_no: format!("浙SCJG{n:05}"),
+                    department: "SCJG".into(),
+                    expertise: vec!["食品安全".into()],
+                    region: "西湖区".into(),
+                    active: true,
+                    expert: false,
+                },
+            )?;
+            list.push((inspector.id, username));
+        }
+        let plan = plans::insert_plan(
+            tx,
+            "bench",
+            &NewPlan {
+                number: "BENCH-SYNC".into(),
+                name: "同步基准".into(),
+                year: 2026,
+                department: "SCJG".into(),
+            },
+        )?;
+        let task = plans::insert_task(
+            tx,
+            "bench",
+            plan.id,
+            &NewTask {
+                number: "BENCH-SYNC-001".into(),
+                name: "餐饮全覆盖检查".into(),
+                directed: false,
+                conditions: Conditions::default(),
+                ratio: None,
+                count: Some(records as u32),
+                items: codes
+                    .iter()
+                    .map(|c| TaskItemInput {
+                        code: c.clone(),
+                        version: None,
+                        department: None,
+                    })
+                    .collect(),
+                window_start: "2026-09-01".parse().expect("date"),
+                window_end: "2026-11-20".parse().expect("date"),
+                department: None,
+                joint: false,
+            },
+        )?;
+        let commitment = draw::commit(tx, "bench", task.id)?;
+        draw::execute(tx, "bench", task.id, commitment.id, Vec::new(), &calendar)?;
+        Ok(list)
+    })?;
+    Ok(inspectors)
+}
+
+fn login(base: &str, username: &str) -> anyhow::Result<Credentials> {
+    let body = serde_json::to_vec(&json!({"username": username, "password": PASSWORD}))?;
+    let bytes = ureq::post(&format!("{base}/api/v1/auth/login"))
+        .header("content-type", "application/json")
+        .send(&body[..])?
+        .body_mut()
+        .read_to_vec()?;
+    let response: Value = serde_json::from_slice(&bytes)?;
+    Ok(Credentials {
+        access_token: response["access_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        refresh_token: response["refresh_token"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    })
+}
+
+fn main() -> anyhow::Result<()> {
+    println!("machine: {}", machine());
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("server");
+    let started = Instant::now();
+    let inspectors = setup(&data)?;
+    println!(
+        "setup: {} inspectors, {} records drawn in {:.1} s",
+        inspectors.len(),
+        PHONES * RECORDS_PER_PHONE / 2,
+        started.elapsed().as_secs_f64()
+    );
+
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("suiji-server"))
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!("build the server first: cargo build --release -p suiji-server")
+        })?;
+    let mut child = Command::new(&binary)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let base = loop {
+        let line = lines
+            .next()
+            .ok_or_else(|| anyhow::anyhow!("server exited"))??;
+        if let Some(url) = line.strip_prefix("suiji is listening on ") {
+            break url.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+
+    // Phones fetch their assignments.
+    let mut phones = Vec::new();
+    for (id, username) in &inspectors {
+        let dir = root.path().join(username);
+        let store = Store::open(&dir, StoreOptions::new(InspectorId::new(id.to_string())))?;
+        phones.push((Arc::new(store), login(&base, username)?));
+    }
+    let t = Instant::now();
+    let fetched = run_all(&base, &mut phones)?;
+    let held: usize = phones
+        .iter()
+        .map(|(s, _)| s.list_tasks().map(|t| t.len()).unwrap_or(0))
+        .sum();
+    println!(
+        "initial fetch: {held} records onto {} phones in {:.2} s, rounds per phone max {}",
+        phones.len(),
+        t.elapsed().as_secs_f64(),
+        fetched.iter().map(|r| r.rounds).max().unwrap_or(0)
+    );
+
+    // Offline work.
+    let t = Instant::now();
+    let mut change_bytes = 0usize;
+    let mut blob_bytes = 0u64;
+    let mut seed = 0u32;
+    for (store, _) in &phones {
+        for task in store.list_tasks()? {
+            let id = task.record_id.clone();
+            let mut before = store.record(&id)?;
+            let heads = before.heads();
+            let codes: Vec<_> = before
+                .assignment()?
+                .items
+                .iter()
+                .map(|i| i.code.clone())
+                .collect();
+            for e in 0..EDITS_PER_RECORD {
+                let code = &codes[e % codes.len()];
+                store.edit(&id, |doc| {
+                    doc.set_finding(code, &format!("第{e}次记录：现场检查情况正常"))
+                })?;
+            }
+            for p in 0..PHOTOS_PER_RECORD {
+                seed += 1;
+                let photo =
+                    store.import_photo(&id, &codes[p % codes.len()], &jpeg(seed), "现场照片")?;
+                blob_bytes += photo.size;
+            }
+            change_bytes += store.record(&id)?.save_after(&heads).len();
+        }
+    }
+    println!(
+        "offline work: {:.1} s; document changes {:.1} MB",
+        t.elapsed().as_secs_f64(),
+        change_bytes as f64 / 1e6
+    );
+
+    // Everyone syncs at once.
+    let t = Instant::now();
+    let reports = run_all(&base, &mut phones)?;
+    let elapsed = t.elapsed().as_secs_f64();
+    let record_syncs = PHONES * RECORDS_PER_PHONE;
+    let rounds: Vec<u32> = reports.iter().map(|r| r.rounds).collect();
+    let wire: u64 = reports
+        .iter()
+        .map(|r| r.bytes_sent + r.bytes_received)
+        .sum();
+    let uploaded: usize = reports.iter().map(|r| r.blobs_uploaded.len()).sum();
+    let complete = reports.iter().all(|r| r.complete && r.refused.is_empty());
+    // A last round confirms everyone is in step.
+    let confirm = run_all(&base, &mut phones)?;
+    println!(
+        "sync: {PHONES} phones × {RECORDS_PER_PHONE} records concurrently in {elapsed:.2} s = {:.0} record-syncs/s; all complete: {complete}",
+        record_syncs as f64 / elapsed
+    );
+    println!(
+        "round trips per phone: max {}, mean {:.1}; confirming sync: max {} round(s), {} bytes sent",
+        rounds.iter().max().unwrap_or(&0),
+        rounds.iter().sum::<u32>() as f64 / rounds.len() as f64,
+        confirm.iter().map(|r| r.rounds).max().unwrap_or(0),
+        confirm.iter().map(|r| r.bytes_sent).sum::<u64>()
+    );
+    println!(
+        "bytes on the wire: {:.1} MB in all; document changes {:.1} MB + photos {:.1} MB ({uploaded} blobs uploaded); wire / (changes + photo originals) = {:.2}",
+        wire as f64 / 1e6,
+        change_bytes as f64 / 1e6,
+        blob_bytes as f64 / 1e6,
+        wire as f64 / (change_bytes as f64 + blob_bytes as f64)
+    );
+    println!("server peak memory (VmHWM): {:.0} MB", peak_mb(child.id()));
+    let _ = child.kill();
+    Ok(())
+}
+
+/// Syncs every phone at once, one thread each.
+fn run_all(
+    base: &str,
+    phones: &mut [(Arc<Store>, Credentials)],
+) -> anyhow::Result<Vec<SyncReport>> {
+    let results: Vec<_> = std::thread::scope(|scope| {
+        let handles: Vec<_> = phones
+            .iter_mut()
+            .map(|(store, credentials)| {
+                let store = store.clone();
+                scope.spawn(move || client::sync(&store, base, credentials, &()))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("phone thread"))
+            .collect()
+    });
+    results
+        .into_iter()
+        .map(|r| r.map_err(|e| anyhow::anyhow!("{e}")))
+        .collect()
+}
