@@ -22,7 +22,7 @@ use crate::record::RecordDoc;
 use crate::store::{BlobRole, OutboxEntry, OutboxItem};
 use crate::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use automerge::ChangeHash;
-use automerge::sync::{Capability, Message, State, SyncDoc};
+use automerge::sync::{Capability, Message, MessageVersion, State, SyncDoc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -133,6 +133,54 @@ fn settled_state(heads: Vec<ChangeHash>) -> State {
     state
 }
 
+/// Makes a message that carries changes carry every change the server lacks.
+///
+/// The server applies each message to a copy of its document and keeps the copy only if it
+/// changed and passed its checks, so a change whose dependencies are not on the server yet is
+/// dropped rather than queued. automerge picks the changes to send by the server's Bloom
+/// filter, whose false positives (about 1 %) can hold back a dependency; it then believes
+/// the dependent change delivered and never sends it again, and the sync stalls. So when the
+/// server's heads are known, any change not below them that the message does not carry is
+/// added: the message becomes all of them, or the whole document if that is smaller.
+fn make_complete(
+    doc: &mut RecordDoc,
+    state: &mut State,
+    sent_before: &BTreeSet<ChangeHash>,
+    message: &mut Message,
+) {
+    if message.changes.is_empty() {
+        return;
+    }
+    let Some(theirs) = state.their_heads.clone() else {
+        return;
+    };
+    let automerge = doc.automerge_mut();
+    let known: Vec<ChangeHash> = theirs
+        .into_iter()
+        .filter(|h| automerge.get_change_meta_by_hash(h).is_some())
+        .collect();
+    let missing = automerge.get_changes(&known);
+    let carried = |h: &ChangeHash| state.sent_hashes.contains(h) && !sent_before.contains(h);
+    if missing.iter().all(|c| carried(&c.hash())) {
+        return;
+    }
+    let mut changes = Vec::with_capacity(missing.iter().map(|c| c.raw_bytes().len()).sum());
+    for change in &missing {
+        changes.extend_from_slice(change.raw_bytes());
+    }
+    let whole = automerge.save();
+    if whole.len() < changes.len() {
+        message.changes = vec![whole].into();
+        state
+            .sent_hashes
+            .extend(automerge.get_changes(&[]).iter().map(|c| c.hash()));
+    } else {
+        message.changes = vec![changes].into();
+        state.sent_hashes.extend(missing.iter().map(|c| c.hash()));
+    }
+    message.version = MessageVersion::V2;
+}
+
 fn sorted_hex(heads: &[ChangeHash]) -> Vec<String> {
     let mut hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     hex.sort();
@@ -212,12 +260,14 @@ impl Store {
                 }
             };
             let loaded = w.get(&id, &self.actor)?;
-            if let Some(message) = loaded
+            let sent_before = state.sent_hashes.clone();
+            let generated = loaded
                 .doc
                 .automerge_mut()
                 .sync()
-                .generate_sync_message(&mut state)
-            {
+                .generate_sync_message(&mut state);
+            if let Some(mut message) = generated {
+                make_complete(&mut loaded.doc, &mut state, &sent_before, &mut message);
                 sent.insert(id.clone(), message.heads.clone());
                 messages.push(DocMessage {
                     record_id: id.0.clone(),

@@ -31,7 +31,7 @@
 use crate::error::{Error, Result};
 use crate::ids::{BlobHash, RecordId};
 use crate::store::{BlobRole, OutboxItem, Store, SyncRefusal};
-use crate::sync::wire::{self, CONTENT_TYPE, Refusal, SYNC_PATH, SyncResponse, rules};
+use crate::sync::wire::{self, CONTENT_TYPE, Refusal, SYNC_PATH, SyncRequest, SyncResponse, rules};
 use serde::Deserialize;
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -152,10 +152,12 @@ pub struct SyncReport {
     pub credentials: Option<Credentials>,
 }
 
-/// An HTTP answer, read whole.
-struct Answer {
-    status: u16,
-    body: Vec<u8>,
+/// A server's answer, read whole.
+pub(crate) struct Answer {
+    /// HTTP status.
+    pub(crate) status: u16,
+    /// Body.
+    pub(crate) body: Vec<u8>,
 }
 
 impl Answer {
@@ -217,18 +219,35 @@ struct BlobStatus {
     complete: bool,
 }
 
-/// Running totals of one sync.
-struct Run<'a> {
-    credentials: &'a mut Credentials,
-    listener: &'a dyn SyncListener,
-    report: SyncReport,
-    progress: SyncProgress,
+/// One sync's tallies: the report being built and the progress told to the listener.
+pub(crate) struct Tally<'a> {
+    pub(crate) listener: &'a dyn SyncListener,
+    pub(crate) report: SyncReport,
+    pub(crate) progress: SyncProgress,
 }
 
-impl Run<'_> {
+impl<'a> Tally<'a> {
+    pub(crate) fn new(listener: &'a dyn SyncListener) -> Tally<'a> {
+        Tally {
+            listener,
+            report: SyncReport::default(),
+            progress: SyncProgress::default(),
+        }
+    }
+
     fn tick(&self) {
         self.listener.progress(&self.progress);
     }
+}
+
+/// The HTTP side of one sync or download: the tokens (refreshed in place) and the bytes
+/// moved.
+struct Http<'a> {
+    credentials: &'a mut Credentials,
+    listener: &'a dyn SyncListener,
+    refreshed: bool,
+    bytes_sent: u64,
+    bytes_received: u64,
 }
 
 /// A client for one server. Cheap to clone; keeps connections open between requests.
@@ -283,18 +302,31 @@ impl Client {
         credentials: &mut Credentials,
         listener: &dyn SyncListener,
     ) -> Result<SyncReport> {
-        let mut run = Run {
+        let mut http = Http {
             credentials,
             listener,
-            report: SyncReport::default(),
-            progress: SyncProgress::default(),
+            refreshed: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         };
-        let queued = self.queued_blobs(store)?;
-        run.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
-        self.sync_records(store, &mut run)?;
-        self.upload_blobs(store, &queued, &mut run)?;
-        run.tick();
-        Ok(run.report)
+        let mut tally = Tally::new(listener);
+        let queued = queued_blobs(store)?;
+        tally.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
+        run_rounds(store, &mut tally, &mut |request| {
+            let body = wire::encode(request);
+            self.authorized(
+                &mut http,
+                MAX_SYNC_ANSWER,
+                Call::Post(SYNC_PATH, &body, CONTENT_TYPE),
+            )
+        })?;
+        self.upload_blobs(store, &queued, &mut http, &mut tally)?;
+        tally.tick();
+        let mut report = tally.report;
+        report.bytes_sent = http.bytes_sent;
+        report.bytes_received = http.bytes_received;
+        report.credentials = http.refreshed.then(|| http.credentials.clone());
+        Ok(report)
     }
 
     /// Downloads a blob that a record held refers to (a partner's thumbnail or photo) into the
@@ -314,14 +346,15 @@ impl Client {
                 "no record held refers to blob {sha256}"
             )));
         }
-        let mut run = Run {
+        let mut http = Http {
             credentials,
             listener: &(),
-            report: SyncReport::default(),
-            progress: SyncProgress::default(),
+            refreshed: false,
+            bytes_sent: 0,
+            bytes_received: 0,
         };
         let path = format!("{BLOBS_PATH}/{sha256}");
-        let answer = self.authorized(&mut run, MAX_BLOB, Call::Get(&path))?;
+        let answer = self.authorized(&mut http, MAX_BLOB, Call::Get(&path))?;
         match answer.status {
             200 => store.put_fetched_blob(sha256, &answer.body),
             404 => Err(Error::NotFound(format!("the server has no blob {sha256}"))),
@@ -329,118 +362,14 @@ impl Client {
         }
     }
 
-    // ----- records ---------------------------------------------------------------------------
-
-    fn sync_records(&self, store: &Store, run: &mut Run<'_>) -> Result<()> {
-        let mut session = store.begin_sync()?;
-        let mut must_send = true;
-        let mut received = BTreeSet::new();
-        let mut new_records = BTreeSet::new();
-        let mut sent = BTreeSet::new();
-        let mut withdrawn = BTreeSet::new();
-        loop {
-            let round = store.prepare_round(&session)?;
-            let request = round.request();
-            run.progress.documents_total = request.held.len() as u32;
-            run.progress.documents_done = (request.held.len() - request.messages.len()) as u32;
-            if !must_send && !round.has_messages() {
-                run.report.complete = true;
-                run.tick();
-                break;
-            }
-            if run.report.rounds >= MAX_ROUNDS {
-                run.tick();
-                break;
-            }
-            run.report.rounds += 1;
-            run.progress.round = run.report.rounds;
-            let body = wire::encode(request);
-            let answer = self.authorized(
-                run,
-                MAX_SYNC_ANSWER,
-                Call::Post(SYNC_PATH, &body, CONTENT_TYPE),
-            )?;
-            match answer.status {
-                200 => {
-                    let response: SyncResponse =
-                        wire::decode(&answer.body).map_err(|e| Error::Server {
-                            status: 200,
-                            code: "malformed_response".into(),
-                            message: format!("sync answer: {e}"),
-                        })?;
-                    let applied = store.apply_round(&mut session, round, &response)?;
-                    received.extend(applied.changed);
-                    received.extend(applied.new_records.iter().cloned());
-                    new_records.extend(applied.new_records);
-                    sent.extend(applied.accepted);
-                    withdrawn.extend(applied.withdrawn);
-                    // More may come only while the server hands over or withdraws records.
-                    let handed_over =
-                        !response.new_records.is_empty() || !response.withdrawn.is_empty();
-                    must_send = handed_over && !response.in_sync;
-                }
-                403 | 404 | 422 => {
-                    let refused = answer.refusal().and_then(|r| {
-                        let id = RecordId(r.record_id.clone()?);
-                        round.messages_record(&id).then(|| {
-                            let rule = r.rule.clone().unwrap_or_else(|| match answer.status {
-                                403 => rules::NOT_ASSIGNED.into(),
-                                404 => rules::UNKNOWN_RECORD.into(),
-                                _ => r.code.clone(),
-                            });
-                            (id, rule, r.message)
-                        })
-                    });
-                    let Some((id, rule, message)) = refused else {
-                        return Err(answer.into_error());
-                    };
-                    let refusal = SyncRefusal {
-                        rule: rule.clone(),
-                        message: message.clone(),
-                    };
-                    store.refuse(&mut session, round, &id, &refusal)?;
-                    run.report.refused.push(RefusedRecord {
-                        record_id: id,
-                        rule,
-                        message,
-                    });
-                    must_send = true;
-                }
-                _ => return Err(answer.into_error()),
-            }
-            run.tick();
-        }
-        // A record refused and then changed by the server is still refused: report it once.
-        run.report.received = received.into_iter().collect();
-        run.report.new_records = new_records.into_iter().collect();
-        run.report.sent = sent.into_iter().collect();
-        run.report.withdrawn = withdrawn.into_iter().collect();
-        Ok(())
-    }
-
     // ----- blobs -----------------------------------------------------------------------------
-
-    /// The blobs queued for upload with their sizes, thumbnails first.
-    fn queued_blobs(&self, store: &Store) -> Result<Vec<(BlobHash, u64)>> {
-        let mut queued = Vec::new();
-        for entry in store.outbox()? {
-            if let OutboxItem::Blob(hash) = entry.item {
-                let (role, size) = store.blob_info(&hash)?.unwrap_or((BlobRole::Original, 0));
-                queued.push((role != BlobRole::Thumbnail, hash, size));
-            }
-        }
-        queued.sort_by_key(|(not_thumbnail, _, _)| *not_thumbnail);
-        Ok(queued
-            .into_iter()
-            .map(|(_, hash, size)| (hash, size))
-            .collect())
-    }
 
     fn upload_blobs(
         &self,
         store: &Store,
         queued: &[(BlobHash, u64)],
-        run: &mut Run<'_>,
+        http: &mut Http<'_>,
+        tally: &mut Tally<'_>,
     ) -> Result<()> {
         let mut done_before = 0u64;
         for (hash, size) in queued {
@@ -453,30 +382,23 @@ impl Client {
                 done_before += size;
                 continue;
             };
-            let bytes = match store.blob(hash) {
-                Ok(bytes) => bytes,
-                Err(e) => {
-                    run.report.blobs_failed.push(FailedBlob {
-                        sha256: hash.clone(),
-                        reason: e.to_string(),
-                    });
-                    done_before += size;
-                    continue;
-                }
+            let outcome = match store.blob(hash) {
+                Ok(bytes) => self.upload_blob(hash, &bytes, done_before, http, tally)?,
+                Err(e) => Err(e.to_string()),
             };
-            match self.upload_blob(hash, &bytes, done_before, run)? {
+            match outcome {
                 Ok(()) => {
                     store.ack_outbox(&entry)?;
-                    run.report.blobs_uploaded.push(hash.clone());
+                    tally.report.blobs_uploaded.push(hash.clone());
                 }
-                Err(reason) => run.report.blobs_failed.push(FailedBlob {
+                Err(reason) => tally.report.blobs_failed.push(FailedBlob {
                     sha256: hash.clone(),
                     reason,
                 }),
             }
             done_before += size;
-            run.progress.bytes_done = done_before;
-            run.tick();
+            tally.progress.bytes_done = done_before;
+            tally.tick();
         }
         Ok(())
     }
@@ -488,17 +410,18 @@ impl Client {
         hash: &BlobHash,
         bytes: &[u8],
         done_before: u64,
-        run: &mut Run<'_>,
+        http: &mut Http<'_>,
+        tally: &mut Tally<'_>,
     ) -> Result<std::result::Result<(), String>> {
         let total = bytes.len() as u64;
-        let mut status = self.blob_status(hash, run)?;
+        let mut status = self.blob_status(hash, http)?;
         let mut conflicts = 0;
         while !status.complete {
             let offset = status.received.min(total);
             let end = (offset + CHUNK_SIZE as u64).min(total);
             let path = format!("{BLOBS_PATH}/{hash}?offset={offset}&total={total}");
             let chunk = &bytes[offset as usize..end as usize];
-            let answer = self.authorized(run, MAX_SMALL_ANSWER, Call::Put(&path, chunk))?;
+            let answer = self.authorized(http, MAX_SMALL_ANSWER, Call::Put(&path, chunk))?;
             match answer.status {
                 200 | 201 => {
                     let next: BlobStatus = answer.json("blob upload answer")?;
@@ -517,23 +440,20 @@ impl Client {
                             "the server's copy keeps changing under the upload".into()
                         ));
                     }
-                    status = self.blob_status(hash, run)?;
+                    status = self.blob_status(hash, http)?;
                 }
-                413 | 422 => {
-                    let error = answer.into_error();
-                    return Ok(Err(error.to_string()));
-                }
+                413 | 422 => return Ok(Err(answer.into_error().to_string())),
                 _ => return Err(answer.into_error()),
             }
-            run.progress.bytes_done = done_before + status.received.min(total);
-            run.tick();
+            tally.progress.bytes_done = done_before + status.received.min(total);
+            tally.tick();
         }
         Ok(Ok(()))
     }
 
-    fn blob_status(&self, hash: &BlobHash, run: &mut Run<'_>) -> Result<BlobStatus> {
+    fn blob_status(&self, hash: &BlobHash, http: &mut Http<'_>) -> Result<BlobStatus> {
         let path = format!("{BLOBS_PATH}/{hash}/status");
-        let answer = self.authorized(run, MAX_SMALL_ANSWER, Call::Get(&path))?;
+        let answer = self.authorized(http, MAX_SMALL_ANSWER, Call::Get(&path))?;
         match answer.status {
             200 => answer.json("blob status"),
             _ => Err(answer.into_error()),
@@ -544,15 +464,15 @@ impl Client {
 
     /// Sends a request with the access token; on a 401 refreshes the tokens once and sends it
     /// again.
-    fn authorized(&self, run: &mut Run<'_>, limit: u64, call: Call<'_>) -> Result<Answer> {
-        let token = run.credentials.access_token.clone();
-        let answer = self.send(call, Some(&token), limit, run)?;
+    fn authorized(&self, http: &mut Http<'_>, limit: u64, call: Call<'_>) -> Result<Answer> {
+        let token = http.credentials.access_token.clone();
+        let answer = self.send(call, Some(&token), limit, http)?;
         if answer.status != 401 {
             return Ok(answer);
         }
-        self.refresh(run)?;
-        let token = run.credentials.access_token.clone();
-        let answer = self.send(call, Some(&token), limit, run)?;
+        self.refresh(http)?;
+        let token = http.credentials.access_token.clone();
+        let answer = self.send(call, Some(&token), limit, http)?;
         if answer.status == 401 {
             return Err(answer.into_error());
         }
@@ -560,35 +480,35 @@ impl Client {
     }
 
     /// Trades the refresh token for new tokens.
-    fn refresh(&self, run: &mut Run<'_>) -> Result<()> {
+    fn refresh(&self, http: &mut Http<'_>) -> Result<()> {
         #[derive(Deserialize)]
         struct Tokens {
             access_token: String,
             refresh_token: String,
         }
-        let body = serde_json::json!({ "refresh_token": run.credentials.refresh_token });
+        let body = serde_json::json!({ "refresh_token": http.credentials.refresh_token });
         let body = serde_json::to_vec(&body)?;
         let answer = self.send(
             Call::Post(REFRESH_PATH, &body, "application/json"),
             None,
             MAX_SMALL_ANSWER,
-            run,
+            http,
         )?;
         if answer.status != 200 {
             return Err(match answer.into_error() {
                 Error::Server {
                     status, message, ..
-                } if status == 400 || status == 403 => Error::Unauthorized(message),
+                } if status < 500 => Error::Unauthorized(message),
                 other => other,
             });
         }
         let tokens: Tokens = answer.json("token refresh answer")?;
-        *run.credentials = Credentials {
+        *http.credentials = Credentials {
             access_token: tokens.access_token,
             refresh_token: tokens.refresh_token,
         };
-        run.listener.credentials_refreshed(run.credentials);
-        run.report.credentials = Some(run.credentials.clone());
+        http.refreshed = true;
+        http.listener.credentials_refreshed(http.credentials);
         Ok(())
     }
 
@@ -598,7 +518,7 @@ impl Client {
         call: Call<'_>,
         token: Option<&str>,
         limit: u64,
-        run: &mut Run<'_>,
+        http: &mut Http<'_>,
     ) -> Result<Answer> {
         let bearer = token.map(|t| format!("Bearer {t}"));
         let (result, sent) = match call {
@@ -631,7 +551,7 @@ impl Client {
             }
         };
         let mut response = result.map_err(network)?;
-        run.report.bytes_sent += sent as u64;
+        http.bytes_sent += sent as u64;
         let status = response.status().as_u16();
         let body = response
             .body_mut()
@@ -639,13 +559,119 @@ impl Client {
             .limit(limit)
             .read_to_vec()
             .map_err(network)?;
-        run.report.bytes_received += body.len() as u64;
+        http.bytes_received += body.len() as u64;
         Ok(Answer { status, body })
     }
 }
 
 fn network(e: ureq::Error) -> Error {
     Error::Network(e.to_string())
+}
+
+/// The blobs queued for upload with their sizes, thumbnails first.
+fn queued_blobs(store: &Store) -> Result<Vec<(BlobHash, u64)>> {
+    let mut queued = Vec::new();
+    for entry in store.outbox()? {
+        if let OutboxItem::Blob(hash) = entry.item {
+            let (role, size) = store.blob_info(&hash)?.unwrap_or((BlobRole::Original, 0));
+            queued.push((role != BlobRole::Thumbnail, hash, size));
+        }
+    }
+    queued.sort_by_key(|(not_thumbnail, _, _)| *not_thumbnail);
+    Ok(queued
+        .into_iter()
+        .map(|(_, hash, size)| (hash, size))
+        .collect())
+}
+
+/// The records part of a sync: rounds until the phone has nothing left to say (see the module
+/// documentation), over any way of delivering a request — `exchange` returns the server's
+/// answer to it. Fills in the report's rounds, completeness, records and refusals.
+pub(crate) fn run_rounds(
+    store: &Store,
+    tally: &mut Tally<'_>,
+    exchange: &mut dyn FnMut(&SyncRequest) -> Result<Answer>,
+) -> Result<()> {
+    let mut session = store.begin_sync()?;
+    let mut must_send = true;
+    let mut received = BTreeSet::new();
+    let mut new_records = BTreeSet::new();
+    let mut sent = BTreeSet::new();
+    let mut withdrawn = BTreeSet::new();
+    loop {
+        let round = store.prepare_round(&session)?;
+        let request = round.request();
+        tally.progress.documents_total = request.held.len() as u32;
+        tally.progress.documents_done = (request.held.len() - request.messages.len()) as u32;
+        if !must_send && !round.has_messages() {
+            tally.report.complete = true;
+            tally.tick();
+            break;
+        }
+        if tally.report.rounds >= MAX_ROUNDS {
+            tally.tick();
+            break;
+        }
+        tally.report.rounds += 1;
+        tally.progress.round = tally.report.rounds;
+        let answer = exchange(request)?;
+        match answer.status {
+            200 => {
+                let response: SyncResponse =
+                    wire::decode(&answer.body).map_err(|e| Error::Server {
+                        status: 200,
+                        code: "malformed_response".into(),
+                        message: format!("sync answer: {e}"),
+                    })?;
+                let applied = store.apply_round(&mut session, round, &response)?;
+                received.extend(applied.changed);
+                received.extend(applied.new_records.iter().cloned());
+                new_records.extend(applied.new_records);
+                sent.extend(applied.accepted);
+                withdrawn.extend(applied.withdrawn);
+                // More may come only while the server hands over or withdraws records.
+                let handed_over =
+                    !response.new_records.is_empty() || !response.withdrawn.is_empty();
+                must_send = handed_over && !response.in_sync;
+            }
+            403 | 404 | 422 => {
+                let refused = answer.refusal().and_then(|r| {
+                    let id = RecordId(r.record_id.clone()?);
+                    round
+                        .messages_record(&id)
+                        .then(|| {
+                            let rule = r.rule.clone().unwrap_or_else(|| match answer.status {
+                                403 => rules::NOT_ASSIGNED.into(),
+                                404 => rules::UNKNOWN_RECORD.into(),
+                                _ => r.code.clone(),
+                            });
+                            SyncRefusal {
+                                rule,
+                                message: r.message,
+                            }
+                        })
+                        .map(|refusal| (id, refusal))
+                });
+                let Some((id, refusal)) = refused else {
+                    return Err(answer.into_error());
+                };
+                store.refuse(&mut session, round, &id, &refusal)?;
+                tally.report.refused.push(RefusedRecord {
+                    record_id: id,
+                    rule: refusal.rule,
+                    message: refusal.message,
+                });
+                must_send = true;
+            }
+            _ => return Err(answer.into_error()),
+        }
+        tally.tick();
+    }
+    tally.report.received = received.into_iter().collect();
+    tally.report.new_records = new_records.into_iter().collect();
+    tally.report.sent = sent.into_iter().collect();
+    tally.report.withdrawn = withdrawn.into_iter().collect();
+    Ok(())
 }
 
 /// Runs a whole sync of `store` with the server at `server_url`: see [`Client::sync`].

@@ -11,3 +11,6 @@ pub use client::{
     Client, Credentials, FailedBlob, RefusedRecord, SyncListener, SyncProgress, SyncReport,
     fetch_blob, sync,
 };
+
+#[cfg(all(test, feature = "phone"))]
+mod tests;
