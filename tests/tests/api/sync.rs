@@ -33,6 +33,12 @@ fn item_of(phone: &Phone, id: &str) -> ItemCode {
 
 #[tokio::test]
 async fn two_phones_merge_offline_edits_and_a_same_field_conflict_shows_everywhere() {
+    merge_offline_edits(false).await;
+    merge_offline_edits(true).await;
+}
+
+/// The scenario, with phone B syncing first or phone A first.
+async fn merge_offline_edits(a_first: bool) {
     let server = TestServer::start().await;
     let (agency, records) = drawn_task(&server, 3, 4).await;
     let record = &records[0];
@@ -64,17 +70,19 @@ async fn two_phones_merge_offline_edits_and_a_same_field_conflict_shows_everywhe
         .edit(&rid, |doc| doc.set_party_statement("对检查结果无异议"))
         .unwrap();
 
-    // B first, then A, then a second round for both.
-    let report_b = phone_b.sync(&server.base).await.unwrap();
-    assert!(report_b.complete);
-    assert!(
-        report_b.sent.iter().any(|r| r.as_str() == id),
-        "{report_b:?}"
-    );
-    let report_a = phone_a.sync(&server.base).await.unwrap();
-    assert!(report_a.rounds <= 4, "{} rounds", report_a.rounds);
-    phone_b.sync(&server.base).await.unwrap();
-    phone_a.sync(&server.base).await.unwrap();
+    // One phone, then the other, then a second round for both.
+    let (first, second) = if a_first {
+        (&mut phone_a, &mut phone_b)
+    } else {
+        (&mut phone_b, &mut phone_a)
+    };
+    let report = first.sync(&server.base).await.unwrap();
+    assert!(report.complete);
+    assert!(report.sent.iter().any(|r| r.as_str() == id), "{report:?}");
+    let report = second.sync(&server.base).await.unwrap();
+    assert!(report.rounds <= 4, "{} rounds", report.rounds);
+    first.sync(&server.base).await.unwrap();
+    second.sync(&server.base).await.unwrap();
 
     let server_now = server_heads(&server, &id);
     assert_eq!(phone_a.heads(&id), server_now);
