@@ -9,6 +9,7 @@ use suiji_mobile_core::record::{
     Conflict, EvidenceNote, Missing, NoteKind, PartySignature, PhotoMeta, SubmitOutcome,
 };
 use suiji_mobile_core::store::{OutboxEntry, OutboxItem, TaskSummary};
+use suiji_mobile_core::sync::client as core_sync;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
 use suiji_mobile_core::{BlobHash, InspectorId, ItemCode, NoteId, RecordId, Store, StoreOptions};
 
@@ -187,6 +188,11 @@ pub struct TaskRow {
     pub photo_count: u32,
     /// Unresolved conflicts.
     pub conflict_count: u32,
+    /// The rule the server named when it last refused this record's changes (until a later
+    /// sync of it goes through); the local changes are kept.
+    pub refused_rule: Option<String>,
+    /// What the server said when it refused them.
+    pub refused_message: Option<String>,
 }
 
 impl From<TaskSummary> for TaskRow {
@@ -203,6 +209,8 @@ impl From<TaskSummary> for TaskRow {
             items_answered: t.items_answered,
             photo_count: t.photo_count,
             conflict_count: t.conflict_count,
+            refused_rule: t.refusal.as_ref().map(|r| r.rule.clone()),
+            refused_message: t.refusal.map(|r| r.message),
         }
     }
 }
@@ -606,6 +614,220 @@ impl MobileStore {
             .to_string_lossy()
             .into_owned())
     }
+
+    /// Syncs with the server at `server_url`: sends local changes, takes in the server's,
+    /// new and withdrawn records, then uploads queued photos. Blocks until done: call it from
+    /// a background thread. Network failures leave the store as before the failed round
+    /// (`SuijiError.Network`: retry later); `SuijiError.Unauthorized` means log in again.
+    /// Refreshed tokens are handed to `listener` as soon as they are issued, and returned.
+    pub fn sync(
+        &self,
+        server_url: String,
+        credentials: Credentials,
+        listener: Option<Arc<dyn SyncListener>>,
+    ) -> Result<SyncReport> {
+        let mut credentials = credentials.into();
+        let report = core_sync::sync(
+            &self.store,
+            &server_url,
+            &mut credentials,
+            &Forward(listener),
+        )?;
+        Ok(report.into())
+    }
+
+    /// Downloads a blob a record refers to (a partner's thumbnail or photo) unless it is
+    /// already on the phone, and returns its path. Blocks.
+    pub fn fetch_blob(
+        &self,
+        server_url: String,
+        credentials: Credentials,
+        sha256: String,
+        listener: Option<Arc<dyn SyncListener>>,
+    ) -> Result<FetchedBlob> {
+        let given: core_sync::Credentials = credentials.into();
+        let mut credentials = given.clone();
+        let path = core_sync::Client::new(&server_url)?.fetch_blob(
+            &self.store,
+            &mut credentials,
+            &blob_hash(&sha256)?,
+            &Forward(listener),
+        )?;
+        Ok(FetchedBlob {
+            path: path.to_string_lossy().into_owned(),
+            credentials: (credentials != given).then(|| credentials.into()),
+        })
+    }
+}
+
+// ----- sync --------------------------------------------------------------------------------
+
+/// An inspector's tokens, as the login answer gives them.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct Credentials {
+    /// Bearer token for API calls.
+    pub access_token: String,
+    /// Buys a new pair when the access token expires; each works once.
+    pub refresh_token: String,
+}
+
+impl From<Credentials> for core_sync::Credentials {
+    fn from(c: Credentials) -> Self {
+        core_sync::Credentials {
+            access_token: c.access_token,
+            refresh_token: c.refresh_token,
+        }
+    }
+}
+
+impl From<core_sync::Credentials> for Credentials {
+    fn from(c: core_sync::Credentials) -> Self {
+        Credentials {
+            access_token: c.access_token,
+            refresh_token: c.refresh_token,
+        }
+    }
+}
+
+/// How far a sync has got.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncProgress {
+    /// Rounds sent so far.
+    pub round: u32,
+    /// Records with nothing left to exchange.
+    pub documents_done: u32,
+    /// Records held.
+    pub documents_total: u32,
+    /// Photo bytes the server holds, of those queued.
+    pub bytes_done: u64,
+    /// Photo bytes queued for upload.
+    pub bytes_total: u64,
+}
+
+/// Told about a sync as it runs, on the thread running it. Implement it in the app.
+#[uniffi::export(foreign)]
+pub trait SyncListener: Send + Sync {
+    /// After every round and every photo chunk.
+    fn on_progress(&self, progress: SyncProgress);
+    /// The tokens were refreshed: store these at once (the old refresh token is spent).
+    fn on_credentials_refreshed(&self, credentials: Credentials);
+}
+
+/// Hands the core's sync events to the app's listener.
+struct Forward(Option<Arc<dyn SyncListener>>);
+
+impl core_sync::SyncListener for Forward {
+    fn progress(&self, p: &core_sync::SyncProgress) {
+        if let Some(listener) = &self.0 {
+            listener.on_progress(SyncProgress {
+                round: p.round,
+                documents_done: p.documents_done,
+                documents_total: p.documents_total,
+                bytes_done: p.bytes_done,
+                bytes_total: p.bytes_total,
+            });
+        }
+    }
+
+    fn credentials_refreshed(&self, credentials: &core_sync::Credentials) {
+        if let Some(listener) = &self.0 {
+            listener.on_credentials_refreshed(credentials.clone().into());
+        }
+    }
+}
+
+/// A record the server refused, and why.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct RefusedRecord {
+    /// Record id.
+    pub record_id: String,
+    /// The rule broken: writer, shape, record_closed, not_assigned, unknown_record,
+    /// malformed_message.
+    pub rule: String,
+    /// What the server said.
+    pub message: String,
+}
+
+/// A photo that could not be uploaded (it stays queued).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FailedBlob {
+    /// Blob hash.
+    pub sha256: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// What a sync did.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SyncReport {
+    /// Requests to the sync endpoint.
+    pub rounds: u32,
+    /// Whether phone and server ended in step.
+    pub complete: bool,
+    /// Records new to the phone or changed by the server.
+    pub received: Vec<String>,
+    /// Of those, the new ones.
+    pub new_records: Vec<String>,
+    /// Records whose changes the server stored.
+    pub sent: Vec<String>,
+    /// Records the server refused.
+    pub refused: Vec<RefusedRecord>,
+    /// Records dropped because their assignment was withdrawn.
+    pub withdrawn: Vec<String>,
+    /// Photos (blobs) the server now holds.
+    pub blobs_uploaded: Vec<String>,
+    /// Photos that could not be uploaded.
+    pub blobs_failed: Vec<FailedBlob>,
+    /// Body bytes sent.
+    pub bytes_sent: u64,
+    /// Body bytes received.
+    pub bytes_received: u64,
+    /// New tokens, if they were refreshed.
+    pub credentials: Option<Credentials>,
+}
+
+impl From<core_sync::SyncReport> for SyncReport {
+    fn from(r: core_sync::SyncReport) -> Self {
+        let ids = |ids: Vec<RecordId>| ids.into_iter().map(|id| id.0).collect();
+        SyncReport {
+            rounds: r.rounds,
+            complete: r.complete,
+            received: ids(r.received),
+            new_records: ids(r.new_records),
+            sent: ids(r.sent),
+            refused: r
+                .refused
+                .into_iter()
+                .map(|x| RefusedRecord {
+                    record_id: x.record_id.0,
+                    rule: x.rule,
+                    message: x.message,
+                })
+                .collect(),
+            withdrawn: ids(r.withdrawn),
+            blobs_uploaded: r.blobs_uploaded.into_iter().map(String::from).collect(),
+            blobs_failed: r
+                .blobs_failed
+                .into_iter()
+                .map(|b| FailedBlob {
+                    sha256: b.sha256.into(),
+                    reason: b.reason,
+                })
+                .collect(),
+            bytes_sent: r.bytes_sent,
+            bytes_received: r.bytes_received,
+            credentials: r.credentials.map(Credentials::from),
+        }
+    }
+}
+
+/// A downloaded blob.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FetchedBlob {
+    /// Where it is on the phone.
+    pub path: String,
+    /// New tokens, if they were refreshed.
+    pub credentials: Option<Credentials>,
 }
 
 /// One inspection record in the store. Every edit is saved at once.
@@ -947,6 +1169,31 @@ mod tests {
         assert!(matches!(
             SuijiError::from(E::Io(std::io::Error::other("disk full"))),
             SuijiError::Storage(m) if m.contains("disk full")
+        ));
+        assert!(matches!(
+            SuijiError::from(E::Network("connection reset".into())),
+            SuijiError::Network(_)
+        ));
+        assert!(matches!(
+            SuijiError::from(E::Unauthorized("refresh token spent".into())),
+            SuijiError::Unauthorized(_)
+        ));
+        let server = |status: u16| E::Server {
+            status,
+            code: "x".into(),
+            message: "y".into(),
+        };
+        assert!(matches!(
+            SuijiError::from(server(503)),
+            SuijiError::Network(_)
+        ));
+        assert!(matches!(
+            SuijiError::from(server(404)),
+            SuijiError::NotFound(_)
+        ));
+        assert!(matches!(
+            SuijiError::from(server(403)),
+            SuijiError::Other { .. }
         ));
     }
 

@@ -331,12 +331,15 @@ impl Client {
 
     /// Downloads a blob that a record held refers to (a partner's thumbnail or photo) into the
     /// store's blob directory, unless it is already there, and returns its path.
-    /// `credentials` are updated in place when refreshed.
+    /// `credentials` are updated in place when refreshed (and reported to `listener` at once).
+    /// A blob no record held refers to, or one the server does not have, is
+    /// [`Error::NotFound`]; one the inspector may not read is an [`Error::Server`] 403.
     pub fn fetch_blob(
         &self,
         store: &Store,
         credentials: &mut Credentials,
         sha256: &BlobHash,
+        listener: &dyn SyncListener,
     ) -> Result<PathBuf> {
         if let Ok(path) = store.blob_path(sha256) {
             return Ok(path);
@@ -348,7 +351,7 @@ impl Client {
         }
         let mut http = Http {
             credentials,
-            listener: &(),
+            listener,
             refreshed: false,
             bytes_sent: 0,
             bytes_received: 0,
@@ -691,5 +694,5 @@ pub fn fetch_blob(
     credentials: &mut Credentials,
     sha256: &BlobHash,
 ) -> Result<PathBuf> {
-    Client::new(server_url)?.fetch_blob(store, credentials, sha256)
+    Client::new(server_url)?.fetch_blob(store, credentials, sha256, &())
 }

@@ -6,6 +6,7 @@ The bindings dir holds the generated suiji_uniffi.py and the built library besid
 """
 
 import gc
+import socket
 import sys
 
 bindings_dir, record_path, jpeg_path, store_dir = sys.argv[1:5]
@@ -114,7 +115,36 @@ def reopen_and_check(record_id, photo, note, jpeg):
     assert sorted(record.signed_by()) == ["insp-1", "insp-2"]
     assert record.review().state == "open"  # the server has not acknowledged yet
     assert record.conflicts() == []
+    assert task.refused_rule is None and task.refused_message is None
     expect_error(suiji.SuijiError.Conflict, suiji.MobileStore.open, store_dir, "insp-9")
+    sync_with_no_server(store)
+
+
+class Listener(suiji.SyncListener):
+    def __init__(self):
+        self.progress = []
+        self.credentials = []
+
+    def on_progress(self, progress):
+        self.progress.append(progress)
+
+    def on_credentials_refreshed(self, credentials):
+        self.credentials.append(credentials)
+
+
+def sync_with_no_server(store):
+    # A port nobody listens on: the sync fails as a network error and changes nothing.
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    outbox = store.outbox()
+    credentials = suiji.Credentials(access_token="a", refresh_token="r")
+    listener = Listener()
+    expect_error(suiji.SuijiError.Network, store.sync, f"http://127.0.0.1:{port}", credentials, listener)
+    expect_error(suiji.SuijiError.Network, store.sync, f"http://127.0.0.1:{port}", credentials, None)
+    expect_error(suiji.SuijiError.InvalidInput, store.sync, "ftp://example.invalid", credentials, None)
+    assert listener.credentials == []
+    assert store.outbox() == outbox
 
 
 ids = inspect()
