@@ -2,9 +2,10 @@
 //!
 //! - [`record`]: the inspection record document (automerge), used by phones and the server.
 //! - [`vocab`], [`ids`]: the closed vocabularies and newtype ids the record speaks.
-//! - [`sync`]: the sync wire format, shared with the server.
+//! - [`sync`]: the sync wire format, shared with the server, and (feature `phone`) the
+//!   phone's HTTP sync client.
 //! - `store` (feature `phone`, on by default): the phone's local SQLite store, blob directory,
-//!   photo import and outbox. The server depends on this crate with `default-features = false`
+//!   photo import, outbox and sync rounds. The server depends on this crate with `default-features = false`
 //!   and gets only the document model.
 
 pub mod error;
