@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0004_draws_records.sql"),
     include_str!("../migrations/0005_general_item_ratio_bounds.sql"),
     include_str!("../migrations/0006_blobs_sync.sql"),
+    include_str!("../migrations/0007_review_publication.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

@@ -27,6 +27,7 @@ pub mod error;
 pub mod extract;
 pub mod plans;
 pub mod registry;
+pub mod review;
 pub mod sync;
 pub mod uscc;
 
@@ -82,6 +83,8 @@ const JWT_SECRET_KEY: &str = "jwt_secret";
 pub fn open(config: Config) -> Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let db = db::Db::open(&config.database_path())?;
+    // Holiday schedules loaded by an admin apply over the shipped ones.
+    let calendar = db.read_blocking(review::calendar_admin::build_calendar)?;
     let secret = db.write_blocking(|tx| match db::meta_get(tx, JWT_SECRET_KEY)? {
         Some(secret) => Ok(secret),
         None => {
@@ -99,9 +102,7 @@ pub fn open(config: Config) -> Result<AppState> {
         )?),
         config: Arc::new(config),
         sync_states: Arc::new(sync::SyncStates::default()),
-        calendar: Arc::new(std::sync::RwLock::new(Arc::new(
-            calendar::Calendar::official(),
-        ))),
+        calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
     })
 }
 
@@ -115,6 +116,7 @@ pub fn router(state: AppState) -> Router {
         .merge(draw::routes::routes())
         .merge(blobs::routes())
         .merge(sync::routes())
+        .merge(review::routes())
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())

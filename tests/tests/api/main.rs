@@ -5,4 +5,5 @@ mod bad_input;
 mod draws;
 mod plans;
 mod registry;
+mod review;
 mod sync;

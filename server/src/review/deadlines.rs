@@ -1,0 +1,178 @@
+//! The statutory clock: what is due soon and what is overdue.
+//!
+//! - a record's result: `result_publication_days` working days after the
+//!   inspection ended (the first accepted submission; the task's window end
+//!   while none), until it is published;
+//! - a drawn list: `list_publication_days` working days after the draw (China
+//!   date of the initial draw), until it is published;
+//! - a 经营异常名录 candidate: `abnormal_list_days` working days after the
+//!   finding was verified (approved), while pending.
+//!
+//! A date in a year the calendar has no schedule for is reported on the
+//! entry (`deadline_error`), never guessed.
+
+use axum::extract::State;
+use axum::routing::get;
+use axum::{Json, Router};
+use chrono::NaiveDate;
+use rusqlite::Connection;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::publication::list_abnormal_candidates;
+use super::{china_date_of, china_today, deadline_fields, refresh_stale};
+use crate::AppState;
+use crate::auth::{AuthUser, Role};
+use crate::calendar::Calendar;
+use crate::error::{Error, Result};
+use crate::extract::ApiQuery;
+use crate::registry::rules;
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/api/v1/deadlines", get(deadlines))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeadlineQuery {
+    within_days: Option<i64>,
+    as_of: Option<NaiveDate>,
+}
+
+fn parse_date(text: &str) -> Result<NaiveDate> {
+    text.parse()
+        .map_err(|e| Error::Internal(format!("stored date {text:?}: {e}")))
+}
+
+/// Every open deadline, each entry with its `deadline`, `working_days_left`,
+/// `overdue` and `deadline_error`.
+pub fn open_deadlines(
+    conn: &Connection,
+    calendar: &Calendar,
+    today: NaiveDate,
+) -> Result<Vec<Value>> {
+    let rules = rules::load(conn)?;
+    let mut out = Vec::new();
+    let mut stmt = conn.prepare(
+        "SELECT r.id, r.task_id, t.number, r.target_name, r.review_state, r.inspection_ended_on,
+                t.window_end
+         FROM records r JOIN tasks t ON t.id = r.task_id
+         WHERE r.withdrawn_at IS NULL AND r.review_state <> 'published' ORDER BY r.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+            r.get::<_, Option<String>>(5)?,
+            r.get::<_, String>(6)?,
+        ))
+    })?;
+    for row in rows {
+        let (id, task_id, task_number, target_name, review_state, ended, window_end) = row?;
+        let from = parse_date(ended.as_deref().unwrap_or(&window_end))?;
+        let mut v = json!({
+            "kind": "record_result", "record_id": id, "task_id": task_id,
+            "task_number": task_number, "target_name": target_name, "state": review_state,
+            "counted_from": from,
+            "counted_from_kind": if ended.is_some() { "inspection_ended" } else { "window_end" },
+        });
+        merge(
+            &mut v,
+            deadline_fields(calendar, from, rules.result_publication_days, today),
+        );
+        out.push(v);
+    }
+    let mut stmt = conn.prepare(
+        "SELECT d.id, d.task_id, t.number, t.name, d.drawn_at FROM draws d
+         JOIN tasks t ON t.id = d.task_id
+         WHERE d.kind = 'initial' AND d.published_at IS NULL ORDER BY d.id",
+    )?;
+    let rows = stmt.query_map([], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, i64>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, String>(3)?,
+            r.get::<_, String>(4)?,
+        ))
+    })?;
+    for row in rows {
+        let (draw_id, task_id, number, name, drawn_at) = row?;
+        let from = china_date_of(&drawn_at)?;
+        let mut v = json!({
+            "kind": "drawn_list", "draw_id": draw_id, "task_id": task_id,
+            "task_number": number, "task_name": name, "counted_from": from,
+            "counted_from_kind": "draw",
+        });
+        merge(
+            &mut v,
+            deadline_fields(calendar, from, rules.list_publication_days, today),
+        );
+        out.push(v);
+    }
+    for mut c in list_abnormal_candidates(conn, Some("pending"), calendar, today)? {
+        c["kind"] = json!("abnormal_candidate");
+        c["counted_from"] = c["verified_on"].clone();
+        c["counted_from_kind"] = json!("verified");
+        out.push(c);
+    }
+    Ok(out)
+}
+
+fn merge(into: &mut Value, fields: Value) {
+    if let Value::Object(map) = fields {
+        for (k, v) in map {
+            into[k] = v;
+        }
+    }
+}
+
+async fn deadlines(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(q): ApiQuery<DeadlineQuery>,
+) -> Result<Json<Value>> {
+    user.require(&[Role::Supervisor, Role::Admin, Role::Planner])?;
+    let within = q.within_days.unwrap_or(5);
+    if !(0..=365).contains(&within) {
+        return Err(Error::invalid("within_days", "between 0 and 365"));
+    }
+    let today = q.as_of.unwrap_or_else(china_today);
+    let calendar = state.calendar();
+    let all = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            open_deadlines(tx, &calendar, today)
+        })
+        .await?;
+    let (mut overdue, mut due_soon, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    for entry in all {
+        if !entry["deadline_error"].is_null() && entry["overdue"] != json!(true) {
+            unknown.push(entry);
+        } else if entry["overdue"] == json!(true) {
+            overdue.push(entry);
+        } else if entry["working_days_left"]
+            .as_i64()
+            .is_some_and(|left| left <= within)
+        {
+            due_soon.push(entry);
+        }
+    }
+    let by_deadline = |a: &Value, b: &Value| {
+        a["deadline"]
+            .as_str()
+            .cmp(&b["deadline"].as_str())
+            .then_with(|| a["kind"].as_str().cmp(&b["kind"].as_str()))
+    };
+    overdue.sort_by(by_deadline);
+    due_soon.sort_by(by_deadline);
+    Ok(Json(json!({
+        "as_of": today, "within_days": within,
+        "overdue": overdue, "due_soon": due_soon, "unknown": unknown,
+    })))
+}

@@ -1,0 +1,119 @@
+//! After the inspection (一抽查一公示): the supervisor's review of submitted
+//! records, the statutory clock (deadlines), publication of approved results
+//! and what it feeds back to the target, statistics, and the calendar admin.
+//!
+//! Dates that the law counts in (inspection ended, published) are calendar
+//! dates in China time (UTC+8), whatever the server's zone.
+
+use axum::Router;
+use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::calendar::Calendar;
+use crate::error::{Error, Result};
+
+pub mod calendar_admin;
+pub mod deadlines;
+pub mod index;
+pub mod publication;
+pub mod records;
+pub mod stats;
+
+pub use index::{refresh_record_index, refresh_stale};
+
+/// Routes of this module.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .merge(records::routes())
+        .merge(publication::routes())
+        .merge(deadlines::routes())
+        .merge(stats::routes())
+        .merge(calendar_admin::routes())
+}
+
+/// China Standard Time, in which deadlines are counted.
+fn china() -> FixedOffset {
+    FixedOffset::east_opt(8 * 3600).expect("UTC+8 is a valid offset")
+}
+
+/// The calendar date of an instant in China.
+pub fn china_date(at: DateTime<Utc>) -> NaiveDate {
+    at.with_timezone(&china()).date_naive()
+}
+
+/// The calendar date of a stored RFC 3339 timestamp in China.
+pub fn china_date_of(stored: &str) -> Result<NaiveDate> {
+    DateTime::parse_from_rfc3339(stored)
+        .map(|t| china_date(t.with_timezone(&Utc)))
+        .map_err(|e| Error::Internal(format!("stored time {stored:?} does not parse: {e}")))
+}
+
+/// Today in China.
+pub fn china_today() -> NaiveDate {
+    china_date(Utc::now())
+}
+
+/// A deadline `days` working days after `from`, and how many working days are
+/// left from `today`, as JSON fields. A calendar without the year's schedule
+/// gives an `error` instead of a guess.
+pub fn deadline_fields(calendar: &Calendar, from: NaiveDate, days: u32, today: NaiveDate) -> Value {
+    match calendar.add_working_days(from, days) {
+        Ok(deadline) => match calendar.working_days_between(today, deadline) {
+            Ok(left) => json!({"deadline": deadline, "working_days_left": left,
+                               "overdue": deadline < today, "deadline_error": null}),
+            Err(e) => json!({"deadline": deadline, "working_days_left": null,
+                             "overdue": deadline < today, "deadline_error": e.to_string()}),
+        },
+        Err(e) => json!({"deadline": null, "working_days_left": null, "overdue": null,
+                         "deadline_error": e.to_string()}),
+    }
+}
+
+/// The inspector id linked to a user account, if any.
+pub fn inspector_of_user(conn: &Connection, user_id: i64) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM inspectors WHERE user_id = ?1",
+            [user_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Whether the user was ever in the record's inspector group.
+pub fn was_in_group(conn: &Connection, user_id: i64, record_id: &str) -> Result<bool> {
+    Ok(conn.query_row(
+        "SELECT EXISTS(SELECT 1 FROM record_assignment_history h
+            JOIN inspectors i ON i.id = h.inspector_id
+         WHERE h.record_id = ?1 AND i.user_id = ?2)",
+        params![record_id, user_id],
+        |r| r.get(0),
+    )?)
+}
+
+/// Separation of duties: nobody reviews or publishes a record they inspected.
+pub fn ensure_not_in_group(conn: &Connection, user: &AuthUser, record_id: &str) -> Result<()> {
+    if was_in_group(conn, user.user_id, record_id)? {
+        return Err(Error::Forbidden(format!(
+            "you were in the inspector group of record {record_id}, so you may not review or publish it"
+        )));
+    }
+    Ok(())
+}
+
+/// Maps a record document error to the server's error: wrong review state is a
+/// conflict, bad input is invalid, anything else internal.
+pub fn doc_error(record_id: &str, field: &str) -> impl Fn(suiji_mobile_core::Error) -> Error {
+    let record_id = record_id.to_owned();
+    let field = field.to_owned();
+    move |e| match e {
+        suiji_mobile_core::Error::WrongState { .. } => {
+            Error::Conflict(format!("record {record_id}: {e}"))
+        }
+        suiji_mobile_core::Error::InvalidInput(reason) => Error::invalid(field.clone(), reason),
+        other => Error::Internal(format!("record {record_id}: {other}")),
+    }
+}

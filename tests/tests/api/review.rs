@@ -1,0 +1,1063 @@
+//! Review, publication, outcomes, deadlines, statistics and the calendar
+//! admin, end to end: a real server and database, real record documents
+//! filled on simulated phones and synced through the server's sync exchange.
+
+use std::collections::HashMap;
+
+use automerge::ReadDoc;
+use automerge::sync::{Message, State, SyncDoc};
+use automerge::transaction::Transactable;
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use suiji_mobile_core::record::{Submission, inspector_actor};
+use suiji_mobile_core::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest};
+use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory, ReviewState};
+use suiji_mobile_core::{InspectorId, RecordDoc};
+use suiji_server::calendar::Calendar;
+use suiji_server::draw::records::{self, RecordSummary};
+use suiji_tests::{Client, TestServer, seed_agency};
+
+/// A phone of one inspector: plain record documents and sync states,
+/// synced through `suiji_server::sync::exchange` on the server's database.
+struct Phone {
+    inspector: i64,
+    device: String,
+    docs: HashMap<String, RecordDoc>,
+    states: HashMap<String, State>,
+}
+
+impl Phone {
+    fn new(inspector: i64, device: &str) -> Phone {
+        Phone {
+            inspector,
+            device: device.into(),
+            docs: HashMap::new(),
+            states: HashMap::new(),
+        }
+    }
+
+    fn me(&self) -> InspectorId {
+        InspectorId::new(self.inspector.to_string())
+    }
+
+    fn doc(&mut self, id: &str) -> &mut RecordDoc {
+        self.docs.get_mut(id).expect("the phone holds the record")
+    }
+
+    async fn sync(&mut self, server: &TestServer) {
+        for round in 1..=10 {
+            let mut held = Vec::new();
+            let mut messages = Vec::new();
+            for (id, doc) in &mut self.docs {
+                held.push(HeldRecord {
+                    record_id: id.clone(),
+                    heads: doc.heads_hex(),
+                });
+                let state = self.states.entry(id.clone()).or_default();
+                if let Some(m) = doc.automerge_mut().sync().generate_sync_message(state) {
+                    messages.push(DocMessage {
+                        record_id: id.clone(),
+                        message: m.encode(),
+                    });
+                }
+            }
+            let nothing_to_send = messages.is_empty();
+            let request = SyncRequest {
+                protocol: PROTOCOL_VERSION,
+                device: self.device.clone(),
+                round,
+                held,
+                messages,
+            };
+            let states = server.state.sync_states.clone();
+            let inspector = self.inspector;
+            let response = server
+                .state
+                .db
+                .write(move |tx| suiji_server::sync::exchange(tx, &states, inspector, request))
+                .await
+                .expect("sync accepted");
+            let done = response.in_sync && nothing_to_send;
+            for id in response.withdrawn {
+                self.docs.remove(&id);
+            }
+            for new in response.new_records {
+                let mut doc = RecordDoc::load(&new.document).unwrap();
+                doc.set_actor(inspector_actor(&self.me(), self.device.as_bytes()));
+                self.docs.insert(new.record_id, doc);
+            }
+            for m in response.messages {
+                let doc = self.docs.get_mut(&m.record_id).unwrap();
+                let state = self.states.entry(m.record_id.clone()).or_default();
+                doc.automerge_mut()
+                    .sync()
+                    .receive_sync_message(state, Message::decode(&m.message).unwrap())
+                    .unwrap();
+            }
+            if done {
+                return;
+            }
+        }
+        panic!("sync did not converge");
+    }
+}
+
+/// Answers every item as checked on site with `finding`, and sets results and follow-up.
+fn fill(
+    doc: &mut RecordDoc,
+    finding: &str,
+    results: &[ResultCategory],
+    follow_up: Option<(FollowUpMeasure, Option<&str>)>,
+) {
+    for item in doc.assignment().unwrap().items {
+        doc.set_checked(&item.code, true).unwrap();
+        doc.set_methods(&item.code, &[Method::OnSite]).unwrap();
+        doc.set_finding(&item.code, finding).unwrap();
+    }
+    doc.set_result_categories(results).unwrap();
+    if let Some((measure, deadline)) = follow_up {
+        doc.set_follow_up(
+            Some(measure),
+            deadline.map(|d| d.parse().unwrap()),
+            Some("限期整改"),
+        )
+        .unwrap();
+    } else {
+        doc.set_follow_up(Some(FollowUpMeasure::None), None, None)
+            .unwrap();
+    }
+}
+
+/// Both phones converge, both inspectors sign (syncing in between), then the
+/// first submits and syncs.
+async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: &str) {
+    a.sync(server).await;
+    b.sync(server).await;
+    a.sync(server).await;
+    let me = a.me();
+    a.doc(id).sign(&me, None).unwrap();
+    a.sync(server).await;
+    b.sync(server).await;
+    let me = b.me();
+    b.doc(id).sign(&me, None).unwrap();
+    b.sync(server).await;
+    a.sync(server).await;
+    let me = a.me();
+    let outcome = a.doc(id).submit(&me).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            suiji_mobile_core::record::SubmitOutcome::Submitted { .. }
+        ),
+        "{outcome:?}"
+    );
+    a.sync(server).await;
+}
+
+struct Scenario {
+    task_id: i64,
+    records: Vec<RecordSummary>,
+}
+
+async fn make_task(planner: &Client, plan_id: i64, number: &str, extra: Value) -> i64 {
+    let mut body = json!({
+        "number": number, "name": "餐饮服务食品安全定向抽查", "directed": true,
+        "conditions": {"industries": ["餐饮业"], "risk_classes": ["A"]}, "count": 2,
+        "items": [{"code": "SCJG-SP-002"}],
+        "window_start": "2026-09-01", "window_end": "2026-11-20",
+    });
+    for (k, v) in extra.as_object().unwrap() {
+        body[k] = v.clone();
+    }
+    let (s, task) = planner
+        .post(&format!("/api/v1/plans/{plan_id}/tasks"), &body)
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{task}");
+    task["id"].as_i64().unwrap()
+}
+
+async fn draw(server: &TestServer, planner: &Client, task_id: i64) -> Vec<RecordSummary> {
+    let (s, c) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let (s, d) = planner
+        .post(
+            &format!("/api/v1/tasks/{task_id}/draw"),
+            &json!({"commitment_id": c["id"], "entropy": [{"observer": "记者", "value": "7"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    server
+        .state
+        .db
+        .read(move |c| records::list(c, Some(task_id), None))
+        .await
+        .unwrap()
+}
+
+async fn scenario(server: &TestServer, count: u32) -> Scenario {
+    let agency = seed_agency(server, 3, 30).await;
+    let planner = server.login("planner").await;
+    let task_id = make_task(&planner, agency.plan_id, "T-REV-1", json!({"count": count})).await;
+    let records = draw(server, &planner, task_id).await;
+    Scenario { task_id, records }
+}
+
+/// Phones for both members of a record's group.
+async fn phones(server: &TestServer, record: &RecordSummary) -> (Phone, Phone) {
+    let mut a = Phone::new(record.group[0], "a1");
+    let mut b = Phone::new(record.group[1], "b2");
+    a.sync(server).await;
+    b.sync(server).await;
+    (a, b)
+}
+
+fn text(v: &Value) -> String {
+    v.to_string()
+}
+
+#[tokio::test]
+async fn returned_record_reaches_both_phones_then_is_resubmitted_approved_and_published_without_personal_data()
+ {
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 1).await;
+    let record = sc.records[0].clone();
+    let id = record.id.clone();
+    let (mut a, mut b) = phones(&server, &record).await;
+
+    // Offline on two phones: A answers the items, B takes the party's statement.
+    fill(
+        a.doc(&id),
+        "后厨卫生良好",
+        &[ResultCategory::NoProblem],
+        None,
+    );
+    b.doc(&id).set_party_statement("无异议").unwrap();
+    sign_and_submit(&server, &mut a, &mut b, &id).await;
+
+    let supervisor = server.login("supervisor").await;
+    let (s, queue) = supervisor.get("/api/v1/review/queue").await;
+    assert_eq!(s, StatusCode::OK, "{queue}");
+    assert_eq!(queue["total"], 1, "{queue}");
+    let line = &queue["items"][0];
+    assert_eq!(line["id"], id.as_str());
+    assert_eq!(line["state"], "submitted");
+    assert_eq!(line["round"], 1);
+    assert_eq!(line["has_conflicts"], false);
+    assert_eq!(line["you_inspected"], false);
+    assert!(line["deadline"].is_string(), "{line}");
+
+    let (s, view) = supervisor.get(&format!("/api/v1/records/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    assert_eq!(
+        view["items"][0]["legal_basis"],
+        "《中华人民共和国食品安全法》第一百一十条"
+    );
+    assert_eq!(view["items"][0]["finding"], "后厨卫生良好");
+    assert_eq!(view["items"][0]["methods"][0]["label"], "实地检查");
+    assert_eq!(view["party"]["statement"], "无异议");
+    assert_eq!(view["signatures"].as_array().unwrap().len(), 2);
+    assert_eq!(view["results"][0]["label"], "未发现问题");
+    assert_eq!(view["review"]["state"], "submitted");
+    assert_eq!(view["publication"]["counted_from_kind"], "inspection_ended");
+    assert!(view["publication"]["working_days_left"].is_i64(), "{view}");
+
+    // Approving needs a submitted record; publishing needs an approved one.
+    let (s, err) = supervisor
+        .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "{err}");
+
+    let comment = "请补充后厨检查的具体情况";
+    let (s, returned) = supervisor
+        .post(
+            &format!("/api/v1/records/{id}/return"),
+            &json!({"comment": comment}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{returned}");
+    assert_eq!(returned["review"]["state"], "returned");
+    let (s, err) = supervisor
+        .post(
+            &format!("/api/v1/records/{id}/return"),
+            &json!({"comment": " "}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "comment");
+
+    // Both phones see the return and its comment at their next sync.
+    for phone in [&mut a, &mut b] {
+        phone.sync(&server).await;
+        let review = phone.doc(&id).review().unwrap();
+        assert_eq!(review.state, ReviewState::Returned);
+        assert_eq!(
+            review.history.last().unwrap().comment.as_deref(),
+            Some(comment)
+        );
+        assert!(phone.doc(&id).is_editable().unwrap());
+    }
+
+    // Corrected, signed again and resubmitted as round 2.
+    let item = a.doc(&id).assignment().unwrap().items[0].code.clone();
+    a.doc(&id)
+        .set_finding(
+            &item,
+            "后厨卫生良好，从业人员健康证明齐全，冷藏设施运行正常",
+        )
+        .unwrap();
+    sign_and_submit(&server, &mut a, &mut b, &id).await;
+    let (_, queue) = supervisor.get("/api/v1/review/queue").await;
+    assert_eq!(queue["items"][0]["round"], 2, "{queue}");
+    assert_eq!(queue["items"][0]["state"], "submitted");
+
+    let (s, approved) = supervisor
+        .post(
+            &format!("/api/v1/records/{id}/approve"),
+            &json!({"comment": "同意"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{approved}");
+    let history = approved["review"]["history"].as_array().unwrap();
+    let states: Vec<&str> = history
+        .iter()
+        .map(|e| e["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        states,
+        ["submitted", "returned", "submitted", "approved"],
+        "every round is kept"
+    );
+
+    // Nothing is public before publication.
+    let anonymous = Client::anonymous(&server.base);
+    let (_, public) = anonymous.get("/api/v1/public/results").await;
+    assert_eq!(public["total"], 0);
+
+    let (s, published) = supervisor
+        .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{published}");
+
+    let (s, public) = anonymous.get("/api/v1/public/results?q=杭州测试").await;
+    assert_eq!(s, StatusCode::OK, "{public}");
+    assert_eq!(public["total"], 1, "{public}");
+    let result = &public["items"][0];
+    let task: Value = {
+        let planner = server.login("planner").await;
+        planner
+            .get(&format!("/api/v1/tasks/{}", sc.task_id))
+            .await
+            .1
+    };
+    assert_eq!(result["plan_number"], "P-2026-DRAW");
+    assert_eq!(result["plan_name"], "2026年度抽查计划");
+    assert_eq!(result["task_number"], task["number"]);
+    assert_eq!(result["task_name"], "餐饮服务食品安全定向抽查");
+    assert_eq!(result["inspection_type"], "定向");
+    assert_eq!(result["agency"], "市场监督管理局");
+    assert_eq!(result["result"], "未发现问题");
+    assert_eq!(result["items"][0]["name"], "餐饮服务提供者经营活动的检查");
+    assert_eq!(result["items"][0]["result"], "未发现问题");
+    assert_eq!(result["target_name"], record.target_name.as_str());
+    assert_eq!(result["uscc"].as_str().unwrap().len(), 18);
+    assert!(result["completed_on"].is_string());
+    assert_eq!(result["corrected"], false);
+    // No inspector, finding, note or photo anywhere in the public answer.
+    let public_text = text(&public);
+    let assignment = a.doc(&id).assignment().unwrap();
+    for inspector in &assignment.inspectors {
+        assert!(!public_text.contains(&inspector.name), "{public_text}");
+        assert!(!public_text.contains(&inspector.cert_no), "{public_text}");
+    }
+    for secret in [
+        "后厨卫生良好",
+        "无异议",
+        "inspector",
+        "photo",
+        "note",
+        "signature",
+    ] {
+        assert!(
+            !public_text.contains(secret),
+            "{secret} leaked: {public_text}"
+        );
+    }
+    // Searchable by code, and a search for something else finds nothing.
+    let uscc = result["uscc"].as_str().unwrap().to_owned();
+    let (_, by_code) = anonymous
+        .get(&format!("/api/v1/public/results?q={uscc}"))
+        .await;
+    assert_eq!(by_code["total"], 1);
+    let (_, none) = anonymous.get("/api/v1/public/results?q=不存在的公司").await;
+    assert_eq!(none["total"], 0);
+
+    // The target now knows its last inspection.
+    let (s, outcome) = supervisor
+        .get(&format!("/api/v1/targets/{}/outcome", record.target_id))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{outcome}");
+    assert_eq!(outcome["last_result"], "未发现问题");
+    assert_eq!(outcome["last_inspected_on"], result["completed_on"]);
+    assert_eq!(outcome["last_record_id"], id.as_str());
+    assert_eq!(outcome["records_per_year"][0]["records"], 1);
+
+    // A published record takes no more changes from phones; it stays published.
+    a.sync(&server).await;
+    assert_eq!(a.doc(&id).review().unwrap().state, ReviewState::Published);
+    let (_, again) = supervisor
+        .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+        .await;
+    assert_eq!(again["error"]["code"], "conflict");
+}
+
+#[tokio::test]
+async fn a_supervisor_who_was_in_the_group_cannot_review_or_publish_it() {
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 1).await;
+    let record = sc.records[0].clone();
+    let id = record.id.clone();
+    let (mut a, mut b) = phones(&server, &record).await;
+    fill(a.doc(&id), "正常", &[ResultCategory::NoProblem], None);
+    sign_and_submit(&server, &mut a, &mut b, &id).await;
+
+    // Make the group's second member a supervisor too.
+    let member = record.group[1];
+    let (user_id, username): (i64, String) = server
+        .state
+        .db
+        .read(move |c| {
+            Ok(c.query_row(
+                "SELECT u.id, u.username FROM inspectors i JOIN users u ON u.id = i.user_id WHERE i.id = ?1",
+                [member],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?)
+        })
+        .await
+        .unwrap();
+    let admin = server.login("admin").await;
+    let (s, body) = admin
+        .send(
+            admin
+                .raw(reqwest::Method::PATCH, &format!("/api/v1/users/{user_id}"))
+                .json(&json!({"roles": ["inspector", "supervisor"]})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let member_client = server.login(&username).await;
+
+    let (_, queue) = member_client.get("/api/v1/review/queue").await;
+    assert_eq!(queue["items"][0]["you_inspected"], true, "{queue}");
+    for action in ["approve", "return"] {
+        let (s, err) = member_client
+            .post(
+                &format!("/api/v1/records/{id}/{action}"),
+                &json!({"comment": "自己审自己"}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{action}: {err}");
+    }
+    // A plain inspector may not review at all.
+    let inspector = server.login("inspector").await;
+    let (s, _) = inspector
+        .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // Another supervisor approves; the member still cannot publish.
+    let supervisor = server.login("supervisor").await;
+    let (s, body) = supervisor
+        .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, _) = member_client
+        .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (_, outcome) = member_client
+        .post(
+            &format!("/api/v1/tasks/{}/publish-results", sc.task_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(outcome["published"].as_array().unwrap().len(), 0);
+    assert_eq!(outcome["skipped"][0]["record_id"], id.as_str(), "{outcome}");
+}
+
+#[tokio::test]
+async fn correction_keeps_the_old_version_visible_as_corrected_and_exports_show_it() {
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 2).await;
+    let supervisor = server.login("supervisor").await;
+    for (n, record) in sc.records.iter().enumerate() {
+        let id = record.id.clone();
+        let (mut a, mut b) = phones(&server, record).await;
+        fill(
+            a.doc(&id),
+            &format!("检查情况{n}"),
+            &[ResultCategory::NoProblem],
+            None,
+        );
+        sign_and_submit(&server, &mut a, &mut b, &id).await;
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let (s, outcome) = supervisor
+        .post(
+            &format!("/api/v1/tasks/{}/publish-results", sc.task_id),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{outcome}");
+    assert_eq!(
+        outcome["published"].as_array().unwrap().len(),
+        2,
+        "{outcome}"
+    );
+    let result_id = outcome["published"][0]["result_id"].as_i64().unwrap();
+
+    // A correction needs a reason and must change something.
+    let (s, err) = supervisor
+        .post(
+            &format!("/api/v1/results/{result_id}/corrections"),
+            &json!({"reason": "", "results": ["not_publicized"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (s, err) = supervisor
+        .post(
+            &format!("/api/v1/results/{result_id}/corrections"),
+            &json!({"reason": "录入错误", "results": ["fine"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "results[0]");
+
+    let (s, corrected) = supervisor
+        .post(
+            &format!("/api/v1/results/{result_id}/corrections"),
+            &json!({"reason": "经复核，该企业未按规定公示年度报告", "results": ["not_publicized"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{corrected}");
+
+    let anonymous = Client::anonymous(&server.base);
+    let (_, entry) = anonymous
+        .get(&format!("/api/v1/public/results/{result_id}"))
+        .await;
+    assert_eq!(entry["version"], 2);
+    assert_eq!(entry["corrected"], true);
+    assert_eq!(entry["status"], "已更正");
+    assert_eq!(entry["result"], "未按规定公示应当公示的信息");
+    assert_eq!(entry["items"][0]["result"], "未按规定公示应当公示的信息");
+    assert_eq!(
+        entry["correction_reason"],
+        "经复核，该企业未按规定公示年度报告"
+    );
+    let old = &entry["previous_versions"][0];
+    assert_eq!(old["version"], 1);
+    assert_eq!(old["status"], "已更正");
+    assert_eq!(old["result"], "未发现问题", "the old version stays visible");
+    assert!(old["corrected_at"].is_string());
+
+    // The stored versions cannot be edited behind the API's back.
+    let tamper = server
+        .state
+        .db
+        .write(move |tx| {
+            tx.execute(
+                "UPDATE result_versions SET content = '{}' WHERE result_id = ?1",
+                [result_id],
+            )?;
+            Ok(())
+        })
+        .await;
+    assert!(tamper.is_err(), "result versions are immutable");
+
+    // Exports: JSON and CSV with a BOM, in Chinese, the corrected line marked.
+    let (s, exported) = anonymous
+        .get(&format!("/api/v1/public/tasks/{}/results.json", sc.task_id))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(exported["results"].as_array().unwrap().len(), 2);
+    let response = reqwest::get(format!(
+        "{}/api/v1/public/tasks/{}/results.csv",
+        server.base, sc.task_id
+    ))
+    .await
+    .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 byte-order mark");
+    let csv = std::str::from_utf8(&bytes[3..]).unwrap();
+    assert!(
+        csv.starts_with(
+            "抽查计划编号,抽查计划名称,抽查任务编号,抽查任务名称,抽查类型,检查实施机关"
+        )
+    );
+    assert!(csv.contains("已更正"), "{csv}");
+    assert!(csv.contains("未按规定公示应当公示的信息"), "{csv}");
+    assert!(
+        !csv.contains("检查情况"),
+        "no findings in the export: {csv}"
+    );
+
+    // The target's last result follows the correction.
+    let target_id = sc
+        .records
+        .iter()
+        .find(|r| r.id == outcome["published"][0]["record_id"].as_str().unwrap())
+        .unwrap()
+        .target_id;
+    let (_, target) = supervisor
+        .get(&format!("/api/v1/targets/{target_id}/outcome"))
+        .await;
+    assert_eq!(target["last_result"], "未按规定公示应当公示的信息");
+}
+
+#[tokio::test]
+async fn unreachable_and_rectification_results_create_candidates_and_follow_ups() {
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 2).await;
+    let supervisor = server.login("supervisor").await;
+    let outcomes = [
+        (vec![ResultCategory::Unreachable], None),
+        (
+            vec![ResultCategory::Rectified],
+            Some((FollowUpMeasure::OrderRectification, Some("2026-12-31"))),
+        ),
+    ];
+    for (record, (results, follow_up)) in sc.records.iter().zip(outcomes) {
+        let id = record.id.clone();
+        let (mut a, mut b) = phones(&server, record).await;
+        fill(a.doc(&id), "现场核查", &results, follow_up);
+        sign_and_submit(&server, &mut a, &mut b, &id).await;
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let (s, candidates) = supervisor
+        .get("/api/v1/abnormal-candidates?as_of=2026-11-23")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{candidates}");
+    let list = candidates.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{candidates}");
+    assert_eq!(list[0]["category"], "unreachable");
+    assert_eq!(list[0]["target_id"], sc.records[0].target_id);
+    let verified = list[0]["verified_on"].as_str().unwrap().to_owned();
+    let expected = Calendar::official()
+        .add_working_days(verified.parse().unwrap(), 10)
+        .unwrap();
+    assert_eq!(list[0]["deadline"], expected.to_string());
+
+    let (_, follow_ups) = supervisor.get("/api/v1/follow-ups").await;
+    let list = follow_ups.as_array().unwrap();
+    assert_eq!(list.len(), 1, "{follow_ups}");
+    assert_eq!(list[0]["measure"], "order_rectification");
+    assert_eq!(list[0]["measure_label"], "责令改正");
+    assert_eq!(list[0]["deadline"], "2026-12-31");
+    assert_eq!(list[0]["target_id"], sc.records[1].target_id);
+
+    // The candidate's deadline is on the deadlines list too.
+    let (_, due) = supervisor
+        .get(&format!(
+            "/api/v1/deadlines?within_days=10&as_of={verified}"
+        ))
+        .await;
+    assert!(
+        due["due_soon"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "abnormal_candidate"),
+        "{due}"
+    );
+}
+
+/// Overwrites the time of a phone's last submission, as a phone that
+/// submitted offline long ago would have written it.
+fn backdate_submission(doc: &mut RecordDoc, at: &str) {
+    let mut submission: Submission = doc.submissions().unwrap().pop().unwrap();
+    submission.at = at.parse().unwrap();
+    let obj = match doc.automerge().get(automerge::ROOT, "submissions").unwrap() {
+        Some((_, id)) => id,
+        None => panic!("no submissions map"),
+    };
+    doc.automerge_mut()
+        .put(
+            &obj,
+            submission.round.to_string(),
+            serde_json::to_string(&submission).unwrap(),
+        )
+        .unwrap();
+    doc.automerge_mut().commit();
+}
+
+#[tokio::test]
+async fn monthly_statistics_match_a_hand_count() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 3, 30).await;
+    let planner = server.login("planner").await;
+    let supervisor = server.login("supervisor").await;
+    // Of the 30 targets, 9 are in risk class A and 6 in class C.
+    // Task 1: SCJG, two of the 9 class A targets. Task 2: joint SCJG + YJGL,
+    // one of the 6 class C targets.
+    let t1 = make_task(&planner, agency.plan_id, "T-ST-1", json!({"count": 2})).await;
+    let t2 = make_task(
+        &planner,
+        agency.plan_id,
+        "T-ST-2",
+        json!({"count": 1, "joint": true,
+               "conditions": {"industries": ["餐饮业"], "risk_classes": ["C"]},
+               "items": [{"code": "SCJG-SP-002"}, {"code": "YJGL-WH-001"}]}),
+    )
+    .await;
+    let r1 = draw(&server, &planner, t1).await;
+    let r2 = draw(&server, &planner, t2).await;
+    assert_eq!((r1.len(), r2.len()), (2, 1));
+    let plan: Vec<(RecordSummary, Vec<ResultCategory>, bool)> = vec![
+        (r1[0].clone(), vec![ResultCategory::NoProblem], false),
+        // Submitted offline on 1 September: published late.
+        (r1[1].clone(), vec![ResultCategory::NotPublicized], true),
+        (r2[0].clone(), vec![ResultCategory::NoProblem], false),
+    ];
+    for (record, results, late) in &plan {
+        let id = record.id.clone();
+        let (mut a, mut b) = phones(&server, record).await;
+        fill(a.doc(&id), "现场核查", results, None);
+        a.sync(&server).await;
+        b.sync(&server).await;
+        let me = a.me();
+        a.doc(&id).sign(&me, None).unwrap();
+        a.sync(&server).await;
+        b.sync(&server).await;
+        let me = b.me();
+        b.doc(&id).sign(&me, None).unwrap();
+        b.sync(&server).await;
+        a.sync(&server).await;
+        let me = a.me();
+        a.doc(&id).submit(&me).unwrap();
+        if *late {
+            backdate_submission(a.doc(&id), "2026-09-01T02:00:00Z");
+        }
+        a.sync(&server).await;
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+    }
+    let today = suiji_server::review::china_today();
+    let today = today.to_string();
+    let year: i32 = today[..4].parse().unwrap();
+    let month: u32 = today[5..7].parse().unwrap();
+    let (s, stats) = supervisor
+        .get(&format!("/api/v1/stats?year={year}&month={month}"))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{stats}");
+    let row = |code: &str| {
+        stats["departments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["department"] == code)
+            .unwrap()
+            .clone()
+    };
+    // Hand count. SCJG: both tasks (15 in scope, 3 drawn), items checked 3
+    // (one per record), results 未发现问题 2, 未按规定公示 1, one published late.
+    let scjg = row("SCJG");
+    assert_eq!(scjg["tasks"], 2);
+    assert_eq!(scjg["targets_in_scope"], 15);
+    assert_eq!(scjg["drawn"], 3);
+    assert_eq!(scjg["ratio"], 0.2);
+    assert_eq!(scjg["items_checked"], 3);
+    assert_eq!(scjg["results"]["no_problem"], 2);
+    assert_eq!(scjg["results"]["not_publicized"], 1);
+    assert_eq!(scjg["results"]["unreachable"], 0);
+    assert_eq!(scjg["published"], 3);
+    assert_eq!(scjg["published_on_time"], 2);
+    assert_eq!(scjg["published_late"], 1);
+    // YJGL: only the joint task (6 in scope, 1 drawn), its own item checked once.
+    let yjgl = row("YJGL");
+    assert_eq!(yjgl["tasks"], 1);
+    assert_eq!(yjgl["targets_in_scope"], 6);
+    assert_eq!(yjgl["drawn"], 1);
+    assert_eq!(yjgl["ratio"], 0.1667);
+    assert_eq!(yjgl["items_checked"], 1);
+    assert_eq!(yjgl["results"]["no_problem"], 1);
+    assert_eq!(yjgl["published_on_time"], 1);
+    // The agency counts each task and item once: 4 items (1 + 1 + 2).
+    let all = &stats["agency"];
+    assert_eq!(all["tasks"], 2);
+    assert_eq!(all["targets_in_scope"], 15);
+    assert_eq!(all["drawn"], 3);
+    assert_eq!(all["items_checked"], 4);
+    assert_eq!(all["results"]["no_problem"], 2);
+    assert_eq!(all["published"], 3);
+    assert_eq!(all["published_late"], 1);
+
+    // Another month is empty; the year holds the same numbers.
+    let (_, other) = supervisor
+        .get(&format!("/api/v1/stats?year={}&month={month}", year - 1))
+        .await;
+    assert_eq!(other["agency"]["tasks"], 0);
+    let (_, whole) = supervisor.get(&format!("/api/v1/stats?year={year}")).await;
+    assert_eq!(whole["agency"], stats["agency"]);
+
+    let response = supervisor
+        .raw(
+            reqwest::Method::GET,
+            &format!("/api/v1/stats?year={year}&month={month}&format=csv"),
+        )
+        .send()
+        .await
+        .unwrap();
+    let bytes = response.bytes().await.unwrap();
+    assert_eq!(&bytes[..3], b"\xEF\xBB\xBF");
+    let csv = std::str::from_utf8(&bytes[3..]).unwrap();
+    let last = csv.lines().last().unwrap();
+    assert!(last.starts_with("合计,全部,2,15,3,20.00%,4,2,"), "{csv}");
+    let (s, err) = supervisor.get("/api/v1/stats?year=2026&month=13").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+}
+
+/// A 2027 schedule in holiday-cn's format (New Year's Day only).
+fn year_2027() -> Value {
+    json!({"year": 2027, "papers": [], "days": [
+        {"name": "元旦", "date": "2027-01-01", "isOffDay": true}
+    ]})
+}
+
+#[tokio::test]
+async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 3, 30).await;
+    let planner = server.login("planner").await;
+    // Window ends the day before the National Day holiday (1–7 October 2026).
+    let autumn = make_task(
+        &planner,
+        agency.plan_id,
+        "T-DL-1",
+        json!({"count": 1, "window_end": "2026-09-30"}),
+    )
+    .await;
+    // Window ends in mid-December: 20 working days reach into 2027.
+    let winter = make_task(
+        &planner,
+        agency.plan_id,
+        "T-DL-2",
+        json!({"count": 1, "window_end": "2026-12-15"}),
+    )
+    .await;
+    let (s, err) = planner
+        .post(&format!("/api/v1/tasks/{winter}/draw/commit"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{err}");
+    // The draw itself computes the record's deadline and so needs 2027: refused.
+    let (s, err) = planner
+        .post(
+            &format!("/api/v1/tasks/{winter}/draw"),
+            &json!({"commitment_id": err["id"], "entropy": []}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert!(
+        err["error"]["message"].as_str().unwrap().contains("2027"),
+        "{err}"
+    );
+    let autumn_records = draw(&server, &planner, autumn).await;
+
+    let supervisor = server.login("supervisor").await;
+    // 30 Sep + 20 working days: 8, 9, 10 (Saturday make-up day), 12–16,
+    // 19–23, 26–30 October, 2 and 3 November.
+    let (s, due) = supervisor
+        .get("/api/v1/deadlines?within_days=5&as_of=2026-10-30")
+        .await;
+    assert_eq!(s, StatusCode::OK, "{due}");
+    let record = due["due_soon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "record_result")
+        .unwrap_or_else(|| panic!("{due}"))
+        .clone();
+    assert_eq!(record["record_id"], autumn_records[0].id.as_str());
+    assert_eq!(record["deadline"], "2026-11-03");
+    assert_eq!(record["counted_from_kind"], "window_end");
+    assert_eq!(record["working_days_left"], 2, "2 and 3 November");
+    // The drawn list: 5 working days after the draw (today), until published.
+    let drawn_on = suiji_server::review::china_today();
+    let list_deadline = Calendar::official().add_working_days(drawn_on, 5).unwrap();
+    let (_, due) = supervisor
+        .get(&format!("/api/v1/deadlines?within_days=5&as_of={drawn_on}"))
+        .await;
+    let list = due["due_soon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["kind"] == "drawn_list" && e["task_id"] == autumn)
+        .unwrap_or_else(|| panic!("{due}"))
+        .clone();
+    assert_eq!(list["deadline"], list_deadline.to_string());
+    // Overdue the day after; the list once published is gone.
+    let (_, due) = supervisor
+        .get("/api/v1/deadlines?within_days=5&as_of=2026-11-04")
+        .await;
+    assert!(
+        due["overdue"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["record_id"] == autumn_records[0].id.as_str()),
+        "{due}"
+    );
+    let (s, _) = planner
+        .post(&format!("/api/v1/tasks/{autumn}/draw/publish"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, due) = supervisor
+        .get(&format!("/api/v1/deadlines?within_days=5&as_of={drawn_on}"))
+        .await;
+    assert!(
+        !text(&due).contains("drawn_list"),
+        "published lists have no deadline: {due}"
+    );
+    // The overdue filter of the queue uses the same clock.
+    let (_, queue) = supervisor
+        .get("/api/v1/review/queue?status=all&overdue=true")
+        .await;
+    assert_eq!(queue["total"], 0, "nothing submitted yet: {queue}");
+
+    // An inspection that ended on 21 December has its deadline in 2027, for
+    // which the calendar has no schedule: reported on the entry, not guessed.
+    let id = autumn_records[0].id.clone();
+    let (mut a, mut b) = phones(&server, &autumn_records[0]).await;
+    fill(a.doc(&id), "现场核查", &[ResultCategory::NoProblem], None);
+    a.sync(&server).await;
+    b.sync(&server).await;
+    a.sync(&server).await;
+    let me = a.me();
+    a.doc(&id).sign(&me, None).unwrap();
+    a.sync(&server).await;
+    b.sync(&server).await;
+    let me = b.me();
+    b.doc(&id).sign(&me, None).unwrap();
+    b.sync(&server).await;
+    a.sync(&server).await;
+    let me = a.me();
+    a.doc(&id).submit(&me).unwrap();
+    backdate_submission(a.doc(&id), "2026-12-21T02:00:00Z");
+    a.sync(&server).await;
+    let (_, due) = supervisor
+        .get("/api/v1/deadlines?within_days=5&as_of=2026-12-22")
+        .await;
+    let unknown = due["unknown"].as_array().unwrap();
+    assert_eq!(unknown.len(), 1, "{due}");
+    assert_eq!(unknown[0]["record_id"], id.as_str());
+    assert_eq!(unknown[0]["counted_from"], "2026-12-21");
+    assert!(unknown[0]["deadline"].is_null(), "{due}");
+    assert!(
+        unknown[0]["deadline_error"]
+            .as_str()
+            .unwrap()
+            .contains("2027"),
+        "{due}"
+    );
+    let (_, view) = supervisor.get(&format!("/api/v1/records/{id}")).await;
+    assert!(view["publication"]["deadline_error"].is_string(), "{view}");
+
+    // Loading 2027 fixes it: 22–25, 28–31 December, 4–8, 11–15, 18, 19 January.
+    let admin = server.login("admin").await;
+    let (s, body) = admin.post("/api/v1/admin/calendar", &year_2027()).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (_, due) = supervisor
+        .get("/api/v1/deadlines?within_days=20&as_of=2026-12-22")
+        .await;
+    assert_eq!(due["unknown"].as_array().unwrap().len(), 0, "{due}");
+    let entry = due["due_soon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["record_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{due}"))
+        .clone();
+    assert_eq!(entry["deadline"], "2027-01-19");
+    assert_eq!(entry["working_days_left"], 19);
+    let (_, queue) = supervisor.get("/api/v1/review/queue").await;
+    assert_eq!(queue["items"][0]["inspection_ended_on"], "2026-12-21");
+}
+
+#[tokio::test]
+async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
+    let server = TestServer::start().await;
+    let admin = server.login("admin").await;
+    let supervisor = server.login("supervisor").await;
+    let (s, _) = supervisor
+        .post("/api/v1/admin/calendar", &year_2027())
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    let (s, err) = admin
+        .post(
+            "/api/v1/admin/calendar",
+            &json!({"year": 2027, "days": [{"date": "soon"}]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    let (_, years) = supervisor.get("/api/v1/calendar").await;
+    assert!(!text(&years).contains("2027"), "{years}");
+    assert!(
+        server
+            .state
+            .calendar()
+            .is_working_day("2027-01-04".parse().unwrap())
+            .is_err()
+    );
+
+    let (s, body) = admin.post("/api/v1/admin/calendar", &year_2027()).await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    assert_eq!(body["year"], 2027);
+    let (_, years) = supervisor.get("/api/v1/calendar").await;
+    let list = years["years"].as_array().unwrap();
+    assert_eq!(list.first().unwrap()["year"], 2019);
+    assert_eq!(list.last().unwrap()["year"], 2027);
+    assert_eq!(list.last().unwrap()["source"], "loaded");
+    assert_eq!(list[0]["source"], "shipped");
+    let cal = server.state.calendar();
+    assert!(!cal.is_working_day("2027-01-01".parse().unwrap()).unwrap());
+    assert!(cal.is_working_day("2027-01-04".parse().unwrap()).unwrap());
+
+    // Restart: a fresh state opened over the same data directory has 2027.
+    let dir = server.dir.path().to_owned();
+    let reopened = suiji_server::open(suiji_server::Config {
+        data_dir: dir,
+        demo: false,
+    })
+    .unwrap();
+    let cal = reopened.calendar();
+    assert!(cal.years().any(|y| y == 2027));
+    assert!(!cal.is_working_day("2027-01-01".parse().unwrap()).unwrap());
+    assert_eq!(
+        cal.add_working_days("2026-12-31".parse().unwrap(), 1)
+            .unwrap()
+            .to_string(),
+        "2027-01-04"
+    );
+}
