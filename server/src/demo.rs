@@ -609,6 +609,10 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
         draw::execute(tx, "planner", food_task, commitment.id, entropy, calendar)?;
         draw::publish(tx, "planner", food_task)?;
         summary.published_draws = 1;
+        // Review and publication of a task of its own, through the real code paths.
+        let plan_id = plans::get_task_by_id(tx, food_task)?.plan_id;
+        crate::review::demo::walk(tx, plan_id, calendar)?;
+        summary.published_draws += 1;
         Ok(summary)
     })
 }

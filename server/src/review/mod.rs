@@ -17,6 +17,7 @@ use crate::error::{Error, Result};
 
 pub mod calendar_admin;
 pub mod deadlines;
+pub mod demo;
 pub mod index;
 pub mod publication;
 pub mod records;

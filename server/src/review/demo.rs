@@ -1,0 +1,323 @@
+//! The demo's walk through the whole chain after the draw: a task of its own
+//! is drawn, two simulated phones per record fill and sign it offline and
+//! sync through the real sync exchange, a supervisor returns one record,
+//! approves and publishes others. A newcomer starting `serve --demo` sees
+//! published results, a returned record and a record waiting for review.
+
+use std::collections::HashMap;
+
+use automerge::sync::{Message, State, SyncDoc};
+use rusqlite::Transaction;
+use suiji_mobile_core::record::{SubmitOutcome, inspector_actor};
+use suiji_mobile_core::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest};
+use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
+use suiji_mobile_core::{InspectorId, RecordDoc};
+
+use super::publication::publish_record;
+use super::records::{Decision, decide};
+use crate::auth::{AuthUser, Role};
+use crate::calendar::Calendar;
+use crate::draw::{self, records};
+use crate::error::{Error, Result};
+use crate::plans::{self, Conditions, NewTask, TaskItemInput};
+use crate::sync::{SyncStates, exchange};
+
+/// A phone held in memory: one inspector's documents and sync states.
+struct Phone {
+    inspector: i64,
+    device: String,
+    docs: HashMap<String, RecordDoc>,
+    states: HashMap<String, State>,
+}
+
+impl Phone {
+    fn new(inspector: i64, device: &str) -> Phone {
+        Phone {
+            inspector,
+            device: device.to_owned(),
+            docs: HashMap::new(),
+            states: HashMap::new(),
+        }
+    }
+
+    fn id(&self) -> InspectorId {
+        InspectorId::new(self.inspector.to_string())
+    }
+
+    fn doc(&mut self, id: &str) -> Result<&mut RecordDoc> {
+        self.docs
+            .get_mut(id)
+            .ok_or_else(|| Error::Internal(format!("demo phone lacks record {id}")))
+    }
+
+    fn sync(&mut self, tx: &Transaction<'_>, states: &SyncStates) -> Result<()> {
+        for round in 1..=10 {
+            let mut held = Vec::new();
+            let mut messages = Vec::new();
+            for (id, doc) in &mut self.docs {
+                held.push(HeldRecord {
+                    record_id: id.clone(),
+                    heads: doc.heads_hex(),
+                });
+                let state = self.states.entry(id.clone()).or_default();
+                if let Some(m) = doc.automerge_mut().sync().generate_sync_message(state) {
+                    messages.push(DocMessage {
+                        record_id: id.clone(),
+                        message: m.encode(),
+                    });
+                }
+            }
+            let quiet = messages.is_empty();
+            let response = exchange(
+                tx,
+                states,
+                self.inspector,
+                SyncRequest {
+                    protocol: PROTOCOL_VERSION,
+                    device: self.device.clone(),
+                    round,
+                    held,
+                    messages,
+                },
+            )?;
+            let done = response.in_sync && quiet;
+            for new in response.new_records {
+                let mut doc = RecordDoc::load(&new.document).map_err(demo_err)?;
+                doc.set_actor(inspector_actor(&self.id(), self.device.as_bytes()));
+                self.docs.insert(new.record_id, doc);
+            }
+            for m in response.messages {
+                let state = self.states.entry(m.record_id.clone()).or_default();
+                let message = Message::decode(&m.message)
+                    .map_err(|e| Error::Internal(format!("demo sync message: {e}")))?;
+                if let Some(doc) = self.docs.get_mut(&m.record_id) {
+                    doc.automerge_mut()
+                        .sync()
+                        .receive_sync_message(state, message)
+                        .map_err(|e| demo_err(e.into()))?;
+                }
+            }
+            if done {
+                return Ok(());
+            }
+        }
+        Err(Error::Internal("demo phone sync did not converge".into()))
+    }
+}
+
+fn demo_err(e: suiji_mobile_core::Error) -> Error {
+    Error::Internal(format!("demo record: {e}"))
+}
+
+/// Fills a record on phone `a` while `b` takes the party's statement, both
+/// offline; then they sync, both sign, and `a` submits.
+/// What the inspectors record: a finding for every item, the results, and a
+/// rectification deadline if they ordered one.
+struct Answers<'a>(&'a str, &'a [ResultCategory], Option<&'a str>);
+
+fn inspect(
+    tx: &Transaction<'_>,
+    states: &SyncStates,
+    (a, b): (&mut Phone, &mut Phone),
+    id: &str,
+    Answers(finding, results, rectify_by): Answers<'_>,
+) -> Result<()> {
+    let doc = a.doc(id)?;
+    for item in doc.assignment().map_err(demo_err)?.items {
+        doc.set_checked(&item.code, true).map_err(demo_err)?;
+        doc.set_methods(&item.code, &[Method::OnSite])
+            .map_err(demo_err)?;
+        doc.set_finding(&item.code, finding).map_err(demo_err)?;
+    }
+    doc.set_result_categories(results).map_err(demo_err)?;
+    match rectify_by {
+        Some(date) => doc.set_follow_up(
+            Some(FollowUpMeasure::OrderRectification),
+            date.parse().ok(),
+            Some("责令限期整改"),
+        ),
+        None => doc.set_follow_up(Some(FollowUpMeasure::None), None, None),
+    }
+    .map_err(demo_err)?;
+    b.doc(id)?
+        .set_party_statement("对检查结果无异议")
+        .map_err(demo_err)?;
+    a.sync(tx, states)?;
+    b.sync(tx, states)?;
+    a.sync(tx, states)?;
+    for phone in [&mut *a, &mut *b] {
+        let me = phone.id();
+        phone.doc(id)?.sign(&me, None).map_err(demo_err)?;
+        phone.sync(tx, states)?;
+    }
+    a.sync(tx, states)?;
+    let me = a.id();
+    match a.doc(id)?.submit(&me).map_err(demo_err)? {
+        SubmitOutcome::Submitted { .. } => a.sync(tx, states),
+        SubmitOutcome::Incomplete { missing } => Err(Error::Internal(format!(
+            "demo record {id} incomplete: {missing:?}"
+        ))),
+    }
+}
+
+/// Draws a small task of its own in `plan_id` and walks its records through
+/// inspection, review and publication.
+pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<()> {
+    let task = plans::insert_task(
+        tx,
+        "demo",
+        plan_id,
+        &NewTask {
+            number: "HZ-2026-SJ-01-004".into(),
+            name: "2026年餐饮服务单位复查抽查".into(),
+            directed: true,
+            conditions: Conditions {
+                industries: vec!["餐饮业".into()],
+                reg_statuses: vec!["存续".into()],
+                risk_classes: vec!["A".into()],
+                ..Conditions::default()
+            },
+            ratio: None,
+            count: Some(4),
+            items: vec![TaskItemInput {
+                code: "SCJG-SP-002".into(),
+                version: None,
+                department: None,
+            }],
+            window_start: "2026-10-08"
+                .parse()
+                .map_err(|_| Error::Internal("date".into()))?,
+            window_end: "2026-11-20"
+                .parse()
+                .map_err(|_| Error::Internal("date".into()))?,
+            department: None,
+            joint: false,
+        },
+    )?;
+    let commitment = draw::commit(tx, "planner", task.id)?;
+    draw::execute(tx, "planner", task.id, commitment.id, Vec::new(), calendar)?;
+    draw::publish(tx, "planner", task.id)?;
+    let list = records::list(tx, Some(task.id), None)?;
+    let supervisor: i64 = tx.query_row(
+        "SELECT id FROM users WHERE username = 'supervisor'",
+        [],
+        |r| r.get(0),
+    )?;
+    let user = AuthUser {
+        user_id: supervisor,
+        username: "supervisor".into(),
+        roles: vec![Role::Supervisor],
+        session_id: 0,
+    };
+    let states = SyncStates::default();
+    for (n, record) in list.iter().take(4).enumerate() {
+        let (Some(&lead), Some(&second)) = (record.group.first(), record.group.get(1)) else {
+            continue;
+        };
+        let mut a = Phone::new(lead, &format!("de{n:02}a"));
+        let mut b = Phone::new(second, &format!("de{n:02}b"));
+        a.sync(tx, &states)?;
+        b.sync(tx, &states)?;
+        let id = record.id.as_str();
+        match n {
+            0 => {
+                inspect(
+                    tx,
+                    &states,
+                    (&mut a, &mut b),
+                    id,
+                    Answers("证照齐全，后厨卫生良好", &[ResultCategory::NoProblem], None),
+                )?;
+                decide(tx, &user, id, &Decision::Approve(Some("同意".into())))?;
+                publish_record(tx, &user, id)?;
+            }
+            1 => {
+                inspect(
+                    tx,
+                    &states,
+                    (&mut a, &mut b),
+                    id,
+                    Answers(
+                        "部分从业人员健康证明过期",
+                        &[ResultCategory::Rectified],
+                        Some("2026-12-31"),
+                    ),
+                )?;
+                decide(tx, &user, id, &Decision::Approve(None))?;
+                publish_record(tx, &user, id)?;
+            }
+            2 => {
+                inspect(
+                    tx,
+                    &states,
+                    (&mut a, &mut b),
+                    id,
+                    Answers("正常", &[ResultCategory::NoProblem], None),
+                )?;
+                decide(
+                    tx,
+                    &user,
+                    id,
+                    &Decision::Return("检查情况过于简略，请写明查验的证照和加工场所情况".into()),
+                )?;
+                // The phones learn of the return at their next sync.
+                a.sync(tx, &states)?;
+                b.sync(tx, &states)?;
+            }
+            _ => {
+                inspect(
+                    tx,
+                    &states,
+                    (&mut a, &mut b),
+                    id,
+                    Answers(
+                        "冷藏设施运行正常，进货查验记录完整",
+                        &[ResultCategory::NoProblem],
+                        None,
+                    ),
+                )?;
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::calendar::Calendar;
+    use crate::db::Db;
+
+    #[test]
+    fn the_demo_has_published_results_a_returned_record_and_one_to_review() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("d.db")).unwrap();
+        crate::demo::seed(&db, &Calendar::official()).unwrap();
+        db.write_blocking(super::super::refresh_stale).unwrap();
+        let states: Vec<(String, i64)> = db
+            .read_blocking(|c| {
+                let mut stmt = c.prepare(
+                    "SELECT r.review_state, COUNT(*) FROM records r JOIN tasks t ON t.id = r.task_id
+                     WHERE t.number = 'HZ-2026-SJ-01-004' AND r.review_state <> 'open' GROUP BY r.review_state ORDER BY 1",
+                )?;
+                let rows = stmt
+                    .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<_, _>>()?;
+                Ok(rows)
+            })
+            .unwrap();
+        assert_eq!(
+            states,
+            [
+                ("published".to_owned(), 2),
+                ("returned".to_owned(), 1),
+                ("submitted".to_owned(), 1)
+            ]
+        );
+        let follow_ups: i64 = db
+            .read_blocking(
+                |c| Ok(c.query_row("SELECT COUNT(*) FROM follow_ups", [], |r| r.get(0))?),
+            )
+            .unwrap();
+        assert_eq!(follow_ups, 1);
+    }
+}
