@@ -209,6 +209,13 @@ fn apply_message(
         .sync()
         .receive_sync_message(state, message)
         .map_err(|e| malformed(e.to_string()))?;
+    if !copy.automerge_mut().get_missing_deps(&[]).is_empty() {
+        // Changes whose dependencies have not arrived (the sender's Bloom
+        // filter hid them) are not kept half; forget what the peer was sent
+        // so the next exchange starts over and brings the whole history.
+        *state = State::new();
+        return Ok(false);
+    }
     if copy.heads() == before {
         return Ok(false);
     }
