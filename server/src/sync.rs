@@ -268,6 +268,7 @@ fn apply_message(
         append_changes(tx, record_id, &mut copy)?;
     }
     index_blobs(tx, record_id, &copy)?;
+    crate::review::refresh_record_index(tx, record_id, &copy)?;
     maybe_compact(tx, record_id, &mut copy)?;
     *doc = copy;
     Ok(true)
