@@ -313,14 +313,21 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<
 
 /// The inspector pool of a task: active inspectors of the participating
 /// departments qualified for their department's items, each with the targets
-/// of the pool they are excluded from. Sorted by id.
+/// of the pool they are excluded from. Sorted by id. `targets` must be
+/// sorted by 统一社会信用代码, as [`target_pool`] returns it.
 pub fn inspector_pool(
     conn: &Connection,
     task: &Task,
     params: &Params,
     targets: &[PoolTarget],
 ) -> Result<Vec<PoolInspector>> {
-    let in_pool: HashSet<&str> = targets.iter().map(|t| t.uscc.as_str()).collect();
+    // The pool is sorted by code, so membership is a binary search: no
+    // million-entry set to build for a few thousand conflicts.
+    let in_pool = |uscc: &str| {
+        targets
+            .binary_search_by(|t| t.uscc.as_str().cmp(uscc))
+            .is_ok()
+    };
     let mut pool: Vec<PoolInspector> = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT i.id, d.code, i.expertise FROM inspectors i JOIN departments d ON d.id = i.department_id
@@ -364,7 +371,7 @@ pub fn inspector_pool(
     let index: HashMap<i64, usize> = pool.iter().enumerate().map(|(p, i)| (i.id, p)).collect();
     let mut add = |inspector: i64, uscc: String| {
         if let Some(&p) = index.get(&inspector)
-            && in_pool.contains(uscc.as_str())
+            && in_pool(uscc.as_str())
         {
             pool[p].excluded.push(uscc);
         }
