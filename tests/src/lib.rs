@@ -427,15 +427,19 @@ impl Phone {
     }
 }
 
-/// Heads of a record on the server.
-pub fn server_heads(server: &TestServer, id: &str) -> Vec<String> {
+/// The server's copy of a record document.
+pub fn server_record(server: &TestServer, id: &str) -> suiji_mobile_core::RecordDoc {
     let id = id.to_owned();
     server
         .state
         .db
         .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
         .expect("record on server")
-        .heads_hex()
+}
+
+/// Heads of a record on the server.
+pub fn server_heads(server: &TestServer, id: &str) -> Vec<String> {
+    server_record(server, id).heads_hex()
 }
 
 /// A drawn task for sync tests: `seed_agency` with `per_department`

@@ -5,8 +5,8 @@ use std::collections::HashSet;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use suiji_server::draw::{DrawRecord, records, verify};
-use suiji_tests::{Client, TestServer, seed_agency};
+use suiji_server::draw::{DrawRecord, verify};
+use suiji_tests::{Client, TestServer, seed_agency, server_record};
 
 async fn task(planner: &Client, plan_id: i64, number: &str, body: Value) -> i64 {
     let mut task = json!({
@@ -134,11 +134,7 @@ async fn commit_then_draw_creates_records_and_stays_confidential_until_published
     assert_eq!(list.len() as u64, drawn);
     for r in list {
         let id = r["id"].as_str().unwrap().to_owned();
-        let doc = server
-            .state
-            .db
-            .read_blocking(move |c| records::load_document(c, &id))
-            .unwrap();
+        let doc = server_record(&server, &id);
         let assignment = doc.assignment().unwrap();
         let group: Vec<i64> = assignment
             .inspectors
@@ -257,11 +253,7 @@ async fn redraws_keep_the_old_record_and_update_the_assignment() {
         .unwrap();
     assert_eq!(&now["group"], &json!(group));
     let id = victim["id"].as_str().unwrap().to_owned();
-    let doc = server
-        .state
-        .db
-        .read_blocking(move |c| records::load_document(c, &id))
-        .unwrap();
+    let doc = server_record(&server, &id);
     let ids: Vec<String> = doc
         .assignment()
         .unwrap()

@@ -9,7 +9,7 @@ use serde_json::json;
 use suiji_mobile_core::sync::wire;
 use suiji_mobile_core::{ItemCode, RecordId};
 use suiji_tests::proxy::{Direction, FaultProxy};
-use suiji_tests::{Phone, TestServer, drawn_task, server_heads};
+use suiji_tests::{Phone, TestServer, drawn_task, server_heads, server_record};
 
 /// A small real JPEG.
 fn jpeg(seed: u8) -> Vec<u8> {
@@ -91,14 +91,7 @@ async fn merge_offline_edits(a_first: bool) {
     for doc in [
         phone_a.store.record(&rid).unwrap(),
         phone_b.store.record(&rid).unwrap(),
-        {
-            let id = id.clone();
-            server
-                .state
-                .db
-                .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
-                .unwrap()
-        },
+        server_record(&server, &id),
     ] {
         let conflicts = doc.conflicts().unwrap();
         assert_eq!(conflicts.len(), 1, "{conflicts:?}");
@@ -369,14 +362,7 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
     // Retrying completes; the server has the edit once and the photo whole.
     let report = phone.sync(&proxy.url()).await.unwrap();
     assert!(report.complete, "{report:?}");
-    let mut server_doc = {
-        let id = id.clone();
-        server
-            .state
-            .db
-            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
-            .unwrap()
-    };
+    let mut server_doc = server_record(&server, &id);
     assert_eq!(
         server_doc.item(&item).unwrap().finding.as_deref(),
         Some("第一次记录")
@@ -403,14 +389,7 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
 
     // A second sync sends nothing new and duplicates nothing.
     phone.sync(&proxy.url()).await.unwrap();
-    let mut again = {
-        let id = id.clone();
-        server
-            .state
-            .db
-            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
-            .unwrap()
-    };
+    let mut again = server_record(&server, &id);
     assert_eq!(
         again.automerge_mut().get_changes(&[]).len(),
         changes_before_retry
@@ -427,14 +406,7 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
     let report = phone.sync(&server.base).await.unwrap();
     assert!(report.complete);
     assert_eq!(phone.heads(&id), server_heads(&server, &id));
-    let doc = {
-        let id = id.clone();
-        server
-            .state
-            .db
-            .read_blocking(move |c| suiji_server::draw::records::load_document(c, &id))
-            .unwrap()
-    };
+    let doc = server_record(&server, &id);
     assert_eq!(
         doc.item(&item).unwrap().disposition.as_deref(),
         Some("现场责令整改")
