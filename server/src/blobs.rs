@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
@@ -25,9 +25,15 @@ use crate::auth::{AuthUser, Role};
 use crate::db::now;
 use crate::error::{Error, Result};
 use crate::extract::{ApiPath, ApiQuery, body_bytes};
+use suiji_mobile_core::sync::wire::{
+    self, BATCH_BLOB_MAX, BATCH_BYTES_MAX, BLOB_BATCH_PATH, BlobBatch, BlobBatchResponse,
+    BlobOutcome, CONTENT_TYPE, PROTOCOL_VERSION, Refusal,
+};
 
 /// Largest chunk accepted in one request.
 pub const CHUNK_LIMIT: usize = 4 * 1024 * 1024;
+/// Largest body of a batch upload: the blobs plus room for their names and framing.
+const BATCH_BODY_LIMIT: usize = BATCH_BYTES_MAX + 64 * 1024;
 /// Default largest blob.
 pub const DEFAULT_MAX_BLOB: u64 = 32 * 1024 * 1024;
 
@@ -41,6 +47,10 @@ pub fn routes() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(CHUNK_LIMIT)),
         )
         .route("/api/v1/blobs/{sha256}/status", get(status))
+        .route(
+            BLOB_BATCH_PATH,
+            post(upload_batch).layer(DefaultBodyLimit::max(BATCH_BODY_LIMIT)),
+        )
 }
 
 /// How much of a blob the server holds.
@@ -208,6 +218,51 @@ impl BlobStore {
         })
     }
 
+    /// Stores a whole blob in one go (a blob of a batch upload). Idempotent; bytes that do
+    /// not hash to `hash` are refused and nothing is kept. Blocking: call off the async
+    /// runtime.
+    pub fn put_whole(&self, hash: &str, bytes: &[u8]) -> Result<UploadStatus> {
+        check_hash(hash)?;
+        if bytes.len() as u64 > self.max_size {
+            return Err(Error::TooLarge {
+                limit: self.max_size as usize,
+            });
+        }
+        let actual = hex::encode(Sha256::digest(bytes));
+        if actual != hash {
+            return Err(Error::invalid(
+                "sha256",
+                format!("the bytes hash to {actual}, not to the blob's name; nothing was kept"),
+            ));
+        }
+        let lock = self.lock(hash);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let target = self.path(hash);
+        if target.exists() {
+            return Ok(UploadStatus {
+                received: bytes.len() as u64,
+                complete: true,
+            });
+        }
+        let staging = self.dir.join("tmp").join(format!("{hash}.whole"));
+        {
+            let mut file = std::fs::File::create(&staging)?;
+            file.write_all(bytes)?;
+            file.sync_data()?;
+        }
+        std::fs::create_dir_all(target.parent().expect("fan-out directory"))?;
+        std::fs::rename(&staging, &target)?;
+        if let Ok(dir) = std::fs::File::open(target.parent().expect("fan-out directory")) {
+            let _ = dir.sync_all();
+        }
+        // A chunked upload of the same blob that was cut off is no longer needed.
+        let _ = std::fs::remove_file(self.partial(hash));
+        Ok(UploadStatus {
+            received: bytes.len() as u64,
+            complete: true,
+        })
+    }
+
     /// The bytes of a complete blob.
     pub fn read(&self, hash: &str) -> Result<Vec<u8>> {
         check_hash(hash)?;
@@ -304,6 +359,107 @@ async fn upload(
         return Ok((StatusCode::CREATED, Json(result)).into_response());
     }
     Ok(Json(result).into_response())
+}
+
+/// `POST /api/v1/blobs`: several small blobs uploaded whole (see [`BlobBatch`]). Each blob
+/// is checked and stored on its own and answered in order; the blobs stored are registered in
+/// one transaction.
+async fn upload_batch(
+    State(state): State<AppState>,
+    user: AuthUser,
+    request: Request,
+) -> Result<Response> {
+    user.require(&[Role::Inspector, Role::Admin])?;
+    let body = body_bytes(request, &state, BATCH_BODY_LIMIT).await?;
+    let batch: BlobBatch =
+        wire::decode(&body).map_err(|e| Error::Malformed(format!("not a blob batch: {e}")))?;
+    if batch.protocol != PROTOCOL_VERSION {
+        return Err(Error::invalid(
+            "protocol",
+            format!(
+                "this server speaks protocol {PROTOCOL_VERSION}, not {}",
+                batch.protocol
+            ),
+        ));
+    }
+    let blobs = state.blobs.clone();
+    let results = tokio::task::spawn_blocking(move || {
+        batch
+            .blobs
+            .into_iter()
+            .map(|blob| {
+                let outcome = if blob.bytes.len() > BATCH_BLOB_MAX {
+                    Err(Error::invalid(
+                        "bytes",
+                        format!(
+                            "a blob of {} bytes is over the batch limit of {BATCH_BLOB_MAX}; upload it in chunks",
+                            blob.bytes.len()
+                        ),
+                    ))
+                } else {
+                    blobs.put_whole(&blob.sha256, &blob.bytes)
+                };
+                (blob.sha256, blob.bytes.len() as i64, outcome)
+            })
+            .collect::<Vec<_>>()
+    })
+    .await?;
+    let stored: Vec<(String, i64)> = results
+        .iter()
+        .filter(|(_, _, outcome)| outcome.is_ok())
+        .map(|(hash, size, _)| (hash.clone(), *size))
+        .collect();
+    if !stored.is_empty() {
+        let uploader = user.user_id;
+        state
+            .db
+            .write(move |tx| {
+                let mut insert = tx.prepare_cached(
+                    "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at) VALUES (?1, ?2, ?3, ?4)",
+                )?;
+                let at = now();
+                for (hash, size) in &stored {
+                    insert.execute(params![hash, size, uploader, at])?;
+                }
+                Ok(())
+            })
+            .await?;
+    }
+    // A blob refused for what it is gets its own outcome; a server fault fails the request.
+    let mut results = results;
+    if let Some(at) = results
+        .iter()
+        .position(|(_, _, o)| o.as_ref().is_err_and(|e| e.status().is_server_error()))
+    {
+        let (_, _, fault) = results.swap_remove(at);
+        return Err(fault.expect_err("found as an error"));
+    }
+    let response = BlobBatchResponse {
+        protocol: PROTOCOL_VERSION,
+        results: results
+            .into_iter()
+            .map(|(sha256, _, outcome)| BlobOutcome {
+                sha256,
+                stored: outcome.is_ok(),
+                refused: outcome.err().map(|e| {
+                    (
+                        e.status().as_u16(),
+                        Refusal {
+                            code: e.code().to_owned(),
+                            message: e.to_string(),
+                            rule: None,
+                            record_id: None,
+                        },
+                    )
+                }),
+            })
+            .collect(),
+    };
+    Ok((
+        [(header::CONTENT_TYPE, CONTENT_TYPE)],
+        wire::encode(&response),
+    )
+        .into_response())
 }
 
 async fn status(

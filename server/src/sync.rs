@@ -24,6 +24,7 @@ use axum::routing::post;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use suiji_mobile_core::RecordDoc;
 use suiji_mobile_core::record::server_actor;
+use suiji_mobile_core::sync::complete_message;
 use suiji_mobile_core::sync::wire::{
     self, CONTENT_TYPE, DocMessage, NewRecord, PROTOCOL_VERSION, SyncRequest, SyncResponse, rules,
 };
@@ -378,7 +379,10 @@ pub fn exchange(
             Some(state) => state,
             None => states.take(tx, id, device)?,
         };
-        if let Some(message) = doc.automerge_mut().sync().generate_sync_message(&mut state) {
+        let sent_before = state.sent_hashes.clone();
+        let generated = doc.automerge_mut().sync().generate_sync_message(&mut state);
+        if let Some(mut message) = generated {
+            complete_message(doc.automerge_mut(), &mut state, &sent_before, &mut message);
             response.messages.push(DocMessage {
                 record_id: id.clone(),
                 message: message.encode(),

@@ -21,7 +21,13 @@ use suiji_server::registry::items::{self, ItemClass, ItemInput, NewItem};
 use suiji_server::registry::targets::{self, TargetInput};
 use suiji_server::{Config, accounts, uscc};
 
-const PHONES: usize = 50;
+/// Phones in the benchmark; `SUIJI_BENCH_PHONES` sets another number for a quick run.
+fn phone_count() -> usize {
+    std::env::var("SUIJI_BENCH_PHONES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(50)
+}
 const RECORDS_PER_PHONE: usize = 40;
 const EDITS_PER_RECORD: usize = 30;
 const PHOTOS_PER_RECORD: usize = 5;
@@ -110,7 +116,7 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
             codes.push(code);
         }
         let at = suiji_server::db::now();
-        let records = PHONES * RECORDS_PER_PHONE / 2;
+        let records = phone_count() * RECORDS_PER_PHONE / 2;
         for i in 0..records {
             targets::insert_unaudited(
                 tx,
@@ -132,7 +138,7 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
             )?;
         }
         let mut list = Vec::new();
-        for n in 0..PHONES {
+        for n in 0..phone_count() {
             let username = format!("phone{n}");
             let user =
                 accounts::insert_user(tx, "bench", &username, "检查员", &hash, &[Role::Inspector])?;
@@ -223,7 +229,7 @@ fn main() -> anyhow::Result<()> {
     println!(
         "setup: {} inspectors, {} records drawn in {:.1} s",
         inspectors.len(),
-        PHONES * RECORDS_PER_PHONE / 2,
+        phone_count() * RECORDS_PER_PHONE / 2,
         started.elapsed().as_secs_f64()
     );
 
@@ -238,7 +244,10 @@ fn main() -> anyhow::Result<()> {
     let mut child = Command::new(&binary)
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(&data)
-        .env("RUST_LOG", "warn")
+        .env(
+            "RUST_LOG",
+            std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
+        )
         .stdout(Stdio::piped())
         .spawn()?;
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -250,7 +259,12 @@ fn main() -> anyhow::Result<()> {
             break url.to_owned();
         }
     };
-    std::thread::spawn(move || for _ in lines {});
+    // The server's own log (RUST_LOG, "warn" by default) goes to standard error.
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            eprintln!("server: {line}");
+        }
+    });
 
     // Phones fetch their assignments.
     let mut phones = Vec::new();
@@ -272,37 +286,21 @@ fn main() -> anyhow::Result<()> {
         fetched.iter().map(|r| r.rounds).max().unwrap_or(0)
     );
 
-    // Offline work.
+    // Offline work, each phone on its own thread.
     let t = Instant::now();
-    let mut change_bytes = 0usize;
-    let mut blob_bytes = 0u64;
-    let mut seed = 0u32;
-    for (store, _) in &phones {
-        for task in store.list_tasks()? {
-            let id = task.record_id.clone();
-            let mut before = store.record(&id)?;
-            let heads = before.heads();
-            let codes: Vec<_> = before
-                .assignment()?
-                .items
-                .iter()
-                .map(|i| i.code.clone())
-                .collect();
-            for e in 0..EDITS_PER_RECORD {
-                let code = &codes[e % codes.len()];
-                store.edit(&id, |doc| {
-                    doc.set_finding(code, &format!("第{e}次记录：现场检查情况正常"))
-                })?;
-            }
-            for p in 0..PHOTOS_PER_RECORD {
-                seed += 1;
-                let photo =
-                    store.import_photo(&id, &codes[p % codes.len()], &jpeg(seed), "现场照片")?;
-                blob_bytes += photo.size;
-            }
-            change_bytes += store.record(&id)?.save_after(&heads).len();
-        }
-    }
+    let work: Vec<(usize, u64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = phones
+            .iter()
+            .enumerate()
+            .map(|(n, (store, _))| scope.spawn(move || offline_work(store, n as u32 * 1000)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("phone thread"))
+            .collect::<anyhow::Result<_>>()
+    })?;
+    let change_bytes: usize = work.iter().map(|(c, _)| c).sum();
+    let blob_bytes: u64 = work.iter().map(|(_, b)| b).sum();
     println!(
         "offline work: {:.1} s; document changes {:.1} MB",
         t.elapsed().as_secs_f64(),
@@ -313,7 +311,7 @@ fn main() -> anyhow::Result<()> {
     let t = Instant::now();
     let reports = run_all(&base, &mut phones)?;
     let elapsed = t.elapsed().as_secs_f64();
-    let record_syncs = PHONES * RECORDS_PER_PHONE;
+    let record_syncs = phone_count() * RECORDS_PER_PHONE;
     let rounds: Vec<u32> = reports.iter().map(|r| r.rounds).collect();
     let wire: u64 = reports
         .iter()
@@ -324,7 +322,8 @@ fn main() -> anyhow::Result<()> {
     // A last round confirms everyone is in step.
     let confirm = run_all(&base, &mut phones)?;
     println!(
-        "sync: {PHONES} phones × {RECORDS_PER_PHONE} records concurrently in {elapsed:.2} s = {:.0} record-syncs/s; all complete: {complete}",
+        "sync: {} phones × {RECORDS_PER_PHONE} records concurrently in {elapsed:.2} s = {:.0} record-syncs/s; all complete: {complete}",
+        phone_count(),
         record_syncs as f64 / elapsed
     );
     println!(
@@ -334,16 +333,58 @@ fn main() -> anyhow::Result<()> {
         confirm.iter().map(|r| r.rounds).max().unwrap_or(0),
         confirm.iter().map(|r| r.bytes_sent).sum::<u64>()
     );
+    let blob_wire: u64 = reports.iter().map(|r| r.blob_bytes_sent).sum();
     println!(
-        "bytes on the wire: {:.1} MB in all; document changes {:.1} MB + photos {:.1} MB ({uploaded} blobs uploaded); wire / (changes + photo originals) = {:.2}",
+        "bytes on the wire: {:.1} MB in all = records {:.1} MB + blobs {:.1} MB ({uploaded} blobs uploaded)",
         wire as f64 / 1e6,
+        (wire - blob_wire) as f64 / 1e6,
+        blob_wire as f64 / 1e6,
+    );
+    println!(
+        "made offline: document changes {:.1} MB + photos and thumbnails {:.1} MB; wire / made = {:.2} (records alone: {:.2}, each change goes up once and down to the partner once)",
         change_bytes as f64 / 1e6,
         blob_bytes as f64 / 1e6,
-        wire as f64 / (change_bytes as f64 + blob_bytes as f64)
+        wire as f64 / (change_bytes as f64 + blob_bytes as f64),
+        (wire - blob_wire) as f64 / change_bytes as f64,
     );
     println!("server peak memory (VmHWM): {:.0} MB", peak_mb(child.id()));
     let _ = child.kill();
     Ok(())
+}
+
+/// One phone's offline work: the item edits and photos of every record it holds. Returns
+/// the bytes of the document changes made and of the blobs queued (photos and thumbnails).
+fn offline_work(store: &Store, mut seed: u32) -> anyhow::Result<(usize, u64)> {
+    let mut change_bytes = 0;
+    let mut blob_bytes = 0;
+    for task in store.list_tasks()? {
+        let id = task.record_id.clone();
+        let mut before = store.record(&id)?;
+        let heads = before.heads();
+        let codes: Vec<_> = before
+            .assignment()?
+            .items
+            .iter()
+            .map(|i| i.code.clone())
+            .collect();
+        for e in 0..EDITS_PER_RECORD {
+            let code = &codes[e % codes.len()];
+            store.edit(&id, |doc| {
+                doc.set_finding(code, &format!("第{e}次记录：现场检查情况正常"))
+            })?;
+        }
+        for p in 0..PHOTOS_PER_RECORD {
+            seed += 1;
+            store.import_photo(&id, &codes[p % codes.len()], &jpeg(seed), "现场照片")?;
+        }
+        change_bytes += store.record(&id)?.save_after(&heads).len();
+    }
+    for entry in store.outbox()? {
+        if let suiji_mobile_core::store::OutboxItem::Blob(hash) = entry.item {
+            blob_bytes += store.blob(&hash)?.len() as u64;
+        }
+    }
+    Ok((change_bytes, blob_bytes))
 }
 
 /// Syncs every phone at once, one thread each.

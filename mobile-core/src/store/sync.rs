@@ -20,9 +20,10 @@ use crate::error::{Error, Result};
 use crate::ids::{BlobHash, RecordId};
 use crate::record::RecordDoc;
 use crate::store::{BlobRole, OutboxEntry, OutboxItem};
+use crate::sync::complete_message;
 use crate::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use automerge::ChangeHash;
-use automerge::sync::{Capability, Message, MessageVersion, State, SyncDoc};
+use automerge::sync::{BloomFilter, Capability, Have, Message, State, SyncDoc};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
@@ -112,12 +113,27 @@ pub struct AppliedRound {
 /// build) reads version-2 messages and the sync-reset flag, and the first message asks it to
 /// forget which changes it believes it sent this device, because the last answer of an
 /// earlier session may never have arrived.
+///
+/// When an earlier sync ended with both sides holding the same heads, the server is taken to
+/// hold at least those (it never loses what it acknowledged), so the first message already
+/// carries every local change made since, instead of only announcing the phone's heads and
+/// waiting a round trip for the server's. Should the server hold less after all, it drops the
+/// message (dependencies missing), forgets its state for this device, and the ordinary
+/// exchange takes over in the next round.
 fn opening_state(persisted: Option<&[u8]>) -> State {
     let mut state = persisted
         .and_then(|bytes| State::decode(bytes).ok())
         .unwrap_or_default();
     state.their_capabilities = Some(vec![Capability::MessageV2, Capability::SyncReset]);
     state.needs_reset = true;
+    if !state.shared_heads.is_empty() {
+        state.their_heads = Some(state.shared_heads.clone());
+        state.their_need = Some(Vec::new());
+        state.their_have = Some(vec![Have {
+            last_sync: state.shared_heads.clone(),
+            bloom: BloomFilter::default(),
+        }]);
+    }
     state
 }
 
@@ -131,54 +147,6 @@ fn settled_state(heads: Vec<ChangeHash>) -> State {
     state.have_responded = true;
     state.their_capabilities = Some(vec![Capability::MessageV2, Capability::SyncReset]);
     state
-}
-
-/// Makes a message that carries changes carry every change the server lacks.
-///
-/// The server applies each message to a copy of its document and keeps the copy only if it
-/// changed and passed its checks, so a change whose dependencies are not on the server yet is
-/// dropped rather than queued. automerge picks the changes to send by the server's Bloom
-/// filter, whose false positives (about 1 %) can hold back a dependency; it then believes
-/// the dependent change delivered and never sends it again, and the sync stalls. So when the
-/// server's heads are known, any change not below them that the message does not carry is
-/// added: the message becomes all of them, or the whole document if that is smaller.
-fn make_complete(
-    doc: &mut RecordDoc,
-    state: &mut State,
-    sent_before: &BTreeSet<ChangeHash>,
-    message: &mut Message,
-) {
-    if message.changes.is_empty() {
-        return;
-    }
-    let Some(theirs) = state.their_heads.clone() else {
-        return;
-    };
-    let automerge = doc.automerge_mut();
-    let known: Vec<ChangeHash> = theirs
-        .into_iter()
-        .filter(|h| automerge.get_change_meta_by_hash(h).is_some())
-        .collect();
-    let missing = automerge.get_changes(&known);
-    let carried = |h: &ChangeHash| state.sent_hashes.contains(h) && !sent_before.contains(h);
-    if missing.iter().all(|c| carried(&c.hash())) {
-        return;
-    }
-    let mut changes = Vec::with_capacity(missing.iter().map(|c| c.raw_bytes().len()).sum());
-    for change in &missing {
-        changes.extend_from_slice(change.raw_bytes());
-    }
-    let whole = automerge.save();
-    if whole.len() < changes.len() {
-        message.changes = vec![whole].into();
-        state
-            .sent_hashes
-            .extend(automerge.get_changes(&[]).iter().map(|c| c.hash()));
-    } else {
-        message.changes = vec![changes].into();
-        state.sent_hashes.extend(missing.iter().map(|c| c.hash()));
-    }
-    message.version = MessageVersion::V2;
 }
 
 fn sorted_hex(heads: &[ChangeHash]) -> Vec<String> {
@@ -267,7 +235,12 @@ impl Store {
                 .sync()
                 .generate_sync_message(&mut state);
             if let Some(mut message) = generated {
-                make_complete(&mut loaded.doc, &mut state, &sent_before, &mut message);
+                complete_message(
+                    loaded.doc.automerge_mut(),
+                    &mut state,
+                    &sent_before,
+                    &mut message,
+                );
                 sent.insert(id.clone(), message.heads.clone());
                 messages.push(DocMessage {
                     record_id: id.0.clone(),

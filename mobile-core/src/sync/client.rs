@@ -30,10 +30,10 @@
 
 use crate::error::{Error, Result};
 use crate::ids::{BlobHash, RecordId};
-use crate::store::{BlobRole, OutboxItem, Store, SyncRefusal};
+use crate::store::{BlobRole, OutboxEntry, OutboxItem, Store, SyncRefusal};
 use crate::sync::wire::{self, CONTENT_TYPE, Refusal, SYNC_PATH, SyncRequest, SyncResponse, rules};
 use serde::Deserialize;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -144,8 +144,10 @@ pub struct SyncReport {
     pub blobs_uploaded: Vec<BlobHash>,
     /// Blobs that could not be uploaded.
     pub blobs_failed: Vec<FailedBlob>,
-    /// HTTP body bytes sent.
+    /// HTTP body bytes sent (all of them, blob uploads included).
     pub bytes_sent: u64,
+    /// Of those, the bytes of blob uploads.
+    pub blob_bytes_sent: u64,
     /// HTTP body bytes received.
     pub bytes_received: u64,
     /// The new tokens, if they were refreshed.
@@ -374,14 +376,29 @@ impl Client {
         http: &mut Http<'_>,
         tally: &mut Tally<'_>,
     ) -> Result<()> {
+        let sent_before = http.bytes_sent;
+        let (small, large): (Vec<_>, Vec<_>) = queued
+            .iter()
+            .partition(|(_, size)| *size as usize <= wire::BATCH_BLOB_MAX);
         let mut done_before = 0u64;
-        for (hash, size) in queued {
+        let mut batch: Vec<&(BlobHash, u64)> = Vec::new();
+        let mut batch_bytes = 0usize;
+        for blob in small {
+            let cost = blob.1 as usize + wire::BATCH_BLOB_OVERHEAD;
+            if !batch.is_empty() && batch_bytes + cost > wire::BATCH_BYTES_MAX {
+                self.upload_batch(store, &batch, &mut done_before, http, tally)?;
+                batch.clear();
+                batch_bytes = 0;
+            }
+            batch_bytes += cost;
+            batch.push(blob);
+        }
+        if !batch.is_empty() {
+            self.upload_batch(store, &batch, &mut done_before, http, tally)?;
+        }
+        for (hash, size) in large {
             // Read the entry again: the blob may have gone with a withdrawn record.
-            let Some(entry) = store
-                .outbox()?
-                .into_iter()
-                .find(|e| e.item == OutboxItem::Blob(hash.clone()))
-            else {
+            let Some(entry) = queued_entries(store)?.remove(hash) else {
                 done_before += size;
                 continue;
             };
@@ -403,6 +420,92 @@ impl Client {
             tally.progress.bytes_done = done_before;
             tally.tick();
         }
+        tally.report.blob_bytes_sent = http.bytes_sent - sent_before;
+        Ok(())
+    }
+
+    /// Uploads small blobs whole in one request ([`wire::BlobBatch`]); each is acknowledged
+    /// or reported failed on its own.
+    fn upload_batch(
+        &self,
+        store: &Store,
+        batch: &[&(BlobHash, u64)],
+        done_before: &mut u64,
+        http: &mut Http<'_>,
+        tally: &mut Tally<'_>,
+    ) -> Result<()> {
+        let batch_size: u64 = batch.iter().map(|(_, size)| size).sum();
+        // Read the entries again: blobs may have gone with a withdrawn record.
+        let mut entries = queued_entries(store)?;
+        let mut blobs = Vec::new();
+        let mut sent = Vec::new();
+        for (hash, _) in batch {
+            let Some(entry) = entries.remove(hash) else {
+                continue;
+            };
+            match store.blob(hash) {
+                Ok(bytes) => {
+                    blobs.push(wire::WholeBlob {
+                        sha256: hash.as_str().to_owned(),
+                        bytes,
+                    });
+                    sent.push((hash, entry));
+                }
+                Err(e) => tally.report.blobs_failed.push(FailedBlob {
+                    sha256: hash.clone(),
+                    reason: e.to_string(),
+                }),
+            }
+        }
+        if !blobs.is_empty() {
+            let body = wire::encode(&wire::BlobBatch {
+                protocol: wire::PROTOCOL_VERSION,
+                blobs,
+            });
+            let answer = self.authorized(
+                http,
+                MAX_SMALL_ANSWER,
+                Call::Post(wire::BLOB_BATCH_PATH, &body, CONTENT_TYPE),
+            )?;
+            if answer.status != 200 {
+                return Err(answer.into_error());
+            }
+            let response: wire::BlobBatchResponse =
+                wire::decode(&answer.body).map_err(|e| Error::Server {
+                    status: 200,
+                    code: "malformed_response".into(),
+                    message: format!("blob batch answer: {e}"),
+                })?;
+            if response.results.len() != sent.len() {
+                return Err(Error::Server {
+                    status: 200,
+                    code: "malformed_response".into(),
+                    message: format!(
+                        "the blob batch answer has {} outcomes for {} blobs",
+                        response.results.len(),
+                        sent.len()
+                    ),
+                });
+            }
+            for ((hash, entry), outcome) in sent.into_iter().zip(response.results) {
+                if outcome.stored && outcome.sha256 == hash.as_str() {
+                    store.ack_outbox(&entry)?;
+                    tally.report.blobs_uploaded.push(hash.clone());
+                } else {
+                    let reason = outcome.refused.map_or_else(
+                        || "the server did not store it".to_owned(),
+                        |(status, r)| format!("{status} {}: {}", r.code, r.message),
+                    );
+                    tally.report.blobs_failed.push(FailedBlob {
+                        sha256: hash.clone(),
+                        reason,
+                    });
+                }
+            }
+        }
+        *done_before += batch_size;
+        tally.progress.bytes_done = *done_before;
+        tally.tick();
         Ok(())
     }
 
@@ -553,6 +656,12 @@ impl Client {
                 (request.send(body), body.len())
             }
         };
+        let what = match call {
+            Call::Get(path) => format!("GET {path}"),
+            Call::Post(path, ..) => format!("POST {path}"),
+            Call::Put(path, _) => format!("PUT {path}"),
+        };
+        let network = |e: ureq::Error| Error::Network(format!("{what}: {e}"));
         let mut response = result.map_err(network)?;
         http.bytes_sent += sent as u64;
         let status = response.status().as_u16();
@@ -565,10 +674,6 @@ impl Client {
         http.bytes_received += body.len() as u64;
         Ok(Answer { status, body })
     }
-}
-
-fn network(e: ureq::Error) -> Error {
-    Error::Network(e.to_string())
 }
 
 /// The blobs queued for upload with their sizes, thumbnails first.
@@ -584,6 +689,18 @@ fn queued_blobs(store: &Store) -> Result<Vec<(BlobHash, u64)>> {
     Ok(queued
         .into_iter()
         .map(|(_, hash, size)| (hash, size))
+        .collect())
+}
+
+/// The blobs in the outbox now, by hash.
+fn queued_entries(store: &Store) -> Result<HashMap<BlobHash, OutboxEntry>> {
+    Ok(store
+        .outbox()?
+        .into_iter()
+        .filter_map(|e| match &e.item {
+            OutboxItem::Blob(hash) => Some((hash.clone(), e)),
+            _ => None,
+        })
         .collect())
 }
 

@@ -3,6 +3,10 @@
 
 pub mod wire;
 
+use automerge::sync::{Message, MessageVersion, State};
+use automerge::{AutoCommit, ChangeHash};
+use std::collections::BTreeSet;
+
 #[cfg(feature = "phone")]
 pub mod client;
 
@@ -11,6 +15,63 @@ pub use client::{
     Client, Credentials, FailedBlob, RefusedRecord, SyncListener, SyncProgress, SyncReport,
     fetch_blob, sync,
 };
+
+/// Makes a message that carries changes carry every change the peer lacks, in the smaller
+/// of two forms: the changes themselves, or the whole document.
+///
+/// Call it on every message generated. The server applies each message to a copy of its
+/// document and keeps the copy only if it changed and passed its checks, so a change whose dependencies are not on the server yet is
+/// dropped rather than queued. automerge picks the changes to send by the peer's Bloom
+/// filter, whose false positives (about 1 %) can hold back a dependency; it then believes
+/// the dependent change delivered and never sends it again, and the sync stalls. So when the
+/// peer's heads are known, any change not below them that the message does not carry is
+/// added. automerge also sends the whole document whenever the peer lacks more than a third
+/// of its changes, which for a record (a large assignment, then many small edits) is often
+/// several times the size of the edits; then the changes go instead.
+pub fn complete_message(
+    automerge: &mut AutoCommit,
+    state: &mut State,
+    sent_before: &BTreeSet<ChangeHash>,
+    message: &mut Message,
+) {
+    if message.changes.is_empty() {
+        return;
+    }
+    let Some(theirs) = state.their_heads.clone() else {
+        return;
+    };
+    // What the peer surely holds: its heads that are known here, and the heads both sides
+    // last shared (its other heads are changes it has and this side has not seen yet).
+    let mut known: Vec<ChangeHash> = theirs
+        .into_iter()
+        .chain(state.shared_heads.iter().copied())
+        .filter(|h| automerge.get_change_meta_by_hash(h).is_some())
+        .collect();
+    known.sort();
+    known.dedup();
+    let missing = automerge.get_changes(&known);
+    let carried = |h: &ChangeHash| state.sent_hashes.contains(h) && !sent_before.contains(h);
+    let changes_len: usize = missing.iter().map(|c| c.raw_bytes().len()).sum();
+    let message_len: usize = message.changes.iter().map(<[u8]>::len).sum();
+    if missing.iter().all(|c| carried(&c.hash())) && message_len <= changes_len {
+        return;
+    }
+    let mut changes = Vec::with_capacity(changes_len);
+    for change in &missing {
+        changes.extend_from_slice(change.raw_bytes());
+    }
+    let whole = automerge.save();
+    if whole.len() < changes.len() {
+        message.changes = vec![whole].into();
+        state
+            .sent_hashes
+            .extend(automerge.get_changes(&[]).iter().map(|c| c.hash()));
+    } else {
+        message.changes = vec![changes].into();
+        state.sent_hashes.extend(missing.iter().map(|c| c.hash()));
+    }
+    message.version = MessageVersion::V2;
+}
 
 #[cfg(all(test, feature = "phone"))]
 mod tests;

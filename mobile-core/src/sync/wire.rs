@@ -90,6 +90,62 @@ pub struct SyncResponse {
     pub in_sync: bool,
 }
 
+/// Path of the batch upload of small blobs (`POST`, a [`BlobBatch`] answered by a
+/// [`BlobBatchResponse`], both CBOR).
+pub const BLOB_BATCH_PATH: &str = "/api/v1/blobs";
+
+/// Largest blob sent in a batch; larger ones go up in resumable chunks.
+pub const BATCH_BLOB_MAX: usize = 256 * 1024;
+
+/// Most bytes of blobs in one batch, each counted with [`BATCH_BLOB_OVERHEAD`].
+pub const BATCH_BYTES_MAX: usize = 2 * 1024 * 1024;
+
+/// What one blob adds to a batch besides its bytes (its name and the CBOR framing), rounded
+/// up; a batch's body is at most [`BATCH_BYTES_MAX`] plus a little.
+pub const BATCH_BLOB_OVERHEAD: usize = 128;
+
+/// Several small blobs uploaded whole in one request. Each is checked and stored on its
+/// own: one whose bytes do not match its name is refused without holding up the others.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobBatch {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// The blobs, each at most [`BATCH_BLOB_MAX`] bytes.
+    pub blobs: Vec<WholeBlob>,
+}
+
+/// One blob of a [`BlobBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WholeBlob {
+    /// SHA-256 of the bytes, lowercase hex.
+    pub sha256: String,
+    /// The bytes.
+    #[serde(with = "serde_bytes")]
+    pub bytes: Vec<u8>,
+}
+
+/// The server's answer to a [`BlobBatch`]: one outcome per blob, in order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobBatchResponse {
+    /// [`PROTOCOL_VERSION`].
+    pub protocol: u32,
+    /// One per blob sent.
+    pub results: Vec<BlobOutcome>,
+}
+
+/// What became of one blob of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlobOutcome {
+    /// The blob.
+    pub sha256: String,
+    /// Whether the server now holds it whole (stored now or before).
+    pub stored: bool,
+    /// Why it was not stored: the HTTP status a single upload would have had (413, 422)
+    /// and the error.
+    #[serde(default)]
+    pub refused: Option<(u16, Refusal)>,
+}
+
 /// Why the server refused a request (the `error` object of a 4xx body).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Refusal {

@@ -528,3 +528,87 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
         assert_eq!(chunks, 1);
     }
 }
+
+#[tokio::test]
+async fn a_blob_batch_stores_each_good_blob_once_and_refuses_each_bad_one_alone() {
+    use sha2::{Digest, Sha256};
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 1).await;
+    let member = records[0].group[0];
+    let phone = Phone::open(&server, agency.username_of(member), member).await;
+    let http = reqwest::Client::new();
+    let hash = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
+    let good = b"a small thumbnail".to_vec();
+    let forged = b"bytes that are not what their name says".to_vec();
+    let big = vec![7u8; wire::BATCH_BLOB_MAX + 1];
+    let batch = wire::BlobBatch {
+        protocol: wire::PROTOCOL_VERSION,
+        blobs: vec![
+            wire::WholeBlob {
+                sha256: hash(&good),
+                bytes: good.clone(),
+            },
+            wire::WholeBlob {
+                sha256: "ab".repeat(32),
+                bytes: forged,
+            },
+            wire::WholeBlob {
+                sha256: hash(&big),
+                bytes: big.clone(),
+            },
+        ],
+    };
+    let send = |body: Vec<u8>, token: Option<String>| {
+        let mut request = http
+            .post(format!("{}{}", server.base, wire::BLOB_BATCH_PATH))
+            .header("content-type", wire::CONTENT_TYPE)
+            .body(body);
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        request.send()
+    };
+    let token = Some(phone.credentials.access_token.clone());
+
+    // Without a login nothing is stored.
+    let anonymous = send(wire::encode(&batch), None).await.unwrap();
+    assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
+    assert!(server.state.blobs.read(&hash(&good)).is_err());
+
+    // Twice: the good blob is stored once, the bad ones never, each answered on its own.
+    for _ in 0..2 {
+        let answer = send(wire::encode(&batch), token.clone()).await.unwrap();
+        assert_eq!(answer.status(), StatusCode::OK);
+        let answer: wire::BlobBatchResponse = wire::decode(&answer.bytes().await.unwrap()).unwrap();
+        let outcomes: Vec<(bool, Option<u16>)> = answer
+            .results
+            .iter()
+            .map(|r| (r.stored, r.refused.as_ref().map(|(status, _)| *status)))
+            .collect();
+        assert_eq!(
+            outcomes,
+            [(true, None), (false, Some(422)), (false, Some(422))],
+            "{answer:?}"
+        );
+        assert_eq!(answer.results[1].sha256, "ab".repeat(32));
+    }
+    assert_eq!(server.state.blobs.read(&hash(&good)).unwrap(), good);
+    assert!(server.state.blobs.read(&"ab".repeat(32)).is_err());
+    assert!(server.state.blobs.read(&hash(&big)).is_err());
+    let rows: i64 = server
+        .state
+        .db
+        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))?))
+        .unwrap();
+    assert_eq!(rows, 1, "one row for the one blob stored");
+
+    // Bodies that are not a batch, or of another protocol, are refused whole.
+    let garbage = send(b"not cbor".to_vec(), token.clone()).await.unwrap();
+    assert_eq!(garbage.status(), StatusCode::BAD_REQUEST);
+    let other = wire::BlobBatch {
+        protocol: 99,
+        blobs: vec![],
+    };
+    let other = send(wire::encode(&other), token.clone()).await.unwrap();
+    assert_eq!(other.status(), StatusCode::UNPROCESSABLE_ENTITY);
+}
