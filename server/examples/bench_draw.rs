@@ -233,7 +233,7 @@ fn main() -> anyhow::Result<()> {
     let hash = draw::algorithm::sha256_hex(json.as_bytes());
     let json_ms = ms(t);
     let t = Instant::now();
-    let parsed: Vec<draw::algorithm::PoolTarget> = serde_json::from_str(&json)?;
+    let parsed: draw::algorithm::TargetPool = serde_json::from_str(&json)?;
     let parse_ms = ms(t);
     let t = Instant::now();
     let seed = draw::algorithm::seed(b"secret", &[]);

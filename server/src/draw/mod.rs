@@ -23,8 +23,8 @@ pub mod records;
 pub mod routes;
 
 use algorithm::{
-    ALGORITHM, DrawError, Entropy, Outcome, Params, PoolInspector, PoolTarget, Quota, Requirement,
-    json_hash, sha256_hex,
+    ALGORITHM, CLASSES, DrawError, Entropy, Outcome, Params, PoolInspector, Quota, Requirement,
+    TargetPool, json_hash, sha256_hex,
 };
 
 /// What the commitment publishes before the draw.
@@ -93,7 +93,7 @@ pub struct RedrawBasis {
 /// the pools spliced in as the exact JSON text it committed to, instead of
 /// serialising a million entries again.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DrawRecord<TP = Vec<PoolTarget>, IP = Vec<PoolInspector>> {
+pub struct DrawRecord<TP = TargetPool, IP = Vec<PoolInspector>> {
     /// Algorithm version.
     pub algorithm: String,
     /// Draw id.
@@ -222,8 +222,8 @@ pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Para
 
 /// The candidate target pool of a task: targets matching its conditions,
 /// minus those over the yearly frequency cap for its items, must-includes
-/// marked per the rules. Sorted by 统一社会信用代码.
-pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<PoolTarget>> {
+/// marked per the rules, grouped by stratum and sorted by 统一社会信用代码.
+pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<TargetPool> {
     use rusqlite::types::Value as V;
     let c = &task.conditions;
     let mut clauses: Vec<String> = Vec::new();
@@ -289,45 +289,53 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<
         "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter}"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    let mut pool = Vec::new();
+    let mut pool = TargetPool::empty();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         if capped.contains(&id) {
             continue;
         }
+        let class = row
+            .get_ref(2)?
+            .as_str()
+            .map_err(|e| Error::Internal(format!("target {id}: risk class: {e}")))?;
+        let Some(c) = CLASSES.iter().position(|k| *k == class) else {
+            return Err(Error::Internal(format!(
+                "target {id} has risk class {class}"
+            )));
+        };
         let abnormal: bool = row.get(3)?;
         let serious: bool = row.get(4)?;
         let complaints: i64 = row.get(5)?;
-        pool.push(PoolTarget {
-            uscc: row.get(1)?,
-            risk_class: row.get(2)?,
-            must_include: (rules.must_include_serious && serious)
-                || (rules.must_include_abnormal && abnormal)
-                || (rules.must_include_complaints && complaints > 0),
-        });
+        let must_include = (rules.must_include_serious && serious)
+            || (rules.must_include_abnormal && abnormal)
+            || (rules.must_include_complaints && complaints > 0);
+        let stratum = &mut pool.strata[c];
+        let list = if must_include {
+            &mut stratum.must_include
+        } else {
+            &mut stratum.others
+        };
+        list.push(row.get(1)?);
     }
     // Sorting here is cheaper than an index-ordered scan of the table.
-    pool.sort_unstable_by(|a, b| a.uscc.cmp(&b.uscc));
+    pool.sort();
     Ok(pool)
 }
 
 /// The inspector pool of a task: active inspectors of the participating
 /// departments qualified for their department's items, each with the targets
 /// of the pool they are excluded from. Sorted by id. `targets` must be
-/// sorted by 统一社会信用代码, as [`target_pool`] returns it.
+/// sorted, as [`target_pool`] returns it.
 pub fn inspector_pool(
     conn: &Connection,
     task: &Task,
     params: &Params,
-    targets: &[PoolTarget],
+    targets: &TargetPool,
 ) -> Result<Vec<PoolInspector>> {
-    // The pool is sorted by code, so membership is a binary search: no
+    // The pool's lists are sorted, so membership is a binary search: no
     // million-entry set to build for a few thousand conflicts.
-    let in_pool = |uscc: &str| {
-        targets
-            .binary_search_by(|t| t.uscc.as_str().cmp(uscc))
-            .is_ok()
-    };
+    let in_pool = |uscc: &str| targets.find(uscc).is_some();
     let mut pool: Vec<PoolInspector> = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT i.id, d.code, i.expertise FROM inspectors i JOIN departments d ON d.id = i.department_id
@@ -689,7 +697,7 @@ pub fn draw_from_commitment(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let params: Params = serde_json::from_str(&params_json)?;
-    let targets: Vec<PoolTarget> = serde_json::from_str(&target_json)?;
+    let targets: TargetPool = serde_json::from_str(&target_json)?;
     let inspectors: Vec<PoolInspector> = serde_json::from_str(&inspector_json)?;
     let secret_bytes = hex::decode(&secret).map_err(|e| Error::Internal(e.to_string()))?;
     let seed = algorithm::seed(&secret_bytes, &entropy);
@@ -924,20 +932,13 @@ pub fn redraw(
                 p.excluded.sort();
                 p.excluded.dedup();
             }
-            let target = initial_record
+            let (class, _) = initial_record
                 .target_pool
-                .iter()
-                .find(|t| t.uscc == uscc)
-                .cloned()
+                .find(&uscc)
                 .ok_or_else(|| Error::Internal("drawn target missing from its pool".into()))?;
-            (
-                "recusal",
-                Some(*inspector_id),
-                vec![PoolTarget {
-                    must_include: false,
-                    ..target
-                }],
-            )
+            let mut only = TargetPool::empty();
+            only.strata[class].others.push(uscc.clone());
+            ("recusal", Some(*inspector_id), only)
         }
         RedrawReason::OutOfScope => {
             let class = parent
@@ -946,24 +947,28 @@ pub fn redraw(
                 .iter()
                 .chain(initial_record.result.targets.iter())
                 .find(|t| t.uscc == uscc)
-                .map(|t| t.risk_class.clone())
+                .and_then(|t| CLASSES.iter().position(|c| *c == t.risk_class))
                 .ok_or_else(|| Error::Internal("target missing from its draw".into()))?;
             let drawn: HashSet<String> = records::task_target_usccs(tx, task_id)?
                 .into_iter()
                 .collect();
-            let rest: Vec<PoolTarget> = initial_record
-                .target_pool
+            let stratum = &initial_record.target_pool.strata[class];
+            let mut rest = TargetPool::empty();
+            rest.strata[class].others = stratum
+                .must_include
                 .iter()
-                .filter(|t| t.risk_class == class && !drawn.contains(&t.uscc))
-                .map(|t| PoolTarget {
-                    must_include: false,
-                    ..t.clone()
-                })
+                .chain(&stratum.others)
+                .filter(|u| !drawn.contains(*u))
+                .cloned()
                 .collect();
+            rest.sort();
             if rest.is_empty() {
                 return Err(Error::invalid(
                     "target_id",
-                    format!("no undrawn candidate of risk class {class} is left to replace it"),
+                    format!(
+                        "no undrawn candidate of risk class {} is left to replace it",
+                        CLASSES[class]
+                    ),
                 ));
             }
             ("out_of_scope", None, rest)
@@ -1039,9 +1044,7 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
             record.algorithm
         ));
     }
-    if !record.target_pool.windows(2).all(|w| w[0].uscc < w[1].uscc) {
-        return Err("target_pool is not sorted by uscc without repeats".into());
-    }
+    record.target_pool.check()?;
     if !record.inspector_pool.windows(2).all(|w| w[0].id < w[1].id) {
         return Err("inspector_pool is not sorted by id without repeats".into());
     }

@@ -7,7 +7,7 @@ use super::algorithm::*;
 use super::{CommitmentInfo, DrawRecord, TaskInfo, verify};
 use crate::uscc;
 
-fn pool(sizes: [usize; 4], must_every: usize) -> Vec<PoolTarget> {
+fn pool(sizes: [usize; 4], must_every: usize) -> TargetPool {
     let mut targets = Vec::new();
     let mut serial = 0u32;
     for (c, &n) in sizes.iter().enumerate() {
@@ -20,8 +20,7 @@ fn pool(sizes: [usize; 4], must_every: usize) -> Vec<PoolTarget> {
             });
         }
     }
-    targets.sort_by(|a, b| a.uscc.cmp(&b.uscc));
-    targets
+    TargetPool::from_targets(targets).unwrap()
 }
 
 fn inspectors(n: i64, departments: &[&str]) -> Vec<PoolInspector> {
@@ -165,13 +164,11 @@ fn strata_and_selection_frequencies_over_many_fixed_seeds_match_the_ratios() {
     let people = inspectors(40, &["SCJG"]);
     let p = params(Quota::Count(40), false, &["SCJG"]);
     let expected = quotas(&p, sizes.map(|s| s as u64), [0; 4]);
-    let class_of: HashMap<&str, usize> = targets
+    let class_of: HashMap<String, usize> = targets
         .iter()
         .map(|t| {
-            (
-                t.uscc.as_str(),
-                CLASSES.iter().position(|c| *c == t.risk_class).unwrap(),
-            )
+            let c = CLASSES.iter().position(|c| *c == t.risk_class).unwrap();
+            (t.uscc, c)
         })
         .collect();
     let runs = 400;
@@ -189,7 +186,7 @@ fn strata_and_selection_frequencies_over_many_fixed_seeds_match_the_ratios() {
     // Within a stratum every candidate is equally likely: a chi-square test of
     // the inclusion counts against q_c / n_c per run.
     for c in 0..4 {
-        let members: Vec<&PoolTarget> = targets
+        let members: Vec<PoolTarget> = targets
             .iter()
             .filter(|t| t.risk_class == CLASSES[c])
             .collect();
@@ -331,7 +328,7 @@ fn an_unfillable_group_names_the_target_and_the_qualification() {
     assert_eq!(
         run(
             &params(Quota::Count(1), false, &["SCJG"]),
-            &[],
+            &TargetPool::empty(),
             &people,
             seed(b"u", &[]),
             &no_loads()
@@ -420,8 +417,21 @@ fn an_honest_record_verifies_and_any_change_fails() {
     assert!(verify(&r).unwrap_err().contains("secret"));
 
     let mut r = record();
-    r.target_pool[5].must_include = !r.target_pool[5].must_include;
+    let moved = r.target_pool.strata[1].others.remove(0);
+    r.target_pool.strata[1].must_include.push(moved);
+    r.target_pool.strata[1].must_include.sort();
     assert!(verify(&r).unwrap_err().contains("target_pool"));
+
+    // A pool that is malformed fails before any hash is compared.
+    let mut r = record();
+    let twice = r.target_pool.strata[0].others[0].clone();
+    r.target_pool.strata[2].others.insert(0, twice);
+    r.target_pool.strata[2].others.sort();
+    assert!(verify(&r).unwrap_err().contains("twice"));
+
+    let mut r = record();
+    r.target_pool.strata[3].others.swap(0, 1);
+    assert!(verify(&r).unwrap_err().contains("not sorted"));
 
     let mut r = record();
     r.inspector_pool[3]
