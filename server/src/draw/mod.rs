@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::audit;
 use crate::auth;
@@ -89,9 +89,10 @@ pub struct RedrawBasis {
 /// A complete, self-contained draw record: everything needed to recompute
 /// the draw. Never edited once made.
 ///
-/// The pools are type parameters so that the server can write a record with
-/// the pools spliced in as the exact JSON text it committed to, instead of
-/// serialising a million entries again.
+/// The pools come last and are type parameters: the server stores an initial
+/// draw's record with `null` pools ([`POOLS_BY_REFERENCE`]) and splices in
+/// the pool texts of its commitment, byte for byte, whenever the record is
+/// read, so that a million-entry pool is stored and hashed once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DrawRecord<TP = TargetPool, IP = Vec<PoolInspector>> {
     /// Algorithm version.
@@ -120,16 +121,67 @@ pub struct DrawRecord<TP = TargetPool, IP = Vec<PoolInspector>> {
     pub seed: String,
     /// Inspector loads before this draw (redraws: the task's other groups).
     pub initial_loads: BTreeMap<i64, u64>,
-    /// Candidate targets.
-    pub target_pool: TP,
-    /// Candidate inspectors.
-    pub inspector_pool: IP,
     /// What was drawn.
     pub result: Outcome,
     /// Names of the drawn targets, for people reading the record.
     pub target_names: BTreeMap<String, String>,
     /// When the draw was made.
     pub drawn_at: String,
+    /// Candidate targets.
+    pub target_pool: TP,
+    /// Candidate inspectors.
+    pub inspector_pool: IP,
+}
+
+/// How the stored text of an initial draw record ends: its pools are those
+/// of its commitment (`draw_commitments.target_pool` and `inspector_pool`),
+/// spliced in by [`record_text`]. A used commitment is immutable, like the
+/// draw record.
+pub const POOLS_BY_REFERENCE: &str = r#","target_pool":null,"inspector_pool":null}"#;
+
+/// The published text of a record stored as `head` + [`POOLS_BY_REFERENCE`]
+/// whose commitment holds these pool texts, in pieces.
+fn published_pieces<'a>(
+    head: &'a str,
+    target_pool: &'a str,
+    inspector_pool: &'a str,
+) -> [&'a str; 6] {
+    [
+        head,
+        r#","target_pool":"#,
+        target_pool,
+        r#","inspector_pool":"#,
+        inspector_pool,
+        "}",
+    ]
+}
+
+/// A draw record's published text (with its commitment's pools spliced in)
+/// and its publication time, or `None` if there is no such draw.
+pub fn record_text(conn: &Connection, draw_id: i64) -> Result<Option<(String, Option<String>)>> {
+    type Pools = (Option<String>, Option<String>);
+    let found: Option<(String, Option<String>, Pools)> = conn
+        .query_row(
+            "SELECT d.record, d.published_at, c.target_pool, c.inspector_pool
+             FROM draws d LEFT JOIN draw_commitments c ON c.id = d.commitment_id
+             WHERE d.id = ?1",
+            [draw_id],
+            |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?))),
+        )
+        .optional()?;
+    let Some((stored, published, pools)) = found else {
+        return Ok(None);
+    };
+    let text = match (stored.strip_suffix(POOLS_BY_REFERENCE), pools) {
+        (None, _) => stored,
+        (Some(head), (Some(t), Some(i))) => published_pieces(head, &t, &i).concat(),
+        (Some(_), _) => {
+            return Err(Error::Internal(format!(
+                "draw {draw_id} refers to the pools of a commitment it does not have"
+            )));
+        }
+    };
+    Ok(Some((text, published)))
 }
 
 /// A short account of a draw.
@@ -556,11 +608,15 @@ fn check_entropy(entropy: &[Entropy]) -> Result<()> {
     Ok(())
 }
 
+/// Stores a draw record. With `committed` (the commitment's pool texts, for
+/// an initial draw whose record has `null` pools) the record is stored
+/// without the pools and its hash is that of the published text.
 fn insert_draw<TP: Serialize, IP: Serialize>(
     tx: &Transaction<'_>,
     actor: &str,
     record: &mut DrawRecord<TP, IP>,
     publish: bool,
+    committed: Option<(&str, &str)>,
 ) -> Result<DrawSummary> {
     let task_id = record.task.id;
     let commitment_id = record.commitment.as_ref().map(|c| c.id);
@@ -577,7 +633,19 @@ fn insert_draw<TP: Serialize, IP: Serialize>(
     })?;
     record.draw_id = draw_id;
     let text = serde_json::to_string(record)?;
-    let sha = sha256_hex(text.as_bytes());
+    let sha = match committed {
+        None => sha256_hex(text.as_bytes()),
+        Some((targets, inspectors)) => {
+            let head = text.strip_suffix(POOLS_BY_REFERENCE).ok_or_else(|| {
+                Error::Internal("a record stored by reference must have null pools".into())
+            })?;
+            let mut h = Sha256::new();
+            for piece in published_pieces(head, targets, inspectors) {
+                h.update(piece.as_bytes());
+            }
+            hex::encode(h.finalize())
+        }
+    };
     let published_at = publish.then(now);
     tx.execute(
         "INSERT INTO draws (id, task_id, commitment_id, parent_id, kind, reason, seed, record,
@@ -704,9 +772,8 @@ pub fn draw_from_commitment(
     let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
         .map_err(draw_error)?;
     drop((targets, inspectors));
-    // The record carries the pools as the very JSON text committed to.
-    let target_raw: &RawValue = serde_json::from_str(&target_json)?;
-    let inspector_raw: &RawValue = serde_json::from_str(&inspector_json)?;
+    let names = target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?;
+    // The stored record refers to the committed pools instead of copying them.
     let mut record = DrawRecord {
         algorithm: ALGORITHM.into(),
         draw_id: 0,
@@ -721,30 +788,30 @@ pub fn draw_from_commitment(
         entropy,
         seed: hex::encode(seed),
         initial_loads: BTreeMap::new(),
-        target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
-        target_pool: target_raw,
-        inspector_pool: inspector_raw,
         result: outcome,
+        target_names: names,
         drawn_at: now(),
+        target_pool: (),
+        inspector_pool: (),
     };
     tx.execute(
         "UPDATE draw_commitments SET used_at = ?1 WHERE id = ?2",
         params![record.drawn_at, commitment_id],
     )?;
-    let summary = insert_draw(tx, actor, &mut record, false)?;
+    let summary = insert_draw(
+        tx,
+        actor,
+        &mut record,
+        false,
+        Some((&target_json, &inspector_json)),
+    )?;
     Ok((summary, record.result))
 }
 
 /// Loads a stored draw record.
 pub fn load_record(conn: &Connection, draw_id: i64) -> Result<(DrawRecord, Option<String>)> {
-    let (text, published): (String, Option<String>) = conn
-        .query_row(
-            "SELECT record, published_at FROM draws WHERE id = ?1",
-            [draw_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
+    let (text, published) =
+        record_text(conn, draw_id)?.ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
     Ok((serde_json::from_str(&text)?, published))
 }
 
@@ -1008,7 +1075,7 @@ pub fn redraw(
         result: outcome,
         drawn_at: now(),
     };
-    let summary = insert_draw(tx, actor, &mut record, parent_published.is_some())?;
+    let summary = insert_draw(tx, actor, &mut record, parent_published.is_some(), None)?;
     let drawn = &record.result.targets[0];
     match reason {
         RedrawReason::Recusal { .. } => {

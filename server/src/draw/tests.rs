@@ -447,3 +447,25 @@ fn an_honest_record_verifies_and_any_change_fails() {
     r.seed = "00".repeat(32);
     assert!(verify(&r).unwrap_err().contains("seed"));
 }
+
+#[test]
+fn a_record_stored_by_reference_publishes_exactly_the_full_record() {
+    let full = record();
+    let text = serde_json::to_string(&full).unwrap();
+    let mut stored = serde_json::to_value(&full).unwrap();
+    stored["target_pool"] = serde_json::Value::Null;
+    stored["inspector_pool"] = serde_json::Value::Null;
+    let stored: DrawRecord<(), ()> = serde_json::from_value(stored).unwrap();
+    let stored = serde_json::to_string(&stored).unwrap();
+    let head = stored
+        .strip_suffix(super::POOLS_BY_REFERENCE)
+        .expect("the pools come last");
+    let spliced = super::published_pieces(
+        head,
+        &serde_json::to_string(&full.target_pool).unwrap(),
+        &serde_json::to_string(&full.inspector_pool).unwrap(),
+    )
+    .concat();
+    assert_eq!(spliced, text);
+    assert_eq!(verify(&serde_json::from_str(&spliced).unwrap()), Ok(()));
+}
