@@ -151,18 +151,21 @@ impl TargetPool {
 
     /// Whether `uscc` is in the pool, and where: (stratum index, must-include).
     pub fn find(&self, uscc: &str) -> Option<(usize, bool)> {
-        self.strata.iter().enumerate().find_map(|(c, s)| {
-            if s.must_include
-                .binary_search_by(|u| u.as_str().cmp(uscc))
-                .is_ok()
-            {
-                Some((c, true))
-            } else if s.others.binary_search_by(|u| u.as_str().cmp(uscc)).is_ok() {
-                Some((c, false))
-            } else {
-                None
-            }
-        })
+        (0..4).find_map(|c| self.find_in(c, uscc).map(|must| (c, must)))
+    }
+
+    /// Whether `uscc` is in stratum `c` of the pool, and if so whether it
+    /// is a must-include.
+    pub fn find_in(&self, c: usize, uscc: &str) -> Option<bool> {
+        let s = &self.strata[c];
+        let has = |list: &[String]| list.binary_search_by(|u| u.as_str().cmp(uscc)).is_ok();
+        if has(&s.must_include) {
+            Some(true)
+        } else if has(&s.others) {
+            Some(false)
+        } else {
+            None
+        }
     }
 
     /// Every candidate, stratum by stratum, must-includes first.
@@ -363,7 +366,8 @@ pub fn uniform(rng: &mut ChaCha20Rng, n: u64) -> u64 {
     }
 }
 
-fn class_index(class: &str) -> Option<usize> {
+/// The stratum of a risk class.
+pub fn class_index(class: &str) -> Option<usize> {
     CLASSES.iter().position(|c| *c == class)
 }
 

@@ -385,9 +385,12 @@ pub fn inspector_pool(
     params: &Params,
     targets: &TargetPool,
 ) -> Result<Vec<PoolInspector>> {
-    // The pool's lists are sorted, so membership is a binary search: no
-    // million-entry set to build for a few thousand conflicts.
-    let in_pool = |uscc: &str| targets.find(uscc).is_some();
+    // The pool's lists are sorted, so membership is a binary search in the
+    // target's stratum: no million-entry set to build for a few thousand
+    // conflicts.
+    let in_pool = |uscc: &str, class: &str| {
+        algorithm::class_index(class).is_some_and(|c| targets.find_in(c, uscc).is_some())
+    };
     let mut pool: Vec<PoolInspector> = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT i.id, d.code, i.expertise FROM inspectors i JOIN departments d ON d.id = i.department_id
@@ -429,32 +432,33 @@ pub fn inspector_pool(
         }
     }
     let index: HashMap<i64, usize> = pool.iter().enumerate().map(|(p, i)| (i.id, p)).collect();
-    let mut add = |inspector: i64, uscc: String| {
+    let mut add = |inspector: i64, uscc: String, class: String| {
         if let Some(&p) = index.get(&inspector)
-            && in_pool(uscc.as_str())
+            && in_pool(uscc.as_str(), class.as_str())
         {
             pool[p].excluded.push(uscc);
         }
     };
     let mut conflicts = conn.prepare(
-        "SELECT c.inspector_id, t.uscc FROM inspector_conflicts c JOIN targets t ON t.id = c.target_id",
+        "SELECT c.inspector_id, t.uscc, t.risk_class FROM inspector_conflicts c
+         JOIN targets t ON t.id = c.target_id",
     )?;
-    for row in conflicts.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        let (inspector, uscc) = row?;
-        add(inspector, uscc);
+    for row in conflicts.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (inspector, uscc, class) = row?;
+        add(inspector, uscc, class);
     }
     // The group that inspected each target last time (in another task).
     let mut last = conn.prepare(
-        "SELECT ri.inspector_id, t.uscc FROM records r
+        "SELECT ri.inspector_id, t.uscc, t.risk_class FROM records r
          JOIN record_inspectors ri ON ri.record_id = r.id
          JOIN targets t ON t.id = r.target_id
          WHERE r.withdrawn_at IS NULL AND r.task_id != ?1
            AND r.created_at = (SELECT MAX(r2.created_at) FROM records r2
                                WHERE r2.target_id = r.target_id AND r2.withdrawn_at IS NULL AND r2.task_id != ?1)",
     )?;
-    for row in last.query_map([task.id], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        let (inspector, uscc) = row?;
-        add(inspector, uscc);
+    for row in last.query_map([task.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (inspector, uscc, class) = row?;
+        add(inspector, uscc, class);
     }
     for inspector in &mut pool {
         inspector.excluded.sort();
@@ -482,13 +486,19 @@ const COMMITMENT_COLUMNS: &str =
     "id, task_id, algorithm, committed_at, secret_sha256, params_sha256,
     target_pool_sha256, target_count, inspector_pool_sha256, inspector_count";
 
+/// A commitment not used by a draw. (`used_at` was set by earlier versions;
+/// now a draw naming the commitment marks it used, which spares rewriting
+/// a row that holds a million-entry pool just to set a time.)
+const UNUSED: &str = "used_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.commitment_id = draw_commitments.id)";
+
 /// The live (not superseded, not used) commitment of a task, if any.
 pub fn open_commitment(conn: &Connection, task_id: i64) -> Result<Option<CommitmentInfo>> {
     Ok(conn
         .query_row(
             &format!(
                 "SELECT {COMMITMENT_COLUMNS} FROM draw_commitments
-                 WHERE task_id = ?1 AND superseded_at IS NULL AND used_at IS NULL"
+                 WHERE task_id = ?1 AND superseded_at IS NULL AND {UNUSED}"
             ),
             [task_id],
             commitment_info,
@@ -543,8 +553,10 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
     }
     let secret = auth::random_bytes::<32>()?;
     let superseded = tx.execute(
-        "UPDATE draw_commitments SET superseded_at = ?1
-         WHERE task_id = ?2 AND superseded_at IS NULL AND used_at IS NULL",
+        &format!(
+            "UPDATE draw_commitments SET superseded_at = ?1
+             WHERE task_id = ?2 AND superseded_at IS NULL AND {UNUSED}"
+        ),
         params![now(), task_id],
     )?;
     let target_json = serde_json::to_string(&targets)?;
@@ -794,10 +806,6 @@ pub fn draw_from_commitment(
         target_pool: (),
         inspector_pool: (),
     };
-    tx.execute(
-        "UPDATE draw_commitments SET used_at = ?1 WHERE id = ?2",
-        params![record.drawn_at, commitment_id],
-    )?;
     let summary = insert_draw(
         tx,
         actor,

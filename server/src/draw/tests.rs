@@ -469,3 +469,57 @@ fn a_record_stored_by_reference_publishes_exactly_the_full_record() {
     assert_eq!(spliced, text);
     assert_eq!(verify(&serde_json::from_str(&spliced).unwrap()), Ok(()));
 }
+
+#[test]
+fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = crate::open(crate::Config {
+        data_dir: dir.path().to_owned(),
+        demo: true,
+    })
+    .unwrap();
+    crate::demo::seed(&state.db, &state.calendar()).unwrap();
+    let (draw_id, commitment_id, sha): (i64, i64, String) = state
+        .db
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT id, commitment_id, record_sha256 FROM draws
+                 WHERE kind = 'initial' AND published_at IS NOT NULL ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    // Stored once, without the pools; served whole, as hashed at the draw.
+    let stored: String = state
+        .db
+        .read_blocking(|c| {
+            Ok(
+                c.query_row("SELECT record FROM draws WHERE id = ?1", [draw_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert!(stored.ends_with(super::POOLS_BY_REFERENCE));
+    let (text, published) = state
+        .db
+        .read_blocking(|c| super::record_text(c, draw_id))
+        .unwrap()
+        .unwrap();
+    assert!(published.is_some());
+    assert_eq!(sha256_hex(text.as_bytes()), sha);
+    let record: DrawRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(verify(&record), Ok(()));
+    // The commitment it refers to can no longer change or go.
+    for sql in [
+        "UPDATE draw_commitments SET target_pool = '[]' WHERE id = ?1",
+        "UPDATE draw_commitments SET superseded_at = 'now' WHERE id = ?1",
+        "DELETE FROM draw_commitments WHERE id = ?1",
+    ] {
+        let result = state
+            .db
+            .write_blocking(|tx| Ok(tx.execute(sql, [commitment_id])?));
+        assert!(result.is_err(), "{sql} was allowed");
+    }
+}
