@@ -221,11 +221,12 @@ fn main() -> anyhow::Result<()> {
     let rules = db.read_blocking(suiji_server::registry::rules::load)?;
     let task = db.read_blocking(|c| plans::get_task_by_id(c, task_id))?;
     let t = Instant::now();
-    let (pool, people, params) = db.read_blocking(|c| {
+    let (pool, people, params, target_pool_ms) = db.read_blocking(|c| {
         let params = draw::task_params(c, &task, &rules)?;
         let pool = draw::target_pool(c, &task, &rules)?;
+        let target_pool_ms = ms(t);
         let people = draw::inspector_pool(c, &task, &params, &pool)?;
-        Ok((pool, people, params))
+        Ok((pool, people, params, target_pool_ms))
     })?;
     let pools_ms = ms(t);
     let t = Instant::now();
@@ -233,7 +234,7 @@ fn main() -> anyhow::Result<()> {
     let hash = draw::algorithm::sha256_hex(json.as_bytes());
     let json_ms = ms(t);
     let t = Instant::now();
-    let parsed: Vec<draw::algorithm::PoolTarget> = serde_json::from_str(&json)?;
+    let parsed: draw::algorithm::TargetPool = serde_json::from_str(&json)?;
     let parse_ms = ms(t);
     let t = Instant::now();
     let seed = draw::algorithm::seed(b"secret", &[]);
@@ -241,7 +242,7 @@ fn main() -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     let run_ms = ms(t);
     println!(
-        "parts: pools {pools_ms:.0} ms ({} targets, {} inspectors); pool JSON + SHA-256 {json_ms:.0} ms ({:.1} MB, {}…); parse {parse_ms:.0} ms; selection + groups {run_ms:.0} ms ({} drawn)",
+        "parts: pools {pools_ms:.0} ms (target pool {target_pool_ms:.0} ms; {} targets, {} inspectors); pool JSON + SHA-256 {json_ms:.0} ms ({:.1} MB, {}…); parse {parse_ms:.0} ms; selection + groups {run_ms:.0} ms ({} drawn)",
         pool.len(),
         people.len(),
         json.len() as f64 / 1e6,

@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0005_general_item_ratio_bounds.sql"),
     include_str!("../migrations/0006_blobs_sync.sql"),
     include_str!("../migrations/0007_review_publication.sql"),
+    include_str!("../migrations/0008_used_commitments_immutable.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

@@ -3,9 +3,18 @@
 //! inspector groups. The server runs it at the draw; `suiji-server draw
 //! verify` runs it again on a published record.
 //!
+//! # Versions
+//!
+//! The version string is part of the seed and of every record; a change to
+//! the pools' format or to any random choice gets a new one. `suiji-draw-v2`
+//! makes the same choices as `suiji-draw-v1` from the same pool and seed, but commits
+//! to the target pool in a shorter form: strata A–D, each listing the codes
+//! of its must-includes and of its other candidates (see [`TargetPool`]),
+//! instead of one `{uscc, risk_class, must_include}` object per candidate.
+//!
 //! # Seed
 //!
-//! `seed = SHA-256("suiji-draw-v1" 0x00 secret E1 E2 …)` where each observer
+//! `seed = SHA-256("suiji-draw-v2" 0x00 secret E1 E2 …)` where each observer
 //! entry `Ei = u32be(len(name)) name u32be(len(value)) value` (UTF-8 bytes), in
 //! the order the entries were given. A [ChaCha20](rand_chacha::ChaCha20Rng)
 //! generator seeded with it drives every random choice. Random integers below
@@ -26,10 +35,11 @@
 //!
 //! # Order of random choices
 //!
-//! 1. Strata A, B, C, D in turn. Must-includes are taken first, in pool order
-//!    (pools are sorted by 统一社会信用代码). Then `q_c - m_c` of the other
-//!    candidates, in pool order, by a partial Fisher–Yates shuffle: for
-//!    `i = 0, 1, …`, swap position `i` with `i + uniform(len - i)`.
+//! 1. Strata A, B, C, D in turn. The stratum's must-includes are taken first,
+//!    in list order (every list is sorted by 统一社会信用代码). Then `q_c - m_c`
+//!    of its other candidates, by a partial Fisher–Yates shuffle of the
+//!    `others` list: for `i = 0, 1, …`, swap position `i` with
+//!    `i + uniform(len - i)` and take what is now at position `i`.
 //! 2. Groups, for the drawn targets in the order they were drawn. A group has
 //!    `max(group_size, departments)` members. For a joint task, the first
 //!    slots take one inspector of each participating department in task order;
@@ -48,20 +58,159 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 /// Name and version of this algorithm, written into every draw record.
-pub const ALGORITHM: &str = "suiji-draw-v1";
+pub const ALGORITHM: &str = "suiji-draw-v2";
 
 /// Risk classes in stratum order.
 pub const CLASSES: [&str; 4] = ["A", "B", "C", "D"];
 
-/// One candidate target in the committed pool.
+/// One candidate target: the unit the pool is built from and read back as.
+/// The committed pool does not list these; it groups their codes by
+/// stratum (see [`TargetPool`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PoolTarget {
-    /// 统一社会信用代码 (pool entries are sorted by it and unique).
+    /// 统一社会信用代码.
     pub uscc: String,
     /// Risk class A–D: the stratum.
     pub risk_class: String,
     /// Drawn whatever the random choice (严重违法失信, complaints … per the rules).
     pub must_include: bool,
+}
+
+/// One stratum (risk class) of the committed target pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PoolStratum {
+    /// Risk class A–D, as [`CLASSES`] names it at this stratum's position.
+    pub risk_class: String,
+    /// Must-include targets (统一社会信用代码), sorted, no repeats.
+    pub must_include: Vec<String>,
+    /// The other candidates, sorted, no repeats.
+    pub others: Vec<String>,
+}
+
+/// The committed candidate target pool: strata A, B, C, D in that order,
+/// each listing only codes. Serialised as a JSON array of the four strata;
+/// no code appears twice in the whole pool.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct TargetPool {
+    /// Strata A–D.
+    pub strata: [PoolStratum; 4],
+}
+
+impl TargetPool {
+    /// An empty pool with its four strata named.
+    pub fn empty() -> TargetPool {
+        TargetPool {
+            strata: CLASSES.map(|c| PoolStratum {
+                risk_class: c.to_owned(),
+                ..PoolStratum::default()
+            }),
+        }
+    }
+
+    /// The pool of these candidates, grouped and sorted. Codes must be unique.
+    pub fn from_targets(
+        targets: impl IntoIterator<Item = PoolTarget>,
+    ) -> Result<TargetPool, DrawError> {
+        let mut pool = TargetPool::empty();
+        for t in targets {
+            let c = class_index(&t.risk_class).ok_or_else(|| {
+                DrawError::Params(format!("target {} has risk class {}", t.uscc, t.risk_class))
+            })?;
+            let stratum = &mut pool.strata[c];
+            if t.must_include {
+                stratum.must_include.push(t.uscc);
+            } else {
+                stratum.others.push(t.uscc);
+            }
+        }
+        pool.sort();
+        Ok(pool)
+    }
+
+    /// Sorts every list of codes.
+    pub fn sort(&mut self) {
+        for s in &mut self.strata {
+            s.must_include.sort_unstable();
+            s.others.sort_unstable();
+        }
+    }
+
+    /// Candidates in the pool.
+    pub fn len(&self) -> usize {
+        self.strata
+            .iter()
+            .map(|s| s.must_include.len() + s.others.len())
+            .sum()
+    }
+
+    /// Whether the pool has no candidate.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Whether `uscc` is in the pool, and where: (stratum index, must-include).
+    pub fn find(&self, uscc: &str) -> Option<(usize, bool)> {
+        (0..4).find_map(|c| self.find_in(c, uscc).map(|must| (c, must)))
+    }
+
+    /// Whether `uscc` is in stratum `c` of the pool, and if so whether it
+    /// is a must-include.
+    pub fn find_in(&self, c: usize, uscc: &str) -> Option<bool> {
+        let s = &self.strata[c];
+        let has = |list: &[String]| list.binary_search_by(|u| u.as_str().cmp(uscc)).is_ok();
+        if has(&s.must_include) {
+            Some(true)
+        } else if has(&s.others) {
+            Some(false)
+        } else {
+            None
+        }
+    }
+
+    /// Every candidate, stratum by stratum, must-includes first.
+    pub fn iter(&self) -> impl Iterator<Item = PoolTarget> + '_ {
+        self.strata.iter().flat_map(|s| {
+            let tagged = |must: bool| {
+                move |uscc: &String| PoolTarget {
+                    uscc: uscc.clone(),
+                    risk_class: s.risk_class.clone(),
+                    must_include: must,
+                }
+            };
+            s.must_include
+                .iter()
+                .map(tagged(true))
+                .chain(s.others.iter().map(tagged(false)))
+        })
+    }
+
+    /// Why the pool is malformed (strata misnamed, a list unsorted, a code
+    /// twice), if it is.
+    pub fn check(&self) -> Result<(), String> {
+        let mut all: Vec<&str> = Vec::with_capacity(self.len());
+        for (c, s) in self.strata.iter().enumerate() {
+            if s.risk_class != CLASSES[c] {
+                return Err(format!(
+                    "target_pool[{c}] should be stratum {} but is {}",
+                    CLASSES[c], s.risk_class
+                ));
+            }
+            for (name, list) in [("must_include", &s.must_include), ("others", &s.others)] {
+                if !list.windows(2).all(|w| w[0] < w[1]) {
+                    return Err(format!(
+                        "target_pool[{c}].{name} is not sorted without repeats"
+                    ));
+                }
+                all.extend(list.iter().map(String::as_str));
+            }
+        }
+        all.sort_unstable();
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
+            return Err(format!("target_pool lists {} twice", w[0]));
+        }
+        Ok(())
+    }
 }
 
 /// One inspector in the committed pool: active, qualified for their
@@ -217,7 +366,8 @@ pub fn uniform(rng: &mut ChaCha20Rng, n: u64) -> u64 {
     }
 }
 
-fn class_index(class: &str) -> Option<usize> {
+/// The stratum of a risk class.
+pub fn class_index(class: &str) -> Option<usize> {
     CLASSES.iter().position(|c| *c == class)
 }
 
@@ -293,11 +443,11 @@ impl Levels {
     }
 }
 
-/// Runs the draw. Deterministic in its inputs; `targets` must be sorted by
-/// 统一社会信用代码 and `inspectors` by id (as pools are built).
+/// Runs the draw. Deterministic in its inputs; the pool's lists must be
+/// sorted (as [`TargetPool::check`] requires) and `inspectors` sorted by id.
 pub fn run(
     params: &Params,
-    targets: &[PoolTarget],
+    targets: &TargetPool,
     inspectors: &[PoolInspector],
     seed: [u8; 32],
     initial_loads: &HashMap<i64, u64>,
@@ -316,30 +466,33 @@ pub fn run(
     let mut rng = ChaCha20Rng::from_seed(seed);
 
     // 1. Targets, stratum by stratum.
-    let mut by_class: [Vec<usize>; 4] = Default::default();
-    for (i, t) in targets.iter().enumerate() {
-        let c = class_index(&t.risk_class).ok_or_else(|| {
-            DrawError::Params(format!("target {} has risk class {}", t.uscc, t.risk_class))
-        })?;
-        by_class[c].push(i);
-    }
-    let sizes = by_class.each_ref().map(|v| v.len() as u64);
-    let musts = by_class
+    let sizes = targets
+        .strata
         .each_ref()
-        .map(|v| v.iter().filter(|&&i| targets[i].must_include).count() as u64);
+        .map(|s| (s.must_include.len() + s.others.len()) as u64);
+    let musts = targets
+        .strata
+        .each_ref()
+        .map(|s| s.must_include.len() as u64);
     let q = quotas(params, sizes, musts);
-    let mut drawn: Vec<usize> = Vec::new();
+    // (stratum, must-include, code) in draw order.
+    let mut drawn: Vec<(usize, bool, &str)> = Vec::new();
     let mut strata = Vec::new();
-    for c in 0..4 {
-        let (must, mut rest): (Vec<usize>, Vec<usize>) =
-            by_class[c].iter().partition(|&&i| targets[i].must_include);
-        drawn.extend(&must);
+    for (c, stratum) in targets.strata.iter().enumerate() {
+        drawn.extend(stratum.must_include.iter().map(|u| (c, true, u.as_str())));
+        // A partial Fisher–Yates shuffle of `others`, touching only the
+        // positions it swaps: position p holds `moved[p]`, or p if unmoved.
+        let rest = &stratum.others;
+        let mut moved: HashMap<usize, usize> = HashMap::new();
         let k = (q[c] - musts[c]) as usize;
         for i in 0..k {
             let j = i + uniform(&mut rng, (rest.len() - i) as u64) as usize;
-            rest.swap(i, j);
+            let at_i = moved.get(&i).copied().unwrap_or(i);
+            let at_j = moved.get(&j).copied().unwrap_or(j);
+            moved.insert(i, at_j);
+            moved.insert(j, at_i);
+            drawn.push((c, false, rest[at_j].as_str()));
         }
-        drawn.extend(&rest[..k]);
         strata.push(Stratum {
             risk_class: CLASSES[c].to_owned(),
             candidates: sizes[c],
@@ -384,12 +537,8 @@ pub fn run(
         0
     });
     let mut results = Vec::with_capacity(drawn.len());
-    for &t in &drawn {
-        let target = &targets[t];
-        let excluded = excluded_for
-            .get(target.uscc.as_str())
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
+    for &(c, must_include, uscc) in &drawn {
+        let excluded = excluded_for.get(uscc).map(Vec::as_slice).unwrap_or(&[]);
         let mut group: Vec<usize> = Vec::with_capacity(group_size);
         for slot in 0..group_size {
             // Joint tasks: the first slots are one per department (structure 1 + d).
@@ -431,7 +580,7 @@ pub fn run(
                     (req.department.clone(), req.qualifications.join(", "))
                 };
                 return Err(DrawError::GroupUnfillable {
-                    uscc: target.uscc.clone(),
+                    uscc: uscc.to_owned(),
                     department,
                     qualifications: if qualifications.is_empty() {
                         "the task's items".into()
@@ -447,9 +596,9 @@ pub fn run(
             group.push(pick);
         }
         results.push(DrawnTarget {
-            uscc: target.uscc.clone(),
-            risk_class: target.risk_class.clone(),
-            must_include: target.must_include,
+            uscc: uscc.to_owned(),
+            risk_class: CLASSES[c].to_owned(),
+            must_include,
             group: group.iter().map(|&i| inspectors[i].id).collect(),
         });
     }

@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use serde_json::value::RawValue;
+use sha2::{Digest, Sha256};
 
 use crate::audit;
 use crate::auth;
@@ -23,8 +23,8 @@ pub mod records;
 pub mod routes;
 
 use algorithm::{
-    ALGORITHM, DrawError, Entropy, Outcome, Params, PoolInspector, PoolTarget, Quota, Requirement,
-    json_hash, sha256_hex,
+    ALGORITHM, CLASSES, DrawError, Entropy, Outcome, Params, PoolInspector, Quota, Requirement,
+    TargetPool, json_hash, sha256_hex,
 };
 
 /// What the commitment publishes before the draw.
@@ -89,11 +89,12 @@ pub struct RedrawBasis {
 /// A complete, self-contained draw record: everything needed to recompute
 /// the draw. Never edited once made.
 ///
-/// The pools are type parameters so that the server can write a record with
-/// the pools spliced in as the exact JSON text it committed to, instead of
-/// serialising a million entries again.
+/// The pools come last and are type parameters: the server stores an initial
+/// draw's record with `null` pools ([`POOLS_BY_REFERENCE`]) and splices in
+/// the pool texts of its commitment, byte for byte, whenever the record is
+/// read, so that a million-entry pool is stored and hashed once.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct DrawRecord<TP = Vec<PoolTarget>, IP = Vec<PoolInspector>> {
+pub struct DrawRecord<TP = TargetPool, IP = Vec<PoolInspector>> {
     /// Algorithm version.
     pub algorithm: String,
     /// Draw id.
@@ -120,16 +121,67 @@ pub struct DrawRecord<TP = Vec<PoolTarget>, IP = Vec<PoolInspector>> {
     pub seed: String,
     /// Inspector loads before this draw (redraws: the task's other groups).
     pub initial_loads: BTreeMap<i64, u64>,
-    /// Candidate targets.
-    pub target_pool: TP,
-    /// Candidate inspectors.
-    pub inspector_pool: IP,
     /// What was drawn.
     pub result: Outcome,
     /// Names of the drawn targets, for people reading the record.
     pub target_names: BTreeMap<String, String>,
     /// When the draw was made.
     pub drawn_at: String,
+    /// Candidate targets.
+    pub target_pool: TP,
+    /// Candidate inspectors.
+    pub inspector_pool: IP,
+}
+
+/// How the stored text of an initial draw record ends: its pools are those
+/// of its commitment (`draw_commitments.target_pool` and `inspector_pool`),
+/// spliced in by [`record_text`]. A used commitment is immutable, like the
+/// draw record.
+pub const POOLS_BY_REFERENCE: &str = r#","target_pool":null,"inspector_pool":null}"#;
+
+/// The published text of a record stored as `head` + [`POOLS_BY_REFERENCE`]
+/// whose commitment holds these pool texts, in pieces.
+fn published_pieces<'a>(
+    head: &'a str,
+    target_pool: &'a str,
+    inspector_pool: &'a str,
+) -> [&'a str; 6] {
+    [
+        head,
+        r#","target_pool":"#,
+        target_pool,
+        r#","inspector_pool":"#,
+        inspector_pool,
+        "}",
+    ]
+}
+
+/// A draw record's published text (with its commitment's pools spliced in)
+/// and its publication time, or `None` if there is no such draw.
+pub fn record_text(conn: &Connection, draw_id: i64) -> Result<Option<(String, Option<String>)>> {
+    type Pools = (Option<String>, Option<String>);
+    let found: Option<(String, Option<String>, Pools)> = conn
+        .query_row(
+            "SELECT d.record, d.published_at, c.target_pool, c.inspector_pool
+             FROM draws d LEFT JOIN draw_commitments c ON c.id = d.commitment_id
+             WHERE d.id = ?1",
+            [draw_id],
+            |r| Ok((r.get(0)?, r.get(1)?, (r.get(2)?, r.get(3)?))),
+        )
+        .optional()?;
+    let Some((stored, published, pools)) = found else {
+        return Ok(None);
+    };
+    let text = match (stored.strip_suffix(POOLS_BY_REFERENCE), pools) {
+        (None, _) => stored,
+        (Some(head), (Some(t), Some(i))) => published_pieces(head, &t, &i).concat(),
+        (Some(_), _) => {
+            return Err(Error::Internal(format!(
+                "draw {draw_id} refers to the pools of a commitment it does not have"
+            )));
+        }
+    };
+    Ok(Some((text, published)))
 }
 
 /// A short account of a draw.
@@ -222,8 +274,8 @@ pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Para
 
 /// The candidate target pool of a task: targets matching its conditions,
 /// minus those over the yearly frequency cap for its items, must-includes
-/// marked per the rules. Sorted by 统一社会信用代码.
-pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<PoolTarget>> {
+/// marked per the rules, grouped by stratum and sorted by 统一社会信用代码.
+pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<TargetPool> {
     use rusqlite::types::Value as V;
     let c = &task.conditions;
     let mut clauses: Vec<String> = Vec::new();
@@ -289,44 +341,55 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Vec<
         "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter}"
     ))?;
     let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
-    let mut pool = Vec::new();
+    let mut pool = TargetPool::empty();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
         if capped.contains(&id) {
             continue;
         }
+        let class = row
+            .get_ref(2)?
+            .as_str()
+            .map_err(|e| Error::Internal(format!("target {id}: risk class: {e}")))?;
+        let Some(c) = CLASSES.iter().position(|k| *k == class) else {
+            return Err(Error::Internal(format!(
+                "target {id} has risk class {class}"
+            )));
+        };
         let abnormal: bool = row.get(3)?;
         let serious: bool = row.get(4)?;
         let complaints: i64 = row.get(5)?;
-        pool.push(PoolTarget {
-            uscc: row.get(1)?,
-            risk_class: row.get(2)?,
-            must_include: (rules.must_include_serious && serious)
-                || (rules.must_include_abnormal && abnormal)
-                || (rules.must_include_complaints && complaints > 0),
-        });
+        let must_include = (rules.must_include_serious && serious)
+            || (rules.must_include_abnormal && abnormal)
+            || (rules.must_include_complaints && complaints > 0);
+        let stratum = &mut pool.strata[c];
+        let list = if must_include {
+            &mut stratum.must_include
+        } else {
+            &mut stratum.others
+        };
+        list.push(row.get(1)?);
     }
     // Sorting here is cheaper than an index-ordered scan of the table.
-    pool.sort_unstable_by(|a, b| a.uscc.cmp(&b.uscc));
+    pool.sort();
     Ok(pool)
 }
 
 /// The inspector pool of a task: active inspectors of the participating
 /// departments qualified for their department's items, each with the targets
 /// of the pool they are excluded from. Sorted by id. `targets` must be
-/// sorted by 统一社会信用代码, as [`target_pool`] returns it.
+/// sorted, as [`target_pool`] returns it.
 pub fn inspector_pool(
     conn: &Connection,
     task: &Task,
     params: &Params,
-    targets: &[PoolTarget],
+    targets: &TargetPool,
 ) -> Result<Vec<PoolInspector>> {
-    // The pool is sorted by code, so membership is a binary search: no
-    // million-entry set to build for a few thousand conflicts.
-    let in_pool = |uscc: &str| {
-        targets
-            .binary_search_by(|t| t.uscc.as_str().cmp(uscc))
-            .is_ok()
+    // The pool's lists are sorted, so membership is a binary search in the
+    // target's stratum: no million-entry set to build for a few thousand
+    // conflicts.
+    let in_pool = |uscc: &str, class: &str| {
+        algorithm::class_index(class).is_some_and(|c| targets.find_in(c, uscc).is_some())
     };
     let mut pool: Vec<PoolInspector> = Vec::new();
     let mut stmt = conn.prepare(
@@ -369,32 +432,33 @@ pub fn inspector_pool(
         }
     }
     let index: HashMap<i64, usize> = pool.iter().enumerate().map(|(p, i)| (i.id, p)).collect();
-    let mut add = |inspector: i64, uscc: String| {
+    let mut add = |inspector: i64, uscc: String, class: String| {
         if let Some(&p) = index.get(&inspector)
-            && in_pool(uscc.as_str())
+            && in_pool(uscc.as_str(), class.as_str())
         {
             pool[p].excluded.push(uscc);
         }
     };
     let mut conflicts = conn.prepare(
-        "SELECT c.inspector_id, t.uscc FROM inspector_conflicts c JOIN targets t ON t.id = c.target_id",
+        "SELECT c.inspector_id, t.uscc, t.risk_class FROM inspector_conflicts c
+         JOIN targets t ON t.id = c.target_id",
     )?;
-    for row in conflicts.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        let (inspector, uscc) = row?;
-        add(inspector, uscc);
+    for row in conflicts.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (inspector, uscc, class) = row?;
+        add(inspector, uscc, class);
     }
     // The group that inspected each target last time (in another task).
     let mut last = conn.prepare(
-        "SELECT ri.inspector_id, t.uscc FROM records r
+        "SELECT ri.inspector_id, t.uscc, t.risk_class FROM records r
          JOIN record_inspectors ri ON ri.record_id = r.id
          JOIN targets t ON t.id = r.target_id
          WHERE r.withdrawn_at IS NULL AND r.task_id != ?1
            AND r.created_at = (SELECT MAX(r2.created_at) FROM records r2
                                WHERE r2.target_id = r.target_id AND r2.withdrawn_at IS NULL AND r2.task_id != ?1)",
     )?;
-    for row in last.query_map([task.id], |r| Ok((r.get(0)?, r.get(1)?)))? {
-        let (inspector, uscc) = row?;
-        add(inspector, uscc);
+    for row in last.query_map([task.id], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))? {
+        let (inspector, uscc, class) = row?;
+        add(inspector, uscc, class);
     }
     for inspector in &mut pool {
         inspector.excluded.sort();
@@ -422,13 +486,19 @@ const COMMITMENT_COLUMNS: &str =
     "id, task_id, algorithm, committed_at, secret_sha256, params_sha256,
     target_pool_sha256, target_count, inspector_pool_sha256, inspector_count";
 
+/// A commitment not used by a draw. (`used_at` was set by earlier versions;
+/// now a draw naming the commitment marks it used, which spares rewriting
+/// a row that holds a million-entry pool just to set a time.)
+const UNUSED: &str = "used_at IS NULL
+    AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.commitment_id = draw_commitments.id)";
+
 /// The live (not superseded, not used) commitment of a task, if any.
 pub fn open_commitment(conn: &Connection, task_id: i64) -> Result<Option<CommitmentInfo>> {
     Ok(conn
         .query_row(
             &format!(
                 "SELECT {COMMITMENT_COLUMNS} FROM draw_commitments
-                 WHERE task_id = ?1 AND superseded_at IS NULL AND used_at IS NULL"
+                 WHERE task_id = ?1 AND superseded_at IS NULL AND {UNUSED}"
             ),
             [task_id],
             commitment_info,
@@ -483,8 +553,10 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
     }
     let secret = auth::random_bytes::<32>()?;
     let superseded = tx.execute(
-        "UPDATE draw_commitments SET superseded_at = ?1
-         WHERE task_id = ?2 AND superseded_at IS NULL AND used_at IS NULL",
+        &format!(
+            "UPDATE draw_commitments SET superseded_at = ?1
+             WHERE task_id = ?2 AND superseded_at IS NULL AND {UNUSED}"
+        ),
         params![now(), task_id],
     )?;
     let target_json = serde_json::to_string(&targets)?;
@@ -548,11 +620,15 @@ fn check_entropy(entropy: &[Entropy]) -> Result<()> {
     Ok(())
 }
 
+/// Stores a draw record. With `committed` (the commitment's pool texts, for
+/// an initial draw whose record has `null` pools) the record is stored
+/// without the pools and its hash is that of the published text.
 fn insert_draw<TP: Serialize, IP: Serialize>(
     tx: &Transaction<'_>,
     actor: &str,
     record: &mut DrawRecord<TP, IP>,
     publish: bool,
+    committed: Option<(&str, &str)>,
 ) -> Result<DrawSummary> {
     let task_id = record.task.id;
     let commitment_id = record.commitment.as_ref().map(|c| c.id);
@@ -569,7 +645,19 @@ fn insert_draw<TP: Serialize, IP: Serialize>(
     })?;
     record.draw_id = draw_id;
     let text = serde_json::to_string(record)?;
-    let sha = sha256_hex(text.as_bytes());
+    let sha = match committed {
+        None => sha256_hex(text.as_bytes()),
+        Some((targets, inspectors)) => {
+            let head = text.strip_suffix(POOLS_BY_REFERENCE).ok_or_else(|| {
+                Error::Internal("a record stored by reference must have null pools".into())
+            })?;
+            let mut h = Sha256::new();
+            for piece in published_pieces(head, targets, inspectors) {
+                h.update(piece.as_bytes());
+            }
+            hex::encode(h.finalize())
+        }
+    };
     let published_at = publish.then(now);
     tx.execute(
         "INSERT INTO draws (id, task_id, commitment_id, parent_id, kind, reason, seed, record,
@@ -689,16 +777,15 @@ pub fn draw_from_commitment(
         |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
     )?;
     let params: Params = serde_json::from_str(&params_json)?;
-    let targets: Vec<PoolTarget> = serde_json::from_str(&target_json)?;
+    let targets: TargetPool = serde_json::from_str(&target_json)?;
     let inspectors: Vec<PoolInspector> = serde_json::from_str(&inspector_json)?;
     let secret_bytes = hex::decode(&secret).map_err(|e| Error::Internal(e.to_string()))?;
     let seed = algorithm::seed(&secret_bytes, &entropy);
     let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
         .map_err(draw_error)?;
     drop((targets, inspectors));
-    // The record carries the pools as the very JSON text committed to.
-    let target_raw: &RawValue = serde_json::from_str(&target_json)?;
-    let inspector_raw: &RawValue = serde_json::from_str(&inspector_json)?;
+    let names = target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?;
+    // The stored record refers to the committed pools instead of copying them.
     let mut record = DrawRecord {
         algorithm: ALGORITHM.into(),
         draw_id: 0,
@@ -713,30 +800,26 @@ pub fn draw_from_commitment(
         entropy,
         seed: hex::encode(seed),
         initial_loads: BTreeMap::new(),
-        target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
-        target_pool: target_raw,
-        inspector_pool: inspector_raw,
         result: outcome,
+        target_names: names,
         drawn_at: now(),
+        target_pool: (),
+        inspector_pool: (),
     };
-    tx.execute(
-        "UPDATE draw_commitments SET used_at = ?1 WHERE id = ?2",
-        params![record.drawn_at, commitment_id],
+    let summary = insert_draw(
+        tx,
+        actor,
+        &mut record,
+        false,
+        Some((&target_json, &inspector_json)),
     )?;
-    let summary = insert_draw(tx, actor, &mut record, false)?;
     Ok((summary, record.result))
 }
 
 /// Loads a stored draw record.
 pub fn load_record(conn: &Connection, draw_id: i64) -> Result<(DrawRecord, Option<String>)> {
-    let (text, published): (String, Option<String>) = conn
-        .query_row(
-            "SELECT record, published_at FROM draws WHERE id = ?1",
-            [draw_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()?
-        .ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
+    let (text, published) =
+        record_text(conn, draw_id)?.ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
     Ok((serde_json::from_str(&text)?, published))
 }
 
@@ -924,20 +1007,13 @@ pub fn redraw(
                 p.excluded.sort();
                 p.excluded.dedup();
             }
-            let target = initial_record
+            let (class, _) = initial_record
                 .target_pool
-                .iter()
-                .find(|t| t.uscc == uscc)
-                .cloned()
+                .find(&uscc)
                 .ok_or_else(|| Error::Internal("drawn target missing from its pool".into()))?;
-            (
-                "recusal",
-                Some(*inspector_id),
-                vec![PoolTarget {
-                    must_include: false,
-                    ..target
-                }],
-            )
+            let mut only = TargetPool::empty();
+            only.strata[class].others.push(uscc.clone());
+            ("recusal", Some(*inspector_id), only)
         }
         RedrawReason::OutOfScope => {
             let class = parent
@@ -946,24 +1022,28 @@ pub fn redraw(
                 .iter()
                 .chain(initial_record.result.targets.iter())
                 .find(|t| t.uscc == uscc)
-                .map(|t| t.risk_class.clone())
+                .and_then(|t| CLASSES.iter().position(|c| *c == t.risk_class))
                 .ok_or_else(|| Error::Internal("target missing from its draw".into()))?;
             let drawn: HashSet<String> = records::task_target_usccs(tx, task_id)?
                 .into_iter()
                 .collect();
-            let rest: Vec<PoolTarget> = initial_record
-                .target_pool
+            let stratum = &initial_record.target_pool.strata[class];
+            let mut rest = TargetPool::empty();
+            rest.strata[class].others = stratum
+                .must_include
                 .iter()
-                .filter(|t| t.risk_class == class && !drawn.contains(&t.uscc))
-                .map(|t| PoolTarget {
-                    must_include: false,
-                    ..t.clone()
-                })
+                .chain(&stratum.others)
+                .filter(|u| !drawn.contains(*u))
+                .cloned()
                 .collect();
+            rest.sort();
             if rest.is_empty() {
                 return Err(Error::invalid(
                     "target_id",
-                    format!("no undrawn candidate of risk class {class} is left to replace it"),
+                    format!(
+                        "no undrawn candidate of risk class {} is left to replace it",
+                        CLASSES[class]
+                    ),
                 ));
             }
             ("out_of_scope", None, rest)
@@ -1003,7 +1083,7 @@ pub fn redraw(
         result: outcome,
         drawn_at: now(),
     };
-    let summary = insert_draw(tx, actor, &mut record, parent_published.is_some())?;
+    let summary = insert_draw(tx, actor, &mut record, parent_published.is_some(), None)?;
     let drawn = &record.result.targets[0];
     match reason {
         RedrawReason::Recusal { .. } => {
@@ -1039,9 +1119,7 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
             record.algorithm
         ));
     }
-    if !record.target_pool.windows(2).all(|w| w[0].uscc < w[1].uscc) {
-        return Err("target_pool is not sorted by uscc without repeats".into());
-    }
+    record.target_pool.check()?;
     if !record.inspector_pool.windows(2).all(|w| w[0].id < w[1].id) {
         return Err("inspector_pool is not sorted by id without repeats".into());
     }

@@ -175,15 +175,9 @@ async fn get_draw(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>> {
     user.require(DRAWERS)?;
-    let text: String = state
+    let (text, _) = state
         .db
-        .read(move |c| {
-            Ok(rusqlite::OptionalExtension::optional(c.query_row(
-                "SELECT record FROM draws WHERE id = ?1",
-                [id],
-                |r| r.get(0),
-            ))?)
-        })
+        .read(move |c| super::record_text(c, id))
         .await?
         .ok_or_else(|| Error::NotFound(format!("draw {id}")))?;
     Ok(Json(serde_json::from_str(&text)?))
@@ -241,18 +235,12 @@ async fn public_draw(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::response::Response> {
-    let text: Option<String> = state
-        .db
-        .read(move |c| {
-            Ok(rusqlite::OptionalExtension::optional(c.query_row(
-                "SELECT record FROM draws WHERE id = ?1 AND published_at IS NOT NULL",
-                [id],
-                |r| r.get(0),
-            ))?)
-        })
-        .await?;
-    // Served byte for byte as stored, so its SHA-256 matches record_sha256.
-    let text = text.ok_or_else(|| Error::NotFound(format!("no published draw {id}")))?;
+    let found = state.db.read(move |c| super::record_text(c, id)).await?;
+    // Served byte for byte as published (the stored record with its
+    // commitment's pools), so its SHA-256 matches record_sha256.
+    let Some((text, Some(_))) = found else {
+        return Err(Error::NotFound(format!("no published draw {id}")));
+    };
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         text,

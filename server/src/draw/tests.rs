@@ -7,7 +7,7 @@ use super::algorithm::*;
 use super::{CommitmentInfo, DrawRecord, TaskInfo, verify};
 use crate::uscc;
 
-fn pool(sizes: [usize; 4], must_every: usize) -> Vec<PoolTarget> {
+fn pool(sizes: [usize; 4], must_every: usize) -> TargetPool {
     let mut targets = Vec::new();
     let mut serial = 0u32;
     for (c, &n) in sizes.iter().enumerate() {
@@ -20,8 +20,7 @@ fn pool(sizes: [usize; 4], must_every: usize) -> Vec<PoolTarget> {
             });
         }
     }
-    targets.sort_by(|a, b| a.uscc.cmp(&b.uscc));
-    targets
+    TargetPool::from_targets(targets).unwrap()
 }
 
 fn inspectors(n: i64, departments: &[&str]) -> Vec<PoolInspector> {
@@ -165,13 +164,11 @@ fn strata_and_selection_frequencies_over_many_fixed_seeds_match_the_ratios() {
     let people = inspectors(40, &["SCJG"]);
     let p = params(Quota::Count(40), false, &["SCJG"]);
     let expected = quotas(&p, sizes.map(|s| s as u64), [0; 4]);
-    let class_of: HashMap<&str, usize> = targets
+    let class_of: HashMap<String, usize> = targets
         .iter()
         .map(|t| {
-            (
-                t.uscc.as_str(),
-                CLASSES.iter().position(|c| *c == t.risk_class).unwrap(),
-            )
+            let c = CLASSES.iter().position(|c| *c == t.risk_class).unwrap();
+            (t.uscc, c)
         })
         .collect();
     let runs = 400;
@@ -189,7 +186,7 @@ fn strata_and_selection_frequencies_over_many_fixed_seeds_match_the_ratios() {
     // Within a stratum every candidate is equally likely: a chi-square test of
     // the inclusion counts against q_c / n_c per run.
     for c in 0..4 {
-        let members: Vec<&PoolTarget> = targets
+        let members: Vec<PoolTarget> = targets
             .iter()
             .filter(|t| t.risk_class == CLASSES[c])
             .collect();
@@ -331,7 +328,7 @@ fn an_unfillable_group_names_the_target_and_the_qualification() {
     assert_eq!(
         run(
             &params(Quota::Count(1), false, &["SCJG"]),
-            &[],
+            &TargetPool::empty(),
             &people,
             seed(b"u", &[]),
             &no_loads()
@@ -420,8 +417,21 @@ fn an_honest_record_verifies_and_any_change_fails() {
     assert!(verify(&r).unwrap_err().contains("secret"));
 
     let mut r = record();
-    r.target_pool[5].must_include = !r.target_pool[5].must_include;
+    let moved = r.target_pool.strata[1].others.remove(0);
+    r.target_pool.strata[1].must_include.push(moved);
+    r.target_pool.strata[1].must_include.sort();
     assert!(verify(&r).unwrap_err().contains("target_pool"));
+
+    // A pool that is malformed fails before any hash is compared.
+    let mut r = record();
+    let twice = r.target_pool.strata[0].others[0].clone();
+    r.target_pool.strata[2].others.insert(0, twice);
+    r.target_pool.strata[2].others.sort();
+    assert!(verify(&r).unwrap_err().contains("twice"));
+
+    let mut r = record();
+    r.target_pool.strata[3].others.swap(0, 1);
+    assert!(verify(&r).unwrap_err().contains("not sorted"));
 
     let mut r = record();
     r.inspector_pool[3]
@@ -436,4 +446,80 @@ fn an_honest_record_verifies_and_any_change_fails() {
     let mut r = record();
     r.seed = "00".repeat(32);
     assert!(verify(&r).unwrap_err().contains("seed"));
+}
+
+#[test]
+fn a_record_stored_by_reference_publishes_exactly_the_full_record() {
+    let full = record();
+    let text = serde_json::to_string(&full).unwrap();
+    let mut stored = serde_json::to_value(&full).unwrap();
+    stored["target_pool"] = serde_json::Value::Null;
+    stored["inspector_pool"] = serde_json::Value::Null;
+    let stored: DrawRecord<(), ()> = serde_json::from_value(stored).unwrap();
+    let stored = serde_json::to_string(&stored).unwrap();
+    let head = stored
+        .strip_suffix(super::POOLS_BY_REFERENCE)
+        .expect("the pools come last");
+    let spliced = super::published_pieces(
+        head,
+        &serde_json::to_string(&full.target_pool).unwrap(),
+        &serde_json::to_string(&full.inspector_pool).unwrap(),
+    )
+    .concat();
+    assert_eq!(spliced, text);
+    assert_eq!(verify(&serde_json::from_str(&spliced).unwrap()), Ok(()));
+}
+
+#[test]
+fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
+    let dir = tempfile::tempdir().unwrap();
+    let state = crate::open(crate::Config {
+        data_dir: dir.path().to_owned(),
+        demo: true,
+    })
+    .unwrap();
+    crate::demo::seed(&state.db, &state.calendar()).unwrap();
+    let (draw_id, commitment_id, sha): (i64, i64, String) = state
+        .db
+        .read_blocking(|c| {
+            Ok(c.query_row(
+                "SELECT id, commitment_id, record_sha256 FROM draws
+                 WHERE kind = 'initial' AND published_at IS NOT NULL ORDER BY id LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )?)
+        })
+        .unwrap();
+    // Stored once, without the pools; served whole, as hashed at the draw.
+    let stored: String = state
+        .db
+        .read_blocking(|c| {
+            Ok(
+                c.query_row("SELECT record FROM draws WHERE id = ?1", [draw_id], |r| {
+                    r.get(0)
+                })?,
+            )
+        })
+        .unwrap();
+    assert!(stored.ends_with(super::POOLS_BY_REFERENCE));
+    let (text, published) = state
+        .db
+        .read_blocking(|c| super::record_text(c, draw_id))
+        .unwrap()
+        .unwrap();
+    assert!(published.is_some());
+    assert_eq!(sha256_hex(text.as_bytes()), sha);
+    let record: DrawRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(verify(&record), Ok(()));
+    // The commitment it refers to can no longer change or go.
+    for sql in [
+        "UPDATE draw_commitments SET target_pool = '[]' WHERE id = ?1",
+        "UPDATE draw_commitments SET superseded_at = 'now' WHERE id = ?1",
+        "DELETE FROM draw_commitments WHERE id = ?1",
+    ] {
+        let result = state
+            .db
+            .write_blocking(|tx| Ok(tx.execute(sql, [commitment_id])?));
+        assert!(result.is_err(), "{sql} was allowed");
+    }
 }
