@@ -638,53 +638,54 @@ async fn public_results(
         per_page: query.per_page.unwrap_or(50),
     }
     .validate()?;
-    let q = query
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    let page = state
-        .db
-        .read(move |c| {
-            let like = q.as_ref().map(|q| {
-                format!(
-                    "%{}%",
-                    q.replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
-                )
-            });
-            let filter = "(?1 IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
+    let q = query.q;
+    Ok(Json(
+        state
+            .db
+            .read(move |c| search_public(c, q.as_deref(), paging))
+            .await?,
+    ))
+}
+
+/// Published results whose target name, 统一社会信用代码 or task number
+/// contains `q` (all of them without one), the latest first.
+pub fn search_public(c: &Connection, q: Option<&str>, paging: Paging) -> Result<Page<Value>> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    let like = q.as_ref().map(|q| {
+        format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let filter = "(?1 IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
                            OR t.number LIKE ?1 ESCAPE '\\')";
-            let total: i64 = c.query_row(
+    let total: i64 = c.query_row(
                 &format!(
                     "SELECT COUNT(*) FROM published_results pr JOIN tasks t ON t.id = pr.task_id WHERE {filter}"
                 ),
                 params![like],
                 |r| r.get(0),
             )?;
-            let ids: Vec<i64> = {
-                let mut stmt = c.prepare(&format!(
+    let ids: Vec<i64> = {
+        let mut stmt = c.prepare(&format!(
                     "SELECT pr.id FROM published_results pr JOIN tasks t ON t.id = pr.task_id
                      WHERE {filter} ORDER BY pr.first_published_at DESC, pr.id DESC LIMIT ?2 OFFSET ?3"
                 ))?;
-                stmt.query_map(params![like, paging.limit(), paging.offset()], |r| {
-                    r.get(0)
-                })?
-                .collect::<Result<_, _>>()?
-            };
-            let items = ids
-                .into_iter()
-                .map(|id| public_entry(c, id))
-                .collect::<Result<_>>()?;
-            Ok(Page {
-                items,
-                total,
-                page: paging.page,
-                per_page: paging.per_page,
-            })
-        })
-        .await?;
-    Ok(Json(page))
+        stmt.query_map(params![like, paging.limit(), paging.offset()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let items = ids
+        .into_iter()
+        .map(|id| public_entry(c, id))
+        .collect::<Result<_>>()?;
+    Ok(Page {
+        items,
+        total,
+        page: paging.page,
+        per_page: paging.per_page,
+    })
 }
 
 async fn public_result(
