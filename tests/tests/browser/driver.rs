@@ -166,9 +166,31 @@ impl Browser {
         self.click("form[action='/logout'] button").await;
     }
 
-    /// Saves a PNG of the current page as `<step>.png` and returns its path.
+    /// Saves a PNG of the whole current page (the window is stretched to the
+    /// page's height for the shot) as `<step>.png` and returns its path.
     pub async fn screenshot(&self, step: &str) -> PathBuf {
+        let (width, height) = self.client.get_window_size().await.expect("window size");
+        let page_height = self
+            .client
+            .execute("return document.documentElement.scrollHeight", vec![])
+            .await
+            .expect("page height")
+            .as_u64()
+            .unwrap_or(height);
+        let tall = page_height.clamp(height, 6000);
+        if tall > height {
+            self.client
+                .set_window_size(width as u32, tall as u32 + 20)
+                .await
+                .expect("stretch window");
+        }
         let png = self.client.screenshot().await.expect("screenshot");
+        if tall > height {
+            self.client
+                .set_window_size(width as u32, height as u32)
+                .await
+                .expect("restore window");
+        }
         assert!(png.starts_with(b"\x89PNG"), "a PNG screenshot");
         let path = self.shots.join(format!("{step}.png"));
         std::fs::write(&path, png).expect("write screenshot");
