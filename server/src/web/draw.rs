@@ -94,9 +94,6 @@ async fn ceremony_view(
             ))
         })
         .await?;
-    let observer_names = values.all("observer");
-    let observer_values = values.all("entropy");
-    let _ = (&observer_names, &observer_values);
     Ok(page(
         "摇号现场",
         Some(&user),

@@ -356,7 +356,7 @@ fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
                     thead { tr { th.num { "行号" } th { "字段" } th { "原因" } } }
                     tbody {
                         @for e in &report.errors {
-                            tr { td.num { (e.line) } td { (e.field.as_deref().unwrap_or("—")) } td { (e.reason) } }
+                            tr { td.num { (e.line) } td { (e.field.as_deref().map(column_label).unwrap_or("—")) } td { (e.reason) } }
                         }
                     }
                 } }
@@ -364,6 +364,25 @@ fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
             p { a.button href="/targets" { "返回检查对象名录库" } }
         },
     )
+}
+
+/// The Chinese header of a CSV column, as the import accepts it.
+fn column_label(field: &str) -> &str {
+    match field {
+        "uscc" => "统一社会信用代码",
+        "name" => "名称",
+        "target_type" => "类型",
+        "industry" => "行业",
+        "region" => "区域",
+        "address" => "地址",
+        "legal_rep" => "法定代表人",
+        "reg_status" => "登记状态",
+        "risk_class" => "风险等级",
+        "flag_abnormal" => "经营异常名录",
+        "flag_serious" => "严重违法失信",
+        "complaints" => "投诉",
+        other => other,
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -226,6 +226,18 @@ async fn planner_draws_with_observers_supervisor_returns_then_approves_and_the_p
     browser.click("#publish-form button[type=submit]").await;
     assert!(browser.text("#notice").await.contains("已公示"));
     browser.screenshot("10-published").await;
+    browser.open("/stats?year=2026").await;
+    let chart = browser.text("#result-chart").await;
+    assert!(chart.contains("未发现问题"), "{chart}");
+    assert!(browser.text("#stats").await.contains("全部"));
+    browser.screenshot("11-stats").await;
+    browser.open("/deadlines").await;
+    let deadlines = browser.page_text().await;
+    assert!(
+        deadlines.contains("已超期（0）") && deadlines.contains("即将到期（0）"),
+        "nothing is left open once published: {deadlines}"
+    );
+    browser.screenshot("12-deadlines").await;
     browser.log_out().await;
 
     // Anyone finds it by 统一社会信用代码, on a phone-sized screen.
@@ -254,7 +266,7 @@ async fn planner_draws_with_observers_supervisor_returns_then_approves_and_the_p
         browser.text("header").await.contains("登录"),
         "not logged in"
     );
-    browser.screenshot("11-public-result-phone").await;
+    browser.screenshot("13-public-result-phone").await;
     browser.open("/public/draws").await;
     browser.click("#public-draws a").await;
     assert!(
@@ -263,7 +275,83 @@ async fn planner_draws_with_observers_supervisor_returns_then_approves_and_the_p
             .await
             .contains("suiji-server draw verify")
     );
-    browser.screenshot("12-public-draw-phone").await;
+    browser.screenshot("14-public-draw-phone").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn planner_searches_targets_and_a_csv_import_reports_its_bad_rows() {
+    let server = TestServer::start().await;
+    seed_agency(&server, 1, 12).await;
+    let browser = Browser::start(&server.base, "registry").await;
+    browser.log_in("planner", PASSWORD).await;
+
+    browser.open("/targets").await;
+    browser.fill("#q", "测试11").await;
+    browser.click("form.filters button[type=submit]").await;
+    let found = browser.text("#targets").await;
+    assert!(found.contains("杭州测试11餐饮有限公司"), "{found}");
+    assert!(!found.contains("杭州测试10餐饮"), "{found}");
+    browser.screenshot("01-target-search").await;
+
+    // The import form names a missing file next to the field.
+    browser.click("#import button[type=submit]").await;
+    assert!(browser.text("#file-error").await.contains("请选择"));
+
+    // Two good rows and one bad: nothing is written, the bad line is named.
+    let good = |serial: u32, name: &str| {
+        format!(
+            "{},{name},企业,餐饮业,西湖区,文三路{serial}号,王五,存续,C,否\n",
+            suiji_server::uscc::generate('9', '1', "330106", serial)
+        )
+    };
+    let csv = format!(
+        "统一社会信用代码,名称,类型,行业,区域,地址,法定代表人,登记状态,风险等级,严重违法失信\n{}{}91330106MA2XXXXXX1,坏代码公司,企业,餐饮业,西湖区,文三路9号,王五,存续,C,否\n",
+        good(5001, "杭州新导入甲餐饮有限公司"),
+        good(5002, "杭州新导入乙餐饮有限公司"),
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("targets.csv");
+    std::fs::write(&file, csv).unwrap();
+    browser
+        .find("#file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.click("#import button[type=submit]").await;
+    let report = browser.text("#import-report").await;
+    assert!(report.contains("未写入任何内容"), "{report}");
+    let errors = browser.text("#import-errors").await;
+    assert!(
+        errors.contains('4') && errors.contains("统一社会信用代码"),
+        "{errors}"
+    );
+    browser.screenshot("02-import-refused").await;
+
+    // Importing the good rows only.
+    browser.open("/targets").await;
+    browser
+        .find("#mode")
+        .await
+        .select_by_value("valid_rows")
+        .await
+        .unwrap();
+    browser
+        .find("#file")
+        .await
+        .send_keys(file.to_str().unwrap())
+        .await
+        .unwrap();
+    browser.click("#import button[type=submit]").await;
+    assert!(browser.text("#import-report").await.contains("新增 2 个"));
+    browser.screenshot("03-import-valid-rows").await;
+    browser.open("/targets?q=新导入").await;
+    assert!(
+        browser
+            .text("#targets")
+            .await
+            .contains("杭州新导入乙餐饮有限公司")
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
