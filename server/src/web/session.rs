@@ -263,7 +263,8 @@ pub struct LoginQuery {
 
 /// Where to go after logging in: only paths of this site.
 fn safe_next(next: &str) -> &str {
-    if next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\") {
+    let local = next.starts_with('/') && !next.starts_with("//") && !next.starts_with("/\\");
+    if local && !next.chars().any(char::is_control) {
         next
     } else {
         "/"
