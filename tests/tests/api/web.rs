@@ -242,3 +242,59 @@ async fn unknown_paths_are_json_under_the_api_and_a_page_elsewhere() {
         assert_eq!(r.status(), StatusCode::OK, "{path}");
     }
 }
+
+#[tokio::test]
+async fn the_record_page_highlights_a_conflict_between_two_phones() {
+    let server = TestServer::start().await;
+    let (agency, records) = suiji_tests::drawn_task(&server, 3, 2).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let mut phone_a = suiji_tests::Phone::open(&server, agency.username_of(a), a).await;
+    let mut phone_b = suiji_tests::Phone::open(&server, agency.username_of(b), b).await;
+    phone_a.sync(&server.base).await.unwrap();
+    phone_b.sync(&server.base).await.unwrap();
+    let rid = suiji_mobile_core::RecordId::new(record.id.as_str());
+    let item = phone_a
+        .store
+        .record(&rid)
+        .unwrap()
+        .assignment()
+        .unwrap()
+        .items[0]
+        .code
+        .clone();
+    // Offline, the two inspectors write different findings for the same item.
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
+        .unwrap();
+    for _ in 0..2 {
+        phone_a.sync(&server.base).await.unwrap();
+        phone_b.sync(&server.base).await.unwrap();
+    }
+
+    let cookies = set_cookies(&form_login(&server, "supervisor", PASSWORD).await);
+    let jar = format!(
+        "suiji_access={}; suiji_refresh={}",
+        cookie_value(&cookies, "suiji_access"),
+        cookie_value(&cookies, "suiji_refresh")
+    );
+    let page = http()
+        .get(format!("{}/records/{}", server.base, record.id))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let conflicts = &html[html.find("id=\"conflicts\"").expect("a conflict section")..];
+    assert!(conflicts.contains("证照齐全") && conflicts.contains("健康证过期"));
+    assert!(
+        html.contains("class=\"conflicted\""),
+        "the item's row is marked"
+    );
+}
