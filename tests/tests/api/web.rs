@@ -298,3 +298,49 @@ async fn the_record_page_highlights_a_conflict_between_two_phones() {
         "the item's row is marked"
     );
 }
+
+#[tokio::test]
+async fn the_draw_record_downloaded_from_the_ceremony_page_verifies() {
+    let server = TestServer::start().await;
+    let (_, records) = suiji_tests::drawn_task(&server, 3, 2).await;
+    let draw_id = server
+        .state
+        .db
+        .read({
+            let task = records[0].task_id;
+            move |c| Ok(suiji_server::draw::draws_of_task(c, task)?[0].id)
+        })
+        .await
+        .unwrap();
+    let cookies = set_cookies(&form_login(&server, "planner", PASSWORD).await);
+    let jar = format!(
+        "suiji_access={}; suiji_refresh={}",
+        cookie_value(&cookies, "suiji_access"),
+        cookie_value(&cookies, "suiji_refresh")
+    );
+    let page = http()
+        .get(format!("{}/draws/{draw_id}", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("/draws/{draw_id}/record.json")));
+    assert!(html.contains("suiji-server draw verify"));
+    let download = http()
+        .get(format!("{}/draws/{draw_id}/record.json", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let record: suiji_server::draw::DrawRecord =
+        serde_json::from_slice(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!(suiji_server::draw::verify(&record), Ok(()));
+}
