@@ -39,7 +39,10 @@ pub fn routes(state: AppState) -> Router<AppState> {
     let pages = Router::new()
         .route("/", get(home))
         .route("/login", get(session::login_page).post(session::login))
-        .route("/logout", post(session::logout))
+        .route(
+            "/logout",
+            post(session::logout).get(|| async { see_other("/") }),
+        )
         .merge(registry::routes())
         .merge(draw::routes())
         .merge(review::routes())
