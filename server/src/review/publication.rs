@@ -360,42 +360,44 @@ async fn publish_task(
     user.require(&[Role::Supervisor])?;
     let outcome = state
         .db
-        .write(move |tx| {
-            plans::get_task_by_id(tx, task_id)?;
-            refresh_stale(tx)?;
-            let ids: Vec<String> = {
-                let mut stmt = tx.prepare(
-                    "SELECT id FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
-                       AND review_state = 'approved' ORDER BY id",
-                )?;
-                stmt.query_map([task_id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            let mut published = Vec::new();
-            let mut skipped = Vec::new();
-            for id in ids {
-                if was_in_group(tx, user.user_id, &id)? {
-                    skipped.push(
-                        json!({"record_id": id, "reason": "you were in its inspector group"}),
-                    );
-                    continue;
-                }
-                let result_id = publish_record(tx, &user, &id)?;
-                published.push(json!({"record_id": id, "result_id": result_id}));
-            }
-            let not_ready: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
-                   AND review_state NOT IN ('approved', 'published')",
-                [task_id],
-                |r| r.get(0),
-            )?;
-            Ok(
-                json!({"task_id": task_id, "published": published, "skipped": skipped,
-                      "not_approved": not_ready}),
-            )
-        })
+        .write(move |tx| publish_task_results(tx, &user, task_id))
         .await?;
     Ok(Json(outcome))
+}
+
+/// Publishes every approved record of a task that `user` did not inspect:
+/// `{task_id, published: [{record_id, result_id}], skipped: [{record_id, reason}], not_approved}`.
+pub fn publish_task_results(tx: &Transaction<'_>, user: &AuthUser, task_id: i64) -> Result<Value> {
+    plans::get_task_by_id(tx, task_id)?;
+    refresh_stale(tx)?;
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
+                       AND review_state = 'approved' ORDER BY id",
+        )?;
+        stmt.query_map([task_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut published = Vec::new();
+    let mut skipped = Vec::new();
+    for id in ids {
+        if was_in_group(tx, user.user_id, &id)? {
+            skipped.push(json!({"record_id": id, "reason": "you were in its inspector group"}));
+            continue;
+        }
+        let result_id = publish_record(tx, user, &id)?;
+        published.push(json!({"record_id": id, "result_id": result_id}));
+    }
+    let not_ready: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
+                   AND review_state NOT IN ('approved', 'published')",
+        [task_id],
+        |r| r.get(0),
+    )?;
+    Ok(
+        json!({"task_id": task_id, "published": published, "skipped": skipped,
+                      "not_approved": not_ready}),
+    )
 }
 
 #[derive(Debug, Deserialize)]

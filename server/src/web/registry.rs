@@ -24,6 +24,7 @@ use crate::registry::import::{self, CsvEncoding, ImportMode, ImportParams, Impor
 use crate::registry::inspectors::{self, InspectorFilter};
 use crate::registry::targets::{self, TargetFilter};
 use crate::registry::{RISK_CLASSES, TARGET_TYPES, departments, items};
+use crate::review::publication::publish_task_results;
 
 /// Who reads the registry pages.
 pub const READERS: &[Role] = crate::registry::READERS;
@@ -47,6 +48,7 @@ pub fn routes() -> Router<AppState> {
         .route("/plans/{id}/tasks", post(create_task))
         .route("/plans/{id}/publish", post(publish_plan))
         .route("/tasks/{id}", get(task_page))
+        .route("/tasks/{id}/publish-results", post(publish_results))
 }
 
 async fn items_page(State(state): State<AppState>, user: WebUser) -> WebResult<Markup> {
@@ -767,10 +769,39 @@ async fn publish_plan(
     Ok(see_other(&format!("/plans/{id}")))
 }
 
+/// `POST /tasks/{id}/publish-results`: a supervisor publishes every
+/// approved record of the task at once.
+async fn publish_results(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    post.user.require(&[Role::Supervisor])?;
+    let auth = post.user.auth.clone();
+    let outcome = state
+        .db
+        .write(move |tx| publish_task_results(tx, &auth, id))
+        .await?;
+    let published = outcome["published"].as_array().map_or(0, Vec::len);
+    let skipped = outcome["skipped"].as_array().map_or(0, Vec::len);
+    let waiting = outcome["not_approved"].as_i64().unwrap_or(0);
+    Ok(see_other(&format!(
+        "/tasks/{id}?published={published}&skipped={skipped}&waiting={waiting}"
+    )))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct TaskParams {
+    published: Option<usize>,
+    skipped: Option<usize>,
+    waiting: Option<i64>,
+}
+
 async fn task_page(
     State(state): State<AppState>,
     user: WebUser,
     Path(id): Path<i64>,
+    Query(done): Query<TaskParams>,
 ) -> WebResult<Markup> {
     user.require(READERS)?;
     let (task, list, names) = state
@@ -805,8 +836,17 @@ async fn task_page(
                 }
                 dt { "抽查事项" } dd { @for i in &task.items { div { (i.code) " " (i.name) " v" (i.version) "（" (i.department) "）" } } }
             }
+            @if let Some(published) = done.published {
+                p.notice #notice { "已公示 " (published) " 条结果"
+                    @if let Some(s) = done.skipped.filter(|s| *s > 0) { "；" (s) " 条因您参与了检查而跳过" }
+                    @if let Some(w) = done.waiting.filter(|w| *w > 0) { "；另有 " (w) " 条尚未审核通过" }
+                    "。" }
+            }
             @if user.has_any(super::draw::DRAWERS) {
                 p { a.button.primary href=(format!("/tasks/{id}/draw")) { "摇号现场" } }
+            }
+            @if user.has_any(&[Role::Supervisor]) && !list.is_empty() {
+                p { (post_button(&user, &format!("/tasks/{id}/publish-results"), "公示本任务全部已审核结果", "")) }
             }
             h2 { "检查记录" }
             div.table-wrap { table {

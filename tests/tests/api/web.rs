@@ -297,6 +297,33 @@ async fn the_record_page_highlights_a_conflict_between_two_phones() {
         html.contains("class=\"conflicted\""),
         "the item's row is marked"
     );
+
+    // Publishing the task's approved results: none yet, every record still open.
+    let task = http()
+        .get(format!("{}/tasks/{}", server.base, record.task_id))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(task.contains("公示本任务全部已审核结果"));
+    let csrf = csrf_of(&task[task.find("publish-results").unwrap()..]);
+    let done = http()
+        .post(format!(
+            "{}/tasks/{}/publish-results",
+            server.base, record.task_id
+        ))
+        .header(COOKIE, &jar)
+        .form_pairs(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let location = done.headers()[LOCATION].to_str().unwrap();
+    let expected = format!("published=0&skipped=0&waiting={}", records.len());
+    assert!(location.ends_with(&expected), "{location}");
 }
 
 #[tokio::test]
