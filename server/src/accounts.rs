@@ -154,22 +154,27 @@ pub fn insert_user(
     Ok(user)
 }
 
+/// Body of `POST /api/v1/auth/login`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct LoginRequest {
-    username: String,
-    password: String,
+pub struct LoginRequest {
+    /// Login name.
+    pub username: String,
+    /// Password.
+    pub password: String,
     /// Free-text device name, shown in session lists.
     #[serde(default)]
-    device: Option<String>,
+    pub device: Option<String>,
 }
 
 /// The answer to a login: tokens plus who logged in.
 #[derive(Serialize)]
-struct LoginResponse {
+pub struct LoginResponse {
+    /// The new session's tokens.
     #[serde(flatten)]
-    tokens: TokenPair,
-    user: User,
+    pub tokens: TokenPair,
+    /// Who logged in.
+    pub user: User,
 }
 
 /// A real argon2 hash of a throwaway password, verified against when the
@@ -182,6 +187,13 @@ async fn login(
     State(state): State<AppState>,
     ApiJson(req): ApiJson<LoginRequest>,
 ) -> Result<Json<LoginResponse>> {
+    Ok(Json(log_in(&state, req).await?))
+}
+
+/// Checks a username and password and opens a session: the API's login and
+/// the web console's login form both come through here. A wrong username
+/// or password is `Unauthorized("wrong username or password")`.
+pub async fn log_in(state: &AppState, req: LoginRequest) -> Result<LoginResponse> {
     let demo = state.config.demo;
     let keys = state.keys.clone();
     let username = req.username.clone();
@@ -232,7 +244,7 @@ async fn login(
             Ok(LoginResponse { tokens, user })
         })
         .await?;
-    Ok(Json(response))
+    Ok(response)
 }
 
 #[derive(Deserialize)]

@@ -362,36 +362,41 @@ impl FromRequestParts<AppState> for AuthUser {
             .ok_or_else(|| {
                 Error::Unauthorized("authorization header must be `Bearer <token>`".into())
             })?;
-        let claims = state.keys.check(token.trim())?;
-        let (sid, uid) = (claims.sid, claims.sub);
-        state
-            .db
-            .read(move |conn| {
-                let row: Option<(Option<String>, bool, String, String)> = conn
-                    .query_row(
-                        "SELECT s.revoked_at, u.active, u.username, u.roles
+        authenticate(state, token).await
+    }
+}
+
+/// Checks an access token and re-reads its session and user, as every
+/// protected request does: the bearer extractor and the web console's cookie
+/// session both come through here.
+pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser> {
+    let claims = state.keys.check(token.trim())?;
+    let (sid, uid) = (claims.sid, claims.sub);
+    state
+        .db
+        .read(move |conn| {
+            let row: Option<(Option<String>, bool, String, String)> = conn
+                .query_row(
+                    "SELECT s.revoked_at, u.active, u.username, u.roles
                          FROM sessions s JOIN users u ON u.id = s.user_id
                          WHERE s.id = ?1 AND u.id = ?2",
-                        params![sid, uid],
-                        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                    )
-                    .optional()?;
-                match row {
-                    None => Err(Error::Unauthorized("unknown session".into())),
-                    Some((Some(_), _, _, _)) => Err(Error::Unauthorized("session revoked".into())),
-                    Some((None, false, _, _)) => {
-                        Err(Error::Unauthorized("account deactivated".into()))
-                    }
-                    Some((None, true, username, roles)) => Ok(AuthUser {
-                        user_id: uid,
-                        username,
-                        roles: parse_roles(&roles)?,
-                        session_id: sid,
-                    }),
-                }
-            })
-            .await
-    }
+                    params![sid, uid],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+                )
+                .optional()?;
+            match row {
+                None => Err(Error::Unauthorized("unknown session".into())),
+                Some((Some(_), _, _, _)) => Err(Error::Unauthorized("session revoked".into())),
+                Some((None, false, _, _)) => Err(Error::Unauthorized("account deactivated".into())),
+                Some((None, true, username, roles)) => Ok(AuthUser {
+                    user_id: uid,
+                    username,
+                    roles: parse_roles(&roles)?,
+                    session_id: sid,
+                }),
+            }
+        })
+        .await
 }
 
 #[cfg(test)]

@@ -30,6 +30,7 @@ pub mod registry;
 pub mod review;
 pub mod sync;
 pub mod uscc;
+pub mod web;
 
 pub use error::{Error, Result};
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub sync_states: Arc<sync::SyncStates>,
     /// The working-day calendar; an admin may load newer years.
     pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
+    /// Key of the web console's CSRF tokens.
+    pub csrf: Arc<web::CsrfKey>,
 }
 
 impl AppState {
@@ -100,6 +103,7 @@ pub fn open(config: Config) -> Result<AppState> {
             &config.data_dir.join("blobs"),
             blobs::DEFAULT_MAX_BLOB,
         )?),
+        csrf: Arc::new(web::CsrfKey::derive(secret.as_bytes())),
         config: Arc::new(config),
         sync_states: Arc::new(sync::SyncStates::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
@@ -117,7 +121,8 @@ pub fn router(state: AppState) -> Router {
         .merge(blobs::routes())
         .merge(sync::routes())
         .merge(review::routes())
-        .fallback(not_found)
+        .merge(web::routes(state.clone()))
+        .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
@@ -145,8 +150,4 @@ async fn health(
         "schema_version": version,
         "demo": state.config.demo,
     })))
-}
-
-async fn not_found() -> Error {
-    Error::NotFound("no such endpoint".into())
 }

@@ -574,17 +574,16 @@ pub fn publish(tx: &Transaction<'_>, actor: &str, plan_id: i64) -> Result<Plan> 
 
 async fn list_plans(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<Plan>>> {
     require_reader(&user)?;
-    let plans = state
-        .db
-        .read(|c| {
-            let ids: Vec<i64> = c
-                .prepare("SELECT id FROM plans ORDER BY year DESC, number")?
-                .query_map([], |r| r.get(0))?
-                .collect::<Result<_, _>>()?;
-            ids.into_iter().map(|id| get_plan_by_id(c, id)).collect()
-        })
-        .await?;
-    Ok(Json(plans))
+    Ok(Json(state.db.read(all_plans).await?))
+}
+
+/// Every plan with its tasks, the latest year first.
+pub fn all_plans(c: &Connection) -> Result<Vec<Plan>> {
+    let ids: Vec<i64> = c
+        .prepare("SELECT id FROM plans ORDER BY year DESC, number")?
+        .query_map([], |r| r.get(0))?
+        .collect::<Result<_, _>>()?;
+    ids.into_iter().map(|id| get_plan_by_id(c, id)).collect()
 }
 
 async fn public_plans(State(state): State<AppState>) -> Result<Json<Vec<Plan>>> {

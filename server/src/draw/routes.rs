@@ -175,72 +175,87 @@ async fn get_draw(
     ApiPath(id): ApiPath<i64>,
 ) -> Result<Json<Value>> {
     user.require(DRAWERS)?;
-    let (text, _) = state
-        .db
-        .read(move |c| super::record_text(c, id))
-        .await?
-        .ok_or_else(|| Error::NotFound(format!("draw {id}")))?;
+    let text = state.db.read(move |c| stored_record(c, id, false)).await?;
     Ok(Json(serde_json::from_str(&text)?))
 }
 
-#[derive(Serialize)]
-struct PublicDraw {
-    id: i64,
-    kind: String,
-    parent_id: Option<i64>,
-    reason: Option<String>,
-    plan_number: String,
-    plan_name: String,
-    task_number: String,
-    task_name: String,
-    targets: i64,
-    record_sha256: String,
-    drawn_at: String,
-    published_at: String,
+/// A draw record byte for byte as published: the stored record with its
+/// commitment's pools spliced back in, so its SHA-256 is `record_sha256`.
+/// With `published_only`, only if its drawn list is published.
+pub fn stored_record(c: &rusqlite::Connection, id: i64, published_only: bool) -> Result<String> {
+    match super::record_text(c, id)? {
+        Some((text, published)) if !published_only || published.is_some() => Ok(text),
+        _ if published_only => Err(Error::NotFound(format!("no published draw {id}"))),
+        _ => Err(Error::NotFound(format!("draw {id}"))),
+    }
+}
+
+/// A published draw as the public list shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicDraw {
+    /// Draw id.
+    pub id: i64,
+    /// `initial` or `redraw`.
+    pub kind: String,
+    /// The draw replaced, for redraws.
+    pub parent_id: Option<i64>,
+    /// Why, for redraws.
+    pub reason: Option<String>,
+    /// 抽查计划编号.
+    pub plan_number: String,
+    /// 抽查计划名称.
+    pub plan_name: String,
+    /// 抽查任务编号.
+    pub task_number: String,
+    /// 抽查任务名称.
+    pub task_name: String,
+    /// Targets drawn.
+    pub targets: i64,
+    /// SHA-256 of the stored record, as served.
+    pub record_sha256: String,
+    /// When drawn.
+    pub drawn_at: String,
+    /// When published.
+    pub published_at: String,
 }
 
 async fn public_draws(State(state): State<AppState>) -> Result<Json<Vec<PublicDraw>>> {
-    let list = state
-        .db
-        .read(|c| {
-            let mut stmt = c.prepare(
+    Ok(Json(state.db.read(published_draws).await?))
+}
+
+/// Every published draw, the latest first.
+pub fn published_draws(c: &rusqlite::Connection) -> Result<Vec<PublicDraw>> {
+    let mut stmt = c.prepare(
                 "SELECT d.id, d.kind, d.parent_id, d.reason, p.number, p.name, t.number, t.name,
                     json_array_length(d.record, '$.result.targets'), d.record_sha256, d.drawn_at, d.published_at
                  FROM draws d JOIN tasks t ON t.id = d.task_id JOIN plans p ON p.id = t.plan_id
                  WHERE d.published_at IS NOT NULL ORDER BY d.id DESC",
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(PublicDraw {
-                    id: r.get(0)?,
-                    kind: r.get(1)?,
-                    parent_id: r.get(2)?,
-                    reason: r.get(3)?,
-                    plan_number: r.get(4)?,
-                    plan_name: r.get(5)?,
-                    task_number: r.get(6)?,
-                    task_name: r.get(7)?,
-                    targets: r.get(8)?,
-                    record_sha256: r.get(9)?,
-                    drawn_at: r.get(10)?,
-                    published_at: r.get(11)?,
-                })
-            })?;
-            Ok(rows.collect::<Result<_, _>>()?)
+    let rows = stmt.query_map([], |r| {
+        Ok(PublicDraw {
+            id: r.get(0)?,
+            kind: r.get(1)?,
+            parent_id: r.get(2)?,
+            reason: r.get(3)?,
+            plan_number: r.get(4)?,
+            plan_name: r.get(5)?,
+            task_number: r.get(6)?,
+            task_name: r.get(7)?,
+            targets: r.get(8)?,
+            record_sha256: r.get(9)?,
+            drawn_at: r.get(10)?,
+            published_at: r.get(11)?,
         })
-        .await?;
-    Ok(Json(list))
+    })?;
+    Ok(rows.collect::<Result<_, _>>()?)
 }
 
 async fn public_draw(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<i64>,
 ) -> Result<axum::response::Response> {
-    let found = state.db.read(move |c| super::record_text(c, id)).await?;
-    // Served byte for byte as published (the stored record with its
-    // commitment's pools), so its SHA-256 matches record_sha256.
-    let Some((text, Some(_))) = found else {
-        return Err(Error::NotFound(format!("no published draw {id}")));
-    };
+    // Served byte for byte as published, so its SHA-256 matches record_sha256.
+    let text = state.db.read(move |c| stored_record(c, id, true)).await?;
     Ok((
         [(axum::http::header::CONTENT_TYPE, "application/json")],
         text,

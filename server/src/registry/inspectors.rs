@@ -245,29 +245,28 @@ pub(super) async fn list(
     ApiQuery(filter): ApiQuery<InspectorFilter>,
 ) -> Result<Json<Vec<Inspector>>> {
     require_reader(&user)?;
-    let list = state
-        .db
-        .read(move |c| {
-            let mut stmt = c.prepare(&format!(
+    Ok(Json(state.db.read(move |c| search(c, &filter)).await?))
+}
+
+/// Inspectors matching `filter`, with their declared conflicts.
+pub fn search(c: &Connection, filter: &InspectorFilter) -> Result<Vec<Inspector>> {
+    let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM inspectors i JOIN departments d ON d.id = i.department_id
                  WHERE (?1 IS NULL OR d.code = ?1) AND (?2 IS NULL OR i.active = ?2)
                    AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(i.expertise) WHERE value = ?3))
                  ORDER BY i.id"
             ))?;
-            let rows = stmt.query_map(
-                params![filter.department, filter.active, filter.expertise],
-                from_row,
-            )?;
-            let mut list = Vec::new();
-            for row in rows {
-                let mut inspector = row?;
-                inspector.conflicts = conflicts_of(c, inspector.id)?;
-                list.push(inspector);
-            }
-            Ok(list)
-        })
-        .await?;
-    Ok(Json(list))
+    let rows = stmt.query_map(
+        params![filter.department, filter.active, filter.expertise],
+        from_row,
+    )?;
+    let mut list = Vec::new();
+    for row in rows {
+        let mut inspector = row?;
+        inspector.conflicts = conflicts_of(c, inspector.id)?;
+        list.push(inspector);
+    }
+    Ok(list)
 }
 
 pub(super) async fn get_one(

@@ -150,6 +150,12 @@ async fn deadlines(
             open_deadlines(tx, &calendar, today)
         })
         .await?;
+    Ok(Json(sort_deadlines(all, today, within)))
+}
+
+/// Sorts open deadlines into `overdue`, `due_soon` (at most `within` working
+/// days left) and `unknown` (the calendar lacks the year), by deadline.
+pub fn sort_deadlines(all: Vec<Value>, today: NaiveDate, within: i64) -> Value {
     let (mut overdue, mut due_soon, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
     for entry in all {
         if !entry["deadline_error"].is_null() && entry["overdue"] != json!(true) {
@@ -171,8 +177,8 @@ async fn deadlines(
     };
     overdue.sort_by(by_deadline);
     due_soon.sort_by(by_deadline);
-    Ok(Json(json!({
+    json!({
         "as_of": today, "within_days": within,
         "overdue": overdue, "due_soon": due_soon, "unknown": unknown,
-    })))
+    })
 }

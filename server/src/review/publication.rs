@@ -360,42 +360,44 @@ async fn publish_task(
     user.require(&[Role::Supervisor])?;
     let outcome = state
         .db
-        .write(move |tx| {
-            plans::get_task_by_id(tx, task_id)?;
-            refresh_stale(tx)?;
-            let ids: Vec<String> = {
-                let mut stmt = tx.prepare(
-                    "SELECT id FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
-                       AND review_state = 'approved' ORDER BY id",
-                )?;
-                stmt.query_map([task_id], |r| r.get(0))?
-                    .collect::<Result<_, _>>()?
-            };
-            let mut published = Vec::new();
-            let mut skipped = Vec::new();
-            for id in ids {
-                if was_in_group(tx, user.user_id, &id)? {
-                    skipped.push(
-                        json!({"record_id": id, "reason": "you were in its inspector group"}),
-                    );
-                    continue;
-                }
-                let result_id = publish_record(tx, &user, &id)?;
-                published.push(json!({"record_id": id, "result_id": result_id}));
-            }
-            let not_ready: i64 = tx.query_row(
-                "SELECT COUNT(*) FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
-                   AND review_state NOT IN ('approved', 'published')",
-                [task_id],
-                |r| r.get(0),
-            )?;
-            Ok(
-                json!({"task_id": task_id, "published": published, "skipped": skipped,
-                      "not_approved": not_ready}),
-            )
-        })
+        .write(move |tx| publish_task_results(tx, &user, task_id))
         .await?;
     Ok(Json(outcome))
+}
+
+/// Publishes every approved record of a task that `user` did not inspect:
+/// `{task_id, published: [{record_id, result_id}], skipped: [{record_id, reason}], not_approved}`.
+pub fn publish_task_results(tx: &Transaction<'_>, user: &AuthUser, task_id: i64) -> Result<Value> {
+    plans::get_task_by_id(tx, task_id)?;
+    refresh_stale(tx)?;
+    let ids: Vec<String> = {
+        let mut stmt = tx.prepare(
+            "SELECT id FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
+                       AND review_state = 'approved' ORDER BY id",
+        )?;
+        stmt.query_map([task_id], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let mut published = Vec::new();
+    let mut skipped = Vec::new();
+    for id in ids {
+        if was_in_group(tx, user.user_id, &id)? {
+            skipped.push(json!({"record_id": id, "reason": "you were in its inspector group"}));
+            continue;
+        }
+        let result_id = publish_record(tx, user, &id)?;
+        published.push(json!({"record_id": id, "result_id": result_id}));
+    }
+    let not_ready: i64 = tx.query_row(
+        "SELECT COUNT(*) FROM records WHERE task_id = ?1 AND withdrawn_at IS NULL
+                   AND review_state NOT IN ('approved', 'published')",
+        [task_id],
+        |r| r.get(0),
+    )?;
+    Ok(
+        json!({"task_id": task_id, "published": published, "skipped": skipped,
+                      "not_approved": not_ready}),
+    )
 }
 
 #[derive(Debug, Deserialize)]
@@ -638,53 +640,54 @@ async fn public_results(
         per_page: query.per_page.unwrap_or(50),
     }
     .validate()?;
-    let q = query
-        .q
-        .map(|q| q.trim().to_owned())
-        .filter(|q| !q.is_empty());
-    let page = state
-        .db
-        .read(move |c| {
-            let like = q.as_ref().map(|q| {
-                format!(
-                    "%{}%",
-                    q.replace('\\', "\\\\")
-                        .replace('%', "\\%")
-                        .replace('_', "\\_")
-                )
-            });
-            let filter = "(?1 IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
+    let q = query.q;
+    Ok(Json(
+        state
+            .db
+            .read(move |c| search_public(c, q.as_deref(), paging))
+            .await?,
+    ))
+}
+
+/// Published results whose target name, 统一社会信用代码 or task number
+/// contains `q` (all of them without one), the latest first.
+pub fn search_public(c: &Connection, q: Option<&str>, paging: Paging) -> Result<Page<Value>> {
+    let q = q.map(str::trim).filter(|q| !q.is_empty());
+    let like = q.as_ref().map(|q| {
+        format!(
+            "%{}%",
+            q.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        )
+    });
+    let filter = "(?1 IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
                            OR t.number LIKE ?1 ESCAPE '\\')";
-            let total: i64 = c.query_row(
+    let total: i64 = c.query_row(
                 &format!(
                     "SELECT COUNT(*) FROM published_results pr JOIN tasks t ON t.id = pr.task_id WHERE {filter}"
                 ),
                 params![like],
                 |r| r.get(0),
             )?;
-            let ids: Vec<i64> = {
-                let mut stmt = c.prepare(&format!(
+    let ids: Vec<i64> = {
+        let mut stmt = c.prepare(&format!(
                     "SELECT pr.id FROM published_results pr JOIN tasks t ON t.id = pr.task_id
                      WHERE {filter} ORDER BY pr.first_published_at DESC, pr.id DESC LIMIT ?2 OFFSET ?3"
                 ))?;
-                stmt.query_map(params![like, paging.limit(), paging.offset()], |r| {
-                    r.get(0)
-                })?
-                .collect::<Result<_, _>>()?
-            };
-            let items = ids
-                .into_iter()
-                .map(|id| public_entry(c, id))
-                .collect::<Result<_>>()?;
-            Ok(Page {
-                items,
-                total,
-                page: paging.page,
-                per_page: paging.per_page,
-            })
-        })
-        .await?;
-    Ok(Json(page))
+        stmt.query_map(params![like, paging.limit(), paging.offset()], |r| r.get(0))?
+            .collect::<Result<_, _>>()?
+    };
+    let items = ids
+        .into_iter()
+        .map(|id| public_entry(c, id))
+        .collect::<Result<_>>()?;
+    Ok(Page {
+        items,
+        total,
+        page: paging.page,
+        per_page: paging.per_page,
+    })
 }
 
 async fn public_result(

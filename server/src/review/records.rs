@@ -37,22 +37,29 @@ pub fn routes() -> Router<AppState> {
 /// Who may read records under review.
 pub const REVIEW_READERS: &[Role] = &[Role::Supervisor, Role::Admin];
 
-#[derive(Debug, Deserialize)]
+/// Filters of the review queue.
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct QueueQuery {
-    task: Option<i64>,
-    department: Option<String>,
+pub struct QueueQuery {
+    /// Only this task.
+    pub task: Option<i64>,
+    /// Only tasks of (or with items of) this department.
+    pub department: Option<String>,
     /// submitted (default), returned, approved, published, or all (every state but open).
-    status: Option<String>,
-    overdue: Option<bool>,
+    pub status: Option<String>,
+    /// Only overdue (or not overdue) records.
+    pub overdue: Option<bool>,
     /// Count working days as of this date instead of today (China time).
-    as_of: Option<NaiveDate>,
-    page: Option<u32>,
-    per_page: Option<u32>,
+    pub as_of: Option<NaiveDate>,
+    /// Page number.
+    pub page: Option<u32>,
+    /// Page size.
+    pub per_page: Option<u32>,
 }
 
-/// One line of the review queue.
-fn queue_rows(
+/// The lines of the review queue matching `q` (unpaged), as `user_id` sees
+/// them, with deadlines counted as of `today`.
+pub fn queue_rows(
     conn: &Connection,
     user_id: i64,
     q: &QueueQuery,

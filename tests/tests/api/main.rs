@@ -7,3 +7,4 @@ mod plans;
 mod registry;
 mod review;
 mod sync;
+mod web;

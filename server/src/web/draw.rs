@@ -1,0 +1,360 @@
+//! The draw ceremony (摇号): the commitment published before the draw, the
+//! observers' names and entropy, the result with its seed inputs, drawn
+//! targets and groups, the downloadable draw record and how to verify it.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use rusqlite::Connection;
+
+use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, post_button};
+use super::layout::{page, time};
+use super::session::WebUser;
+use super::{WebResult, see_other};
+use crate::AppState;
+use crate::auth::Role;
+use crate::draw::algorithm::Entropy;
+use crate::draw::{self, CommitmentInfo, routes::stored_record};
+use crate::error::Result;
+use crate::plans;
+
+/// Who runs draws.
+pub const DRAWERS: &[Role] = &[Role::Admin, Role::Planner];
+/// Observer rows on the ceremony form.
+const OBSERVER_ROWS: usize = 4;
+/// Observers a ceremony needs at least.
+const MIN_OBSERVERS: usize = 2;
+
+/// Routes of the ceremony pages.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/tasks/{id}/draw", get(ceremony).post(execute))
+        .route("/tasks/{id}/draw/commit", post(commit))
+        .route("/tasks/{id}/draw/publish", post(publish))
+        .route("/draws/{id}", get(result))
+        .route("/draws/{id}/record.json", get(download))
+}
+
+/// Names of every inspector by id.
+pub fn inspector_names(c: &Connection) -> Result<HashMap<i64, String>> {
+    let mut stmt = c.prepare("SELECT id, name FROM inspectors")?;
+    let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    Ok(rows.collect::<std::result::Result<_, _>>()?)
+}
+
+fn commitment_facts(c: &CommitmentInfo) -> Markup {
+    html! {
+        dl.facts #commitment {
+            dt { "承诺编号" } dd { (c.id) }
+            dt { "固定时间" } dd { (time(&c.committed_at)) }
+            dt { "算法版本" } dd { code { (c.algorithm) } }
+            dt { "候选检查对象" } dd { (c.target_count) " 户，哈希 " code.hash { (c.target_pool_sha256) } }
+            dt { "候选检查人员" } dd { (c.inspector_count) " 人，哈希 " code.hash { (c.inspector_pool_sha256) } }
+            dt { "参数哈希" } dd { code.hash { (c.params_sha256) } }
+            dt { "服务器密钥哈希" } dd { code.hash { (c.secret_sha256) } }
+        }
+    }
+}
+
+async fn ceremony(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(task_id): Path<i64>,
+) -> WebResult<Markup> {
+    user.require(DRAWERS)?;
+    ceremony_view(
+        &state,
+        user,
+        task_id,
+        FormData::default(),
+        FieldErrors::new(),
+    )
+    .await
+}
+
+async fn ceremony_view(
+    state: &AppState,
+    user: WebUser,
+    task_id: i64,
+    values: FormData,
+    errors: FieldErrors,
+) -> WebResult<Markup> {
+    let (task, commitment, draws) = state
+        .db
+        .read(move |c| {
+            Ok((
+                plans::get_task_by_id(c, task_id)?,
+                draw::open_commitment(c, task_id)?,
+                draw::draws_of_task(c, task_id)?,
+            ))
+        })
+        .await?;
+    Ok(page(
+        "摇号现场",
+        Some(&user),
+        html! {
+            p.muted { a href=(format!("/tasks/{task_id}")) { (task.number) " " (task.name) } " › 摇号" }
+            h1 { "摇号现场：" (task.name) }
+            ol.steps {
+                li { "1. 固定候选池并公布承诺（哈希）：此后候选名单和参数不能再改。" }
+                li { "2. 现场观察员（人大代表、政协委员、媒体等）各自输入姓名和一个随机数。" }
+                li { "3. 以服务器密钥和全部观察员随机数计算种子，抽取检查对象和检查组，生成不可更改的摇号记录。" }
+            }
+            @if !draws.is_empty() {
+                h2 { "本任务的摇号记录" }
+                div.table-wrap { table #draws {
+                    thead { tr { th { "编号" } th { "类型" } th { "时间" } th.num { "抽中" } th { "公示" } } }
+                    tbody { @for d in &draws {
+                        tr {
+                            td { a href=(format!("/draws/{}", d.id)) { "摇号记录 " (d.id) } }
+                            td { @if d.kind == "initial" { "首次摇号" } @else { "重新抽取" } }
+                            td { (time(&d.drawn_at)) }
+                            td.num { (d.targets) }
+                            td { @if d.published_at.is_some() { span.badge.ok { "已公示" } } @else { span.badge.warn { "未公示" } } }
+                        }
+                    } }
+                } }
+            }
+            @match &commitment {
+                Some(c) => {
+                    section.box {
+                        h2 { "第一步：已公布的承诺" }
+                        p { "摇号前已固定以下内容。摇号后公开的记录可以逐项与这些哈希核对。" }
+                        (commitment_facts(c))
+                    }
+                    form.box #ceremony method="post" action=(format!("/tasks/{task_id}/draw")) data-progress="正在摇号，请稍候…" {
+                        h2 { "第二步：观察员输入随机数" }
+                        p.hint { "至少 " (MIN_OBSERVERS) " 位观察员。每人输入姓名和自己想到的任意数字或文字；这些内容会写入摇号记录并公开。" }
+                        (csrf_field(&user))
+                        input type="hidden" name="commitment_id" value=(c.id);
+                        (errors.show("form"))
+                        (errors.show("observers"))
+                        @for i in 0..OBSERVER_ROWS {
+                            div.row {
+                                div.field.invalid[errors.get(&format!("observer{i}")).is_some()] {
+                                    label for=(format!("observer{i}")) { "观察员 " (i + 1) " 姓名" }
+                                    input type="text" id=(format!("observer{i}")) name=(format!("observer{i}")) value=(values.get(&format!("observer{i}")));
+                                    (errors.show(&format!("observer{i}")))
+                                }
+                                div.field.invalid[errors.get(&format!("entropy{i}")).is_some()] {
+                                    label for=(format!("entropy{i}")) { "观察员 " (i + 1) " 随机数" }
+                                    input type="text" id=(format!("entropy{i}")) name=(format!("entropy{i}")) value=(values.get(&format!("entropy{i}")));
+                                    (errors.show(&format!("entropy{i}")))
+                                }
+                            }
+                        }
+                        p.progress aria-live="polite" {}
+                        button.primary type="submit" { "开始摇号" }
+                    }
+                },
+                None if draws.iter().all(|d| d.kind != "initial") => {
+                    section.box {
+                        h2 { "第一步：固定候选池" }
+                        p { "按任务条件固定候选检查对象和检查人员，并公布其哈希（承诺）。" }
+                        (errors.show("form"))
+                        (post_button(&user, &format!("/tasks/{task_id}/draw/commit"), "固定候选池并公布承诺", "primary"))
+                    }
+                },
+                None => {
+                    p.notice { "本任务已完成首次摇号。" }
+                },
+            }
+        },
+    ))
+}
+
+async fn commit(
+    State(state): State<AppState>,
+    Path(task_id): Path<i64>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    post.user.require(DRAWERS)?;
+    let actor = post.user.auth.username.clone();
+    match state
+        .db
+        .write(move |tx| draw::commit(tx, &actor, task_id))
+        .await
+    {
+        Ok(_) => Ok(see_other(&format!("/tasks/{task_id}/draw"))),
+        Err(e) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(e, &[])?;
+            let body = ceremony_view(&state, post.user, task_id, post.form, errors).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+        }
+    }
+}
+
+async fn execute(
+    State(state): State<AppState>,
+    Path(task_id): Path<i64>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    let CsrfForm { user, form } = post;
+    user.require(DRAWERS)?;
+    let mut errors = FieldErrors::new();
+    let mut entropy = Vec::new();
+    for i in 0..OBSERVER_ROWS {
+        let (name, value) = (
+            form.get(&format!("observer{i}")),
+            form.get(&format!("entropy{i}")),
+        );
+        match (name.is_empty(), value.is_empty()) {
+            (true, true) => {}
+            (false, true) => errors.add(&format!("entropy{i}"), "请输入这位观察员的随机数。"),
+            (true, false) => errors.add(&format!("observer{i}"), "请输入观察员姓名。"),
+            (false, false) => entropy.push(Entropy {
+                observer: name.to_owned(),
+                value: value.to_owned(),
+            }),
+        }
+    }
+    if errors.is_empty() && entropy.len() < MIN_OBSERVERS {
+        for i in entropy.len()..MIN_OBSERVERS {
+            errors.add(
+                &format!("observer{i}"),
+                "摇号需要至少两位观察员：请填写姓名和随机数。",
+            );
+        }
+    }
+    let commitment_id: Option<i64> = form.get("commitment_id").parse().ok();
+    if errors.is_empty()
+        && let Some(commitment_id) = commitment_id
+    {
+        let calendar = state.calendar();
+        let actor = user.auth.username.clone();
+        match state
+            .db
+            .write(move |tx| draw::execute(tx, &actor, task_id, commitment_id, entropy, &calendar))
+            .await
+        {
+            Ok(summary) => return Ok(see_other(&format!("/draws/{}", summary.id))),
+            Err(e) => errors.absorb(e, &[])?,
+        }
+    } else if commitment_id.is_none() {
+        errors.add("form", "缺少承诺编号，请刷新页面。");
+    }
+    let body = ceremony_view(&state, user, task_id, form, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(task_id): Path<i64>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    post.user.require(DRAWERS)?;
+    let actor = post.user.auth.username.clone();
+    let draws = state
+        .db
+        .write(move |tx| draw::publish(tx, &actor, task_id))
+        .await?;
+    let last = draws.iter().map(|d| d.id).max().unwrap_or_default();
+    Ok(see_other(&format!("/draws/{last}")))
+}
+
+async fn result(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(draw_id): Path<i64>,
+) -> WebResult<Markup> {
+    user.require(DRAWERS)?;
+    let (record, published, names) = state
+        .db
+        .read(move |c| {
+            let (record, published) = draw::load_record(c, draw_id)?;
+            Ok((record, published, inspector_names(c)?))
+        })
+        .await?;
+    let name_of = |id: &i64| names.get(id).cloned().unwrap_or_else(|| format!("#{id}"));
+    let task_id = record.task.id;
+    Ok(page(
+        "摇号结果",
+        Some(&user),
+        html! {
+            p.muted { a href=(format!("/tasks/{task_id}")) { (record.task.number) " " (record.task.name) } " › " a href=(format!("/tasks/{task_id}/draw")) { "摇号" } " › 记录 " (draw_id) }
+            h1 { "摇号结果" }
+            p.notice #draw-done { "摇号记录 " (draw_id) " 已生成（" (time(&record.drawn_at)) "），共抽中 " (record.result.targets.len()) " 户。记录一经生成不可修改。" }
+            section.box {
+                h2 { "种子的来源" }
+                dl.facts #seed-inputs {
+                    dt { "服务器密钥（揭示）" } dd { code.hash { (record.secret) } }
+                    @if let Some(c) = &record.commitment {
+                        dt { "摇号前公布的密钥哈希" } dd { code.hash { (c.secret_sha256) } }
+                    }
+                    @for e in &record.entropy {
+                        dt { "观察员 " (e.observer) } dd { code { (e.value) } }
+                    }
+                    dt { "种子" } dd { code.hash { (record.seed) } }
+                    dt { "算法" } dd { code { (record.algorithm) } }
+                }
+            }
+            @if let Some(c) = &record.commitment {
+                section.box { h2 { "摇号前公布的承诺" } (commitment_facts(c)) }
+            }
+            h2 { "分层抽取" }
+            div.table-wrap { table {
+                thead { tr { th { "风险等级" } th.num { "候选" } th.num { "抽取" } } }
+                tbody { @for s in &record.result.strata {
+                    tr { td { (s.risk_class) " 类" } td.num { (s.candidates) } td.num { (s.drawn) } }
+                } }
+            } }
+            h2 { "抽中的检查对象与检查组" }
+            div.table-wrap { table #drawn {
+                thead { tr { th.num { "序号" } th { "检查对象" } th { "统一社会信用代码" } th { "风险" } th { "检查组（组长在前）" } } }
+                tbody { @for (i, t) in record.result.targets.iter().enumerate() {
+                    tr {
+                        td.num { (i + 1) }
+                        td { (record.target_names.get(&t.uscc).cloned().unwrap_or_default()) @if t.must_include { " " span.badge.danger { "必查" } } }
+                        td { code { (t.uscc) } }
+                        td { (t.risk_class) }
+                        td { (t.group.iter().map(name_of).collect::<Vec<_>>().join("、")) }
+                    }
+                } }
+            } }
+            section.verify #verify {
+                h2 { "下载与验证" }
+                p { a.button href=(format!("/draws/{draw_id}/record.json")) download { "下载摇号记录（JSON）" }
+                    @if published.is_some() { " " a href=(format!("/public/draws/{draw_id}")) { "公开页面" } } }
+                p { "任何人都可以重新计算本次摇号：下载摇号记录后运行 " code { "suiji-server draw verify 文件名" } "，程序会用记录中的候选池、参数、密钥和观察员随机数重算，并输出 verified 或第一处不一致。" }
+            }
+            @if published.is_none() {
+                section.box {
+                    h2 { "公示抽查名单" }
+                    p { "公示后，摇号记录和抽中名单向社会公开。" }
+                    (post_button(&user, &format!("/tasks/{task_id}/draw/publish"), "公示本任务的摇号记录", "primary"))
+                }
+            } @else {
+                p.notice { "已公示。" }
+            }
+        },
+    ))
+}
+
+async fn download(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(draw_id): Path<i64>,
+) -> WebResult<Response> {
+    user.require(DRAWERS)?;
+    let text = state
+        .db
+        .read(move |c| stored_record(c, draw_id, false))
+        .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/json".to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                format!("attachment; filename=\"draw-{draw_id}.json\""),
+            ),
+        ],
+        text,
+    )
+        .into_response())
+}

@@ -1,0 +1,180 @@
+//! Public pages, no login: published results searchable by name or
+//! 统一社会信用代码 with corrections marked, and published draw records with
+//! the instructions to verify them.
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::routing::get;
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::WebResult;
+use super::form::{FieldErrors, input};
+use super::layout::{page, pager, text, time};
+use super::session::Session;
+use crate::AppState;
+use crate::draw::routes::published_draws;
+use crate::extract::Paging;
+use crate::review::publication::search_public;
+
+/// Routes of the public pages.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/public/results", get(results))
+        .route("/public/draws", get(draws))
+        .route("/public/draws/{id}", get(draw))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ResultParams {
+    #[serde(default)]
+    q: String,
+    page: Option<u32>,
+}
+
+async fn results(
+    State(state): State<AppState>,
+    session: Session,
+    Query(p): Query<ResultParams>,
+) -> WebResult<Markup> {
+    let paging = Paging {
+        page: p.page.unwrap_or(1).max(1),
+        per_page: 20,
+    };
+    let q = p.q.trim().to_owned();
+    let query = q.clone();
+    let found = state
+        .db
+        .read(move |c| search_public(c, Some(&query), paging))
+        .await?;
+    let base = format!("/public/results?q={}", super::session::form_urlencode(&q));
+    Ok(page(
+        "抽查结果公示",
+        session.user.as_ref(),
+        html! {
+            h1 { "抽查结果公示" }
+            p.lead { "依法公示的“双随机、一公开”抽查检查结果。可按检查对象名称、统一社会信用代码或任务编号查询。" }
+            form.filters.box method="get" action="/public/results" role="search" {
+                (input("名称或统一社会信用代码", "q", "search", &q, &FieldErrors::new()))
+                div.field { button.primary type="submit" { "查询" } }
+            }
+            @if found.items.is_empty() {
+                p #no-results { @if q.is_empty() { "暂无公示结果。" } @else { "没有找到与“" (q) "”相关的公示结果。" } }
+            }
+            div #results { @for r in &found.items { (result_card(r)) } }
+            (pager(&base, found.page, found.per_page, found.total))
+        },
+    ))
+}
+
+fn result_card(r: &Value) -> Markup {
+    let corrected = r["corrected"] == Value::Bool(true);
+    html! {
+        article.result-card.corrected[corrected] {
+            h2 { (text(&r["target_name"])) " "
+                @if corrected { span.badge.warn { "已更正" } } @else { span.badge.ok { "已公示" } } }
+            (content_facts(r))
+            @if corrected {
+                p.alert { "更正说明：" (text(&r["correction_reason"])) }
+            }
+            @for old in r["previous_versions"].as_array().into_iter().flatten() {
+                div.old-version {
+                    p { span.badge.warn { "已更正" } " 第 " (text(&old["version"])) " 版（公示于 " (old["published_at"].as_str().map(time).unwrap_or_default())
+                        "，更正于 " (old["corrected_at"].as_str().map(time).unwrap_or_default()) "）：" (text(&old["result"])) }
+                }
+            }
+        }
+    }
+}
+
+fn content_facts(r: &Value) -> Markup {
+    html! {
+        dl.facts {
+            dt { "统一社会信用代码" } dd { code { (text(&r["uscc"])) } }
+            dt { "抽查计划" } dd { (text(&r["plan_number"])) " " (text(&r["plan_name"])) }
+            dt { "抽查任务" } dd { (text(&r["task_number"])) " " (text(&r["task_name"])) }
+            dt { "抽查类型" } dd { (text(&r["inspection_type"])) }
+            dt { "检查实施机关" } dd { (text(&r["agency"])) }
+            dt { "检查完成日期" } dd { (text(&r["completed_on"])) }
+            dt { "检查结果" } dd.result { strong { (text(&r["result"])) } }
+            dt { "检查事项" } dd {
+                @for item in r["items"].as_array().into_iter().flatten() {
+                    div { (text(&item["name"])) "（" (text(&item["department"])) "）：" (text(&item["result"])) }
+                }
+            }
+        }
+    }
+}
+
+async fn draws(State(state): State<AppState>, session: Session) -> WebResult<Markup> {
+    let list = state.db.read(published_draws).await?;
+    Ok(page(
+        "摇号记录公示",
+        session.user.as_ref(),
+        html! {
+            h1 { "摇号记录公示" }
+            p.lead { "每次摇号都留有完整记录：候选池、参数、服务器密钥、观察员随机数、种子和抽取结果。任何人都可以下载记录并独立验证。" }
+            div.table-wrap { table #public-draws {
+                thead { tr { th { "任务" } th { "计划" } th { "类型" } th.num { "抽中" } th { "摇号时间" } th { "公示时间" } th { "" } } }
+                tbody {
+                    @for d in &list {
+                        tr {
+                            td { (d.task_number) " " (d.task_name) }
+                            td { (d.plan_number) " " (d.plan_name) }
+                            td { @if d.kind == "initial" { "首次摇号" } @else { "重新抽取" } }
+                            td.num { (d.targets) }
+                            td { (time(&d.drawn_at)) }
+                            td { (time(&d.published_at)) }
+                            td { a href=(format!("/public/draws/{}", d.id)) { "查看与验证" } }
+                        }
+                    }
+                    @if list.is_empty() { tr { td colspan="7" { "暂无公示的摇号记录。" } } }
+                }
+            } }
+        },
+    ))
+}
+
+async fn draw(
+    State(state): State<AppState>,
+    session: Session,
+    Path(id): Path<i64>,
+) -> WebResult<Markup> {
+    let found = state
+        .db
+        .read(move |c| {
+            let list = published_draws(c)?;
+            list.into_iter()
+                .find(|d| d.id == id)
+                .ok_or_else(|| crate::Error::NotFound(format!("no published draw {id}")))
+        })
+        .await?;
+    let url = format!("/api/v1/public/draws/{id}");
+    Ok(page(
+        "摇号记录",
+        session.user.as_ref(),
+        html! {
+            p.muted { a href="/public/draws" { "摇号记录公示" } " › " (found.task_number) }
+            h1 { "摇号记录：" (found.task_name) }
+            dl.facts {
+                dt { "抽查计划" } dd { (found.plan_number) " " (found.plan_name) }
+                dt { "抽查任务" } dd { (found.task_number) " " (found.task_name) }
+                dt { "类型" } dd { @if found.kind == "initial" { "首次摇号" } @else { "重新抽取" } @if let Some(r) = &found.reason { "（" (r) "）" } }
+                dt { "抽中检查对象" } dd { (found.targets) " 户" }
+                dt { "摇号时间" } dd { (time(&found.drawn_at)) }
+                dt { "公示时间" } dd { (time(&found.published_at)) }
+                dt { "记录 SHA-256" } dd { code.hash #record-sha { (found.record_sha256) } }
+            }
+            section.verify #verify {
+                h2 { "如何验证" }
+                ol {
+                    li { a.button href=(url) download=(format!("draw-{id}.json")) { "下载摇号记录（JSON）" } }
+                    li { "核对文件的 SHA-256 与上面的值一致（如 " code { "sha256sum draw-" (id) ".json" } "）。" }
+                    li { "运行 " code { "suiji-server draw verify draw-" (id) ".json" } "：程序用记录中的候选池、参数、服务器密钥和观察员随机数重新计算种子和抽取结果，一致则输出 verified，否则指出第一处不一致。" }
+                }
+                p.muted { "服务器密钥在摇号前只公布了哈希，摇号后才揭示；观察员的随机数在现场输入。因此任何一方都无法事先决定结果。" }
+            }
+        },
+    ))
+}

@@ -1,0 +1,455 @@
+//! The supervisor's pages: the review queue, the record view with its items,
+//! findings, notes, photos, signatures and conflicts, and the decisions
+//! (return with a comment, approve, publish).
+
+use axum::Router;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use maud::{Markup, html};
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::form::{CsrfForm, FieldErrors, FormData, csrf_field};
+use super::layout::{days_left, page, state_label, text, time};
+use super::session::WebUser;
+use super::{WebError, WebResult, see_other};
+use crate::AppState;
+use crate::auth::Role;
+use crate::error::Error;
+use crate::review::publication::publish_record;
+use crate::review::records::{
+    Decision, QueueQuery, REVIEW_READERS, decide, queue_rows, record_view,
+};
+use crate::review::{china_today, refresh_stale};
+
+/// Who decides on records.
+const DECIDERS: &[Role] = &[Role::Supervisor];
+
+/// Routes of the review pages.
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/review", get(queue))
+        .route("/records/{id}", get(record))
+        .route("/records/{id}/return", post(return_record))
+        .route("/records/{id}/approve", post(approve_record))
+        .route("/records/{id}/publish", post(publish))
+        .route("/photos/{hash}", get(photo))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct QueueParams {
+    #[serde(default)]
+    status: String,
+}
+
+const STATUSES: &[(&str, &str)] = &[
+    ("submitted", "待审核"),
+    ("returned", "已退回"),
+    ("approved", "已审核待公示"),
+    ("published", "已公示"),
+    ("all", "全部"),
+];
+
+async fn queue(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(p): Query<QueueParams>,
+) -> WebResult<Markup> {
+    user.require(REVIEW_READERS)?;
+    let status = STATUSES
+        .iter()
+        .find(|(code, _)| *code == p.status)
+        .map(|(code, _)| *code)
+        .unwrap_or("submitted");
+    let q = QueueQuery {
+        status: Some(status.to_owned()),
+        ..QueueQuery::default()
+    };
+    let calendar = state.calendar();
+    let user_id = user.auth.user_id;
+    let rows = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            queue_rows(tx, user_id, &q, &calendar, china_today())
+        })
+        .await?;
+    Ok(page(
+        "审核队列",
+        Some(&user),
+        html! {
+            h1 { "审核队列" }
+            nav.row {
+                @for (code, label) in STATUSES {
+                    @if *code == status { strong { (label) } } @else { a href=(format!("/review?status={code}")) { (label) } }
+                }
+            }
+            div.table-wrap { table #queue {
+                thead { tr { th { "检查对象" } th { "任务" } th { "状态" } th.num { "轮次" } th { "提交时间" } th { "公示期限" } th { "剩余" } th { "提示" } } }
+                tbody {
+                    @for r in &rows {
+                        tr.conflicted[r["has_conflicts"] == Value::Bool(true)] {
+                            td { a href=(format!("/records/{}", text(&r["id"]))) { (text(&r["target_name"])) } br; code { (text(&r["uscc"])) } }
+                            td { (text(&r["task_number"])) br; span.muted { (text(&r["task_name"])) } }
+                            td { (state_label(r["state"].as_str().unwrap_or(""))) }
+                            td.num { (text(&r["round"])) }
+                            td { (r["submitted_at"].as_str().map(time).unwrap_or_else(|| "—".into())) }
+                            td { (text(&r["deadline"])) }
+                            td { (days_left(r)) }
+                            td {
+                                @if r["has_conflicts"] == Value::Bool(true) { span.badge.warn { "有冲突" } " " }
+                                @if r["you_inspected"] == Value::Bool(true) { span.badge.info { "本人参与检查" } }
+                            }
+                        }
+                    }
+                    @if rows.is_empty() { tr { td colspan="8" { "没有记录。" } } }
+                }
+            } }
+        },
+    ))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct RecordParams {
+    done: Option<String>,
+}
+
+async fn record(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(id): Path<String>,
+    Query(p): Query<RecordParams>,
+) -> WebResult<Markup> {
+    user.require(REVIEW_READERS)?;
+    let notice = match p.done.as_deref() {
+        Some("returned") => Some("已退回检查人员修改，他们的手机下次同步时会收到退回意见。"),
+        Some("approved") => Some("已审核通过。"),
+        Some("published") => Some("已公示：结果已出现在公开的抽查结果中。"),
+        _ => None,
+    };
+    record_page(
+        &state,
+        user,
+        &id,
+        notice,
+        FormData::default(),
+        FieldErrors::new(),
+    )
+    .await
+}
+
+async fn record_page(
+    state: &AppState,
+    user: WebUser,
+    id: &str,
+    notice: Option<&str>,
+    values: FormData,
+    errors: FieldErrors,
+) -> WebResult<Markup> {
+    let calendar = state.calendar();
+    let (user_id, record_id) = (user.auth.user_id, id.to_owned());
+    let v = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            record_view(tx, user_id, &record_id, &calendar, china_today())
+        })
+        .await?;
+    let review_state = v["review"]["state"].as_str().unwrap_or("");
+    let conflicts = v["conflicts"].as_array().cloned().unwrap_or_default();
+    let conflicted_items: Vec<&str> = conflicts
+        .iter()
+        .filter_map(|c| c["item"].as_str())
+        .collect();
+    let publication = &v["publication"];
+    let you_inspected = v["you_inspected"] == Value::Bool(true);
+    let inspectors = v["inspectors"].as_array().cloned().unwrap_or_default();
+    let name_of = |inspector: &Value| -> String {
+        inspectors
+            .iter()
+            .find(|i| i["inspector_id"] == *inspector)
+            .map(|i| text(&i["name"]))
+            .unwrap_or_else(|| text(inspector))
+    };
+    Ok(page(
+        "检查记录",
+        Some(&user),
+        html! {
+            p.muted { a href="/review" { "审核队列" } " › " (text(&v["target"]["name"])) }
+            h1 { (text(&v["target"]["name"])) }
+            @if let Some(notice) = notice { p.notice #notice { (notice) } }
+            @if you_inspected { p.alert { "您曾参与该记录的检查，按职责分离原则不能审核或公示它。" } }
+            section.box #deadline {
+                dl.facts {
+                    dt { "状态" } dd { strong #state { (state_label(review_state)) } " · 第 " (text(&v["review"]["round"])) " 轮" }
+                    dt { "统一社会信用代码" } dd { code { (text(&v["target"]["uscc"])) } }
+                    dt { "任务" } dd { (text(&v["task"]["number"])) " " (text(&v["task"]["name"])) }
+                    dt { "检查组" } dd { (inspectors.iter().map(|i| text(&i["name"])).collect::<Vec<_>>().join("、")) }
+                    dt { "检查期间" } dd { (text(&v["window_start"])) " 至 " (text(&v["window_end"])) }
+                    dt { "公示期限" } dd {
+                        (text(&publication["deadline"])) " " (days_left(publication))
+                        br;
+                        span.muted { "自" @if publication["counted_from_kind"] == "inspection_ended" { "检查完成日 " } @else { "检查期间结束日 " }
+                            (text(&publication["counted_from"])) " 起 " (text(&publication["working_days"])) " 个工作日" }
+                    }
+                }
+            }
+            @if !conflicts.is_empty() {
+                section.conflict #conflicts {
+                    h2 { "⚠ 冲突：两位检查人员填写了不同内容" }
+                    p { "以下字段在两部手机上被同时改成了不同的值，需检查人员协商后重新填写。建议退回。" }
+                    ul { @for c in &conflicts {
+                        li { code { (text(&c["field"])) } "："
+                            (c["values"].as_array().map(|vals| vals.iter().map(|x| format!("{}（{}）", text(&x["value"]), name_of(&x["inspector_id"]))).collect::<Vec<_>>().join(" ／ ")).unwrap_or_default())
+                        }
+                    } }
+                }
+            }
+            h2 { "检查事项与发现" }
+            div.table-wrap { table #items {
+                thead { tr { th { "事项" } th { "法律依据" } th { "是否检查" } th { "检查方式" } th { "发现的问题" } th { "处理" } } }
+                tbody { @for item in v["items"].as_array().into_iter().flatten() {
+                    tr.conflicted[conflicted_items.contains(&item["code"].as_str().unwrap_or(""))] {
+                        td { (text(&item["name"])) br; code { (text(&item["code"])) } }
+                        td { (text(&item["legal_basis"])) }
+                        td { (text(&item["checked"])) }
+                        td { (item["methods"].as_array().map(|m| m.iter().map(|x| text(&x["label"])).collect::<Vec<_>>().join("、")).unwrap_or_default()) }
+                        td { (text(&item["finding"])) }
+                        td { (text(&item["disposition"])) }
+                    }
+                } }
+            } }
+            section.box {
+                dl.facts {
+                    dt { "检查结果" } dd #results { (v["results"].as_array().map(|r| r.iter().map(|x| text(&x["label"])).collect::<Vec<_>>().join("；")).unwrap_or_default()) }
+                    dt { "后续处置" } dd { (text(&v["follow_up"]["measure"]["label"]))
+                        @if v["follow_up"]["deadline"].is_string() { "，期限 " (text(&v["follow_up"]["deadline"])) }
+                        @if v["follow_up"]["detail"].is_string() { "（" (text(&v["follow_up"]["detail"])) "）" } }
+                    dt { "当事人陈述" } dd { (text(&v["party"]["statement"])) }
+                    dt { "当事人签字" } dd {
+                        @match v["party"]["signature"]["kind"].as_str() {
+                            Some("signed") => { (text(&v["party"]["signature"]["name"])) "（" (text(&v["party"]["signature"]["role"])) "）已签字" },
+                            Some("refused") => { "拒绝签字：" (text(&v["party"]["signature"]["reason"])) },
+                            _ => "—",
+                        }
+                    }
+                    dt { "检查人员签字" } dd #signatures {
+                        @for s in v["signatures"].as_array().into_iter().flatten() {
+                            div { (text(&s["name"])) " 已签字 " span.muted { (s["signed_at"].as_str().map(time).unwrap_or_default()) } }
+                        }
+                        @if v["signatures"].as_array().is_none_or(|s| s.is_empty()) { "尚无" }
+                    }
+                }
+            }
+            @if v["notes"].as_array().is_some_and(|n| !n.is_empty()) {
+                h2 { "证据说明" }
+                ul #notes { @for n in v["notes"].as_array().into_iter().flatten() {
+                    li { (note_text(n)) }
+                } }
+            }
+            @if v["photos"].as_array().is_some_and(|p| !p.is_empty()) {
+                h2 { "现场照片" }
+                div.photos #photos { @for p in v["photos"].as_array().into_iter().flatten() {
+                    figure {
+                        a href=(format!("/photos/{}", text(&p["sha256"]))) target="_blank" {
+                            img src=(format!("/photos/{}", text(&p["thumbnail_sha256"]))) alt=(text(&p["caption"])) loading="lazy";
+                        }
+                        figcaption { (text(&p["caption"])) " · " (text(&p["taken_by_name"])) }
+                    }
+                } }
+            }
+            h2 { "审核记录" }
+            ol #history { @for e in v["review"]["history"].as_array().into_iter().flatten() {
+                li { (state_label(e["state"].as_str().unwrap_or(""))) "（第 " (text(&e["round"])) " 轮）"
+                    span.muted { " " (e["at"].as_str().map(time).unwrap_or_default()) " " (text(&e["by"])) }
+                    @if e["comment"].is_string() { "：" (text(&e["comment"])) } }
+            } }
+            @if user.has_any(DECIDERS) && !you_inspected {
+                @if review_state == "submitted" {
+                    div.row {
+                        form.box #return-form method="post" action=(format!("/records/{id}/return")) {
+                            h2 { "退回修改" }
+                            (csrf_field(&user))
+                            div.field.invalid[errors.get("comment").is_some()] {
+                                label for="return-comment" { "退回意见（必填）" }
+                                textarea #return-comment name="comment" { (values.get("comment")) }
+                                (errors.show("comment"))
+                            }
+                            button.danger type="submit" { "退回" }
+                        }
+                        form.box #approve-form method="post" action=(format!("/records/{id}/approve")) {
+                            h2 { "审核通过" }
+                            (csrf_field(&user))
+                            div.field {
+                                label for="approve-comment" { "审核意见（选填）" }
+                                textarea #approve-comment name="comment" {}
+                            }
+                            button.primary type="submit" { "通过" }
+                        }
+                    }
+                }
+                @if review_state == "approved" {
+                    form.box #publish-form method="post" action=(format!("/records/{id}/publish")) {
+                        h2 { "公示结果" }
+                        p { "公示内容仅包括计划、任务、抽查类型、检查机关、完成日期和检查结果，不含检查人员、发现内容、照片。" }
+                        (csrf_field(&user))
+                        button.primary type="submit" { "公示" }
+                    }
+                }
+                (errors.show("form"))
+            }
+        },
+    ))
+}
+
+fn note_text(n: &Value) -> String {
+    ["text", "content", "note", "caption"]
+        .iter()
+        .find_map(|k| n[*k].as_str())
+        .map(str::to_owned)
+        .unwrap_or_else(|| n.to_string())
+}
+
+async fn decision(
+    state: AppState,
+    id: String,
+    post: CsrfForm,
+    make: fn(&FormData) -> Result<Decision, &'static str>,
+    done: &str,
+) -> WebResult<Response> {
+    let CsrfForm { user, form } = post;
+    user.require(DECIDERS)?;
+    let mut errors = FieldErrors::new();
+    match make(&form) {
+        Err(message) => errors.add("comment", message),
+        Ok(decision) => {
+            let (auth, record_id) = (user.auth.clone(), id.clone());
+            match state
+                .db
+                .write(move |tx| decide(tx, &auth, &record_id, &decision))
+                .await
+            {
+                Ok(_) => return Ok(see_other(&format!("/records/{id}?done={done}"))),
+                Err(e) => errors.absorb(e, &["comment"])?,
+            }
+        }
+    }
+    let body = record_page(&state, user, &id, None, form, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+}
+
+async fn return_record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    decision(
+        state,
+        id,
+        post,
+        |form| match form.get("comment") {
+            "" => Err("请写明需要检查人员改正或补充的内容。"),
+            comment => Ok(Decision::Return(comment.to_owned())),
+        },
+        "returned",
+    )
+    .await
+}
+
+async fn approve_record(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    decision(
+        state,
+        id,
+        post,
+        |form| {
+            Ok(Decision::Approve(
+                Some(form.get("comment").to_owned()).filter(|c| !c.is_empty()),
+            ))
+        },
+        "approved",
+    )
+    .await
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    post.user.require(DECIDERS)?;
+    let (auth, record_id) = (post.user.auth.clone(), id.clone());
+    match state
+        .db
+        .write(move |tx| publish_record(tx, &auth, &record_id))
+        .await
+    {
+        Ok(_) => Ok(see_other(&format!("/records/{id}?done=published"))),
+        Err(e) => {
+            let mut errors = FieldErrors::new();
+            errors.absorb(e, &[])?;
+            let body = record_page(&state, post.user, &id, None, post.form, errors).await?;
+            Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+        }
+    }
+}
+
+/// A photo of a record the user may read (the same rule as the blob API).
+async fn photo(
+    State(state): State<AppState>,
+    user: WebUser,
+    Path(hash): Path<String>,
+) -> WebResult<Response> {
+    crate::blobs::check_hash(&hash)?;
+    let (auth, h) = (user.auth.clone(), hash.clone());
+    let allowed = state
+        .db
+        .read(move |c| crate::blobs::may_read(c, &auth, &h))
+        .await?;
+    if !allowed {
+        return Err(WebError::for_user(
+            Error::Forbidden("没有您可以查看的记录引用这张照片。".into()),
+            &user,
+        ));
+    }
+    let blobs = state.blobs.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.read(&hash))
+        .await
+        .map_err(Error::from)??;
+    let content_type = match bytes.as_slice() {
+        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
+        [0x89, b'P', b'N', b'G', ..] => "image/png",
+        [
+            b'R',
+            b'I',
+            b'F',
+            b'F',
+            _,
+            _,
+            _,
+            _,
+            b'W',
+            b'E',
+            b'B',
+            b'P',
+            ..,
+        ] => "image/webp",
+        _ => "application/octet-stream",
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (
+                header::CACHE_CONTROL,
+                "private, max-age=31536000, immutable",
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

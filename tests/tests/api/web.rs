@@ -1,0 +1,373 @@
+//! The web console's session and CSRF rules over plain HTTP (the browser
+//! tests in `tests/browser/` drive the pages themselves): cookies over the
+//! API's sessions, refresh of an expired access token, CSRF on every form,
+//! and HTML versus JSON answers for unknown paths.
+
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
+use suiji_server::web::session::form_urlencode;
+use suiji_tests::{PASSWORD, TestServer};
+
+/// A client that follows no redirects, so that each answer can be checked.
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `name=value` pairs of the `Set-Cookie` headers of an answer.
+fn set_cookies(response: &reqwest::Response) -> Vec<(String, String, String)> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (pair, attributes) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned(), attributes.to_owned()))
+        })
+        .collect()
+}
+
+/// Extension of a request builder: a urlencoded form body (reqwest's `form`
+/// feature is not enabled in the workspace).
+trait FormBody {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
+        let body = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(body)
+    }
+}
+
+fn cookie_value(cookies: &[(String, String, String)], name: &str) -> String {
+    cookies
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, v, _)| v.clone())
+        .unwrap_or_else(|| panic!("no cookie {name}: {cookies:?}"))
+}
+
+/// Logs in through the login form; returns the session's two cookies.
+async fn form_login(server: &TestServer, username: &str, password: &str) -> reqwest::Response {
+    let client = http();
+    let page = client
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let token = cookie_value(&set_cookies(&page), "suiji_login");
+    client
+        .post(format!("{}/login", server.base))
+        .header(COOKIE, format!("suiji_login={token}"))
+        .form_pairs(&[
+            ("csrf", token.as_str()),
+            ("next", "/review"),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + 64].to_owned()
+}
+
+#[tokio::test]
+async fn login_sets_http_only_cookies_over_an_api_session_and_logout_revokes_it() {
+    let server = TestServer::start().await;
+    let response = form_login(&server, "supervisor", PASSWORD).await;
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()[LOCATION], "/review");
+    let cookies = set_cookies(&response);
+    for (name, _, attributes) in &cookies {
+        assert!(attributes.contains("HttpOnly"), "{name}: {attributes}");
+        assert!(attributes.contains("SameSite=Lax"), "{name}: {attributes}");
+    }
+    let access = cookie_value(&cookies, "suiji_access");
+    let refresh = cookie_value(&cookies, "suiji_refresh");
+    // The cookie holds a real API access token.
+    let mut api = suiji_tests::Client::anonymous(&server.base);
+    api.token = Some(access.clone());
+    let (status, me) = api.get("/api/v1/me").await;
+    assert_eq!(status, StatusCode::OK, "{me}");
+    assert_eq!(me["username"], "supervisor");
+
+    let jar = format!("suiji_access={access}; suiji_refresh={refresh}");
+    let page = http()
+        .get(format!("{}/review", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    assert!(html.contains("审核队列"));
+    let csrf = csrf_of(&html);
+
+    // Logging out without the token is refused; with it, the session ends.
+    let refused = http()
+        .post(format!("{}/logout", server.base))
+        .header(COOKIE, &jar)
+        .form_pairs(&[("csrf", &"0".repeat(64))])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("CSRF"));
+    let out = http()
+        .post(format!("{}/logout", server.base))
+        .header(COOKIE, &jar)
+        .form_pairs(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), StatusCode::SEE_OTHER);
+    let (status, _) = api.get("/api/v1/me").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "the API session is revoked"
+    );
+    let after = http()
+        .get(format!("{}/review", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(after.status(), StatusCode::SEE_OTHER);
+    assert_eq!(after.headers()[LOCATION], "/login?next=/review");
+}
+
+#[tokio::test]
+async fn an_expired_access_cookie_is_refreshed_with_the_refresh_cookie() {
+    let server = TestServer::start().await;
+    let response = form_login(&server, "planner", PASSWORD).await;
+    let cookies = set_cookies(&response);
+    let refresh = cookie_value(&cookies, "suiji_refresh");
+    // A garbage access token stands in for an expired one: both fail the check.
+    let page = http()
+        .get(format!("{}/plans", server.base))
+        .header(
+            COOKIE,
+            format!("suiji_access=expired.token.here; suiji_refresh={refresh}"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let renewed = set_cookies(&page);
+    assert_ne!(cookie_value(&renewed, "suiji_refresh"), refresh, "rotated");
+    assert!(!cookie_value(&renewed, "suiji_access").is_empty());
+    assert!(page.text().await.unwrap().contains("抽查计划"));
+    // The old refresh token was used up.
+    let again = http()
+        .get(format!("{}/plans", server.base))
+        .header(COOKIE, format!("suiji_refresh={refresh}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::SEE_OTHER);
+}
+
+#[tokio::test]
+async fn wrong_password_is_a_login_page_with_a_message_and_no_cookie() {
+    let server = TestServer::start().await;
+    let response = form_login(&server, "planner", "wrong-password-here").await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        set_cookies(&response)
+            .iter()
+            .all(|(n, _, _)| n == "suiji_login")
+    );
+    assert!(response.text().await.unwrap().contains("用户名或密码错误"));
+    // A login form posted without its double-submit token is refused.
+    let forged = http()
+        .post(format!("{}/login", server.base))
+        .form_pairs(&[("username", "planner"), ("password", PASSWORD)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn unknown_paths_are_json_under_the_api_and_a_page_elsewhere() {
+    let server = TestServer::start().await;
+    let api = http()
+        .get(format!("{}/api/v1/nothing", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = api.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "not_found");
+    let page = http()
+        .get(format!("{}/nothing", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::NOT_FOUND);
+    assert!(
+        page.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(page.text().await.unwrap().contains("404 页面不存在"));
+    // Public pages need no login; the style sheet is served.
+    for path in [
+        "/public/results?q=杭州",
+        "/public/draws",
+        "/static/console.css",
+    ] {
+        let r = http()
+            .get(format!("{}{path}", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn the_record_page_highlights_a_conflict_between_two_phones() {
+    let server = TestServer::start().await;
+    let (agency, records) = suiji_tests::drawn_task(&server, 3, 2).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let mut phone_a = suiji_tests::Phone::open(&server, agency.username_of(a), a).await;
+    let mut phone_b = suiji_tests::Phone::open(&server, agency.username_of(b), b).await;
+    phone_a.sync(&server.base).await.unwrap();
+    phone_b.sync(&server.base).await.unwrap();
+    let rid = suiji_mobile_core::RecordId::new(record.id.as_str());
+    let item = phone_a
+        .store
+        .record(&rid)
+        .unwrap()
+        .assignment()
+        .unwrap()
+        .items[0]
+        .code
+        .clone();
+    // Offline, the two inspectors write different findings for the same item.
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
+        .unwrap();
+    for _ in 0..2 {
+        phone_a.sync(&server.base).await.unwrap();
+        phone_b.sync(&server.base).await.unwrap();
+    }
+
+    let cookies = set_cookies(&form_login(&server, "supervisor", PASSWORD).await);
+    let jar = format!(
+        "suiji_access={}; suiji_refresh={}",
+        cookie_value(&cookies, "suiji_access"),
+        cookie_value(&cookies, "suiji_refresh")
+    );
+    let page = http()
+        .get(format!("{}/records/{}", server.base, record.id))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let html = page.text().await.unwrap();
+    let conflicts = &html[html.find("id=\"conflicts\"").expect("a conflict section")..];
+    assert!(conflicts.contains("证照齐全") && conflicts.contains("健康证过期"));
+    assert!(
+        html.contains("class=\"conflicted\""),
+        "the item's row is marked"
+    );
+
+    // Publishing the task's approved results: none yet, every record still open.
+    let task = http()
+        .get(format!("{}/tasks/{}", server.base, record.task_id))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(task.contains("公示本任务全部已审核结果"));
+    let csrf = csrf_of(&task[task.find("publish-results").unwrap()..]);
+    let done = http()
+        .post(format!(
+            "{}/tasks/{}/publish-results",
+            server.base, record.task_id
+        ))
+        .header(COOKIE, &jar)
+        .form_pairs(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let location = done.headers()[LOCATION].to_str().unwrap();
+    let expected = format!("published=0&skipped=0&waiting={}", records.len());
+    assert!(location.ends_with(&expected), "{location}");
+}
+
+#[tokio::test]
+async fn the_draw_record_downloaded_from_the_ceremony_page_verifies() {
+    let server = TestServer::start().await;
+    let (_, records) = suiji_tests::drawn_task(&server, 3, 2).await;
+    let draw_id = server
+        .state
+        .db
+        .read({
+            let task = records[0].task_id;
+            move |c| Ok(suiji_server::draw::draws_of_task(c, task)?[0].id)
+        })
+        .await
+        .unwrap();
+    let cookies = set_cookies(&form_login(&server, "planner", PASSWORD).await);
+    let jar = format!(
+        "suiji_access={}; suiji_refresh={}",
+        cookie_value(&cookies, "suiji_access"),
+        cookie_value(&cookies, "suiji_refresh")
+    );
+    let page = http()
+        .get(format!("{}/draws/{draw_id}", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    let html = page.text().await.unwrap();
+    assert!(html.contains(&format!("/draws/{draw_id}/record.json")));
+    assert!(html.contains("suiji-server draw verify"));
+    let download = http()
+        .get(format!("{}/draws/{draw_id}/record.json", server.base))
+        .header(COOKIE, &jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), StatusCode::OK);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let record: suiji_server::draw::DrawRecord =
+        serde_json::from_slice(&download.bytes().await.unwrap()).unwrap();
+    assert_eq!(suiji_server::draw::verify(&record), Ok(()));
+}
