@@ -107,7 +107,13 @@ pub fn process_photo(bytes: &[u8], limits: &PhotoLimits) -> Result<ProcessedPhot
     // run side by side.
     let (thumbnail, upload) = std::thread::scope(|scope| {
         let thumb = scope.spawn(|| {
-            let mut thumb = source.thumbnail(limits.thumbnail_edge, limits.thumbnail_edge);
+            let edge = limits.thumbnail_edge;
+            // Never larger than the photo: a small photo is its own thumbnail's size.
+            let mut thumb = if source.width() <= edge && source.height() <= edge {
+                source.clone()
+            } else {
+                source.thumbnail(edge, edge)
+            };
             thumb.apply_orientation(orientation);
             encode_jpeg(&thumb, limits.jpeg_quality)
         });
@@ -432,6 +438,20 @@ mod tests {
         let thumb = image::load_from_memory(&photo.thumbnail).unwrap();
         assert_eq!((thumb.width(), thumb.height()), (256, 192));
         assert!(photo.upload.is_none(), "640x480 is under the pixel budget");
+    }
+
+    #[test]
+    fn a_photo_smaller_than_a_thumbnail_is_not_enlarged() {
+        let photo = process_photo(&jpeg(64, 48), &PhotoLimits::default()).unwrap();
+        let thumb = image::load_from_memory(&photo.thumbnail).unwrap();
+        assert_eq!((thumb.width(), thumb.height()), (64, 48));
+        let tall = process_photo(&jpeg(100, 300), &PhotoLimits::default()).unwrap();
+        let thumb = image::load_from_memory(&tall.thumbnail).unwrap();
+        assert_eq!(
+            thumb.height(),
+            256,
+            "only the edge over the limit is brought down"
+        );
     }
 
     #[test]

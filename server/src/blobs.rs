@@ -27,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::extract::{ApiPath, ApiQuery, body_bytes};
 use suiji_mobile_core::sync::wire::{
     self, BATCH_BLOB_MAX, BATCH_BYTES_MAX, BLOB_BATCH_PATH, BlobBatch, BlobBatchResponse,
-    BlobOutcome, CONTENT_TYPE, PROTOCOL_VERSION, Refusal,
+    BlobOutcome, CONTENT_TYPE, PROTOCOL_VERSION, Refusal, WholeBlob,
 };
 
 /// Largest chunk accepted in one request.
@@ -218,15 +218,76 @@ impl BlobStore {
         })
     }
 
-    /// Stores a whole blob in one go (a blob of a batch upload). Idempotent; bytes that do
-    /// not hash to `hash` are refused and nothing is kept. Blocking: call off the async
-    /// runtime.
-    pub fn put_whole(&self, hash: &str, bytes: &[u8]) -> Result<UploadStatus> {
+    /// Stores several whole blobs (a batch upload), each checked against its name and
+    /// against `limit`, and answers each on its own. The blobs are written beside the store,
+    /// made durable together by one flush of the file system, moved into place, and the moves
+    /// made durable by a second flush: two flushes a batch instead of two a blob. Idempotent;
+    /// a refused blob leaves nothing behind. The outer error is a fault of the server (disk);
+    /// blobs already moved into place by then stay, whole and verified. Blocking: call off
+    /// the async runtime.
+    pub fn put_many(&self, blobs: &[WholeBlob], limit: usize) -> Result<Vec<Result<UploadStatus>>> {
+        let tmp = self.dir.join("tmp");
+        let mut outcomes = Vec::with_capacity(blobs.len());
+        let mut staged = Vec::new();
+        for blob in blobs {
+            if let Err(refusal) = self.check_whole(&blob.sha256, &blob.bytes, limit) {
+                outcomes.push(Err(refusal));
+                continue;
+            }
+            let done = UploadStatus {
+                received: blob.bytes.len() as u64,
+                complete: true,
+            };
+            if !self.path(&blob.sha256).exists() {
+                // A name of its own, so two batches carrying one blob do not collide.
+                let mut file = tempfile::Builder::new()
+                    .prefix(&blob.sha256)
+                    .suffix(".whole")
+                    .tempfile_in(&tmp)?;
+                file.write_all(&blob.bytes)?;
+                #[cfg(not(target_os = "linux"))]
+                file.as_file().sync_data()?;
+                staged.push((blob.sha256.as_str(), file));
+            }
+            outcomes.push(Ok(done));
+        }
+        if staged.is_empty() {
+            return Ok(outcomes);
+        }
+        flush_file_system(&self.dir)?;
+        for (hash, file) in staged {
+            let target = self.path(hash);
+            let parent = target.parent().expect("fan-out directory");
+            std::fs::create_dir_all(parent)?;
+            file.persist(&target).map_err(|e| Error::Io(e.error))?;
+            #[cfg(not(target_os = "linux"))]
+            if let Ok(dir) = std::fs::File::open(parent) {
+                let _ = dir.sync_all();
+            }
+            // A chunked upload of the same blob that was cut off is no longer needed.
+            let _ = std::fs::remove_file(self.partial(hash));
+        }
+        flush_file_system(&self.dir)?;
+        Ok(outcomes)
+    }
+
+    /// Whether `bytes` may be stored whole as blob `hash`: a well-formed name, at most `limit`
+    /// and the store's largest blob, and bytes that hash to the name.
+    fn check_whole(&self, hash: &str, bytes: &[u8], limit: usize) -> Result<()> {
         check_hash(hash)?;
         if bytes.len() as u64 > self.max_size {
             return Err(Error::TooLarge {
                 limit: self.max_size as usize,
             });
+        }
+        if bytes.len() > limit {
+            return Err(Error::invalid(
+                "bytes",
+                format!(
+                    "a blob of {} bytes is over the batch limit of {limit}; upload it in chunks",
+                    bytes.len()
+                ),
+            ));
         }
         let actual = hex::encode(Sha256::digest(bytes));
         if actual != hash {
@@ -235,32 +296,7 @@ impl BlobStore {
                 format!("the bytes hash to {actual}, not to the blob's name; nothing was kept"),
             ));
         }
-        let lock = self.lock(hash);
-        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
-        let target = self.path(hash);
-        if target.exists() {
-            return Ok(UploadStatus {
-                received: bytes.len() as u64,
-                complete: true,
-            });
-        }
-        let staging = self.dir.join("tmp").join(format!("{hash}.whole"));
-        {
-            let mut file = std::fs::File::create(&staging)?;
-            file.write_all(bytes)?;
-            file.sync_data()?;
-        }
-        std::fs::create_dir_all(target.parent().expect("fan-out directory"))?;
-        std::fs::rename(&staging, &target)?;
-        if let Ok(dir) = std::fs::File::open(target.parent().expect("fan-out directory")) {
-            let _ = dir.sync_all();
-        }
-        // A chunked upload of the same blob that was cut off is no longer needed.
-        let _ = std::fs::remove_file(self.partial(hash));
-        Ok(UploadStatus {
-            received: bytes.len() as u64,
-            complete: true,
-        })
+        Ok(())
     }
 
     /// The bytes of a complete blob.
@@ -271,6 +307,16 @@ impl BlobStore {
             _ => Error::Io(e),
         })
     }
+}
+
+/// Makes everything written to the file system holding `dir` durable. On Linux one
+/// `syncfs`; elsewhere the callers sync each file and directory themselves.
+fn flush_file_system(dir: &Path) -> Result<()> {
+    #[cfg(target_os = "linux")]
+    rustix::fs::syncfs(std::fs::File::open(dir)?).map_err(std::io::Error::from)?;
+    #[cfg(not(target_os = "linux"))]
+    let _ = dir;
+    Ok(())
 }
 
 /// Whether `user` may read some record that references blob `hash`: staff
@@ -384,26 +430,17 @@ async fn upload_batch(
     }
     let blobs = state.blobs.clone();
     let results = tokio::task::spawn_blocking(move || {
-        batch
-            .blobs
-            .into_iter()
-            .map(|blob| {
-                let outcome = if blob.bytes.len() > BATCH_BLOB_MAX {
-                    Err(Error::invalid(
-                        "bytes",
-                        format!(
-                            "a blob of {} bytes is over the batch limit of {BATCH_BLOB_MAX}; upload it in chunks",
-                            blob.bytes.len()
-                        ),
-                    ))
-                } else {
-                    blobs.put_whole(&blob.sha256, &blob.bytes)
-                };
-                (blob.sha256, blob.bytes.len() as i64, outcome)
-            })
-            .collect::<Vec<_>>()
+        let outcomes = blobs.put_many(&batch.blobs, BATCH_BLOB_MAX)?;
+        Ok::<_, Error>(
+            batch
+                .blobs
+                .into_iter()
+                .zip(outcomes)
+                .map(|(blob, outcome)| (blob.sha256, blob.bytes.len() as i64, outcome))
+                .collect::<Vec<_>>(),
+        )
     })
-    .await?;
+    .await??;
     let stored: Vec<(String, i64)> = results
         .iter()
         .filter(|(_, _, outcome)| outcome.is_ok())

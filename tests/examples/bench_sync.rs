@@ -30,7 +30,13 @@ fn phone_count() -> usize {
 }
 const RECORDS_PER_PHONE: usize = 40;
 const EDITS_PER_RECORD: usize = 30;
-const PHOTOS_PER_RECORD: usize = 5;
+/// Photos per record; `SUIJI_BENCH_PHOTOS` sets another number (0 times the records alone).
+fn photos_per_record() -> usize {
+    std::env::var("SUIJI_BENCH_PHOTOS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(5)
+}
 const PASSWORD: &str = "benchmark-password-1";
 
 fn machine() -> String {
@@ -373,7 +379,7 @@ fn offline_work(store: &Store, mut seed: u32) -> anyhow::Result<(usize, u64)> {
                 doc.set_finding(code, &format!("第{e}次记录：现场检查情况正常"))
             })?;
         }
-        for p in 0..PHOTOS_PER_RECORD {
+        for p in 0..photos_per_record() {
             seed += 1;
             store.import_photo(&id, &codes[p % codes.len()], &jpeg(seed), "现场照片")?;
         }
