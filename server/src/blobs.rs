@@ -340,7 +340,9 @@ pub fn may_read(conn: &Connection, user: &AuthUser, hash: &str) -> Result<bool> 
     )?)
 }
 
-fn content_type(bytes: &[u8]) -> &'static str {
+/// The media type of a blob, sniffed from its first bytes (JPEG, PNG, WebP; otherwise
+/// `application/octet-stream`).
+pub fn content_type(bytes: &[u8]) -> &'static str {
     match bytes {
         [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
         [0x89, b'P', b'N', b'G', ..] => "image/png",

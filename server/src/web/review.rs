@@ -421,26 +421,7 @@ async fn photo(
     let bytes = tokio::task::spawn_blocking(move || blobs.read(&hash))
         .await
         .map_err(Error::from)??;
-    let content_type = match bytes.as_slice() {
-        [0xFF, 0xD8, 0xFF, ..] => "image/jpeg",
-        [0x89, b'P', b'N', b'G', ..] => "image/png",
-        [
-            b'R',
-            b'I',
-            b'F',
-            b'F',
-            _,
-            _,
-            _,
-            _,
-            b'W',
-            b'E',
-            b'B',
-            b'P',
-            ..,
-        ] => "image/webp",
-        _ => "application/octet-stream",
-    };
+    let content_type = crate::blobs::content_type(&bytes);
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
