@@ -105,6 +105,30 @@ pub fn ensure_not_in_group(conn: &Connection, user: &AuthUser, record_id: &str) 
     Ok(())
 }
 
+/// The document of a record a supervisor is about to decide on or publish:
+/// 404 if there is no such record, 409 if it was withdrawn, 403 if the caller
+/// was in its inspector group.
+pub fn record_for_decision(
+    conn: &Connection,
+    user: &AuthUser,
+    id: &str,
+) -> Result<suiji_mobile_core::RecordDoc> {
+    let withdrawn: Option<Option<String>> = conn
+        .query_row(
+            "SELECT withdrawn_at FROM records WHERE id = ?1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match withdrawn {
+        None => return Err(Error::NotFound(format!("record {id}"))),
+        Some(Some(_)) => return Err(Error::Conflict(format!("record {id} is withdrawn"))),
+        Some(None) => {}
+    }
+    ensure_not_in_group(conn, user, id)?;
+    crate::draw::records::load_document(conn, id)
+}
+
 /// Maps a record document error to the server's error: wrong review state is a
 /// conflict, bad input is invalid, anything else internal.
 pub fn doc_error(record_id: &str, field: &str) -> impl Fn(suiji_mobile_core::Error) -> Error {

@@ -28,7 +28,7 @@ use crate::audit;
 use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
 use crate::db::now;
-use crate::draw::records::{append_changes, load_document};
+use crate::draw::records::append_changes;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Page, Paging};
 use crate::plans;
@@ -246,20 +246,7 @@ fn feed_back(
 /// stores version 1 of its public result and feeds the outcome back. Returns
 /// the result id.
 pub fn publish_record(tx: &Transaction<'_>, user: &AuthUser, id: &str) -> Result<i64> {
-    let withdrawn: Option<Option<String>> = tx
-        .query_row(
-            "SELECT withdrawn_at FROM records WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match withdrawn {
-        None => return Err(Error::NotFound(format!("record {id}"))),
-        Some(Some(_)) => return Err(Error::Conflict(format!("record {id} is withdrawn"))),
-        Some(None) => {}
-    }
-    ensure_not_in_group(tx, user, id)?;
-    let mut doc = load_document(tx, id)?;
+    let mut doc = super::record_for_decision(tx, user, id)?;
     let state = doc.review().map_err(doc_error(id, "record"))?.state;
     if state != ReviewState::Approved {
         return Err(Error::Conflict(format!(

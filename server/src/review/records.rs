@@ -13,8 +13,7 @@ use serde_json::{Value, json};
 use suiji_mobile_core::record::server_actor;
 
 use super::{
-    china_today, deadline_fields, doc_error, ensure_not_in_group, refresh_record_index,
-    refresh_stale, was_in_group,
+    china_today, deadline_fields, doc_error, refresh_record_index, refresh_stale, was_in_group,
 };
 use crate::AppState;
 use crate::audit;
@@ -355,20 +354,7 @@ pub fn decide(
     id: &str,
     decision: &Decision,
 ) -> Result<Value> {
-    let withdrawn: Option<Option<String>> = tx
-        .query_row(
-            "SELECT withdrawn_at FROM records WHERE id = ?1",
-            [id],
-            |r| r.get(0),
-        )
-        .optional()?;
-    match withdrawn {
-        None => return Err(Error::NotFound(format!("record {id}"))),
-        Some(Some(_)) => return Err(Error::Conflict(format!("record {id} is withdrawn"))),
-        Some(None) => {}
-    }
-    ensure_not_in_group(tx, user, id)?;
-    let mut doc = load_document(tx, id)?;
+    let mut doc = super::record_for_decision(tx, user, id)?;
     doc.save_incremental();
     doc.set_actor(server_actor());
     let before = doc.review().map_err(doc_error(id, "record"))?;
