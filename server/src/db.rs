@@ -19,6 +19,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0006_blobs_sync.sql"),
     include_str!("../migrations/0007_review_publication.sql"),
     include_str!("../migrations/0008_used_commitments_immutable.sql"),
+    include_str!("../migrations/0009_record_doc_versions.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

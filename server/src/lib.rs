@@ -61,8 +61,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The content-addressed blob store.
     pub blobs: Arc<blobs::BlobStore>,
-    /// Sync states of recent exchanges with phones.
-    pub sync_states: Arc<sync::SyncStates>,
+    /// What the sync endpoint keeps in memory: sync states and parsed record documents.
+    pub sync: Arc<sync::SyncMemory>,
     /// The working-day calendar; an admin may load newer years.
     pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
     /// Key of the web console's CSRF tokens.
@@ -105,7 +105,7 @@ pub fn open(config: Config) -> Result<AppState> {
         )?),
         csrf: Arc::new(web::CsrfKey::derive(secret.as_bytes())),
         config: Arc::new(config),
-        sync_states: Arc::new(sync::SyncStates::default()),
+        sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
     })
 }

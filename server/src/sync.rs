@@ -10,9 +10,18 @@
 //! nothing of it is stored. Sync state is kept per (record, device): in
 //! memory during a sync, and its persistent part in `sync_states`, so a
 //! repeat sync sends only what is new.
+//!
+//! A round is worked out in two steps so that phones syncing at once use
+//! every core: [`plan_round`] does the work (parse, apply, check, answer) on
+//! a read connection, from one snapshot, beside other rounds; the round is
+//! then stored under the write lock, where each record whose document changed
+//! since the snapshot (its `doc_version` rose: a partner's sync, a review) is
+//! worked out once more before anything is written. Parsed documents are kept
+//! in memory between rounds ([`DocCache`]), so a record the phone already
+//! holds in step costs a comparison of heads.
 
-use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
 
 use automerge::sync::{Message, State, SyncDoc};
 use axum::Router;
@@ -32,9 +41,11 @@ use suiji_mobile_core::vocab::ReviewState;
 
 use crate::AppState;
 use crate::auth::{AuthUser, Role};
-use crate::draw::records::{append_changes, load_document};
+use crate::draw::doc_cache::{DocCache, VersionedDoc, doc_version, load_at};
+use crate::draw::records::insert_chunk;
 use crate::error::{Error, Result};
 use crate::extract::body_bytes;
+use crate::review::index::IndexRow;
 
 /// Largest sync request accepted.
 pub const SYNC_BODY_LIMIT: usize = 32 * 1024 * 1024;
@@ -51,30 +62,49 @@ pub fn routes() -> Router<AppState> {
     )
 }
 
+/// What the sync endpoint keeps in memory between requests: the full sync
+/// states of recent exchanges and parsed record documents.
+pub struct SyncMemory {
+    states: SyncStates,
+    /// Parsed record documents, each with the version it was stored at.
+    pub docs: DocCache,
+    /// Rounds planned at once: one per core. More only hold more documents in
+    /// memory while they wait for a core.
+    planning: tokio::sync::Semaphore,
+}
+
+impl Default for SyncMemory {
+    fn default() -> SyncMemory {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        SyncMemory {
+            states: SyncStates::default(),
+            docs: DocCache::default(),
+            planning: tokio::sync::Semaphore::new(cores),
+        }
+    }
+}
+
 /// Full sync states of recent exchanges, by (record, device). Only their
 /// persistent part survives a restart, which costs at most an extra round.
 #[derive(Default)]
-pub struct SyncStates {
+struct SyncStates {
     states: Mutex<HashMap<(String, String), State>>,
 }
 
 impl SyncStates {
-    fn take(&self, conn: &Connection, record: &str, device: &str) -> Result<State> {
+    fn get(&self, conn: &Connection, record: &str, device: &str) -> Result<State> {
         let key = (record.to_owned(), device.to_owned());
         if let Some(state) = self
             .states
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .remove(&key)
+            .get(&key)
         {
-            return Ok(state);
+            return Ok(state.clone());
         }
         let stored: Option<Vec<u8>> = conn
-            .query_row(
-                "SELECT state FROM sync_states WHERE record_id = ?1 AND device = ?2",
-                params![record, device],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT state FROM sync_states WHERE record_id = ?1 AND device = ?2")?
+            .query_row(params![record, device], |r| r.get(0))
             .optional()?;
         Ok(stored
             .and_then(|bytes| State::decode(&bytes).ok())
@@ -117,14 +147,26 @@ fn check_device(device: &str) -> Result<()> {
     }
 }
 
-/// Records assigned to an inspector now, and every record they were ever assigned.
-fn assignments(conn: &Connection, inspector_id: i64) -> Result<(HashSet<String>, HashSet<String>)> {
+/// The inspector an account is linked to.
+fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
+    conn.prepare_cached("SELECT id FROM inspectors WHERE user_id = ?1")?
+        .query_row([user_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| Error::Forbidden("your account is not linked to an inspector".into()))
+}
+
+/// Records assigned to an inspector now, with the version of each document,
+/// and every record they were ever assigned.
+fn assignments(
+    conn: &Connection,
+    inspector_id: i64,
+) -> Result<(BTreeMap<String, i64>, HashSet<String>)> {
     let mut now = conn.prepare_cached(
-        "SELECT r.id FROM records r JOIN record_inspectors ri ON ri.record_id = r.id
+        "SELECT r.id, r.doc_version FROM records r JOIN record_inspectors ri ON ri.record_id = r.id
          WHERE ri.inspector_id = ?1 AND r.withdrawn_at IS NULL",
     )?;
     let assigned = now
-        .query_map([inspector_id], |r| r.get(0))?
+        .query_map([inspector_id], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<_, _>>()?;
     let mut ever = conn.prepare_cached(
         "SELECT record_id FROM record_assignment_history WHERE inspector_id = ?1",
@@ -143,53 +185,57 @@ fn record_exists(conn: &Connection, id: &str) -> Result<bool> {
     )?)
 }
 
-/// Indexes the blobs a record's photos refer to, so their readers may download them.
-fn index_blobs(tx: &Transaction<'_>, record_id: &str, doc: &RecordDoc) -> Result<()> {
+/// The blobs a record's photos refer to (photo, thumbnail, original upload).
+fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
     let photos = doc
         .photos()
         .map_err(|e| Error::Internal(format!("reading photos of {record_id}: {e}")))?;
+    let mut blobs = Vec::with_capacity(photos.len() * 2);
+    for photo in photos {
+        blobs.push(photo.sha256.as_str().to_owned());
+        blobs.push(photo.thumbnail_sha256.as_str().to_owned());
+        if let Some(upload) = &photo.upload_sha256 {
+            blobs.push(upload.as_str().to_owned());
+        }
+    }
+    Ok(blobs)
+}
+
+/// Indexes the blobs a record's photos refer to, so their readers may download them.
+fn index_blobs(tx: &Transaction<'_>, record_id: &str, blobs: &[String]) -> Result<()> {
     let mut insert = tx
         .prepare_cached("INSERT OR IGNORE INTO record_blobs (record_id, sha256) VALUES (?1, ?2)")?;
-    for photo in photos {
-        insert.execute(params![record_id, photo.sha256.as_str()])?;
-        insert.execute(params![record_id, photo.thumbnail_sha256.as_str()])?;
-        if let Some(upload) = &photo.upload_sha256 {
-            insert.execute(params![record_id, upload.as_str()])?;
-        }
+    for blob in blobs {
+        insert.execute(params![record_id, blob])?;
     }
     Ok(())
 }
 
 /// Replaces a record's chunks by one snapshot once they pile up.
 fn maybe_compact(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
-    let chunks: i64 = tx.query_row(
-        "SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1",
-        [record_id],
-        |r| r.get(0),
-    )?;
+    let chunks: i64 = tx
+        .prepare_cached("SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1")?
+        .query_row([record_id], |r| r.get(0))?;
     if chunks > COMPACT_AFTER_CHUNKS {
         let snapshot = doc.save();
-        tx.execute(
-            "DELETE FROM record_chunks WHERE record_id = ?1",
-            [record_id],
-        )?;
-        tx.execute(
-            "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
-            params![record_id, snapshot],
-        )?;
+        tx.prepare_cached("DELETE FROM record_chunks WHERE record_id = ?1")?
+            .execute([record_id])?;
+        tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)")?
+            .execute(params![record_id, snapshot])?;
     }
     Ok(())
 }
 
-/// Applies one phone message to a copy of the record and keeps the copy only
-/// if every new change passes the checks. Returns whether anything new was kept.
+/// Applies one phone message to `doc` if every new change passes the checks.
+/// Returns the chunks to store — the phone's changes, then the server's
+/// acceptance of a new submission — or nothing when the message brought
+/// nothing new (`doc` is then as it was).
 fn apply_message(
-    tx: &Transaction<'_>,
     record_id: &str,
     doc: &mut RecordDoc,
     state: &mut State,
     bytes: &[u8],
-) -> Result<bool> {
+) -> Result<Vec<Vec<u8>>> {
     let malformed = |e: String| {
         refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -215,10 +261,10 @@ fn apply_message(
         // filter hid them) are not kept half; forget what the peer was sent
         // so the next exchange starts over and brings the whole history.
         *state = State::new();
-        return Ok(false);
+        return Ok(Vec::new());
     }
     if copy.heads() == before {
-        return Ok(false);
+        return Ok(Vec::new());
     }
     if closed {
         return Err(refused(
@@ -252,156 +298,333 @@ fn apply_message(
         ));
     }
     // Keep exactly the new changes, as one chunk.
-    let chunk = copy.save_after(&before);
-    tx.execute(
-        "INSERT INTO record_chunks (record_id, seq, bytes)
-         VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks WHERE record_id = ?1), ?2)",
-        params![record_id, chunk],
-    )?;
+    let mut chunks = vec![copy.save_after(&before)];
     // A new submission moves the review state to submitted.
     let review_round = copy.review().map(|r| r.round).unwrap_or(0);
     if copy.submitted_round().unwrap_or(0) > review_round {
-        copy.save_incremental();
+        let submitted = copy.heads();
         copy.set_actor(server_actor());
         copy.accept_submission("server").map_err(|e| {
             Error::Internal(format!("accepting the submission of {record_id}: {e}"))
         })?;
-        append_changes(tx, record_id, &mut copy)?;
+        chunks.push(copy.save_after(&submitted));
     }
-    index_blobs(tx, record_id, &copy)?;
-    crate::review::refresh_record_index(tx, record_id, &copy)?;
-    maybe_compact(tx, record_id, &mut copy)?;
     *doc = copy;
-    Ok(true)
+    Ok(chunks)
 }
 
-/// One round of a phone's sync, in one transaction.
-pub fn exchange(
-    tx: &Transaction<'_>,
-    states: &SyncStates,
-    inspector_id: i64,
-    request: SyncRequest,
-) -> Result<SyncResponse> {
-    if request.protocol != PROTOCOL_VERSION {
-        return Err(Error::invalid(
-            "protocol",
-            format!(
-                "this server speaks sync protocol {PROTOCOL_VERSION}, not {}",
-                request.protocol
-            ),
-        ));
-    }
-    check_device(&request.device)?;
-    let device = request.device.as_str();
-    let (assigned, ever) = assignments(tx, inspector_id)?;
-    let mut docs: HashMap<String, RecordDoc> = HashMap::new();
-    let mut new_states: Vec<(String, State)> = Vec::new();
-    let mut accepted = Vec::new();
-    let mut seen = HashSet::new();
-    for m in &request.messages {
-        if !seen.insert(m.record_id.as_str()) {
+/// What a phone asked in a round, by record.
+struct Asked<'a> {
+    device: &'a str,
+    messages: HashMap<&'a str, &'a [u8]>,
+    held: HashMap<&'a str, &'a [String]>,
+}
+
+impl<'a> Asked<'a> {
+    fn of(request: &'a SyncRequest) -> Result<Asked<'a>> {
+        if request.protocol != PROTOCOL_VERSION {
             return Err(Error::invalid(
-                "messages",
-                format!("two messages for record {}", m.record_id),
+                "protocol",
+                format!(
+                    "this server speaks sync protocol {PROTOCOL_VERSION}, not {}",
+                    request.protocol
+                ),
             ));
         }
-        if !assigned.contains(&m.record_id) {
-            if ever.contains(&m.record_id) {
-                continue; // withdrawn from this inspector: listed below, message ignored
-            }
-            if !record_exists(tx, &m.record_id)? {
-                return Err(refused(
-                    StatusCode::NOT_FOUND,
-                    "not_found",
-                    rules::UNKNOWN_RECORD,
-                    &m.record_id,
-                    format!("no record {}", m.record_id),
+        check_device(&request.device)?;
+        let mut messages = HashMap::new();
+        for m in &request.messages {
+            if messages
+                .insert(m.record_id.as_str(), m.message.as_slice())
+                .is_some()
+            {
+                return Err(Error::invalid(
+                    "messages",
+                    format!("two messages for record {}", m.record_id),
                 ));
             }
+        }
+        let held = request
+            .held
+            .iter()
+            .map(|h| (h.record_id.as_str(), h.heads.as_slice()))
+            .collect();
+        Ok(Asked {
+            device: &request.device,
+            messages,
+            held,
+        })
+    }
+}
+
+/// The document after a step that stores changes, with what is indexed from it.
+struct Changed {
+    doc: RecordDoc,
+    index: IndexRow,
+    blobs: Vec<String>,
+}
+
+/// One record's part of a round, worked out from one version of its document.
+struct Step {
+    /// Chunks to append: the phone's changes, then the server's acceptance of a submission.
+    chunks: Vec<Vec<u8>>,
+    /// The document after the chunks, when there are any.
+    changed: Option<Changed>,
+    /// The sync state to keep for (record, device).
+    state: Option<State>,
+    /// The message to answer with.
+    reply: Option<Vec<u8>>,
+    /// The whole document, for a phone that does not hold the record yet.
+    whole: Option<Vec<u8>>,
+}
+
+/// Works out one record's part of a round from its document at `version`
+/// (the version `conn` sees). `None` when there is nothing to do: no
+/// message, and the phone holds what the server holds. Documents parsed
+/// from chunks are added to `parsed`.
+fn step(
+    conn: &Connection,
+    memory: &SyncMemory,
+    asked: &Asked<'_>,
+    record_id: &str,
+    version: i64,
+    parsed: &mut Vec<(String, Arc<VersionedDoc>)>,
+) -> Result<Option<Step>> {
+    let message = asked.messages.get(record_id).copied();
+    let phone_heads = asked.held.get(record_id).copied();
+    let (entry, fresh) = load_at(conn, &memory.docs, record_id, version)?;
+    if fresh {
+        parsed.push((record_id.to_owned(), entry.clone()));
+    }
+    if message.is_none()
+        && let Some(heads) = phone_heads
+    {
+        let mut heads = heads.to_vec();
+        heads.sort();
+        if heads == entry.heads {
+            return Ok(None);
+        }
+    }
+    let mut doc = entry.doc.clone();
+    let mut step = Step {
+        chunks: Vec::new(),
+        changed: None,
+        state: None,
+        reply: None,
+        whole: None,
+    };
+    let mut state = match (message, phone_heads) {
+        (None, None) => None,
+        _ => Some(memory.states.get(conn, record_id, asked.device)?),
+    };
+    if let (Some(bytes), Some(state)) = (message, state.as_mut()) {
+        step.chunks = apply_message(record_id, &mut doc, state, bytes)?;
+    }
+    match (phone_heads, state.as_mut()) {
+        (Some(_), Some(state)) => {
+            let sent_before = state.sent_hashes.clone();
+            let generated = doc.automerge_mut().sync().generate_sync_message(state);
+            if let Some(mut message) = generated {
+                complete_message(doc.automerge_mut(), state, &sent_before, &mut message);
+                step.reply = Some(message.encode());
+            }
+        }
+        _ => step.whole = Some(doc.save()),
+    }
+    if !step.chunks.is_empty() {
+        step.changed = Some(Changed {
+            index: IndexRow::of(record_id, &doc)?,
+            blobs: photo_blobs(record_id, &doc)?,
+            doc,
+        });
+    }
+    step.state = state;
+    Ok(Some(step))
+}
+
+/// A round worked out from one snapshot of the database, not stored yet.
+pub struct Plan {
+    inspector_id: i64,
+    /// Records assigned in the snapshot, with the document version each step was worked out from.
+    assigned: BTreeMap<String, i64>,
+    /// Records the phone holds that are no longer assigned to it.
+    withdrawn: Vec<String>,
+    steps: BTreeMap<String, Step>,
+    /// Documents parsed from committed chunks, to keep in memory once the round is stored.
+    parsed: Vec<(String, Arc<VersionedDoc>)>,
+}
+
+/// Works out a round for `inspector_id` from what `conn` sees (one snapshot:
+/// call it inside a transaction). Refuses the whole round (4xx naming the
+/// rule and the record) when any message breaks a rule. Writes nothing.
+pub fn plan_round(
+    conn: &Connection,
+    memory: &SyncMemory,
+    inspector_id: i64,
+    request: &SyncRequest,
+) -> Result<Plan> {
+    let asked = Asked::of(request)?;
+    let (assigned, ever) = assignments(conn, inspector_id)?;
+    for m in &request.messages {
+        if assigned.contains_key(&m.record_id) || ever.contains(&m.record_id) {
+            continue; // a withdrawn record's message is ignored; the record is listed below
+        }
+        if !record_exists(conn, &m.record_id)? {
             return Err(refused(
-                StatusCode::FORBIDDEN,
-                "forbidden",
-                rules::NOT_ASSIGNED,
+                StatusCode::NOT_FOUND,
+                "not_found",
+                rules::UNKNOWN_RECORD,
                 &m.record_id,
-                format!("record {} is not assigned to you", m.record_id),
+                format!("no record {}", m.record_id),
             ));
         }
-        let mut doc = load_document(tx, &m.record_id)?;
-        let mut state = states.take(tx, &m.record_id, device)?;
-        if apply_message(tx, &m.record_id, &mut doc, &mut state, &m.message)? {
-            accepted.push(m.record_id.clone());
-        }
-        docs.insert(m.record_id.clone(), doc);
-        new_states.push((m.record_id.clone(), state));
+        return Err(refused(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            rules::NOT_ASSIGNED,
+            &m.record_id,
+            format!("record {} is not assigned to you", m.record_id),
+        ));
     }
-    let received: HashSet<String> = new_states.iter().map(|(id, _)| id.clone()).collect();
-    let mut states_by_record: HashMap<String, State> = new_states.into_iter().collect();
-
-    let held: HashMap<&str, &Vec<String>> = request
+    let mut withdrawn: Vec<String> = asked
         .held
-        .iter()
-        .map(|h| (h.record_id.as_str(), &h.heads))
-        .collect();
-    let mut withdrawn: Vec<String> = held
         .keys()
-        .filter(|id| !assigned.contains(**id))
+        .filter(|id| !assigned.contains_key(**id))
         .map(|id| (*id).to_owned())
         .collect();
     withdrawn.sort();
+    let mut parsed = Vec::new();
+    let mut steps = BTreeMap::new();
+    for (id, &version) in &assigned {
+        if let Some(step) = step(conn, memory, &asked, id, version, &mut parsed)? {
+            steps.insert(id.clone(), step);
+        }
+    }
+    Ok(Plan {
+        inspector_id,
+        assigned,
+        withdrawn,
+        steps,
+        parsed,
+    })
+}
+
+/// A stored round: the answer, and what to keep in memory once the
+/// transaction that stored it has committed ([`Stored::remember`]).
+pub struct Stored {
+    /// The answer to the phone.
+    pub response: SyncResponse,
+    states: Vec<(String, State)>,
+    docs: Vec<(String, Arc<VersionedDoc>)>,
+}
+
+impl Stored {
+    /// Keeps the round's sync states and documents in memory. Call it only
+    /// after the transaction that stored the round has committed.
+    pub fn remember(self, memory: &SyncMemory, device: &str) -> SyncResponse {
+        for (id, state) in self.states {
+            memory.states.put(&id, device, state);
+        }
+        for (id, doc) in self.docs {
+            memory.docs.keep(&id, doc);
+        }
+        self.response
+    }
+}
+
+/// Stores a planned round in `tx`, which holds the write lock. A record whose
+/// document changed since the plan's snapshot is worked out again first, from
+/// what is stored now; a round whose assignments changed is planned again whole.
+pub fn store_round(
+    tx: &Transaction<'_>,
+    memory: &SyncMemory,
+    request: &SyncRequest,
+    plan: Plan,
+) -> Result<Stored> {
+    let asked = Asked::of(request)?;
+    let (assigned, _) = assignments(tx, plan.inspector_id)?;
+    let mut plan = if assigned.keys().ne(plan.assigned.keys()) {
+        plan_round(tx, memory, plan.inspector_id, request)?
+    } else {
+        plan
+    };
+    for (id, &version) in &assigned {
+        if plan.assigned.get(id) != Some(&version) {
+            plan.steps.remove(id);
+            if let Some(step) = step(tx, memory, &asked, id, version, &mut plan.parsed)? {
+                plan.steps.insert(id.clone(), step);
+            }
+        }
+    }
     let mut response = SyncResponse {
         protocol: PROTOCOL_VERSION,
         messages: Vec::new(),
         new_records: Vec::new(),
-        withdrawn,
-        accepted,
+        withdrawn: plan.withdrawn,
+        accepted: Vec::new(),
         in_sync: false,
     };
-    let mut ids: Vec<&String> = assigned.iter().collect();
-    ids.sort();
-    for id in ids {
-        let mut doc = match docs.remove(id) {
-            Some(doc) => doc,
-            None => load_document(tx, id)?,
-        };
-        let Some(phone_heads) = held.get(id.as_str()) else {
-            response.new_records.push(NewRecord {
-                record_id: id.clone(),
-                document: doc.save(),
-            });
-            continue;
-        };
-        let mut phone_heads: Vec<String> = (*phone_heads).clone();
-        phone_heads.sort();
-        if !received.contains(id) && doc.heads_hex() == phone_heads {
-            continue;
-        }
-        let mut state = match states_by_record.remove(id) {
-            Some(state) => state,
-            None => states.take(tx, id, device)?,
-        };
-        let sent_before = state.sent_hashes.clone();
-        let generated = doc.automerge_mut().sync().generate_sync_message(&mut state);
-        if let Some(mut message) = generated {
-            complete_message(doc.automerge_mut(), &mut state, &sent_before, &mut message);
-            response.messages.push(DocMessage {
-                record_id: id.clone(),
-                message: message.encode(),
-            });
-        }
-        states_by_record.insert(id.clone(), state);
-    }
-    let mut save = tx.prepare_cached(
+    let mut states = Vec::new();
+    let mut docs = plan.parsed;
+    let mut save_state = tx.prepare_cached(
         "INSERT INTO sync_states (record_id, device, state) VALUES (?1, ?2, ?3)
          ON CONFLICT(record_id, device) DO UPDATE SET state = excluded.state",
     )?;
-    for (id, state) in states_by_record {
-        save.execute(params![id, device, state.encode()])?;
-        states.put(&id, device, state);
+    for (id, step) in plan.steps {
+        for chunk in &step.chunks {
+            insert_chunk(tx, &id, chunk)?;
+        }
+        if let Some(mut changed) = step.changed {
+            index_blobs(tx, &id, &changed.blobs)?;
+            changed.index.write(tx, &id)?;
+            maybe_compact(tx, &id, &mut changed.doc)?;
+            let version = doc_version(tx, &id)?;
+            docs.push((
+                id.clone(),
+                Arc::new(VersionedDoc::new(version, changed.doc)),
+            ));
+            response.accepted.push(id.clone());
+        }
+        if let Some(document) = step.whole {
+            response.new_records.push(NewRecord {
+                record_id: id.clone(),
+                document,
+            });
+        }
+        if let Some(message) = step.reply {
+            response.messages.push(DocMessage {
+                record_id: id.clone(),
+                message,
+            });
+        }
+        if let Some(state) = step.state {
+            save_state.execute(params![id, asked.device, state.encode()])?;
+            states.push((id, state));
+        }
     }
     response.in_sync = response.messages.is_empty()
         && response.new_records.is_empty()
         && response.withdrawn.is_empty();
-    Ok(response)
+    Ok(Stored {
+        response,
+        states,
+        docs,
+    })
+}
+
+/// One round of a phone's sync, planned and stored in one transaction. Keeps
+/// the round's sync states in memory at once, but no documents: the caller's
+/// transaction may still roll back.
+pub fn exchange(
+    tx: &Transaction<'_>,
+    memory: &SyncMemory,
+    inspector_id: i64,
+    request: SyncRequest,
+) -> Result<SyncResponse> {
+    let plan = plan_round(tx, memory, inspector_id, &request)?;
+    let mut stored = store_round(tx, memory, &request, plan)?;
+    stored.docs.clear();
+    Ok(stored.remember(memory, &request.device))
 }
 
 async fn sync(
@@ -423,24 +646,43 @@ async fn sync(
     let body: Bytes = body_bytes(request, &state, SYNC_BODY_LIMIT).await?;
     let sync_request: SyncRequest =
         wire::decode(&body).map_err(|e| Error::Malformed(format!("not a sync request: {e}")))?;
+    let sync_request = Arc::new(sync_request);
     let user_id = user.user_id;
-    let states = state.sync_states.clone();
-    let response = state
-        .db
-        .write(move |tx| {
-            let inspector_id: i64 = tx
-                .query_row(
-                    "SELECT id FROM inspectors WHERE user_id = ?1",
-                    [user_id],
-                    |r| r.get(0),
-                )
-                .optional()?
-                .ok_or_else(|| {
-                    Error::Forbidden("your account is not linked to an inspector".into())
-                })?;
-            exchange(tx, &states, inspector_id, sync_request)
-        })
-        .await?;
+    // Worked out beside other rounds, from one snapshot ...
+    let permit = state
+        .sync
+        .planning
+        .acquire()
+        .await
+        .map_err(|_| Error::Internal("sync planning closed".into()))?;
+    let planned = {
+        let (memory, request) = (state.sync.clone(), sync_request.clone());
+        state
+            .db
+            .read(move |conn| {
+                let snapshot = conn.unchecked_transaction()?;
+                let inspector_id = inspector_of(&snapshot, user_id)?;
+                plan_round(&snapshot, &memory, inspector_id, &request)
+            })
+            .await
+    };
+    drop(permit);
+    // ... and stored under the write lock. A round refused from the snapshot
+    // is worked out again from what is stored now, which decides.
+    let stored = {
+        let (memory, request) = (state.sync.clone(), sync_request.clone());
+        state
+            .db
+            .write(move |tx| {
+                let plan = match planned {
+                    Ok(plan) => plan,
+                    Err(_) => plan_round(tx, &memory, inspector_of(tx, user_id)?, &request)?,
+                };
+                store_round(tx, &memory, &request, plan)
+            })
+            .await?
+    };
+    let response = stored.remember(&state.sync, &sync_request.device);
     Ok((
         [(header::CONTENT_TYPE, CONTENT_TYPE)],
         wire::encode(&response),
@@ -452,6 +694,7 @@ async fn sync(
 mod tests {
     use super::*;
     use crate::db::Db;
+    use crate::draw::records::load_document;
     use automerge::transaction::Transactable;
     use suiji_mobile_core::InspectorId;
     use suiji_mobile_core::record::inspector_actor;
@@ -523,7 +766,7 @@ mod tests {
         }
 
         /// Syncs until both sides are done; returns the number of rounds.
-        fn sync(&mut self, db: &Db, states: &SyncStates) -> Result<u32> {
+        fn sync(&mut self, db: &Db, states: &SyncMemory) -> Result<u32> {
             for round in 1..=10 {
                 let request = self.request(round);
                 let nothing_to_send = request.messages.is_empty();
@@ -561,7 +804,7 @@ mod tests {
     #[test]
     fn a_phone_gets_its_records_and_its_answers_reach_the_server() {
         let (_dir, db, records) = demo();
-        let states = SyncStates::default();
+        let states = SyncMemory::default();
         let inspector = records[0].group[0];
         let mine: HashSet<String> = records
             .iter()
@@ -603,7 +846,7 @@ mod tests {
     #[test]
     fn writing_the_assignment_is_refused_and_nothing_is_stored() {
         let (_dir, db, records) = demo();
-        let states = SyncStates::default();
+        let states = SyncMemory::default();
         let inspector = records[0].group[0];
         let id = records[0].id.clone();
         let mut phone = Phone::new(inspector, "b2");
@@ -640,7 +883,7 @@ mod tests {
     #[test]
     fn strangers_and_unknown_records_are_refused() {
         let (_dir, db, records) = demo();
-        let states = SyncStates::default();
+        let states = SyncMemory::default();
         let id = records[0].id.clone();
         let member = records[0].group[0];
         let stranger = (1..=60).find(|i| !records[0].group.contains(i)).unwrap();
@@ -711,6 +954,140 @@ mod tests {
                 }
             ),
             "{err:?}"
+        );
+    }
+
+    /// A round planned from a snapshot, with `between` run before it is
+    /// stored, as the endpoint does it when other rounds land in between.
+    fn planned_then_stored(
+        db: &Db,
+        memory: &SyncMemory,
+        inspector: i64,
+        request: SyncRequest,
+        between: impl FnOnce(),
+    ) -> SyncResponse {
+        let plan = db
+            .read_blocking(|conn| {
+                let snapshot = conn.unchecked_transaction()?;
+                plan_round(&snapshot, memory, inspector, &request)
+            })
+            .unwrap();
+        between();
+        let stored = db
+            .write_blocking(|tx| store_round(tx, memory, &request, plan))
+            .unwrap();
+        stored.remember(memory, &request.device)
+    }
+
+    #[test]
+    fn a_record_a_partner_changed_after_the_snapshot_is_worked_out_again() {
+        let (_dir, db, records) = demo();
+        let memory = SyncMemory::default();
+        let id = records[0].id.clone();
+        let (a, b) = (records[0].group[0], records[0].group[1]);
+        let mut phone_a = Phone::new(a, "aa01");
+        let mut phone_b = Phone::new(b, "bb02");
+        phone_a.sync(&db, &memory).unwrap();
+        phone_b.sync(&db, &memory).unwrap();
+        let items: Vec<_> = phone_a
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .assignment()
+            .unwrap()
+            .items;
+        let (first, second) = (items[0].code.clone(), items[items.len() - 1].code.clone());
+        phone_a
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_finding(&first, "甲：证照齐全")
+            .unwrap();
+        phone_b
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_checked(&second, true)
+            .unwrap();
+
+        let request = phone_a.request(1);
+        let response = planned_then_stored(&db, &memory, a, request, || {
+            phone_b.sync(&db, &memory).unwrap();
+        });
+        assert_eq!(response.accepted, vec![id.clone()]);
+        phone_a.apply(response);
+
+        // What is stored and what is kept in memory both have both edits.
+        let mut stored = server_doc(&db, &id);
+        assert_eq!(
+            stored.item(&first).unwrap().finding.as_deref(),
+            Some("甲：证照齐全")
+        );
+        assert!(stored.item(&second).unwrap().checked == Some(true));
+        let version = db.read_blocking(|c| doc_version(c, &id)).unwrap();
+        let kept = memory
+            .docs
+            .get(&id, version)
+            .expect("the stored version is kept");
+        let mut heads = stored.heads_hex();
+        heads.sort();
+        assert_eq!(kept.heads, heads, "the kept document is the stored one");
+        // The answer already carried the partner's edit to phone A.
+        assert!(
+            phone_a
+                .docs
+                .get_mut(&id)
+                .unwrap()
+                .item(&second)
+                .unwrap()
+                .checked
+                == Some(true)
+        );
+        phone_a.sync(&db, &memory).unwrap();
+        phone_b.sync(&db, &memory).unwrap();
+        assert_eq!(
+            phone_a.docs.get_mut(&id).unwrap().heads_hex().len(),
+            heads.len()
+        );
+        let mut a_heads = phone_a.docs.get_mut(&id).unwrap().heads_hex();
+        let mut b_heads = phone_b.docs.get_mut(&id).unwrap().heads_hex();
+        a_heads.sort();
+        b_heads.sort();
+        assert_eq!(a_heads, heads);
+        assert_eq!(b_heads, heads);
+    }
+
+    #[test]
+    fn a_record_withdrawn_after_the_snapshot_is_withdrawn_in_the_answer() {
+        let (_dir, db, records) = demo();
+        let memory = SyncMemory::default();
+        let id = records[0].id.clone();
+        let a = records[0].group[0];
+        let mut phone = Phone::new(a, "cc03");
+        phone.sync(&db, &memory).unwrap();
+        let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
+            .code
+            .clone();
+        phone
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_finding(&item, "企业已注销")
+            .unwrap();
+        let request = phone.request(1);
+        let response = planned_then_stored(&db, &memory, a, request, || {
+            db.write_blocking(|tx| crate::draw::records::withdraw(tx, &id, "out of scope"))
+                .unwrap();
+        });
+        assert_eq!(response.withdrawn, vec![id.clone()]);
+        assert!(
+            response.accepted.is_empty(),
+            "a withdrawn record takes nothing"
+        );
+        assert!(response.messages.iter().all(|m| m.record_id != id));
+        assert!(
+            server_doc(&db, &id).item(&item).unwrap().finding.is_none(),
+            "nothing of the withdrawn record's message was stored"
         );
     }
 }

@@ -19,6 +19,7 @@ use crate::plans::{self, Task};
 use crate::registry::rules::{self, Rules};
 
 pub mod algorithm;
+pub mod doc_cache;
 pub mod records;
 pub mod routes;
 

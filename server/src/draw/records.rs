@@ -307,11 +307,17 @@ pub fn append_changes(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc
     if bytes.is_empty() {
         return Ok(());
     }
-    tx.execute(
+    insert_chunk(tx, record_id, &bytes)
+}
+
+/// Appends `bytes` (changes or a document, as `save` and its kin write them) to a record's
+/// chunks. The record's `doc_version` rises with it (a trigger).
+pub fn insert_chunk(tx: &Transaction<'_>, record_id: &str, bytes: &[u8]) -> Result<()> {
+    tx.prepare_cached(
         "INSERT INTO record_chunks (record_id, seq, bytes)
          VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks WHERE record_id = ?1), ?2)",
-        params![record_id, bytes],
-    )?;
+    )?
+    .execute(params![record_id, bytes])?;
     Ok(())
 }
 

@@ -20,7 +20,7 @@ use crate::calendar::Calendar;
 use crate::draw::{self, records};
 use crate::error::{Error, Result};
 use crate::plans::{self, Conditions, NewTask, TaskItemInput};
-use crate::sync::{SyncStates, exchange};
+use crate::sync::{SyncMemory, exchange};
 
 /// A phone held in memory: one inspector's documents and sync states.
 struct Phone {
@@ -50,7 +50,7 @@ impl Phone {
             .ok_or_else(|| Error::Internal(format!("demo phone lacks record {id}")))
     }
 
-    fn sync(&mut self, tx: &Transaction<'_>, states: &SyncStates) -> Result<()> {
+    fn sync(&mut self, tx: &Transaction<'_>, states: &SyncMemory) -> Result<()> {
         for round in 1..=10 {
             let mut held = Vec::new();
             let mut messages = Vec::new();
@@ -117,7 +117,7 @@ struct Answers<'a>(&'a str, &'a [ResultCategory], Option<&'a str>);
 
 fn inspect(
     tx: &Transaction<'_>,
-    states: &SyncStates,
+    states: &SyncMemory,
     (a, b): (&mut Phone, &mut Phone),
     id: &str,
     Answers(finding, results, rectify_by): Answers<'_>,
@@ -209,7 +209,7 @@ pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<(
         roles: vec![Role::Supervisor],
         session_id: 0,
     };
-    let states = SyncStates::default();
+    let states = SyncMemory::default();
     for (n, record) in list.iter().take(4).enumerate() {
         let (Some(&lead), Some(&second)) = (record.group.first(), record.group.get(1)) else {
             continue;

@@ -69,7 +69,7 @@ impl Phone {
                 held,
                 messages,
             };
-            let states = server.state.sync_states.clone();
+            let states = server.state.sync.clone();
             let inspector = self.inspector;
             let response = server
                 .state
