@@ -6,6 +6,7 @@ use super::{ActorIdentity, Assignment, RecordDoc, actor_identity, keys};
 use crate::error::{Error, Result};
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
+use std::collections::HashMap;
 
 impl RecordDoc {
     /// Checks every change in the document that is not reachable from `since` (the heads the
@@ -22,6 +23,8 @@ impl RecordDoc {
             _ => return Err(Error::Malformed("no assignment at the given heads".into())),
         };
         let mut problems = Vec::new();
+        // Many operations land in the same few objects; find each object's path once.
+        let mut paths: HashMap<ObjectId, Vec<String>> = HashMap::new();
         for change in self.doc.get_changes(since) {
             let who = actor_identity(change.actor_id());
             let inspector = match who {
@@ -42,7 +45,14 @@ impl RecordDoc {
                 continue;
             }
             for op in change.decode().operations {
-                let mut path = self.object_path(&op.obj)?;
+                let mut path = match paths.get(&op.obj) {
+                    Some(path) => path.clone(),
+                    None => {
+                        let path = self.object_path(&op.obj)?;
+                        paths.insert(op.obj.clone(), path.clone());
+                        path
+                    }
+                };
                 path.push(match &op.key {
                     Key::Map(name) => name.to_string(),
                     Key::Seq(_) => "[]".to_owned(),

@@ -546,6 +546,22 @@ impl Store {
         outbox::ack(&w.conn, entry)
     }
 
+    /// [`Store::ack_outbox`] for many entries, in one transaction. Returns how many were
+    /// removed.
+    pub fn ack_outbox_all<'a>(
+        &self,
+        entries: impl IntoIterator<Item = &'a OutboxEntry>,
+    ) -> Result<usize> {
+        let mut w = self.lock_writer();
+        let tx = w.conn.transaction()?;
+        let mut removed = 0;
+        for entry in entries {
+            removed += usize::from(outbox::ack(&tx, entry)?);
+        }
+        tx.commit()?;
+        Ok(removed)
+    }
+
     // ----- internals -----------------------------------------------------------------------
 
     fn lock_writer(&self) -> MutexGuard<'_, Writer> {
@@ -625,23 +641,19 @@ fn save_changes(
     let mut chunks = loaded.chunks;
     if compact {
         let snapshot = loaded.doc.save();
-        tx.execute(
-            "DELETE FROM record_chunks WHERE record_id = ?1",
-            [id.as_str()],
-        )?;
-        tx.execute(
-            "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
-            params![id.as_str(), snapshot],
-        )?;
+        tx.prepare_cached("DELETE FROM record_chunks WHERE record_id = ?1")?
+            .execute([id.as_str()])?;
+        tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)")?
+            .execute(params![id.as_str(), snapshot])?;
         chunks = 1;
     } else if changed {
         let bytes = loaded.doc.save_after(&loaded.saved_heads);
-        tx.execute(
+        tx.prepare_cached(
             "INSERT INTO record_chunks (record_id, seq, bytes)
                  VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks
                               WHERE record_id = ?1), ?2)",
-            params![id.as_str(), bytes],
-        )?;
+        )?
+        .execute(params![id.as_str(), bytes])?;
         chunks += 1;
     }
     if changed {
@@ -660,10 +672,8 @@ fn insert_record(tx: &Transaction<'_>, id: &RecordId, mut doc: RecordDoc) -> Res
     let snapshot = doc.save();
     let saved_heads = doc.heads();
     write_index(tx, id, &mut doc)?;
-    tx.execute(
-        "INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)",
-        params![id.as_str(), snapshot],
-    )?;
+    tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)")?
+        .execute(params![id.as_str(), snapshot])?;
     Ok(Loaded {
         doc,
         saved_heads,
@@ -687,13 +697,15 @@ fn delete_record(tx: &Transaction<'_>, id: &RecordId) -> Result<Option<Vec<BlobH
             .collect::<rusqlite::Result<_>>()?
     };
     referenced.sort();
-    if tx.execute("DELETE FROM records WHERE record_id = ?1", [id.as_str()])? == 0 {
+    if tx
+        .prepare_cached("DELETE FROM records WHERE record_id = ?1")?
+        .execute([id.as_str()])?
+        == 0
+    {
         return Ok(None);
     }
-    tx.execute(
-        "DELETE FROM outbox WHERE kind = 'record' AND key = ?1",
-        [id.as_str()],
-    )?;
+    tx.prepare_cached("DELETE FROM outbox WHERE kind = 'record' AND key = ?1")?
+        .execute([id.as_str()])?;
     let mut orphans = Vec::new();
     for hash in referenced {
         let still_used: bool = tx.query_row(
@@ -705,11 +717,10 @@ fn delete_record(tx: &Transaction<'_>, id: &RecordId) -> Result<Option<Vec<BlobH
         if still_used {
             continue;
         }
-        tx.execute("DELETE FROM blobs WHERE sha256 = ?1", [&hash])?;
-        tx.execute(
-            "DELETE FROM outbox WHERE kind = 'blob' AND key = ?1",
-            [&hash],
-        )?;
+        tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?
+            .execute([&hash])?;
+        tx.prepare_cached("DELETE FROM outbox WHERE kind = 'blob' AND key = ?1")?
+            .execute([&hash])?;
         if let Some(hash) = BlobHash::parse(&hash) {
             orphans.push(hash);
         }
@@ -757,7 +768,7 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &mut RecordDoc) -> Resu
     let answered = items.iter().filter(|(_, a)| a.checked.is_some()).count();
     let photos = doc.photos()?;
     let conflicts = doc.conflicts()?.len();
-    tx.execute(
+    tx.prepare_cached(
         "INSERT INTO records (record_id, task_name, target_name, target_address, window_end,
                               publication_deadline, status, items_total, items_answered,
                               photo_count, conflict_count, updated_at, heads)
@@ -769,23 +780,24 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &mut RecordDoc) -> Resu
              items_total = excluded.items_total, items_answered = excluded.items_answered,
              photo_count = excluded.photo_count, conflict_count = excluded.conflict_count,
              updated_at = excluded.updated_at, heads = excluded.heads",
-        params![
-            id.as_str(),
-            assignment.task.name,
-            assignment.target.name,
-            assignment.target.address,
-            assignment.window_end.to_string(),
-            assignment.publication_deadline.to_string(),
-            doc.status()?.code(),
-            items.len() as i64,
-            answered as i64,
-            photos.len() as i64,
-            conflicts as i64,
-            Utc::now().to_rfc3339(),
-            heads,
-        ],
-    )?;
-    tx.execute("DELETE FROM photos WHERE record_id = ?1", [id.as_str()])?;
+    )?
+    .execute(params![
+        id.as_str(),
+        assignment.task.name,
+        assignment.target.name,
+        assignment.target.address,
+        assignment.window_end.to_string(),
+        assignment.publication_deadline.to_string(),
+        doc.status()?.code(),
+        items.len() as i64,
+        answered as i64,
+        photos.len() as i64,
+        conflicts as i64,
+        Utc::now().to_rfc3339(),
+        heads,
+    ])?;
+    tx.prepare_cached("DELETE FROM photos WHERE record_id = ?1")?
+        .execute([id.as_str()])?;
     let mut insert = tx.prepare_cached(
         "INSERT INTO photos (record_id, sha256, item_code, caption, thumbnail_sha256,
                              upload_sha256, imported_at)

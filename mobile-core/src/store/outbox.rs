@@ -77,9 +77,8 @@ pub(super) fn list(conn: &Connection) -> Result<Vec<OutboxEntry>> {
 
 /// Removes an entry if it has not been re-queued since it was read.
 pub(super) fn ack(conn: &Connection, entry: &OutboxEntry) -> Result<bool> {
-    let n = conn.execute(
-        "DELETE FROM outbox WHERE id = ?1 AND generation = ?2",
-        params![entry.id, entry.generation],
-    )?;
+    let n = conn
+        .prepare_cached("DELETE FROM outbox WHERE id = ?1 AND generation = ?2")?
+        .execute(params![entry.id, entry.generation])?;
     Ok(n == 1)
 }

@@ -403,6 +403,32 @@ fn outbox_ack_of_an_older_generation_keeps_the_record_queued() {
 }
 
 #[test]
+fn acknowledging_many_entries_at_once_keeps_those_queued_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_record(dir.path());
+    store
+        .import_photo(&rid(), &a01(), &fixtures::jpeg(64, 48), "门头照片")
+        .unwrap();
+    let seen = store.outbox().unwrap();
+    assert!(
+        seen.len() >= 2,
+        "the record and its photo's blobs: {seen:?}"
+    );
+    // The record was edited again while the uploads were in flight.
+    store.edit(&rid(), |d| d.set_finding(&a01(), "b")).unwrap();
+    assert_eq!(store.ack_outbox_all(&seen).unwrap(), seen.len() - 1);
+    let left = store.outbox().unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].item, OutboxItem::Record(rid()));
+    drop(store);
+    assert_eq!(
+        open(dir.path(), 1).outbox().unwrap(),
+        left,
+        "acks are durable"
+    );
+}
+
+#[test]
 fn two_phones_conflict_shows_in_the_task_list_until_settled() {
     let d1 = tempfile::tempdir().unwrap();
     let d2 = tempfile::tempdir().unwrap();

@@ -487,9 +487,10 @@ impl Client {
                     ),
                 });
             }
+            let mut stored = Vec::with_capacity(sent.len());
             for ((hash, entry), outcome) in sent.into_iter().zip(response.results) {
                 if outcome.stored && outcome.sha256 == hash.as_str() {
-                    store.ack_outbox(&entry)?;
+                    stored.push(entry);
                     tally.report.blobs_uploaded.push(hash.clone());
                 } else {
                     let reason = outcome.refused.map_or_else(
@@ -502,6 +503,7 @@ impl Client {
                     });
                 }
             }
+            store.ack_outbox_all(&stored)?;
         }
         *done_before += batch_size;
         tally.progress.bytes_done = *done_before;
