@@ -544,17 +544,30 @@ pub fn store_round(
     let asked = Asked::of(request)?;
     let (assigned, _) = assignments(tx, plan.inspector_id)?;
     let mut plan = if assigned.keys().ne(plan.assigned.keys()) {
+        tracing::debug!(
+            device = asked.device,
+            "assignments changed: round planned again"
+        );
         plan_round(tx, memory, plan.inspector_id, request)?
     } else {
         plan
     };
+    let mut again = 0;
     for (id, &version) in &assigned {
         if plan.assigned.get(id) != Some(&version) {
+            again += 1;
             plan.steps.remove(id);
             if let Some(step) = step(tx, memory, &asked, id, version, &mut plan.parsed)? {
                 plan.steps.insert(id.clone(), step);
             }
         }
+    }
+    if again > 0 {
+        tracing::debug!(
+            device = asked.device,
+            records = again,
+            "records changed since the snapshot: worked out again"
+        );
     }
     let mut response = SyncResponse {
         protocol: PROTOCOL_VERSION,
@@ -676,7 +689,10 @@ async fn sync(
             .write(move |tx| {
                 let plan = match planned {
                     Ok(plan) => plan,
-                    Err(_) => plan_round(tx, &memory, inspector_of(tx, user_id)?, &request)?,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "round refused from the snapshot: planned again");
+                        plan_round(tx, &memory, inspector_of(tx, user_id)?, &request)?
+                    }
                 };
                 store_round(tx, &memory, &request, plan)
             })

@@ -65,6 +65,22 @@ fn peak_mb(pid: u32) -> f64 {
         .map_or(0.0, |kb| kb / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used so far; /proc counts in USER_HZ, which
+/// Linux fixes at 100 for user space.
+fn cpu_seconds(pid: &str) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            // Fields after the command name, which is in parentheses and may hold spaces.
+            let rest = s.rsplit_once(')')?.1;
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(0.0)
+}
+
 fn jpeg(seed: u32) -> Vec<u8> {
     let img = image::RgbImage::from_fn(64, 48, |x, y| {
         image::Rgb([
@@ -314,9 +330,13 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Everyone syncs at once.
+    let server_pid = child.id().to_string();
+    let (server_cpu, phones_cpu) = (cpu_seconds(&server_pid), cpu_seconds("self"));
     let t = Instant::now();
     let reports = run_all(&base, &mut phones)?;
     let elapsed = t.elapsed().as_secs_f64();
+    let server_cpu = cpu_seconds(&server_pid) - server_cpu;
+    let phones_cpu = cpu_seconds("self") - phones_cpu;
     let record_syncs = phone_count() * RECORDS_PER_PHONE;
     let rounds: Vec<u32> = reports.iter().map(|r| r.rounds).collect();
     let wire: u64 = reports
@@ -352,6 +372,13 @@ fn main() -> anyhow::Result<()> {
         blob_bytes as f64 / 1e6,
         wire as f64 / (change_bytes as f64 + blob_bytes as f64),
         (wire - blob_wire) as f64 / change_bytes as f64,
+    );
+    println!(
+        "CPU time during the sync: server {server_cpu:.1} s ({:.2} ms a record-sync, so {:.0} record-syncs/s on {} cores with the phones elsewhere), phones {phones_cpu:.1} s",
+        server_cpu * 1000.0 / record_syncs as f64,
+        record_syncs as f64 / server_cpu
+            * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
+        std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
     println!("server peak memory (VmHWM): {:.0} MB", peak_mb(child.id()));
     let _ = child.kill();
