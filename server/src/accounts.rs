@@ -265,21 +265,22 @@ async fn refresh(
     Ok(Json(pair))
 }
 
+/// Revokes the caller's session and records the logout in the audit log (the API's and the
+/// web console's logout).
+pub fn log_out(tx: &Transaction<'_>, user: &AuthUser) -> Result<()> {
+    auth::revoke_session(tx, user.session_id)?;
+    audit::append(
+        tx,
+        &user.username,
+        "auth.logout",
+        &format!("session:{}", user.session_id),
+        None,
+        None,
+    )
+}
+
 async fn logout(State(state): State<AppState>, user: AuthUser) -> Result<Json<serde_json::Value>> {
-    state
-        .db
-        .write(move |tx| {
-            auth::revoke_session(tx, user.session_id)?;
-            audit::append(
-                tx,
-                &user.username,
-                "auth.logout",
-                &format!("session:{}", user.session_id),
-                None,
-                None,
-            )
-        })
-        .await?;
+    state.db.write(move |tx| log_out(tx, &user)).await?;
     Ok(Json(json!({ "logged_out": true })))
 }
 

@@ -37,11 +37,9 @@ pub struct VersionedDoc {
 impl VersionedDoc {
     /// Wraps a document read or written at `version`.
     pub fn new(version: i64, mut doc: RecordDoc) -> VersionedDoc {
-        let mut heads = doc.heads_hex();
-        heads.sort();
         VersionedDoc {
             version,
-            heads,
+            heads: doc.heads_hex(),
             doc,
         }
     }

@@ -28,7 +28,6 @@ use super::form::{CsrfForm, FormData};
 use super::{WebError, WebResult, layout, see_other};
 use crate::AppState;
 use crate::accounts::{self, LoginRequest};
-use crate::audit;
 use crate::auth::{self, AuthUser, Role, TokenPair};
 use crate::error::Error;
 
@@ -382,17 +381,7 @@ pub async fn logout(State(state): State<AppState>, form: CsrfForm) -> WebResult<
     let user = form.user.auth;
     state
         .db
-        .write(move |tx| {
-            auth::revoke_session(tx, user.session_id)?;
-            audit::append(
-                tx,
-                &user.username,
-                "auth.logout",
-                &format!("session:{}", user.session_id),
-                None,
-                None,
-            )
-        })
+        .write(move |tx| accounts::log_out(tx, &user))
         .await?;
     let mut response = see_other("/login");
     for c in clear_cookies() {
