@@ -63,7 +63,8 @@ pub struct UploadStatus {
 }
 
 /// Blobs on disk under `<data>/blobs`: complete ones in a two-level fan-out,
-/// partial uploads in `tmp/`.
+/// partial chunked uploads in `tmp/`, whole blobs of a batch upload beside
+/// their place under a dot-name until they are moved into it.
 pub struct BlobStore {
     dir: PathBuf,
     max_size: u64,
@@ -219,14 +220,13 @@ impl BlobStore {
     }
 
     /// Stores several whole blobs (a batch upload), each checked against its name and
-    /// against `limit`, and answers each on its own. The blobs are written beside the store,
+    /// against `limit`, and answers each on its own. Each blob is written beside its place,
     /// made durable together by one flush of the file system, moved into place, and the moves
     /// made durable by a second flush: two flushes a batch instead of two a blob. Idempotent;
     /// a refused blob leaves nothing behind. The outer error is a fault of the server (disk);
     /// blobs already moved into place by then stay, whole and verified. Blocking: call off
     /// the async runtime.
     pub fn put_many(&self, blobs: &[WholeBlob], limit: usize) -> Result<Vec<Result<UploadStatus>>> {
-        let tmp = self.dir.join("tmp");
         let mut outcomes = Vec::with_capacity(blobs.len());
         let mut staged = Vec::new();
         for blob in blobs {
@@ -238,16 +238,22 @@ impl BlobStore {
                 received: blob.bytes.len() as u64,
                 complete: true,
             };
-            if !self.path(&blob.sha256).exists() {
-                // A name of its own, so two batches carrying one blob do not collide.
+            let target = self.path(&blob.sha256);
+            if !target.exists() {
+                // Written beside its final place, so the move is within one directory and
+                // writers spread over the fan-out directories instead of all taking the lock
+                // of one. A name of its own (never 62 hex digits), so two batches carrying one
+                // blob do not collide and nothing half-written is ever taken for a blob.
+                let parent = target.parent().expect("fan-out directory");
+                std::fs::create_dir_all(parent)?;
                 let mut file = tempfile::Builder::new()
-                    .prefix(&blob.sha256)
+                    .prefix(".")
                     .suffix(".whole")
-                    .tempfile_in(&tmp)?;
+                    .tempfile_in(parent)?;
                 file.write_all(&blob.bytes)?;
                 #[cfg(not(target_os = "linux"))]
                 file.as_file().sync_data()?;
-                staged.push((blob.sha256.as_str(), file));
+                staged.push((blob.sha256.as_str(), target, file));
             }
             outcomes.push(Ok(done));
         }
@@ -255,13 +261,10 @@ impl BlobStore {
             return Ok(outcomes);
         }
         flush_file_system(&self.dir)?;
-        for (hash, file) in staged {
-            let target = self.path(hash);
-            let parent = target.parent().expect("fan-out directory");
-            std::fs::create_dir_all(parent)?;
+        for (hash, target, file) in staged {
             file.persist(&target).map_err(|e| Error::Io(e.error))?;
             #[cfg(not(target_os = "linux"))]
-            if let Ok(dir) = std::fs::File::open(parent) {
+            if let Ok(dir) = std::fs::File::open(target.parent().expect("fan-out directory")) {
                 let _ = dir.sync_all();
             }
             // A chunked upload of the same blob that was cut off is no longer needed.
@@ -588,6 +591,63 @@ mod tests {
             }
         );
         assert!(matches!(store.read(&h), Err(Error::NotFound(_))));
+    }
+
+    /// Every file under the store, relative to it.
+    fn files(dir: &Path) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut pending = vec![dir.to_owned()];
+        while let Some(at) = pending.pop() {
+            for entry in std::fs::read_dir(&at).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                } else {
+                    let relative = path.strip_prefix(dir).unwrap();
+                    found.push(relative.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        found.sort();
+        found
+    }
+
+    #[test]
+    fn a_batch_stores_each_good_blob_once_and_leaves_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1024).unwrap();
+        let good: Vec<WholeBlob> = [&b"photo one"[..], b"photo two", b"thumbnail"]
+            .iter()
+            .map(|b| WholeBlob {
+                sha256: sha(b),
+                bytes: b.to_vec(),
+            })
+            .collect();
+        let forged = WholeBlob {
+            sha256: sha(b"the real photo"),
+            bytes: b"forged".to_vec(),
+        };
+        let mut batch = good.clone();
+        batch.push(forged);
+        let outcomes = store.put_many(&batch, 1024).unwrap();
+        assert!(outcomes[..3].iter().all(|o| o.as_ref().unwrap().complete));
+        assert!(matches!(outcomes[3], Err(Error::Invalid { .. })));
+        // The same batch again (a retry) stores nothing twice.
+        let again = store.put_many(&batch, 1024).unwrap();
+        assert!(again[..3].iter().all(|o| o.is_ok()));
+        let mut expected: Vec<String> = good
+            .iter()
+            .map(|b| format!("{}/{}", &b.sha256[..2], &b.sha256[2..]))
+            .collect();
+        expected.sort();
+        assert_eq!(
+            files(dir.path()),
+            expected,
+            "the blobs in place, no staging file left"
+        );
+        for blob in &good {
+            assert_eq!(store.read(&blob.sha256).unwrap(), blob.bytes);
+        }
     }
 
     #[test]
