@@ -23,7 +23,8 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
-use automerge::sync::{Message, State, SyncDoc};
+use automerge::ChangeHash;
+use automerge::sync::{BloomFilter, Have, Message, State, SyncDoc};
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
@@ -313,6 +314,37 @@ fn apply_message(
     Ok(chunks)
 }
 
+/// Takes a phone that listed `heads` for a record and sent no message for it at its word,
+/// when every one of those heads is known here: it then holds exactly their history, so the
+/// answer carries exactly the changes made since, rather than what the sync state remembers
+/// of an earlier exchange (which may miss what the phone took in without announcing it; see
+/// `in_step` in the phone's store).
+fn holds_listed(doc: &mut RecordDoc, state: &mut State, heads: &[String]) {
+    let Ok(mut heads) = heads
+        .iter()
+        .map(|h| h.parse::<ChangeHash>())
+        .collect::<std::result::Result<Vec<_>, _>>()
+    else {
+        return;
+    };
+    if !heads
+        .iter()
+        .all(|h| doc.automerge_mut().get_change_meta_by_hash(h).is_some())
+    {
+        return;
+    }
+    heads.sort();
+    state.their_need = Some(Vec::new());
+    state.their_have = Some(vec![Have {
+        last_sync: heads.clone(),
+        bloom: BloomFilter::default(),
+    }]);
+    state.their_heads = Some(heads.clone());
+    state.shared_heads = heads;
+    state.sent_hashes.clear();
+    state.in_flight = false;
+}
+
 /// What a phone asked in a round, by record.
 struct Asked<'a> {
     device: &'a str,
@@ -417,8 +449,12 @@ fn step(
         (None, None) => None,
         _ => Some(memory.states.get(conn, record_id, asked.device)?),
     };
-    if let (Some(bytes), Some(state)) = (message, state.as_mut()) {
-        step.chunks = apply_message(record_id, &mut doc, state, bytes)?;
+    match (message, phone_heads, state.as_mut()) {
+        (Some(bytes), _, Some(state)) => {
+            step.chunks = apply_message(record_id, &mut doc, state, bytes)?;
+        }
+        (None, Some(heads), Some(state)) => holds_listed(&mut doc, state, heads),
+        _ => {}
     }
     match (phone_heads, state.as_mut()) {
         (Some(_), Some(state)) => {
@@ -1066,6 +1102,76 @@ mod tests {
         );
         assert_eq!(phone_a.docs.get_mut(&id).unwrap().heads_hex(), heads);
         assert_eq!(phone_b.docs.get_mut(&id).unwrap().heads_hex(), heads);
+    }
+
+    #[test]
+    fn a_phone_that_only_lists_its_heads_gets_exactly_the_changes_it_lacks() {
+        let (_dir, db, records) = demo();
+        let memory = SyncMemory::default();
+        let id = records[0].id.clone();
+        let (a, b) = (records[0].group[0], records[0].group[1]);
+        let mut phone_a = Phone::new(a, "ab01");
+        let mut phone_b = Phone::new(b, "ab02");
+        phone_a.sync(&db, &memory).unwrap();
+        phone_b.sync(&db, &memory).unwrap();
+        let item = phone_b
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .assignment()
+            .unwrap()
+            .items[0]
+            .code
+            .clone();
+        // A lists its heads, sends no message, and takes in what the answer carries without
+        // announcing it, as a phone in step with the answer does.
+        let listing_round = |phone: &mut Phone| {
+            let held = vec![HeldRecord {
+                record_id: id.clone(),
+                heads: phone.docs.get_mut(&id).unwrap().heads_hex(),
+            }];
+            let request = SyncRequest {
+                protocol: PROTOCOL_VERSION,
+                device: phone.device.clone(),
+                round: 1,
+                held,
+                messages: Vec::new(),
+            };
+            let inspector = phone.inspector;
+            let response = db
+                .write_blocking(|tx| exchange(tx, &memory, inspector, request))
+                .unwrap();
+            let carried: usize = response
+                .messages
+                .iter()
+                .map(|m| {
+                    Message::decode(&m.message)
+                        .unwrap()
+                        .changes
+                        .iter()
+                        .map(|c| c.len())
+                        .sum::<usize>()
+                })
+                .sum();
+            phone.apply(response);
+            carried
+        };
+
+        for finding in ["乙：第一次", "乙：第二次"] {
+            let before = phone_a.docs.get_mut(&id).unwrap().heads();
+            let b_doc = phone_b.docs.get_mut(&id).unwrap();
+            b_doc.set_finding(&item, finding).unwrap();
+            let lacking = b_doc.save_after(&before).len();
+            phone_b.sync(&db, &memory).unwrap();
+            let carried = listing_round(&mut phone_a);
+            assert!(
+                carried > 0 && carried <= lacking,
+                "the answer carries {carried} bytes; A lacks {lacking} bytes of changes"
+            );
+            let doc = phone_a.docs.get_mut(&id).unwrap();
+            assert_eq!(doc.item(&item).unwrap().finding.as_deref(), Some(finding));
+            assert_eq!(doc.heads_hex(), server_doc(&db, &id).heads_hex());
+        }
     }
 
     #[test]

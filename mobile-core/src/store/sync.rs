@@ -149,6 +149,19 @@ fn settled_state(heads: Vec<ChangeHash>) -> State {
     state
 }
 
+/// Whether the server's last answer in this session left it holding exactly what the phone
+/// holds (`heads`, sorted hex) and wanting nothing: then neither side has anything to say.
+/// automerge would still announce heads that moved since its last message — here only because
+/// the phone took in the server's changes — and that announcement would cost a round trip
+/// that tells the server nothing it needs: the next sync lists the heads anyway.
+fn in_step(state: &State, heads: &[String]) -> bool {
+    state.their_need.as_ref().is_none_or(Vec::is_empty)
+        && state
+            .their_heads
+            .as_ref()
+            .is_some_and(|theirs| sorted_hex(theirs) == heads)
+}
+
 fn sorted_hex(heads: &[ChangeHash]) -> Vec<String> {
     let mut hex: Vec<String> = heads.iter().map(|h| h.to_string()).collect();
     hex.sort();
@@ -218,6 +231,10 @@ impl Store {
                 continue;
             }
             let mut state = match session.states.get(&id) {
+                Some(state) if in_step(state, &heads) => {
+                    states.insert(id, state.clone());
+                    continue;
+                }
                 Some(state) => state.clone(),
                 None => {
                     let state = opening_state(persisted.as_deref());
