@@ -417,6 +417,80 @@ async fn cut_connections_and_a_restarted_server_lose_nothing_and_duplicate_nothi
     );
 }
 
+/// Copies a directory tree.
+fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_that_lost_acknowledged_changes_gets_them_again_from_the_phone() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 4).await;
+    let member = records[0].group[0];
+    let id = records[0].id.clone();
+    let rid = RecordId::new(id.as_str());
+    let mut phone = Phone::open(&server, agency.username_of(member), member).await;
+    phone.sync(&server.base).await.unwrap();
+
+    // A copy of the server's data as it is now.
+    let dir = server.stop_keeping_data().await;
+    let backup = tempfile::tempdir().unwrap();
+    copy_tree(dir.path(), backup.path());
+    let server = TestServer::start_in(dir).await;
+
+    let item = item_of(&phone, &id);
+    phone
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "整改到位"))
+        .unwrap();
+    let report = phone.sync(&server.base).await.unwrap();
+    assert_eq!(report.sent, vec![rid.clone()]);
+    assert!(phone.store.outbox().unwrap().is_empty(), "acknowledged");
+
+    // The server loses everything since the copy: a power cut under `synchronous = NORMAL`
+    // (the last commits were not on disk yet), or a restored backup.
+    let dir = server.stop_keeping_data().await;
+    for entry in std::fs::read_dir(dir.path()).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    copy_tree(backup.path(), dir.path());
+    let server = TestServer::start_in(dir).await;
+    assert!(
+        server_record(&server, &id)
+            .item(&item)
+            .unwrap()
+            .finding
+            .is_none()
+    );
+
+    // The phone still holds its changes, and the next sync brings them back.
+    let report = phone.sync(&server.base).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert_eq!(
+        server_record(&server, &id)
+            .item(&item)
+            .unwrap()
+            .finding
+            .as_deref(),
+        Some("整改到位")
+    );
+    assert_eq!(phone.heads(&id), server_heads(&server, &id));
+}
+
 #[tokio::test]
 async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     let server = TestServer::start().await;
