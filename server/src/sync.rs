@@ -318,20 +318,21 @@ fn apply_message(
 /// when every one of those heads is known here: it then holds exactly their history, so the
 /// answer carries exactly the changes made since, rather than what the sync state remembers
 /// of an earlier exchange (which may miss what the phone took in without announcing it; see
-/// `in_step` in the phone's store).
-fn holds_listed(doc: &mut RecordDoc, state: &mut State, heads: &[String]) {
+/// `in_step` in the phone's store). Returns whether it did: false when a head is unknown
+/// here (or not a change hash), and `state` is then untouched.
+fn holds_listed(doc: &mut RecordDoc, state: &mut State, heads: &[String]) -> bool {
     let Ok(mut heads) = heads
         .iter()
         .map(|h| h.parse::<ChangeHash>())
         .collect::<std::result::Result<Vec<_>, _>>()
     else {
-        return;
+        return false;
     };
     if !heads
         .iter()
         .all(|h| doc.automerge_mut().get_change_meta_by_hash(h).is_some())
     {
-        return;
+        return false;
     }
     heads.sort();
     state.their_need = Some(Vec::new());
@@ -343,6 +344,7 @@ fn holds_listed(doc: &mut RecordDoc, state: &mut State, heads: &[String]) {
     state.shared_heads = heads;
     state.sent_hashes.clear();
     state.in_flight = false;
+    true
 }
 
 /// What a phone asked in a round, by record.
@@ -453,7 +455,21 @@ fn step(
         (Some(bytes), _, Some(state)) => {
             step.chunks = apply_message(record_id, &mut doc, state, bytes)?;
         }
-        (None, Some(heads), Some(state)) => holds_listed(&mut doc, state, heads),
+        (None, Some(heads), Some(state)) => {
+            let taken_at_their_word = holds_listed(&mut doc, state, heads);
+            if !taken_at_their_word {
+                // The phone holds changes this server lacks yet sends none: it believes the
+                // server has them (the server lost commits it had acknowledged) or it has
+                // been told to keep them back (refused). Open the exchange afresh, so an
+                // answer is generated even if the last one went astray and the remembered
+                // state would wait for it: the phone learns the server's heads and sends
+                // what is missing.
+                *state = State {
+                    shared_heads: std::mem::take(&mut state.shared_heads),
+                    ..State::new()
+                };
+            }
+        }
         _ => {}
     }
     match (phone_heads, state.as_mut()) {
@@ -1126,17 +1142,7 @@ mod tests {
         // A lists its heads, sends no message, and takes in what the answer carries without
         // announcing it, as a phone in step with the answer does.
         let listing_round = |phone: &mut Phone| {
-            let held = vec![HeldRecord {
-                record_id: id.clone(),
-                heads: phone.docs.get_mut(&id).unwrap().heads_hex(),
-            }];
-            let request = SyncRequest {
-                protocol: PROTOCOL_VERSION,
-                device: phone.device.clone(),
-                round: 1,
-                held,
-                messages: Vec::new(),
-            };
+            let request = listing(phone, &id);
             let inspector = phone.inspector;
             let response = db
                 .write_blocking(|tx| exchange(tx, &memory, inspector, request))
@@ -1172,6 +1178,123 @@ mod tests {
             assert_eq!(doc.item(&item).unwrap().finding.as_deref(), Some(finding));
             assert_eq!(doc.heads_hex(), server_doc(&db, &id).heads_hex());
         }
+    }
+
+    /// A request that lists one record with the phone's heads and sends no message.
+    fn listing(phone: &mut Phone, id: &str) -> SyncRequest {
+        SyncRequest {
+            protocol: PROTOCOL_VERSION,
+            device: phone.device.clone(),
+            round: 1,
+            held: vec![HeldRecord {
+                record_id: id.to_owned(),
+                heads: phone.docs.get_mut(id).unwrap().heads_hex(),
+            }],
+            messages: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_partner_change_the_phones_bloom_filter_hides_is_sent_anyway() {
+        let (_dir, db, records) = demo();
+        let memory = SyncMemory::default();
+        let id = records[0].id.clone();
+        let (a, b) = (records[0].group[0], records[0].group[1]);
+        let mut phone_a = Phone::new(a, "fa01");
+        let mut phone_b = Phone::new(b, "fb02");
+        phone_a.sync(&db, &memory).unwrap();
+        phone_b.sync(&db, &memory).unwrap();
+        let items = phone_a
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .assignment()
+            .unwrap()
+            .items;
+        let (first, second) = (items[0].code.clone(), items[items.len() - 1].code.clone());
+        phone_b
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_checked(&second, true)
+            .unwrap();
+        let b_heads = phone_b.docs.get_mut(&id).unwrap().heads();
+        phone_b.sync(&db, &memory).unwrap();
+        phone_a
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_finding(&first, "甲：证照齐全")
+            .unwrap();
+        // A's Bloom filter claims B's change, as a false positive (about 1 %) does.
+        let mut request = phone_a.request(1);
+        for m in request.messages.iter_mut().filter(|m| m.record_id == id) {
+            let mut message = Message::decode(&m.message).unwrap();
+            let doc = phone_a.docs.get_mut(&id).unwrap();
+            for have in &mut message.have {
+                let mut hashes: Vec<_> = doc
+                    .automerge_mut()
+                    .get_changes(&have.last_sync)
+                    .iter()
+                    .map(|c| c.hash())
+                    .collect();
+                hashes.extend(b_heads.iter().copied());
+                have.bloom = BloomFilter::from_hashes(hashes.into_iter());
+            }
+            m.message = message.encode();
+        }
+        let response = db
+            .write_blocking(|tx| exchange(tx, &memory, a, request))
+            .unwrap();
+        phone_a.apply(response);
+        let doc = phone_a.docs.get_mut(&id).unwrap();
+        assert_eq!(doc.item(&second).unwrap().checked, Some(true));
+        assert_eq!(doc.heads_hex(), server_doc(&db, &id).heads_hex());
+    }
+
+    #[test]
+    fn a_phone_holding_changes_the_server_lost_is_answered_even_after_a_lost_answer() {
+        let (_dir, db, records) = demo();
+        let id = records[0].id.clone();
+        let a = records[0].group[0];
+        let mut phone = Phone::new(a, "fc03");
+        phone.sync(&db, &SyncMemory::default()).unwrap();
+        let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
+            .code
+            .clone();
+        // The phone holds a change the server lost, believes the server has it, and so only
+        // lists the record; the restarted server's first answer never arrives.
+        phone
+            .docs
+            .get_mut(&id)
+            .unwrap()
+            .set_finding(&item, "服务器丢失的记录")
+            .unwrap();
+        let restarted = SyncMemory::default();
+        for attempt in ["lost", "kept"] {
+            let request = listing(&mut phone, &id);
+            let response = db
+                .write_blocking(|tx| exchange(tx, &restarted, a, request))
+                .unwrap();
+            assert!(
+                response.messages.iter().any(|m| m.record_id == id),
+                "the {attempt} answer has a message for the record"
+            );
+            if attempt == "kept" {
+                phone.apply(response);
+            }
+        }
+        // The ordinary exchange then brings the change up.
+        phone.sync(&db, &restarted).unwrap();
+        let mut stored = server_doc(&db, &id);
+        assert_eq!(
+            stored.item(&item).unwrap().finding.as_deref(),
+            Some("服务器丢失的记录")
+        );
+        assert_eq!(
+            stored.heads_hex(),
+            phone.docs.get_mut(&id).unwrap().heads_hex()
+        );
     }
 
     #[test]

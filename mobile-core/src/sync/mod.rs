@@ -16,16 +16,17 @@ pub use client::{
     fetch_blob, sync,
 };
 
-/// Makes a message that carries changes carry every change the peer lacks, in the smaller
-/// of two forms: the changes themselves, or the whole document.
+/// Makes a message carry every change the peer lacks, in the smaller of two forms: the
+/// changes themselves, or the whole document.
 ///
 /// Call it on every message generated. The server applies each message to a copy of its
-/// document and keeps the copy only if it changed and passed its checks, so a change whose dependencies are not on the server yet is
-/// dropped rather than queued. automerge picks the changes to send by the peer's Bloom
+/// document and keeps the copy only if it changed and passed its checks, so a change whose
+/// dependencies are not on the server yet is dropped rather than queued. automerge picks the changes to send by the peer's Bloom
 /// filter, whose false positives (about 1 %) can hold back a dependency; it then believes
-/// the dependent change delivered and never sends it again, and the sync stalls. So when the
-/// peer's heads are known, any change not below them that the message does not carry is
-/// added. automerge also sends the whole document whenever the peer lacks more than a third
+/// the dependent change delivered and never sends it again, and the sync stalls; and a false
+/// positive on a change with nothing depending on it leaves the message without it, which
+/// costs a round trip. So when the peer's heads are known, any change not below them that
+/// the message does not carry is added, to a message automerge made without changes too. automerge also sends the whole document whenever the peer lacks more than a third
 /// of its changes, which for a record (a large assignment, then many small edits) is often
 /// several times the size of the edits; then the changes go instead.
 pub fn complete_message(
@@ -34,9 +35,6 @@ pub fn complete_message(
     sent_before: &BTreeSet<ChangeHash>,
     message: &mut Message,
 ) {
-    if message.changes.is_empty() {
-        return;
-    }
     let Some(theirs) = state.their_heads.clone() else {
         return;
     };

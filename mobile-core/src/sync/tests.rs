@@ -5,7 +5,7 @@
 
 use super::client::{Answer, Tally, run_rounds};
 use super::wire::{self, NewRecord, SyncRequest, SyncResponse, rules};
-use super::{RefusedRecord, SyncReport};
+use super::{RefusedRecord, SyncReport, complete_message};
 use crate::error::Error;
 use crate::ids::{BlobHash, InspectorId, ItemCode, RecordId};
 use crate::photo::fixtures;
@@ -22,7 +22,8 @@ use std::path::Path;
 // ----- a plain server --------------------------------------------------------------------------
 
 /// The server's half of the protocol written as plainly as possible: one document per record,
-/// one sync state per (record, device), assignments per inspector. Each incoming message is
+/// one sync state per (record, device), assignments per inspector, answers completed by
+/// `complete_message` as the real server's are. Each incoming message is
 /// applied to a copy and kept only if `write_violations`, `check_shape` and the closed-record
 /// check pass; one bad message refuses the whole request and keeps nothing.
 #[derive(Default)]
@@ -171,7 +172,10 @@ impl Server {
             let state = states
                 .entry((id.clone(), request.device.clone()))
                 .or_default();
-            if let Some(message) = doc.automerge_mut().sync().generate_sync_message(state) {
+            let sent_before = state.sent_hashes.clone();
+            let generated = doc.automerge_mut().sync().generate_sync_message(state);
+            if let Some(mut message) = generated {
+                complete_message(doc.automerge_mut(), state, &sent_before, &mut message);
                 response.messages.push(wire::DocMessage {
                     record_id: id.clone(),
                     message: message.encode(),
