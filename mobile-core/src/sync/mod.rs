@@ -38,6 +38,13 @@ pub fn complete_message(
     let Some(theirs) = state.their_heads.clone() else {
         return;
     };
+    if message.changes.is_empty() && {
+        let mut sorted = theirs.clone();
+        sorted.sort();
+        sorted == automerge.get_heads()
+    } {
+        return; // the peer holds what this side holds: nothing can be missing
+    }
     // What the peer surely holds: its heads that are known here, and the heads both sides
     // last shared (its other heads are changes it has and this side has not seen yet).
     let mut known: Vec<ChangeHash> = theirs
