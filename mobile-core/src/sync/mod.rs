@@ -21,14 +21,16 @@ pub use client::{
 ///
 /// Call it on every message generated. The server applies each message to a copy of its
 /// document and keeps the copy only if it changed and passed its checks, so a change whose
-/// dependencies are not on the server yet is dropped rather than queued. automerge picks the changes to send by the peer's Bloom
-/// filter, whose false positives (about 1 %) can hold back a dependency; it then believes
-/// the dependent change delivered and never sends it again, and the sync stalls; and a false
-/// positive on a change with nothing depending on it leaves the message without it, which
-/// costs a round trip. So when the peer's heads are known, any change not below them that
-/// the message does not carry is added, to a message automerge made without changes too. automerge also sends the whole document whenever the peer lacks more than a third
-/// of its changes, which for a record (a large assignment, then many small edits) is often
-/// several times the size of the edits; then the changes go instead.
+/// dependencies are not on the server yet is dropped rather than queued. automerge picks the
+/// changes to send by the peer's Bloom filter, whose false positives (about 1 %) can hold
+/// back a dependency; it then believes the dependent change delivered and never sends it
+/// again, and the sync stalls; and a false positive on a change with nothing depending on it
+/// leaves the message without it, which costs a round trip. So when the peer's heads are
+/// known, any change not below them that the message does not carry is added, to a message
+/// automerge made without changes too. automerge also sends the whole document whenever the
+/// peer lacks more than a third of its changes, which for a record (a large assignment, then
+/// many small edits) is often several times the size of the edits; then the changes go
+/// instead.
 pub fn complete_message(
     automerge: &mut AutoCommit,
     state: &mut State,
