@@ -97,6 +97,11 @@ pub enum Error {
     #[error("random source: {0}")]
     Random(String),
 
+    /// Another sync of this store is still running: wait for it to end.
+    #[cfg(feature = "phone")]
+    #[error("a sync of this store is already running")]
+    SyncRunning,
+
     /// The server could not be reached, or the connection broke or timed out before its answer
     /// was read. Nothing of the round that failed was applied: retry later.
     #[cfg(feature = "phone")]

@@ -24,7 +24,7 @@ pub enum SuijiError {
     #[error("not found: {0}")]
     NotFound(String),
     /// The action clashes with the record's state (submitted, approved, another inspector's
-    /// store).
+    /// store) or with a sync of the store still running.
     #[error("conflict: {0}")]
     Conflict(String),
     /// The input is not acceptable (unknown code, bad date, corrupt photo, too large...).
@@ -54,9 +54,10 @@ impl From<suiji_mobile_core::Error> for SuijiError {
         let message = e.to_string();
         match e {
             E::NotFound(_) => SuijiError::NotFound(message),
-            E::NotEditable { .. } | E::WrongState { .. } | E::WrongInspector { .. } => {
-                SuijiError::Conflict(message)
-            }
+            E::NotEditable { .. }
+            | E::WrongState { .. }
+            | E::WrongInspector { .. }
+            | E::SyncRunning => SuijiError::Conflict(message),
             E::InvalidInput(_)
             | E::PhotoTooLarge { .. }
             | E::UnsupportedImage(_)

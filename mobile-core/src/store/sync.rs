@@ -28,6 +28,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 
+/// The file in a store's directory whose lock a sync session holds.
+pub const SYNC_LOCK_FILE: &str = "sync.lock";
+
 /// Why the server refused a record's changes (shown in the task list).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyncRefusal {
@@ -45,6 +48,9 @@ pub struct SyncSession {
     round: u32,
     states: HashMap<RecordId, State>,
     excluded: BTreeSet<RecordId>,
+    /// The store's sync lock, held while the session lives (`None` where the file system
+    /// has no locks).
+    _claim: Option<std::fs::File>,
 }
 
 impl SyncSession {
@@ -179,13 +185,31 @@ fn persisted_state(conn: &Connection, id: &RecordId) -> Result<Option<Vec<u8>>> 
 }
 
 impl Store {
-    /// Starts a sync session.
+    /// Starts a sync session, or refuses with [`Error::SyncRunning`] while another session of
+    /// this store is open, in this process or another (a second tap on "sync", a background
+    /// job): two sessions would each advance the sync states from what they read and repeat
+    /// each other's rounds. The claim is an OS file lock, so it ends with the process however
+    /// the process ends.
     pub fn begin_sync(&self) -> Result<SyncSession> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(false)
+            .open(self.dir.join(SYNC_LOCK_FILE))?;
+        let claim = match file.try_lock() {
+            Ok(()) => Some(file),
+            Err(std::fs::TryLockError::WouldBlock) => return Err(Error::SyncRunning),
+            Err(std::fs::TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                None
+            }
+            Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+        };
         Ok(SyncSession {
             device: self.device.clone(),
             round: 0,
             states: HashMap::new(),
             excluded: BTreeSet::new(),
+            _claim: claim,
         })
     }
 

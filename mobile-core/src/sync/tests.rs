@@ -565,6 +565,7 @@ fn a_refused_record_keeps_its_changes_and_the_others_still_sync() {
     };
     phone.refuse(&mut session, round, &good, &marker).unwrap();
     assert_eq!(phone.sync_refusal(&good).unwrap(), Some(marker));
+    drop(session);
     phone
         .edit(&good, |d| d.set_finding(&a01(), "复核正常"))
         .unwrap();
@@ -630,6 +631,7 @@ fn a_withdrawn_record_leaves_nothing_behind_but_blobs_another_record_uses() {
         message: "x".into(),
     };
     phone.refuse(&mut session, round, &gone, &marker).unwrap();
+    drop(session);
     phone
         .edit(&gone, |d| d.set_finding(&a01(), "未同步"))
         .unwrap();
@@ -710,6 +712,7 @@ fn applying_a_round_is_all_or_nothing() {
     assert!(phone.apply_round(&mut session, round, &response).is_err());
     assert_eq!(session.rounds(), 0);
     assert_eq!(snapshot(&phone), before);
+    drop(session);
     drop(phone);
     let phone = open(dir.path(), 1);
     assert_eq!(snapshot(&phone), before, "and so on disk");
@@ -818,4 +821,36 @@ fn client_addresses_must_be_http_and_an_unreachable_server_is_a_network_error() 
         &(),
     );
     assert!(matches!(result, Err(Error::Network(_))), "{result:?}");
+}
+
+#[test]
+fn a_second_sync_started_while_one_runs_is_refused_and_the_first_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::default();
+    let record = server.create("task-1/t-1");
+    let phone = open(dir.path(), 1);
+    // The same store opened again, as a background job of the app would.
+    let background = open(dir.path(), 1);
+    let inspector = phone.inspector_id().clone();
+    let mut tally = Tally::new(&());
+    let mut tried = Vec::new();
+    run_rounds(&phone, &mut tally, &mut |request| {
+        // While the first sync is on the wire, neither store may start another.
+        tried.push(phone.begin_sync().map(|_| ()));
+        tried.push(background.begin_sync().map(|_| ()));
+        Ok(server.exchange(&inspector, request))
+    })
+    .unwrap();
+    assert!(tally.report.complete);
+    assert_eq!(tally.report.new_records, vec![record.clone()]);
+    assert!(!tried.is_empty());
+    assert!(
+        tried.iter().all(|t| matches!(t, Err(Error::SyncRunning))),
+        "{tried:?}"
+    );
+    // Once it has ended, the other store syncs, and finds nothing new.
+    let report = sync(&background, &mut server);
+    assert_eq!(report.rounds, 1);
+    assert!(report.received.is_empty());
+    assert_eq!(heads(&background, &record), server.doc(&record).heads_hex());
 }
