@@ -173,8 +173,16 @@ fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<E
         data_dir: data.clone(),
         demo: demo_mode,
     };
+    let _claim = suiji_server::lock_for_serving(&data)?;
     let state = suiji_server::open(config)
         .with_context(|| format!("opening data directory {}", data.display()))?;
+    let abandoned = state
+        .blobs
+        .remove_abandoned_staging()
+        .context("removing blob uploads a crash cut short")?;
+    if abandoned > 0 {
+        tracing::info!(files = abandoned, "removed blob uploads a crash cut short");
+    }
     if demo_mode {
         let summary = demo::seed(&state.db, &state.calendar()).context("seeding demo data")?;
         if summary.seeded {
@@ -203,6 +211,7 @@ fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<E
             .await
             .with_context(|| format!("binding {listen}"))?;
         let addr = listener.local_addr()?;
+        let shutdown = shutdown_signal()?;
         tracing::info!(
             %addr,
             data = %data.display(),
@@ -211,35 +220,38 @@ fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<E
             "suiji server listening"
         );
         println!("suiji is listening on http://{addr}");
-        suiji_server::serve(listener, state, shutdown_signal()).await?;
+        suiji_server::serve(listener, state, shutdown).await?;
         tracing::info!("shut down cleanly");
         anyhow::Ok(ExitCode::SUCCESS)
     })
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = async {
+/// Listens for Ctrl-C and SIGTERM from the moment it is called, so that a signal sent as soon
+/// as "listening" is printed still stops the server cleanly; the future resolves at the first.
+fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
+    #[cfg(unix)]
+    let signalled = {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut interrupt = signal(SignalKind::interrupt()).context("listening for Ctrl-C")?;
+        let mut terminate = signal(SignalKind::terminate()).context("listening for SIGTERM")?;
+        async move {
+            tokio::select! {
+                _ = interrupt.recv() => {},
+                _ = terminate.recv() => {},
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let signalled = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for Ctrl-C");
             std::future::pending::<()>().await;
         }
     };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {},
-        () = terminate => {},
-    }
-    tracing::info!("shutdown requested; finishing requests in flight");
+    Ok(async move {
+        signalled.await;
+        tracing::info!("shutdown requested; finishing requests in flight");
+    })
 }
 
 fn verify_draw(file: &std::path::Path) -> anyhow::Result<ExitCode> {
