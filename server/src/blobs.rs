@@ -302,6 +302,35 @@ impl BlobStore {
         Ok(())
     }
 
+    /// Removes what batches cut short by a crash left in the fan-out directories (the
+    /// dot-named staging files, never taken for blobs) and says how many it removed. Only
+    /// while no batch runs: the server calls it at start, holding the data directory.
+    /// Partial chunked uploads in `tmp/` stay, for their phones to resume.
+    pub fn remove_abandoned_staging(&self) -> Result<usize> {
+        let mut removed = 0;
+        for fan_out in std::fs::read_dir(&self.dir)? {
+            let fan_out = fan_out?;
+            let name = fan_out.file_name();
+            let is_fan_out = name.len() == 2
+                && name
+                    .to_str()
+                    .is_some_and(|n| n.bytes().all(|b| b.is_ascii_hexdigit()));
+            if !is_fan_out || !fan_out.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan_out.path())? {
+                let entry = entry?;
+                let name = entry.file_name();
+                let name = name.to_string_lossy();
+                if name.starts_with('.') && name.ends_with(".whole") {
+                    std::fs::remove_file(entry.path())?;
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// The bytes of a complete blob.
     pub fn read(&self, hash: &str) -> Result<Vec<u8>> {
         check_hash(hash)?;

@@ -6,7 +6,8 @@
 //! future resolves. `main.rs` only reads the command line and calls these.
 
 use std::future::Future;
-use std::path::PathBuf;
+use std::io::{Read, Seek, Write};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::Router;
@@ -108,6 +109,53 @@ pub fn open(config: Config) -> Result<AppState> {
         sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
     })
+}
+
+/// The claim of one serving process on a data directory, held until dropped.
+///
+/// The sync endpoint keeps sync states in memory and the database's writer lock is a
+/// lock of the process, so two servers on one directory would each answer phones from a
+/// memory the other does not update. Command-line tools (`user create`, `audit verify`)
+/// do not take it: SQLite keeps them safe beside a running server.
+#[derive(Debug)]
+pub struct ServeLock {
+    _file: std::fs::File,
+}
+
+/// Claims `dir` for serving, through an OS lock on `dir/serve.lock` that ends with the
+/// process however it ends; refused with [`Error::Conflict`], naming the holder's process
+/// id, while another server holds it.
+pub fn lock_for_serving(dir: &Path) -> Result<ServeLock> {
+    std::fs::create_dir_all(dir)?;
+    let path = dir.join("serve.lock");
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = file.read_to_string(&mut holder);
+            let holder = holder.trim();
+            let holder = if holder.is_empty() {
+                String::new()
+            } else {
+                format!(" (process {holder})")
+            };
+            return Err(Error::Conflict(format!(
+                "data directory {} is in use by another suiji server{holder}",
+                dir.display()
+            )));
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(e.into()),
+    }
+    file.set_len(0)?;
+    file.rewind()?;
+    writeln!(file, "{}", std::process::id())?;
+    Ok(ServeLock { _file: file })
 }
 
 /// All HTTP routes over `state`.

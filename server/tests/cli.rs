@@ -1,6 +1,7 @@
 //! The `suiji-server` binary as a newcomer runs it: `serve --demo`, a clean
 //! shutdown on Ctrl-C (SIGINT), the demo password refused outside demo mode,
-//! `user create`, and `audit verify` catching an entry edited in SQLite.
+//! `user create`, `audit verify` catching an entry edited in SQLite, and one
+//! server per data directory.
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -236,6 +237,51 @@ async fn demo_server_runs_stops_cleanly_and_its_audit_log_catches_tampering() {
     let (ok, out) = audit_verify(&data);
     assert!(!ok, "tampered log must fail: {out}");
     assert!(out.contains("entry 5"), "names the first bad entry: {out}");
+}
+
+#[test]
+fn one_server_per_data_directory_and_a_restart_sweeps_cut_short_batch_uploads() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let first = start(&data, false);
+
+    // A second server on the same directory stops at once and names the one running.
+    let second = Command::new(BIN)
+        .args(["serve", "--listen", "127.0.0.1:0", "--data"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "a second server must not start");
+    assert!(
+        stderr.contains("in use by another suiji server")
+            && stderr.contains(&first.child.id().to_string()),
+        "{stderr}"
+    );
+    // Command-line tools still work beside the running server.
+    let (ok, out) = audit_verify(&data);
+    assert!(ok, "{out}");
+    interrupt_and_wait(first);
+
+    // What a crash in the middle of a batch upload leaves, beside a stored blob and a
+    // resumable chunked upload that must both survive the restart.
+    let blobs = data.join("blobs");
+    let fan_out = blobs.join("ab");
+    std::fs::create_dir_all(&fan_out).unwrap();
+    let stored = fan_out.join("c".repeat(62));
+    let staged = fan_out.join(".tmpXyZ12.whole");
+    let partial = blobs.join("tmp").join(format!("ab{}.part", "c".repeat(62)));
+    for file in [&stored, &staged, &partial] {
+        std::fs::write(file, b"bytes").unwrap();
+    }
+    let again = start(&data, false);
+    assert!(!staged.exists(), "the cut-short staging file is removed");
+    assert!(
+        stored.exists() && partial.exists(),
+        "blobs and partial uploads stay"
+    );
+    interrupt_and_wait(again);
 }
 
 fn rusqlite_connection(data: &Path) -> rusqlite::Connection {
