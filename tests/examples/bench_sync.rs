@@ -370,6 +370,16 @@ fn main() -> anyhow::Result<()> {
         follow_up.iter().map(|r| r.rounds).max().unwrap_or(0),
         follow_up.iter().map(|r| r.rounds).sum::<u32>() as f64 / follow_up.len() as f64,
     );
+    let requests: Vec<u32> = reports
+        .iter()
+        .zip(&follow_up)
+        .map(|(first, second)| first.http_requests + second.http_requests)
+        .collect();
+    println!(
+        "HTTP requests per phone in both syncs (rounds, blob uploads, token refreshes): max {}, mean {:.1}",
+        requests.iter().max().unwrap_or(&0),
+        requests.iter().sum::<u32>() as f64 / requests.len() as f64,
+    );
     // Both syncs' bytes: the second one carries the partners' late changes.
     let wire: u64 = reports
         .iter()

@@ -763,6 +763,8 @@ pub struct FailedBlob {
 pub struct SyncReport {
     /// Requests to the sync endpoint.
     pub rounds: u32,
+    /// Every HTTP request of the sync (rounds, blob uploads, a token refresh).
+    pub http_requests: u32,
     /// Whether phone and server ended in step.
     pub complete: bool,
     /// Records new to the phone or changed by the server.
@@ -792,6 +794,7 @@ impl From<core_sync::SyncReport> for SyncReport {
         let ids = |ids: Vec<RecordId>| ids.into_iter().map(|id| id.0).collect();
         SyncReport {
             rounds: r.rounds,
+            http_requests: r.http_requests,
             complete: r.complete,
             received: ids(r.received),
             new_records: ids(r.new_records),

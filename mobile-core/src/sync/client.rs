@@ -128,6 +128,9 @@ pub struct FailedBlob {
 pub struct SyncReport {
     /// Requests to the sync endpoint (refused ones included).
     pub rounds: u32,
+    /// Every HTTP request the sync made: its rounds, blob uploads and status queries, and a
+    /// token refresh.
+    pub http_requests: u32,
     /// Whether phone and server ended in step (false when the round cap was reached).
     pub complete: bool,
     /// Records new to the phone or changed by the server.
@@ -248,6 +251,7 @@ struct Http<'a> {
     credentials: &'a mut Credentials,
     listener: &'a dyn SyncListener,
     refreshed: bool,
+    requests: u32,
     bytes_sent: u64,
     bytes_received: u64,
 }
@@ -308,6 +312,7 @@ impl Client {
             credentials,
             listener,
             refreshed: false,
+            requests: 0,
             bytes_sent: 0,
             bytes_received: 0,
         };
@@ -325,6 +330,7 @@ impl Client {
         self.upload_blobs(store, &queued, &mut http, &mut tally)?;
         tally.tick();
         let mut report = tally.report;
+        report.http_requests = http.requests;
         report.bytes_sent = http.bytes_sent;
         report.bytes_received = http.bytes_received;
         report.credentials = http.refreshed.then(|| http.credentials.clone());
@@ -355,6 +361,7 @@ impl Client {
             credentials,
             listener,
             refreshed: false,
+            requests: 0,
             bytes_sent: 0,
             bytes_received: 0,
         };
@@ -664,6 +671,7 @@ impl Client {
             Call::Put(path, _) => format!("PUT {path}"),
         };
         let network = |e: ureq::Error| Error::Network(format!("{what}: {e}"));
+        http.requests += 1;
         let mut response = result.map_err(network)?;
         http.bytes_sent += sent as u64;
         let status = response.status().as_u16();

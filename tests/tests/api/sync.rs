@@ -141,7 +141,13 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
         .store
         .import_photo(&rid, &item, &jpeg(7), "门头照片")
         .unwrap();
-    phone.sync(&server.base).await.unwrap();
+    let report = phone.sync(&server.base).await.unwrap();
+    assert_eq!(report.blobs_uploaded.len(), 2, "{report:?}");
+    assert_eq!(
+        report.http_requests,
+        report.rounds + 1,
+        "the photo and its thumbnail go up in one request: {report:?}"
+    );
 
     let mut other = Phone::open(&server, agency.username_of(stranger), stranger).await;
     other.sync(&server.base).await.unwrap();
