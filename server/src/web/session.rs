@@ -244,6 +244,7 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
             auth,
         }),
     };
+    let https = behind_https(req.headers());
     req.extensions_mut().insert(session);
     let mut response = next.run(req).await;
     if let Some(pair) = refreshed {
@@ -251,7 +252,55 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
             response.headers_mut().append(header::SET_COOKIE, c);
         }
     }
+    if https {
+        mark_cookies_secure(response.headers_mut());
+    }
     response
+}
+
+/// Whether a reverse proxy says the visitor came over HTTPS (`X-Forwarded-Proto: https`,
+/// or `Forwarded: proto=https`). Taken at its word: a forged header can only make that
+/// visitor's own cookies `Secure`, which a browser on plain HTTP then does not send back.
+fn behind_https(headers: &HeaderMap) -> bool {
+    let says_https = |name: header::HeaderName, key: Option<&str>| {
+        headers
+            .get_all(name)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split([',', ';']))
+            .map(str::trim)
+            .any(|part| match key {
+                None => part.eq_ignore_ascii_case("https"),
+                Some(key) => part.split_once('=').is_some_and(|(k, v)| {
+                    k.trim().eq_ignore_ascii_case(key)
+                        && v.trim().trim_matches('"').eq_ignore_ascii_case("https")
+                }),
+            })
+    };
+    says_https(header::HeaderName::from_static("x-forwarded-proto"), None)
+        || says_https(header::FORWARDED, Some("proto"))
+}
+
+/// Adds `Secure` to every cookie the response sets.
+fn mark_cookies_secure(headers: &mut HeaderMap) {
+    let cookies: Vec<HeaderValue> = headers
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .cloned()
+        .collect();
+    if cookies.is_empty() {
+        return;
+    }
+    headers.remove(header::SET_COOKIE);
+    for cookie in cookies {
+        let secure = match cookie.to_str() {
+            Ok(text) if !text.contains("; Secure") => {
+                HeaderValue::from_str(&format!("{text}; Secure")).unwrap_or(cookie)
+            }
+            _ => cookie,
+        };
+        headers.append(header::SET_COOKIE, secure);
+    }
 }
 
 /// Query of the login page.

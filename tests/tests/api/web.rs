@@ -371,3 +371,46 @@ async fn the_draw_record_downloaded_from_the_ceremony_page_verifies() {
         serde_json::from_slice(&download.bytes().await.unwrap()).unwrap();
     assert_eq!(suiji_server::draw::verify(&record), Ok(()));
 }
+
+#[tokio::test]
+async fn cookies_are_secure_behind_an_https_proxy_and_only_there() {
+    let server = TestServer::start().await;
+    let login = format!("{}/login", server.base);
+    let cases = [
+        (None, false),
+        (Some(("x-forwarded-proto", "https")), true),
+        (Some(("forwarded", "for=192.0.2.60;proto=https")), true),
+        (Some(("x-forwarded-proto", "http")), false),
+    ];
+    for (proxy, secure) in cases {
+        let through = |request: reqwest::RequestBuilder| match proxy {
+            Some((name, value)) => request.header(name, value),
+            None => request,
+        };
+        let page = through(http().get(&login)).send().await.unwrap();
+        let cookies = set_cookies(&page);
+        let token = cookie_value(&cookies, "suiji_login");
+        let response = through(http().post(&login))
+            .header(COOKIE, format!("suiji_login={token}"))
+            .form_pairs(&[
+                ("csrf", token.as_str()),
+                ("next", "/"),
+                ("username", "planner"),
+                ("password", PASSWORD),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::SEE_OTHER, "{proxy:?}");
+        let session = set_cookies(&response);
+        assert_eq!(session.len(), 2, "{session:?}");
+        for (name, _, attributes) in cookies.iter().chain(&session) {
+            assert_eq!(
+                attributes.contains("; Secure"),
+                secure,
+                "{proxy:?}: {name}: {attributes}"
+            );
+            assert!(attributes.contains("HttpOnly"), "{name}: {attributes}");
+        }
+    }
+}
