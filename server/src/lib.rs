@@ -26,6 +26,7 @@ pub mod demo;
 pub mod draw;
 pub mod error;
 pub mod extract;
+pub mod memory_phone;
 pub mod plans;
 pub mod registry;
 pub mod review;

@@ -764,90 +764,15 @@ mod tests {
     use crate::db::Db;
     use crate::draw::records::load_document;
     use automerge::transaction::Transactable;
-    use suiji_mobile_core::InspectorId;
-    use suiji_mobile_core::record::inspector_actor;
     use suiji_mobile_core::sync::wire::HeldRecord;
 
-    struct Phone {
-        inspector: i64,
-        device: String,
-        docs: HashMap<String, RecordDoc>,
-        states: HashMap<String, State>,
-    }
+    use crate::memory_phone::MemoryPhone as Phone;
 
-    impl Phone {
-        fn new(inspector: i64, device: &str) -> Phone {
-            Phone {
-                inspector,
-                device: device.into(),
-                docs: HashMap::new(),
-                states: HashMap::new(),
-            }
-        }
-
-        fn request(&mut self, round: u32) -> SyncRequest {
-            let mut held = Vec::new();
-            let mut messages = Vec::new();
-            for (id, doc) in &mut self.docs {
-                held.push(HeldRecord {
-                    record_id: id.clone(),
-                    heads: doc.heads_hex(),
-                });
-                let state = self.states.entry(id.clone()).or_default();
-                if let Some(m) = doc.automerge_mut().sync().generate_sync_message(state) {
-                    messages.push(DocMessage {
-                        record_id: id.clone(),
-                        message: m.encode(),
-                    });
-                }
-            }
-            SyncRequest {
-                protocol: PROTOCOL_VERSION,
-                device: self.device.clone(),
-                round,
-                held,
-                messages,
-            }
-        }
-
-        fn apply(&mut self, response: SyncResponse) {
-            for id in response.withdrawn {
-                self.docs.remove(&id);
-                self.states.remove(&id);
-            }
-            for new in response.new_records {
-                let mut doc = RecordDoc::load(&new.document).unwrap();
-                doc.set_actor(inspector_actor(
-                    &InspectorId::new(self.inspector.to_string()),
-                    self.device.as_bytes(),
-                ));
-                self.docs.insert(new.record_id, doc);
-            }
-            for m in response.messages {
-                let doc = self.docs.get_mut(&m.record_id).unwrap();
-                let state = self.states.entry(m.record_id.clone()).or_default();
-                doc.automerge_mut()
-                    .sync()
-                    .receive_sync_message(state, Message::decode(&m.message).unwrap())
-                    .unwrap();
-            }
-        }
-
-        /// Syncs until both sides are done; returns the number of rounds.
-        fn sync(&mut self, db: &Db, states: &SyncMemory) -> Result<u32> {
-            for round in 1..=10 {
-                let request = self.request(round);
-                let nothing_to_send = request.messages.is_empty();
-                let inspector = self.inspector;
-                let response = db.write_blocking(|tx| exchange(tx, states, inspector, request))?;
-                let done = response.in_sync && nothing_to_send;
-                self.apply(response);
-                if done {
-                    return Ok(round);
-                }
-            }
-            panic!("sync did not converge in 10 rounds");
-        }
+    /// Syncs `phone` until neither side has anything to say, each round in a write
+    /// transaction of its own; returns how many rounds it took.
+    fn sync(phone: &mut Phone, db: &Db, memory: &SyncMemory) -> Result<u32> {
+        let inspector = phone.inspector;
+        phone.sync(|request| db.write_blocking(|tx| exchange(tx, memory, inspector, request)))
     }
 
     fn demo() -> (
@@ -880,14 +805,14 @@ mod tests {
             .map(|r| r.id.clone())
             .collect();
         let mut phone = Phone::new(inspector, "a1");
-        phone.sync(&db, &states).unwrap();
+        sync(&mut phone, &db, &states).unwrap();
         assert_eq!(phone.docs.keys().cloned().collect::<HashSet<_>>(), mine);
 
         let id = records[0].id.clone();
         let doc = phone.docs.get_mut(&id).unwrap();
         let item = doc.assignment().unwrap().items[0].code.clone();
         doc.set_finding(&item, "后厨卫生良好，证照齐全").unwrap();
-        let rounds = phone.sync(&db, &states).unwrap();
+        let rounds = sync(&mut phone, &db, &states).unwrap();
         assert!(rounds <= 3, "{rounds} rounds");
         let mut server = server_doc(&db, &id);
         assert_eq!(
@@ -918,7 +843,7 @@ mod tests {
         let inspector = records[0].group[0];
         let id = records[0].id.clone();
         let mut phone = Phone::new(inspector, "b2");
-        phone.sync(&db, &states).unwrap();
+        sync(&mut phone, &db, &states).unwrap();
         let before = server_doc(&db, &id).heads_hex();
         let doc = phone.docs.get_mut(&id).unwrap();
         let item = doc.assignment().unwrap().items[0].code.clone();
@@ -927,7 +852,7 @@ mod tests {
             .put(automerge::ROOT, "assignment", "{\"forged\": true}")
             .unwrap();
         doc.automerge_mut().commit();
-        let err = phone.sync(&db, &states).unwrap_err();
+        let err = sync(&mut phone, &db, &states).unwrap_err();
         match err {
             Error::Refused {
                 status,
@@ -956,7 +881,7 @@ mod tests {
         let member = records[0].group[0];
         let stranger = (1..=60).find(|i| !records[0].group.contains(i)).unwrap();
         let mut phone = Phone::new(member, "c3");
-        phone.sync(&db, &states).unwrap();
+        sync(&mut phone, &db, &states).unwrap();
         let doc = phone.docs.get_mut(&id).unwrap();
         let message = {
             let mut state = State::new();
@@ -1055,8 +980,8 @@ mod tests {
         let (a, b) = (records[0].group[0], records[0].group[1]);
         let mut phone_a = Phone::new(a, "aa01");
         let mut phone_b = Phone::new(b, "bb02");
-        phone_a.sync(&db, &memory).unwrap();
-        phone_b.sync(&db, &memory).unwrap();
+        sync(&mut phone_a, &db, &memory).unwrap();
+        sync(&mut phone_b, &db, &memory).unwrap();
         let items: Vec<_> = phone_a
             .docs
             .get_mut(&id)
@@ -1080,10 +1005,10 @@ mod tests {
 
         let request = phone_a.request(1);
         let response = planned_then_stored(&db, &memory, a, request, || {
-            phone_b.sync(&db, &memory).unwrap();
+            sync(&mut phone_b, &db, &memory).unwrap();
         });
         assert_eq!(response.accepted, vec![id.clone()]);
-        phone_a.apply(response);
+        phone_a.apply(response).unwrap();
 
         // What is stored and what is kept in memory both have both edits.
         let mut stored = server_doc(&db, &id);
@@ -1110,8 +1035,8 @@ mod tests {
                 .checked
                 == Some(true)
         );
-        phone_a.sync(&db, &memory).unwrap();
-        phone_b.sync(&db, &memory).unwrap();
+        sync(&mut phone_a, &db, &memory).unwrap();
+        sync(&mut phone_b, &db, &memory).unwrap();
         assert_eq!(
             phone_a.docs.get_mut(&id).unwrap().heads_hex().len(),
             heads.len()
@@ -1128,8 +1053,8 @@ mod tests {
         let (a, b) = (records[0].group[0], records[0].group[1]);
         let mut phone_a = Phone::new(a, "ab01");
         let mut phone_b = Phone::new(b, "ab02");
-        phone_a.sync(&db, &memory).unwrap();
-        phone_b.sync(&db, &memory).unwrap();
+        sync(&mut phone_a, &db, &memory).unwrap();
+        sync(&mut phone_b, &db, &memory).unwrap();
         let item = phone_b
             .docs
             .get_mut(&id)
@@ -1159,7 +1084,7 @@ mod tests {
                         .sum::<usize>()
                 })
                 .sum();
-            phone.apply(response);
+            phone.apply(response).unwrap();
             carried
         };
 
@@ -1168,7 +1093,7 @@ mod tests {
             let b_doc = phone_b.docs.get_mut(&id).unwrap();
             b_doc.set_finding(&item, finding).unwrap();
             let lacking = b_doc.save_after(&before).len();
-            phone_b.sync(&db, &memory).unwrap();
+            sync(&mut phone_b, &db, &memory).unwrap();
             let carried = listing_round(&mut phone_a);
             assert!(
                 carried > 0 && carried <= lacking,
@@ -1202,8 +1127,8 @@ mod tests {
         let (a, b) = (records[0].group[0], records[0].group[1]);
         let mut phone_a = Phone::new(a, "fa01");
         let mut phone_b = Phone::new(b, "fb02");
-        phone_a.sync(&db, &memory).unwrap();
-        phone_b.sync(&db, &memory).unwrap();
+        sync(&mut phone_a, &db, &memory).unwrap();
+        sync(&mut phone_b, &db, &memory).unwrap();
         let items = phone_a
             .docs
             .get_mut(&id)
@@ -1219,7 +1144,7 @@ mod tests {
             .set_checked(&second, true)
             .unwrap();
         let b_heads = phone_b.docs.get_mut(&id).unwrap().heads();
-        phone_b.sync(&db, &memory).unwrap();
+        sync(&mut phone_b, &db, &memory).unwrap();
         phone_a
             .docs
             .get_mut(&id)
@@ -1246,7 +1171,7 @@ mod tests {
         let response = db
             .write_blocking(|tx| exchange(tx, &memory, a, request))
             .unwrap();
-        phone_a.apply(response);
+        phone_a.apply(response).unwrap();
         let doc = phone_a.docs.get_mut(&id).unwrap();
         assert_eq!(doc.item(&second).unwrap().checked, Some(true));
         assert_eq!(doc.heads_hex(), server_doc(&db, &id).heads_hex());
@@ -1258,7 +1183,7 @@ mod tests {
         let id = records[0].id.clone();
         let a = records[0].group[0];
         let mut phone = Phone::new(a, "fc03");
-        phone.sync(&db, &SyncMemory::default()).unwrap();
+        sync(&mut phone, &db, &SyncMemory::default()).unwrap();
         let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
             .code
             .clone();
@@ -1281,11 +1206,11 @@ mod tests {
                 "the {attempt} answer has a message for the record"
             );
             if attempt == "kept" {
-                phone.apply(response);
+                phone.apply(response).unwrap();
             }
         }
         // The ordinary exchange then brings the change up.
-        phone.sync(&db, &restarted).unwrap();
+        sync(&mut phone, &db, &restarted).unwrap();
         let mut stored = server_doc(&db, &id);
         assert_eq!(
             stored.item(&item).unwrap().finding.as_deref(),
@@ -1304,7 +1229,7 @@ mod tests {
         let id = records[0].id.clone();
         let a = records[0].group[0];
         let mut phone = Phone::new(a, "cc03");
-        phone.sync(&db, &memory).unwrap();
+        sync(&mut phone, &db, &memory).unwrap();
         let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
             .code
             .clone();

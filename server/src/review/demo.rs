@@ -4,14 +4,9 @@
 //! approves and publishes others. A newcomer starting `serve --demo` sees
 //! published results, a returned record and a record waiting for review.
 
-use std::collections::HashMap;
-
-use automerge::sync::{Message, State, SyncDoc};
 use rusqlite::Transaction;
-use suiji_mobile_core::record::{SubmitOutcome, inspector_actor};
-use suiji_mobile_core::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest};
+use suiji_mobile_core::record::SubmitOutcome;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
-use suiji_mobile_core::{InspectorId, RecordDoc};
 
 use super::publication::publish_record;
 use super::records::{Decision, decide};
@@ -19,90 +14,16 @@ use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
 use crate::draw::{self, records};
 use crate::error::{Error, Result};
+use crate::memory_phone::MemoryPhone;
 use crate::plans::{self, Conditions, NewTask, TaskItemInput};
 use crate::sync::{SyncMemory, exchange};
 
-/// A phone held in memory: one inspector's documents and sync states.
-struct Phone {
-    inspector: i64,
-    device: String,
-    docs: HashMap<String, RecordDoc>,
-    states: HashMap<String, State>,
-}
-
-impl Phone {
-    fn new(inspector: i64, device: &str) -> Phone {
-        Phone {
-            inspector,
-            device: device.to_owned(),
-            docs: HashMap::new(),
-            states: HashMap::new(),
-        }
-    }
-
-    fn id(&self) -> InspectorId {
-        InspectorId::new(self.inspector.to_string())
-    }
-
-    fn doc(&mut self, id: &str) -> Result<&mut RecordDoc> {
-        self.docs
-            .get_mut(id)
-            .ok_or_else(|| Error::Internal(format!("demo phone lacks record {id}")))
-    }
-
-    fn sync(&mut self, tx: &Transaction<'_>, states: &SyncMemory) -> Result<()> {
-        for round in 1..=10 {
-            let mut held = Vec::new();
-            let mut messages = Vec::new();
-            for (id, doc) in &mut self.docs {
-                held.push(HeldRecord {
-                    record_id: id.clone(),
-                    heads: doc.heads_hex(),
-                });
-                let state = self.states.entry(id.clone()).or_default();
-                if let Some(m) = doc.automerge_mut().sync().generate_sync_message(state) {
-                    messages.push(DocMessage {
-                        record_id: id.clone(),
-                        message: m.encode(),
-                    });
-                }
-            }
-            let quiet = messages.is_empty();
-            let response = exchange(
-                tx,
-                states,
-                self.inspector,
-                SyncRequest {
-                    protocol: PROTOCOL_VERSION,
-                    device: self.device.clone(),
-                    round,
-                    held,
-                    messages,
-                },
-            )?;
-            let done = response.in_sync && quiet;
-            for new in response.new_records {
-                let mut doc = RecordDoc::load(&new.document).map_err(demo_err)?;
-                doc.set_actor(inspector_actor(&self.id(), self.device.as_bytes()));
-                self.docs.insert(new.record_id, doc);
-            }
-            for m in response.messages {
-                let state = self.states.entry(m.record_id.clone()).or_default();
-                let message = Message::decode(&m.message)
-                    .map_err(|e| Error::Internal(format!("demo sync message: {e}")))?;
-                if let Some(doc) = self.docs.get_mut(&m.record_id) {
-                    doc.automerge_mut()
-                        .sync()
-                        .receive_sync_message(state, message)
-                        .map_err(|e| demo_err(e.into()))?;
-                }
-            }
-            if done {
-                return Ok(());
-            }
-        }
-        Err(Error::Internal("demo phone sync did not converge".into()))
-    }
+/// Syncs `phone` through the real exchange inside the demo's transaction.
+fn sync(phone: &mut MemoryPhone, tx: &Transaction<'_>, states: &SyncMemory) -> Result<()> {
+    let inspector = phone.inspector;
+    phone
+        .sync(|request| exchange(tx, states, inspector, request))
+        .map(|_rounds| ())
 }
 
 fn demo_err(e: suiji_mobile_core::Error) -> Error {
@@ -118,7 +39,7 @@ struct Answers<'a>(&'a str, &'a [ResultCategory], Option<&'a str>);
 fn inspect(
     tx: &Transaction<'_>,
     states: &SyncMemory,
-    (a, b): (&mut Phone, &mut Phone),
+    (a, b): (&mut MemoryPhone, &mut MemoryPhone),
     id: &str,
     Answers(finding, results, rectify_by): Answers<'_>,
 ) -> Result<()> {
@@ -142,18 +63,18 @@ fn inspect(
     b.doc(id)?
         .set_party_statement("对检查结果无异议")
         .map_err(demo_err)?;
-    a.sync(tx, states)?;
-    b.sync(tx, states)?;
-    a.sync(tx, states)?;
+    sync(a, tx, states)?;
+    sync(b, tx, states)?;
+    sync(a, tx, states)?;
     for phone in [&mut *a, &mut *b] {
-        let me = phone.id();
+        let me = phone.inspector_id();
         phone.doc(id)?.sign(&me, None).map_err(demo_err)?;
-        phone.sync(tx, states)?;
+        sync(phone, tx, states)?;
     }
-    a.sync(tx, states)?;
-    let me = a.id();
+    sync(a, tx, states)?;
+    let me = a.inspector_id();
     match a.doc(id)?.submit(&me).map_err(demo_err)? {
-        SubmitOutcome::Submitted { .. } => a.sync(tx, states),
+        SubmitOutcome::Submitted { .. } => sync(a, tx, states),
         SubmitOutcome::Incomplete { missing } => Err(Error::Internal(format!(
             "demo record {id} incomplete: {missing:?}"
         ))),
@@ -214,10 +135,10 @@ pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<(
         let (Some(&lead), Some(&second)) = (record.group.first(), record.group.get(1)) else {
             continue;
         };
-        let mut a = Phone::new(lead, &format!("de{n:02}a"));
-        let mut b = Phone::new(second, &format!("de{n:02}b"));
-        a.sync(tx, &states)?;
-        b.sync(tx, &states)?;
+        let mut a = MemoryPhone::new(lead, &format!("de{n:02}a"));
+        let mut b = MemoryPhone::new(second, &format!("de{n:02}b"));
+        sync(&mut a, tx, &states)?;
+        sync(&mut b, tx, &states)?;
         let id = record.id.as_str();
         match n {
             0 => {
@@ -261,8 +182,8 @@ pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<(
                     &Decision::Return("检查情况过于简略，请写明查验的证照和加工场所情况".into()),
                 )?;
                 // The phones learn of the return at their next sync.
-                a.sync(tx, &states)?;
-                b.sync(tx, &states)?;
+                sync(&mut a, tx, &states)?;
+                sync(&mut b, tx, &states)?;
             }
             _ => {
                 inspect(

@@ -2,104 +2,29 @@
 //! admin, end to end: a real server and database, real record documents
 //! filled on simulated phones and synced through the server's sync exchange.
 
-use std::collections::HashMap;
-
 use automerge::ReadDoc;
-use automerge::sync::{Message, State, SyncDoc};
 use automerge::transaction::Transactable;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use suiji_mobile_core::record::{Submission, inspector_actor};
-use suiji_mobile_core::sync::wire::{DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest};
+use suiji_mobile_core::RecordDoc;
+use suiji_mobile_core::record::Submission;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory, ReviewState};
-use suiji_mobile_core::{InspectorId, RecordDoc};
 use suiji_server::calendar::Calendar;
 use suiji_server::draw::records::{self, RecordSummary};
+use suiji_server::memory_phone::MemoryPhone as Phone;
 use suiji_tests::{Client, TestServer, seed_agency};
 
-/// A phone of one inspector: plain record documents and sync states,
-/// synced through `suiji_server::sync::exchange` on the server's database.
-struct Phone {
-    inspector: i64,
-    device: String,
-    docs: HashMap<String, RecordDoc>,
-    states: HashMap<String, State>,
-}
-
-impl Phone {
-    fn new(inspector: i64, device: &str) -> Phone {
-        Phone {
-            inspector,
-            device: device.into(),
-            docs: HashMap::new(),
-            states: HashMap::new(),
-        }
-    }
-
-    fn me(&self) -> InspectorId {
-        InspectorId::new(self.inspector.to_string())
-    }
-
-    fn doc(&mut self, id: &str) -> &mut RecordDoc {
-        self.docs.get_mut(id).expect("the phone holds the record")
-    }
-
-    async fn sync(&mut self, server: &TestServer) {
-        for round in 1..=10 {
-            let mut held = Vec::new();
-            let mut messages = Vec::new();
-            for (id, doc) in &mut self.docs {
-                held.push(HeldRecord {
-                    record_id: id.clone(),
-                    heads: doc.heads_hex(),
-                });
-                let state = self.states.entry(id.clone()).or_default();
-                if let Some(m) = doc.automerge_mut().sync().generate_sync_message(state) {
-                    messages.push(DocMessage {
-                        record_id: id.clone(),
-                        message: m.encode(),
-                    });
-                }
-            }
-            let nothing_to_send = messages.is_empty();
-            let request = SyncRequest {
-                protocol: PROTOCOL_VERSION,
-                device: self.device.clone(),
-                round,
-                held,
-                messages,
-            };
-            let states = server.state.sync.clone();
-            let inspector = self.inspector;
-            let response = server
-                .state
-                .db
-                .write(move |tx| suiji_server::sync::exchange(tx, &states, inspector, request))
-                .await
-                .expect("sync accepted");
-            let done = response.in_sync && nothing_to_send;
-            for id in response.withdrawn {
-                self.docs.remove(&id);
-            }
-            for new in response.new_records {
-                let mut doc = RecordDoc::load(&new.document).unwrap();
-                doc.set_actor(inspector_actor(&self.me(), self.device.as_bytes()));
-                self.docs.insert(new.record_id, doc);
-            }
-            for m in response.messages {
-                let doc = self.docs.get_mut(&m.record_id).unwrap();
-                let state = self.states.entry(m.record_id.clone()).or_default();
-                doc.automerge_mut()
-                    .sync()
-                    .receive_sync_message(state, Message::decode(&m.message).unwrap())
-                    .unwrap();
-            }
-            if done {
-                return;
-            }
-        }
-        panic!("sync did not converge");
-    }
+/// Syncs a phone through `suiji_server::sync::exchange` on the server's database, each
+/// round in a write transaction of its own (blocking briefly: the test awaits nothing else
+/// meanwhile).
+fn sync(phone: &mut Phone, server: &TestServer) {
+    let (db, memory) = (&server.state.db, &server.state.sync);
+    let inspector = phone.inspector;
+    phone
+        .sync(|request| {
+            db.write_blocking(|tx| suiji_server::sync::exchange(tx, memory, inspector, request))
+        })
+        .expect("sync accepted");
 }
 
 /// Answers every item as checked on site with `finding`, and sets results and follow-up.
@@ -131,19 +56,19 @@ fn fill(
 /// Both phones converge, both inspectors sign (syncing in between), then the
 /// first submits and syncs.
 async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: &str) {
-    a.sync(server).await;
-    b.sync(server).await;
-    a.sync(server).await;
-    let me = a.me();
-    a.doc(id).sign(&me, None).unwrap();
-    a.sync(server).await;
-    b.sync(server).await;
-    let me = b.me();
-    b.doc(id).sign(&me, None).unwrap();
-    b.sync(server).await;
-    a.sync(server).await;
-    let me = a.me();
-    let outcome = a.doc(id).submit(&me).unwrap();
+    sync(a, server);
+    sync(b, server);
+    sync(a, server);
+    let me = a.inspector_id();
+    a.doc(id).unwrap().sign(&me, None).unwrap();
+    sync(a, server);
+    sync(b, server);
+    let me = b.inspector_id();
+    b.doc(id).unwrap().sign(&me, None).unwrap();
+    sync(b, server);
+    sync(a, server);
+    let me = a.inspector_id();
+    let outcome = a.doc(id).unwrap().submit(&me).unwrap();
     assert!(
         matches!(
             outcome,
@@ -151,7 +76,7 @@ async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: 
         ),
         "{outcome:?}"
     );
-    a.sync(server).await;
+    sync(a, server);
 }
 
 struct Scenario {
@@ -208,8 +133,8 @@ async fn scenario(server: &TestServer, count: u32) -> Scenario {
 async fn phones(server: &TestServer, record: &RecordSummary) -> (Phone, Phone) {
     let mut a = Phone::new(record.group[0], "a1");
     let mut b = Phone::new(record.group[1], "b2");
-    a.sync(server).await;
-    b.sync(server).await;
+    sync(&mut a, server);
+    sync(&mut b, server);
     (a, b)
 }
 
@@ -228,12 +153,12 @@ async fn returned_record_reaches_both_phones_then_is_resubmitted_approved_and_pu
 
     // Offline on two phones: A answers the items, B takes the party's statement.
     fill(
-        a.doc(&id),
+        a.doc(&id).unwrap(),
         "后厨卫生良好",
         &[ResultCategory::NoProblem],
         None,
     );
-    b.doc(&id).set_party_statement("无异议").unwrap();
+    b.doc(&id).unwrap().set_party_statement("无异议").unwrap();
     sign_and_submit(&server, &mut a, &mut b, &id).await;
 
     let supervisor = server.login("supervisor").await;
@@ -289,19 +214,22 @@ async fn returned_record_reaches_both_phones_then_is_resubmitted_approved_and_pu
 
     // Both phones see the return and its comment at their next sync.
     for phone in [&mut a, &mut b] {
-        phone.sync(&server).await;
-        let review = phone.doc(&id).review().unwrap();
+        sync(phone, &server);
+        let review = phone.doc(&id).unwrap().review().unwrap();
         assert_eq!(review.state, ReviewState::Returned);
         assert_eq!(
             review.history.last().unwrap().comment.as_deref(),
             Some(comment)
         );
-        assert!(phone.doc(&id).is_editable().unwrap());
+        assert!(phone.doc(&id).unwrap().is_editable().unwrap());
     }
 
     // Corrected, signed again and resubmitted as round 2.
-    let item = a.doc(&id).assignment().unwrap().items[0].code.clone();
+    let item = a.doc(&id).unwrap().assignment().unwrap().items[0]
+        .code
+        .clone();
     a.doc(&id)
+        .unwrap()
         .set_finding(
             &item,
             "后厨卫生良好，从业人员健康证明齐全，冷藏设施运行正常",
@@ -366,7 +294,7 @@ async fn returned_record_reaches_both_phones_then_is_resubmitted_approved_and_pu
     assert_eq!(result["corrected"], false);
     // No inspector, finding, note or photo anywhere in the public answer.
     let public_text = text(&public);
-    let assignment = a.doc(&id).assignment().unwrap();
+    let assignment = a.doc(&id).unwrap().assignment().unwrap();
     for inspector in &assignment.inspectors {
         assert!(!public_text.contains(&inspector.name), "{public_text}");
         assert!(!public_text.contains(&inspector.cert_no), "{public_text}");
@@ -404,8 +332,11 @@ async fn returned_record_reaches_both_phones_then_is_resubmitted_approved_and_pu
     assert_eq!(outcome["records_per_year"][0]["records"], 1);
 
     // A published record takes no more changes from phones; it stays published.
-    a.sync(&server).await;
-    assert_eq!(a.doc(&id).review().unwrap().state, ReviewState::Published);
+    sync(&mut a, &server);
+    assert_eq!(
+        a.doc(&id).unwrap().review().unwrap().state,
+        ReviewState::Published
+    );
     let (_, again) = supervisor
         .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
         .await;
@@ -419,7 +350,12 @@ async fn a_supervisor_who_was_in_the_group_cannot_review_or_publish_it() {
     let record = sc.records[0].clone();
     let id = record.id.clone();
     let (mut a, mut b) = phones(&server, &record).await;
-    fill(a.doc(&id), "正常", &[ResultCategory::NoProblem], None);
+    fill(
+        a.doc(&id).unwrap(),
+        "正常",
+        &[ResultCategory::NoProblem],
+        None,
+    );
     sign_and_submit(&server, &mut a, &mut b, &id).await;
 
     // Make the group's second member a supervisor too.
@@ -494,7 +430,7 @@ async fn correction_keeps_the_old_version_visible_as_corrected_and_exports_show_
         let id = record.id.clone();
         let (mut a, mut b) = phones(&server, record).await;
         fill(
-            a.doc(&id),
+            a.doc(&id).unwrap(),
             &format!("检查情况{n}"),
             &[ResultCategory::NoProblem],
             None,
@@ -639,7 +575,7 @@ async fn unreachable_and_rectification_results_create_candidates_and_follow_ups(
     for (record, (results, follow_up)) in sc.records.iter().zip(outcomes) {
         let id = record.id.clone();
         let (mut a, mut b) = phones(&server, record).await;
-        fill(a.doc(&id), "现场核查", &results, follow_up);
+        fill(a.doc(&id).unwrap(), "现场核查", &results, follow_up);
         sign_and_submit(&server, &mut a, &mut b, &id).await;
         let (s, body) = supervisor
             .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
@@ -738,23 +674,23 @@ async fn monthly_statistics_match_a_hand_count() {
     for (record, results, late) in &plan {
         let id = record.id.clone();
         let (mut a, mut b) = phones(&server, record).await;
-        fill(a.doc(&id), "现场核查", results, None);
-        a.sync(&server).await;
-        b.sync(&server).await;
-        let me = a.me();
-        a.doc(&id).sign(&me, None).unwrap();
-        a.sync(&server).await;
-        b.sync(&server).await;
-        let me = b.me();
-        b.doc(&id).sign(&me, None).unwrap();
-        b.sync(&server).await;
-        a.sync(&server).await;
-        let me = a.me();
-        a.doc(&id).submit(&me).unwrap();
+        fill(a.doc(&id).unwrap(), "现场核查", results, None);
+        sync(&mut a, &server);
+        sync(&mut b, &server);
+        let me = a.inspector_id();
+        a.doc(&id).unwrap().sign(&me, None).unwrap();
+        sync(&mut a, &server);
+        sync(&mut b, &server);
+        let me = b.inspector_id();
+        b.doc(&id).unwrap().sign(&me, None).unwrap();
+        sync(&mut b, &server);
+        sync(&mut a, &server);
+        let me = a.inspector_id();
+        a.doc(&id).unwrap().submit(&me).unwrap();
         if *late {
-            backdate_submission(a.doc(&id), "2026-09-01T02:00:00Z");
+            backdate_submission(a.doc(&id).unwrap(), "2026-09-01T02:00:00Z");
         }
-        a.sync(&server).await;
+        sync(&mut a, &server);
         let (s, body) = supervisor
             .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
             .await;
@@ -950,22 +886,27 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     // which the calendar has no schedule: reported on the entry, not guessed.
     let id = autumn_records[0].id.clone();
     let (mut a, mut b) = phones(&server, &autumn_records[0]).await;
-    fill(a.doc(&id), "现场核查", &[ResultCategory::NoProblem], None);
-    a.sync(&server).await;
-    b.sync(&server).await;
-    a.sync(&server).await;
-    let me = a.me();
-    a.doc(&id).sign(&me, None).unwrap();
-    a.sync(&server).await;
-    b.sync(&server).await;
-    let me = b.me();
-    b.doc(&id).sign(&me, None).unwrap();
-    b.sync(&server).await;
-    a.sync(&server).await;
-    let me = a.me();
-    a.doc(&id).submit(&me).unwrap();
-    backdate_submission(a.doc(&id), "2026-12-21T02:00:00Z");
-    a.sync(&server).await;
+    fill(
+        a.doc(&id).unwrap(),
+        "现场核查",
+        &[ResultCategory::NoProblem],
+        None,
+    );
+    sync(&mut a, &server);
+    sync(&mut b, &server);
+    sync(&mut a, &server);
+    let me = a.inspector_id();
+    a.doc(&id).unwrap().sign(&me, None).unwrap();
+    sync(&mut a, &server);
+    sync(&mut b, &server);
+    let me = b.inspector_id();
+    b.doc(&id).unwrap().sign(&me, None).unwrap();
+    sync(&mut b, &server);
+    sync(&mut a, &server);
+    let me = a.inspector_id();
+    a.doc(&id).unwrap().submit(&me).unwrap();
+    backdate_submission(a.doc(&id).unwrap(), "2026-12-21T02:00:00Z");
+    sync(&mut a, &server);
     let (_, due) = supervisor
         .get("/api/v1/deadlines?within_days=5&as_of=2026-12-22")
         .await;
