@@ -212,6 +212,31 @@ fn index_blobs(tx: &Transaction<'_>, record_id: &str, blobs: &[String]) -> Resul
     Ok(())
 }
 
+/// The blobs that records the phone listed without a message refer to and this server does
+/// not hold, sorted. Records with a message are left out: their blobs are usually in the
+/// phone's queue to upload right after the round, and the phone lists them again next time.
+fn missing_blobs(
+    tx: &Transaction<'_>,
+    asked: &Asked<'_>,
+    assigned: &BTreeMap<String, i64>,
+) -> Result<Vec<String>> {
+    let mut missing = tx.prepare_cached(
+        "SELECT rb.sha256 FROM record_blobs rb
+         WHERE rb.record_id = ?1
+           AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
+    )?;
+    let mut found = std::collections::BTreeSet::new();
+    for id in asked.held.keys() {
+        if asked.messages.contains_key(id) || !assigned.contains_key(*id) {
+            continue;
+        }
+        for hash in missing.query_map([id], |r| r.get::<_, String>(0))? {
+            found.insert(hash?);
+        }
+    }
+    Ok(found.into_iter().collect())
+}
+
 /// Replaces a record's chunks by one snapshot once they pile up.
 fn maybe_compact(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
     let chunks: i64 = tx
@@ -628,6 +653,7 @@ pub fn store_round(
         withdrawn: plan.withdrawn,
         accepted: Vec::new(),
         in_sync: false,
+        missing_blobs: missing_blobs(tx, &asked, &assigned)?,
     };
     let mut states = Vec::new();
     let mut docs = plan.parsed;

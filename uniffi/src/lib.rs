@@ -781,6 +781,8 @@ pub struct SyncReport {
     pub blobs_uploaded: Vec<String>,
     /// Photos that could not be uploaded.
     pub blobs_failed: Vec<FailedBlob>,
+    /// Photos the server had lost that this phone sent again.
+    pub blobs_requeued: Vec<String>,
     /// Body bytes sent.
     pub bytes_sent: u64,
     /// Body bytes received.
@@ -818,6 +820,7 @@ impl From<core_sync::SyncReport> for SyncReport {
                     reason: b.reason,
                 })
                 .collect(),
+            blobs_requeued: r.blobs_requeued.into_iter().map(String::from).collect(),
             bytes_sent: r.bytes_sent,
             bytes_received: r.bytes_received,
             credentials: r.credentials.map(Credentials::from),

@@ -41,6 +41,18 @@ pub(super) fn enqueue(conn: &Connection, item: OutboxItem) -> Result<()> {
     Ok(())
 }
 
+/// Queues a blob unless it is queued already (its generation then stays as it is, so an
+/// upload under way still clears it). Says whether it queued it.
+pub(super) fn enqueue_if_absent(conn: &Connection, hash: &BlobHash) -> Result<bool> {
+    let n = conn
+        .prepare_cached(
+            "INSERT INTO outbox (kind, key, generation, queued_at) VALUES ('blob', ?1, 1, ?2)
+             ON CONFLICT (kind, key) DO NOTHING",
+        )?
+        .execute(params![hash.as_str(), chrono::Utc::now().to_rfc3339()])?;
+    Ok(n == 1)
+}
+
 /// Everything queued, oldest first.
 pub(super) fn list(conn: &Connection) -> Result<Vec<OutboxEntry>> {
     let mut stmt =

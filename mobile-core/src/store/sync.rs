@@ -113,6 +113,8 @@ pub struct AppliedRound {
     pub accepted: Vec<RecordId>,
     /// Records whose outbox entry was cleared (the server holds everything they had).
     pub acknowledged: Vec<RecordId>,
+    /// Blobs the server said it lacks that this phone holds, queued for upload again.
+    pub requeued_blobs: Vec<BlobHash>,
 }
 
 /// Flags that every session opens with for a record: the server (automerge 0.12, as this
@@ -473,6 +475,17 @@ impl Store {
         }
         for id in &messaged {
             tx.execute("DELETE FROM sync_refusals WHERE record_id = ?1", [id])?;
+        }
+        // Blobs the server lost (a restored backup): whoever holds one sends it again.
+        for hash in &response.missing_blobs {
+            let Some(hash) = BlobHash::parse(hash) else {
+                return Err(Error::Malformed(format!(
+                    "the server names a missing blob {hash:?}"
+                )));
+            };
+            if self.blobs.path(&hash).exists() && outbox::enqueue_if_absent(&tx, &hash)? {
+                applied.requeued_blobs.push(hash);
+            }
         }
         {
             let mut save = tx.prepare_cached(

@@ -147,6 +147,9 @@ pub struct SyncReport {
     pub blobs_uploaded: Vec<BlobHash>,
     /// Blobs that could not be uploaded.
     pub blobs_failed: Vec<FailedBlob>,
+    /// Blobs the server had lost (its records refer to them, it lacks their bytes) that this
+    /// phone held and queued again; they are among the uploads of this sync.
+    pub blobs_requeued: Vec<BlobHash>,
     /// HTTP body bytes sent (all of them, blob uploads included).
     pub bytes_sent: u64,
     /// Of those, the bytes of blob uploads.
@@ -317,7 +320,7 @@ impl Client {
             bytes_received: 0,
         };
         let mut tally = Tally::new(listener);
-        let queued = queued_blobs(store)?;
+        let mut queued = queued_blobs(store)?;
         tally.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
         run_rounds(store, &mut tally, &mut |request| {
             let body = wire::encode(request);
@@ -327,6 +330,10 @@ impl Client {
                 Call::Post(SYNC_PATH, &body, CONTENT_TYPE),
             )
         })?;
+        if !tally.report.blobs_requeued.is_empty() {
+            queued = queued_blobs(store)?;
+            tally.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
+        }
         self.upload_blobs(store, &queued, &mut http, &mut tally)?;
         tally.tick();
         let mut report = tally.report;
@@ -759,6 +766,7 @@ pub(crate) fn run_rounds(
                 new_records.extend(applied.new_records);
                 sent.extend(applied.accepted);
                 withdrawn.extend(applied.withdrawn);
+                tally.report.blobs_requeued.extend(applied.requeued_blobs);
                 // More may come only while the server hands over or withdraws records.
                 let handed_over =
                     !response.new_records.is_empty() || !response.withdrawn.is_empty();

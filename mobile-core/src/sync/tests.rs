@@ -156,6 +156,7 @@ impl Server {
                 .collect(),
             accepted,
             in_sync: false,
+            missing_blobs: Vec::new(),
         };
         for id in &assigned {
             let doc = docs.get_mut(id).unwrap();

@@ -88,6 +88,11 @@ pub struct SyncResponse {
     /// The server has nothing more to send: once the phone also has no
     /// message to send, the sync is complete.
     pub in_sync: bool,
+    /// Blobs that records the phone listed without a message refer to and the server does
+    /// not hold (lost with a restored backup, say): a phone that holds one queues it for
+    /// upload again. Absent from older servers' answers.
+    #[serde(default)]
+    pub missing_blobs: Vec<String>,
 }
 
 /// Path of the batch upload of small blobs (`POST`, a [`BlobBatch`] answered by a

@@ -438,7 +438,7 @@ fn copy_tree(from: &std::path::Path, to: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn a_server_that_lost_acknowledged_changes_gets_them_again_from_the_phone() {
+async fn a_server_that_lost_acknowledged_changes_and_photos_gets_them_again_from_the_phone() {
     let server = TestServer::start().await;
     let (agency, records) = drawn_task(&server, 3, 4).await;
     let member = records[0].group[0];
@@ -458,8 +458,14 @@ async fn a_server_that_lost_acknowledged_changes_gets_them_again_from_the_phone(
         .store
         .edit(&rid, |doc| doc.set_finding(&item, "整改到位"))
         .unwrap();
+    let photo = phone
+        .store
+        .import_photo(&rid, &item, &jpeg(9), "整改后现场")
+        .unwrap();
+    let photo_blobs = [photo.sha256.clone(), photo.thumbnail_sha256.clone()];
     let report = phone.sync(&server.base).await.unwrap();
     assert_eq!(report.sent, vec![rid.clone()]);
+    assert_eq!(report.blobs_uploaded.len(), 2, "{report:?}");
     assert!(phone.store.outbox().unwrap().is_empty(), "acknowledged");
 
     // The server loses everything since the copy: a power cut under `synchronous = NORMAL`
@@ -495,6 +501,27 @@ async fn a_server_that_lost_acknowledged_changes_gets_them_again_from_the_phone(
         Some("整改到位")
     );
     assert_eq!(phone.heads(&id), server_heads(&server, &id));
+    for hash in &photo_blobs {
+        assert!(server.state.blobs.read(hash.as_str()).is_err(), "lost");
+    }
+
+    // The photos come back at the next sync, in which the record is listed without a
+    // message and the server names the blobs it lacks.
+    let report = phone.sync(&server.base).await.unwrap();
+    let mut requeued = report.blobs_requeued.clone();
+    requeued.sort();
+    let mut expected = photo_blobs.to_vec();
+    expected.sort();
+    assert_eq!(requeued, expected, "{report:?}");
+    for hash in &photo_blobs {
+        let stored = server.state.blobs.read(hash.as_str()).unwrap();
+        assert_eq!(stored, phone.store.blob(hash).unwrap());
+    }
+    assert!(phone.store.outbox().unwrap().is_empty());
+    // And once it holds them, nothing is named again.
+    let report = phone.sync(&server.base).await.unwrap();
+    assert!(report.blobs_requeued.is_empty(), "{report:?}");
+    assert!(report.blobs_uploaded.is_empty(), "{report:?}");
 }
 
 #[tokio::test]
