@@ -493,3 +493,129 @@ impl Agency {
         &self.inspector_users[index]
     }
 }
+
+/// Both inspectors of a record converge, sign, and the first submits.
+pub async fn sign_and_submit(
+    server: &TestServer,
+    a: &mut Phone,
+    b: &mut Phone,
+    id: &suiji_mobile_core::RecordId,
+) {
+    let url = server.base.clone();
+    a.sync(&url).await.unwrap();
+    b.sync(&url).await.unwrap();
+    a.sync(&url).await.unwrap();
+    a.store.sign(id).unwrap();
+    a.sync(&url).await.unwrap();
+    b.sync(&url).await.unwrap();
+    b.store.sign(id).unwrap();
+    b.sync(&url).await.unwrap();
+    a.sync(&url).await.unwrap();
+    let outcome = a.store.submit(id).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            suiji_mobile_core::record::SubmitOutcome::Submitted { .. }
+        ),
+        "{outcome:?}"
+    );
+    a.sync(&url).await.unwrap();
+}
+
+// The web console over plain HTTP: cookies, forms and their CSRF tokens.
+
+/// A client that follows no redirects, so that each answer can be checked.
+pub fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+/// `(name, value, attributes)` of the `Set-Cookie` headers of an answer.
+pub fn set_cookies(response: &reqwest::Response) -> Vec<(String, String, String)> {
+    response
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| {
+            let (pair, attributes) = v.split_once(';').unwrap_or((v, ""));
+            let (name, value) = pair.split_once('=')?;
+            Some((name.to_owned(), value.to_owned(), attributes.to_owned()))
+        })
+        .collect()
+}
+
+/// Extension of a request builder: a urlencoded form body (reqwest's `form`
+/// feature is not enabled in the workspace).
+pub trait FormBody {
+    /// Sends `pairs` as an `application/x-www-form-urlencoded` body.
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
+}
+
+impl FormBody for reqwest::RequestBuilder {
+    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
+        use suiji_server::web::session::form_urlencode;
+        let body = pairs
+            .iter()
+            .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        self.header(
+            reqwest::header::CONTENT_TYPE,
+            "application/x-www-form-urlencoded",
+        )
+        .body(body)
+    }
+}
+
+/// The value of cookie `name` among `cookies`; panics if it is not there.
+pub fn cookie_value(cookies: &[(String, String, String)], name: &str) -> String {
+    cookies
+        .iter()
+        .find(|(n, _, _)| n == name)
+        .map(|(_, v, _)| v.clone())
+        .unwrap_or_else(|| panic!("no cookie {name}: {cookies:?}"))
+}
+
+/// Logs in through the login form; the answer carries the session's two cookies.
+pub async fn form_login(server: &TestServer, username: &str, password: &str) -> reqwest::Response {
+    let client = http();
+    let page = client
+        .get(format!("{}/login", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let token = cookie_value(&set_cookies(&page), "suiji_login");
+    client
+        .post(format!("{}/login", server.base))
+        .header(reqwest::header::COOKIE, format!("suiji_login={token}"))
+        .form_pairs(&[
+            ("csrf", token.as_str()),
+            ("next", "/review"),
+            ("username", username),
+            ("password", password),
+        ])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Logs `username` in through the login form with [`PASSWORD`]; returns the
+/// `Cookie` header of the console session.
+pub async fn console_session(server: &TestServer, username: &str) -> String {
+    let cookies = set_cookies(&form_login(server, username, PASSWORD).await);
+    format!(
+        "suiji_access={}; suiji_refresh={}",
+        cookie_value(&cookies, "suiji_access"),
+        cookie_value(&cookies, "suiji_refresh")
+    )
+}
+
+/// The first CSRF token in a page (every form of a session carries the same one).
+pub fn csrf_of(html: &str) -> String {
+    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+    html[at..at + 64].to_owned()
+}

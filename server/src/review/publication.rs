@@ -387,26 +387,33 @@ pub fn publish_task_results(tx: &Transaction<'_>, user: &AuthUser, task_id: i64)
     )
 }
 
-#[derive(Debug, Deserialize)]
+/// A correction of a published result (`POST /api/v1/results/{id}/corrections`
+/// and the record page's correction form): why, and what changes. Fields
+/// left out stay as published.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CorrectionBody {
-    reason: String,
+pub struct Correction {
+    /// Why the result is corrected (required; published with the new version).
+    pub reason: String,
     /// Corrected result categories (codes).
     #[serde(default)]
-    results: Option<Vec<String>>,
+    pub results: Option<Vec<String>>,
     /// Corrected completion date.
     #[serde(default)]
-    completed_on: Option<NaiveDate>,
+    pub completed_on: Option<NaiveDate>,
     /// Corrected checked flags per item code.
     #[serde(default)]
-    items: Option<Vec<ItemCorrection>>,
+    pub items: Option<Vec<ItemCorrection>>,
 }
 
-#[derive(Debug, Deserialize)]
+/// The corrected checked flag of one inspection item of a result.
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ItemCorrection {
-    code: String,
-    checked: bool,
+pub struct ItemCorrection {
+    /// 检查事项 code, one of the result's items.
+    pub code: String,
+    /// Whether it was checked.
+    pub checked: bool,
 }
 
 fn load_content(conn: &Connection, result_id: i64, version: i64) -> Result<PublicContent> {
@@ -418,11 +425,29 @@ fn load_content(conn: &Connection, result_id: i64, version: i64) -> Result<Publi
     Ok(serde_json::from_str(&text)?)
 }
 
-fn correct_result(
+/// The published result of a record, if it has one.
+pub fn result_of_record(conn: &Connection, record_id: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .query_row(
+            "SELECT id FROM published_results WHERE record_id = ?1",
+            [record_id],
+            |r| r.get(0),
+        )
+        .optional()?)
+}
+
+/// Corrects published result `result_id` in `tx` as `user`: stores the
+/// corrected content as a new version with the reason, marks the previous
+/// version corrected (it stays public, marked 已更正), updates the target's
+/// last result and candidates, and writes the audit log. Returns the public
+/// entry. Refused (403) for a user who was ever in the record's inspector
+/// group; invalid without a reason, with an unknown or contradictory result
+/// category, an item not in the result, or a correction that changes nothing.
+pub fn correct_result(
     tx: &Transaction<'_>,
     user: &AuthUser,
     result_id: i64,
-    body: CorrectionBody,
+    body: Correction,
 ) -> Result<Value> {
     let found: Option<(String, i64, i64)> = tx
         .query_row(
@@ -546,7 +571,7 @@ async fn correct(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(result_id): ApiPath<i64>,
-    ApiJson(body): ApiJson<CorrectionBody>,
+    ApiJson(body): ApiJson<Correction>,
 ) -> Result<(StatusCode, Json<Value>)> {
     user.require(&[Role::Supervisor])?;
     let entry = state

@@ -1,6 +1,6 @@
 //! The supervisor's pages: the review queue, the record view with its items,
 //! findings, notes, photos, signatures and conflicts, and the decisions
-//! (return with a comment, approve, publish).
+//! (return with a comment, approve, publish, correct a published result).
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
@@ -10,15 +10,18 @@ use axum::routing::{get, post};
 use maud::{Markup, html};
 use serde::Deserialize;
 use serde_json::Value;
+use suiji_mobile_core::vocab::ResultCategory;
 
-use super::form::{CsrfForm, FieldErrors, FormData, csrf_field};
+use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, input};
 use super::layout::{days_left, page, state_label, text, time};
 use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
 use crate::AppState;
 use crate::auth::Role;
 use crate::error::Error;
-use crate::review::publication::publish_record;
+use crate::review::publication::{
+    Correction, ItemCorrection, correct_result, public_entry, publish_record, result_of_record,
+};
 use crate::review::records::{
     Decision, QueueQuery, REVIEW_READERS, decide, queue_rows, record_view,
 };
@@ -35,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .route("/records/{id}/return", post(return_record))
         .route("/records/{id}/approve", post(approve_record))
         .route("/records/{id}/publish", post(publish))
+        .route("/records/{id}/correct", post(correct))
         .route("/photos/{hash}", get(photo))
 }
 
@@ -127,6 +131,7 @@ async fn record(
         Some("returned") => Some("已退回检查人员修改，他们的手机下次同步时会收到退回意见。"),
         Some("approved") => Some("已审核通过。"),
         Some("published") => Some("已公示：结果已出现在公开的抽查结果中。"),
+        Some("corrected") => Some("已更正：公开的抽查结果显示新版本，原版本保留并标注为已更正。"),
         _ => None,
     };
     record_page(
@@ -150,11 +155,16 @@ async fn record_page(
 ) -> WebResult<Markup> {
     let calendar = state.calendar();
     let (user_id, record_id) = (user.auth.user_id, id.to_owned());
-    let v = state
+    let (v, published) = state
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            record_view(tx, user_id, &record_id, &calendar, china_today())
+            let v = record_view(tx, user_id, &record_id, &calendar, china_today())?;
+            let published = match result_of_record(tx, &record_id)? {
+                Some(result_id) => Some(public_entry(tx, result_id)?),
+                None => None,
+            };
+            Ok((v, published))
         })
         .await?;
     let review_state = v["review"]["state"].as_str().unwrap_or("");
@@ -266,6 +276,7 @@ async fn record_page(
                     span.muted { " " (e["at"].as_str().map(time).unwrap_or_default()) " " (text(&e["by"])) }
                     @if e["comment"].is_string() { "：" (text(&e["comment"])) } }
             } }
+            @if let Some(entry) = &published { (published_versions(entry)) }
             @if user.has_any(DECIDERS) && !you_inspected {
                 @if review_state == "submitted" {
                     div.row {
@@ -290,6 +301,9 @@ async fn record_page(
                         }
                     }
                 }
+                @if let Some(entry) = &published {
+                    (correction_form(&user, id, entry, &values, &errors))
+                }
                 @if review_state == "approved" {
                     form.box #publish-form method="post" action=(format!("/records/{id}/publish")) {
                         h2 { "公示结果" }
@@ -302,6 +316,123 @@ async fn record_page(
             }
         },
     ))
+}
+
+/// The published result of a record: its current version, and the earlier
+/// versions corrections replaced with when and why.
+fn published_versions(entry: &Value) -> Markup {
+    let previous = entry["previous_versions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    // The reason for replacing version n is stored with version n + 1.
+    let reason_after = |version: &Value| -> String {
+        let next = version.as_i64().unwrap_or(0) + 1;
+        std::iter::once(entry)
+            .chain(&previous)
+            .find(|v| v["version"].as_i64() == Some(next))
+            .map(|v| text(&v["correction_reason"]))
+            .unwrap_or_default()
+    };
+    html! {
+        section.box #published {
+            h2 { "公示结果" }
+            dl.facts {
+                dt { "状态" } dd { strong #published-status { (text(&entry["status"])) } " · 第 " (text(&entry["version"])) " 版" }
+                dt { "检查结果" } dd #published-result { (text(&entry["result"])) }
+                dt { "检查完成日期" } dd { (text(&entry["completed_on"])) }
+                dt { "公示时间" } dd { (entry["published_at"].as_str().map(time).unwrap_or_default()) }
+                @if entry["correction_reason"].is_string() {
+                    dt { "更正原因" } dd { (text(&entry["correction_reason"])) }
+                }
+            }
+            @if !previous.is_empty() {
+                h3 { "历史版本（已更正）" }
+                div.table-wrap { table #versions {
+                    thead { tr { th { "版本" } th { "检查结果" } th { "更正时间" } th { "更正原因" } } }
+                    tbody { @for old in &previous {
+                        tr {
+                            td { "第 " (text(&old["version"])) " 版" }
+                            td { (text(&old["result"])) }
+                            td { (old["corrected_at"].as_str().map(time).unwrap_or_default()) }
+                            td { (reason_after(&old["version"])) }
+                        }
+                    } }
+                } }
+            }
+        }
+    }
+}
+
+/// The codes of the entries of `entry[list]` that pass `filter`.
+fn codes_of(entry: &Value, list: &str, filter: impl Fn(&Value) -> bool) -> Vec<String> {
+    entry[list]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| filter(v))
+        .filter_map(|v| v["code"].as_str())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The form that corrects a published result, filled in with the current
+/// version, or with what was posted when a correction was refused.
+fn correction_form(
+    user: &WebUser,
+    id: &str,
+    entry: &Value,
+    values: &FormData,
+    errors: &FieldErrors,
+) -> Markup {
+    let posted = values.get("form") == "correct";
+    let (results, completed_on, checked) = if posted {
+        (
+            values.all("results"),
+            values.get("completed_on").to_owned(),
+            values.all("checked"),
+        )
+    } else {
+        (
+            codes_of(entry, "results", |_| true),
+            entry["completed_on"].as_str().unwrap_or("").to_owned(),
+            codes_of(entry, "items", |i| i["checked"] == Value::Bool(true)),
+        )
+    };
+    let reason = if posted { values.get("reason") } else { "" };
+    let items = entry["items"].as_array().cloned().unwrap_or_default();
+    html! {
+        form.box #correct-form method="post" action=(format!("/records/{id}/correct")) {
+            h2 { "更正公示结果" }
+            p { "更正后公开的抽查结果显示新版本，原版本继续公开并标注为已更正。" }
+            (csrf_field(user))
+            input type="hidden" name="form" value="correct";
+            div.field.invalid[errors.get("reason").is_some()] {
+                label for="correct-reason" { "更正原因（必填，随更正后的结果公示）" }
+                textarea #correct-reason name="reason" aria-invalid=[errors.get("reason").map(|_| "true")] { (reason) }
+                (errors.show("reason"))
+            }
+            div.field.invalid[errors.get("results").is_some()] {
+                span { "检查结果" }
+                div { @for category in ResultCategory::ALL {
+                    label { input type="checkbox" name="results" value=(category.code()) checked[results.iter().any(|r| r == category.code())]; " " (category.label()) }
+                    br;
+                } }
+                (errors.show("results"))
+            }
+            (input("检查完成日期", "completed_on", "date", &completed_on, errors))
+            div.field.invalid[errors.get("items").is_some()] {
+                span { "检查事项（勾选已检查的事项）" }
+                div { @for item in &items {
+                    input type="hidden" name="item" value=(text(&item["code"]));
+                    label { input type="checkbox" name="checked" value=(text(&item["code"])) checked[checked.contains(&text(&item["code"]))]; " " (text(&item["name"])) }
+                    br;
+                } }
+                (errors.show("items"))
+            }
+            button.primary type="submit" { "更正" }
+        }
+    }
 }
 
 fn note_text(n: &Value) -> String {
@@ -397,6 +528,64 @@ async fn publish(
             Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
         }
     }
+}
+
+/// Corrects the record's published result with `correct_result`, the
+/// function behind `POST /api/v1/results/{id}/corrections`.
+async fn correct(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    let CsrfForm { user, form } = post;
+    user.require(DECIDERS)?;
+    let mut errors = FieldErrors::new();
+    let reason = form.get("reason");
+    if reason.is_empty() {
+        errors.add("reason", "请写明更正的原因，它将随更正后的结果一起公示。");
+    }
+    let completed_on = match form.get("completed_on") {
+        "" => None,
+        date => date.parse().map_or_else(
+            |_| {
+                errors.add("completed_on", "日期格式应为 年-月-日，例如 2026-11-02。");
+                None
+            },
+            Some,
+        ),
+    };
+    if errors.is_empty() {
+        let ticked = form.all("checked");
+        let correction = Correction {
+            reason: reason.to_owned(),
+            results: Some(form.all("results")),
+            completed_on,
+            items: Some(
+                form.all("item")
+                    .into_iter()
+                    .map(|code| ItemCorrection {
+                        checked: ticked.contains(&code),
+                        code,
+                    })
+                    .collect(),
+            ),
+        };
+        let (auth, record_id) = (user.auth.clone(), id.clone());
+        let corrected = state
+            .db
+            .write(move |tx| {
+                let result_id = result_of_record(tx, &record_id)?
+                    .ok_or_else(|| Error::Conflict("该记录尚未公示，没有可更正的结果。".into()))?;
+                correct_result(tx, &auth, result_id, correction)
+            })
+            .await;
+        match corrected {
+            Ok(_) => return Ok(see_other(&format!("/records/{id}?done=corrected"))),
+            Err(e) => errors.absorb(e, &["reason", "results", "completed_on", "items"])?,
+        }
+    }
+    let body = record_page(&state, user, &id, None, form, errors).await?;
+    Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
 
 /// A photo of a record the user may read (the same rule as the blob API).

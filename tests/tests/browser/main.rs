@@ -10,30 +10,7 @@ use reqwest::StatusCode;
 use serde_json::json;
 use suiji_mobile_core::RecordId;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
-use suiji_tests::{PASSWORD, Phone, TestServer, seed_agency};
-
-/// Both inspectors of a record converge, sign, and the first submits.
-async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: &RecordId) {
-    let url = server.base.clone();
-    a.sync(&url).await.unwrap();
-    b.sync(&url).await.unwrap();
-    a.sync(&url).await.unwrap();
-    a.store.sign(id).unwrap();
-    a.sync(&url).await.unwrap();
-    b.sync(&url).await.unwrap();
-    b.store.sign(id).unwrap();
-    b.sync(&url).await.unwrap();
-    a.sync(&url).await.unwrap();
-    let outcome = a.store.submit(id).unwrap();
-    assert!(
-        matches!(
-            outcome,
-            suiji_mobile_core::record::SubmitOutcome::Submitted { .. }
-        ),
-        "{outcome:?}"
-    );
-    a.sync(&url).await.unwrap();
-}
+use suiji_tests::{PASSWORD, Phone, TestServer, seed_agency, sign_and_submit};
 
 fn jpeg(seed: u8) -> Vec<u8> {
     let img = image::RgbImage::from_fn(320, 240, |x, y| {
