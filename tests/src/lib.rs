@@ -493,3 +493,116 @@ impl Agency {
         &self.inspector_users[index]
     }
 }
+
+/// Helpers for the web console over plain HTTP: cookies, the login form,
+/// urlencoded forms and CSRF tokens.
+pub mod web {
+    use reqwest::StatusCode;
+    use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
+    use suiji_server::web::session::form_urlencode;
+
+    use super::TestServer;
+
+    /// A client that follows no redirects, so that each answer can be checked.
+    pub fn http() -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// `(name, value, attributes)` of the `Set-Cookie` headers of an answer.
+    pub fn set_cookies(response: &reqwest::Response) -> Vec<(String, String, String)> {
+        response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .filter_map(|v| {
+                let (pair, attributes) = v.split_once(';').unwrap_or((v, ""));
+                let (name, value) = pair.split_once('=')?;
+                Some((name.to_owned(), value.to_owned(), attributes.to_owned()))
+            })
+            .collect()
+    }
+
+    /// Extension of a request builder: a urlencoded form body (reqwest's `form`
+    /// feature is not enabled in the workspace).
+    pub trait FormBody {
+        /// The pairs, urlencoded, as the body.
+        fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
+    }
+
+    impl FormBody for reqwest::RequestBuilder {
+        fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
+            let body = pairs
+                .iter()
+                .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
+                .collect::<Vec<_>>()
+                .join("&");
+            self.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                .body(body)
+        }
+    }
+
+    /// The value of cookie `name` among `cookies`; panics when absent.
+    pub fn cookie_value(cookies: &[(String, String, String)], name: &str) -> String {
+        cookies
+            .iter()
+            .find(|(n, _, _)| n == name)
+            .map(|(_, v, _)| v.clone())
+            .unwrap_or_else(|| panic!("no cookie {name}: {cookies:?}"))
+    }
+
+    /// Logs in through the login form (as the browser does); the answer sets
+    /// the session's two cookies.
+    pub async fn form_login(
+        server: &TestServer,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        let client = http();
+        let page = client
+            .get(format!("{}/login", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(page.status(), StatusCode::OK);
+        let token = cookie_value(&set_cookies(&page), "suiji_login");
+        client
+            .post(format!("{}/login", server.base))
+            .header(COOKIE, format!("suiji_login={token}"))
+            .form_pairs(&[
+                ("csrf", token.as_str()),
+                ("next", "/review"),
+                ("username", username),
+                ("password", password),
+            ])
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// The first CSRF token in a page.
+    pub fn csrf_of(html: &str) -> String {
+        let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
+        html[at..at + 64].to_owned()
+    }
+
+    /// Logs `username` in through the login form with `password`; returns
+    /// the `Cookie` header of the session.
+    pub async fn session_cookies(server: &TestServer, username: &str, password: &str) -> String {
+        let response = form_login(server, username, password).await;
+        assert_eq!(
+            response.status(),
+            StatusCode::SEE_OTHER,
+            "login as {username}"
+        );
+        let cookies = set_cookies(&response);
+        format!(
+            "suiji_access={}; suiji_refresh={}",
+            cookie_value(&cookies, "suiji_access"),
+            cookie_value(&cookies, "suiji_refresh")
+        )
+    }
+}

@@ -8,3 +8,4 @@ mod registry;
 mod review;
 mod sync;
 mod web;
+mod web_recusal;

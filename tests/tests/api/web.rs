@@ -4,87 +4,9 @@
 //! and HTML versus JSON answers for unknown paths.
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_TYPE, COOKIE, LOCATION, SET_COOKIE};
-use suiji_server::web::session::form_urlencode;
+use reqwest::header::{COOKIE, LOCATION};
+use suiji_tests::web::{FormBody, cookie_value, csrf_of, form_login, http, set_cookies};
 use suiji_tests::{PASSWORD, TestServer};
-
-/// A client that follows no redirects, so that each answer can be checked.
-fn http() -> reqwest::Client {
-    reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-}
-
-/// `name=value` pairs of the `Set-Cookie` headers of an answer.
-fn set_cookies(response: &reqwest::Response) -> Vec<(String, String, String)> {
-    response
-        .headers()
-        .get_all(SET_COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .filter_map(|v| {
-            let (pair, attributes) = v.split_once(';').unwrap_or((v, ""));
-            let (name, value) = pair.split_once('=')?;
-            Some((name.to_owned(), value.to_owned(), attributes.to_owned()))
-        })
-        .collect()
-}
-
-/// Extension of a request builder: a urlencoded form body (reqwest's `form`
-/// feature is not enabled in the workspace).
-trait FormBody {
-    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self;
-}
-
-impl FormBody for reqwest::RequestBuilder {
-    fn form_pairs(self, pairs: &[(&str, &str)]) -> Self {
-        let body = pairs
-            .iter()
-            .map(|(k, v)| format!("{}={}", form_urlencode(k), form_urlencode(v)))
-            .collect::<Vec<_>>()
-            .join("&");
-        self.header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body)
-    }
-}
-
-fn cookie_value(cookies: &[(String, String, String)], name: &str) -> String {
-    cookies
-        .iter()
-        .find(|(n, _, _)| n == name)
-        .map(|(_, v, _)| v.clone())
-        .unwrap_or_else(|| panic!("no cookie {name}: {cookies:?}"))
-}
-
-/// Logs in through the login form; returns the session's two cookies.
-async fn form_login(server: &TestServer, username: &str, password: &str) -> reqwest::Response {
-    let client = http();
-    let page = client
-        .get(format!("{}/login", server.base))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    let token = cookie_value(&set_cookies(&page), "suiji_login");
-    client
-        .post(format!("{}/login", server.base))
-        .header(COOKIE, format!("suiji_login={token}"))
-        .form_pairs(&[
-            ("csrf", token.as_str()),
-            ("next", "/review"),
-            ("username", username),
-            ("password", password),
-        ])
-        .send()
-        .await
-        .unwrap()
-}
-
-fn csrf_of(html: &str) -> String {
-    let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
-    html[at..at + 64].to_owned()
-}
 
 #[tokio::test]
 async fn login_sets_http_only_cookies_over_an_api_session_and_logout_revokes_it() {
