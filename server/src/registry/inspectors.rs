@@ -227,6 +227,33 @@ pub fn insert_conflict(
     )
 }
 
+/// Withdraws a declared conflict between an inspector and a target; 404
+/// when there is none.
+pub fn delete_conflict(
+    tx: &Transaction<'_>,
+    actor: &str,
+    inspector_id: i64,
+    target_id: i64,
+) -> Result<()> {
+    let n = tx.execute(
+        "DELETE FROM inspector_conflicts WHERE inspector_id = ?1 AND target_id = ?2",
+        params![inspector_id, target_id],
+    )?;
+    if n == 0 {
+        return Err(Error::NotFound(format!(
+            "no conflict of inspector {inspector_id} with target {target_id}"
+        )));
+    }
+    audit::append(
+        tx,
+        actor,
+        "inspector.conflict.withdraw",
+        &format!("inspector:{inspector_id}"),
+        Some(&json!({"target_id": target_id})),
+        None,
+    )
+}
+
 /// Filters for the inspector list.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -369,23 +396,7 @@ pub(super) async fn withdraw_conflict(
     let inspector = state
         .db
         .write(move |tx| {
-            let n = tx.execute(
-                "DELETE FROM inspector_conflicts WHERE inspector_id = ?1 AND target_id = ?2",
-                params![id, target_id],
-            )?;
-            if n == 0 {
-                return Err(Error::NotFound(format!(
-                    "no conflict of inspector {id} with target {target_id}"
-                )));
-            }
-            audit::append(
-                tx,
-                &user.username,
-                "inspector.conflict.withdraw",
-                &format!("inspector:{id}"),
-                Some(&json!({"target_id": target_id})),
-                None,
-            )?;
+            delete_conflict(tx, &user.username, id, target_id)?;
             get(tx, id)
         })
         .await?;

@@ -47,6 +47,38 @@ pub fn inspector_names(c: &Connection) -> Result<HashMap<i64, String>> {
     Ok(rows.collect::<std::result::Result<_, _>>()?)
 }
 
+/// The observers' entries of a form with `rows` rows of `observer{i}` and
+/// `entropy{i}` fields, in row order. Empty rows are skipped; a row with only
+/// one of the two gets an error next to the missing one.
+pub fn observer_entropy(form: &FormData, rows: usize, errors: &mut FieldErrors) -> Vec<Entropy> {
+    let mut entropy = Vec::new();
+    for i in 0..rows {
+        let (name, value) = (
+            form.get(&format!("observer{i}")),
+            form.get(&format!("entropy{i}")),
+        );
+        match (name.is_empty(), value.is_empty()) {
+            (true, true) => {}
+            (false, true) => errors.add(&format!("entropy{i}"), "请输入这位观察员的随机数。"),
+            (true, false) => errors.add(&format!("observer{i}"), "请输入观察员姓名。"),
+            (false, false) => entropy.push(Entropy {
+                observer: name.to_owned(),
+                value: value.to_owned(),
+            }),
+        }
+    }
+    entropy
+}
+
+/// A redraw reason code in Chinese.
+pub fn redraw_reason_label(code: &str) -> &str {
+    match code {
+        "recusal" => "回避",
+        "out_of_scope" => "超出范围",
+        other => other,
+    }
+}
+
 fn commitment_facts(c: &CommitmentInfo) -> Markup {
     html! {
         dl.facts #commitment {
@@ -198,22 +230,7 @@ async fn execute(
     let CsrfForm { user, form } = post;
     user.require(DRAWERS)?;
     let mut errors = FieldErrors::new();
-    let mut entropy = Vec::new();
-    for i in 0..OBSERVER_ROWS {
-        let (name, value) = (
-            form.get(&format!("observer{i}")),
-            form.get(&format!("entropy{i}")),
-        );
-        match (name.is_empty(), value.is_empty()) {
-            (true, true) => {}
-            (false, true) => errors.add(&format!("entropy{i}"), "请输入这位观察员的随机数。"),
-            (true, false) => errors.add(&format!("observer{i}"), "请输入观察员姓名。"),
-            (false, false) => entropy.push(Entropy {
-                observer: name.to_owned(),
-                value: value.to_owned(),
-            }),
-        }
-    }
+    let entropy = observer_entropy(&form, OBSERVER_ROWS, &mut errors);
     if errors.is_empty() && entropy.len() < MIN_OBSERVERS {
         for i in entropy.len()..MIN_OBSERVERS {
             errors.add(
@@ -280,10 +297,33 @@ async fn result(
             p.muted { a href=(format!("/tasks/{task_id}")) { (record.task.number) " " (record.task.name) } " › " a href=(format!("/tasks/{task_id}/draw")) { "摇号" } " › 记录 " (draw_id) }
             h1 { "摇号结果" }
             p.notice #draw-done { "摇号记录 " (draw_id) " 已生成（" (time(&record.drawn_at)) "），共抽中 " (record.result.targets.len()) " 户。记录一经生成不可修改。" }
+            @if let (Some(parent), Some(basis)) = (record.parent_draw_id, &record.redraw) {
+                section.box #replaces {
+                    h2 { "重新抽取" }
+                    p { "本记录替代 " a href=(format!("/draws/{parent}")) { "摇号记录 " (parent) } " 中的一户；原记录保持不变。" }
+                    dl.facts {
+                        dt { "替代的摇号记录" } dd { a href=(format!("/draws/{parent}")) { "摇号记录 " (parent) } }
+                        dt { "原因" } dd {
+                            (redraw_reason_label(&basis.reason))
+                            @if let Some(inspector) = basis.recused_inspector { "：检查人员 " (name_of(&inspector)) " 回避" }
+                        }
+                        dt { "涉及的检查对象" } dd {
+                            @if let Some(name) = record.target_names.get(&basis.target_uscc) { (name) " " }
+                            code { (basis.target_uscc) }
+                        }
+                        dt { "情况说明" } dd #redraw-explanation { (explanation_of(&record.reason, &basis.reason)) }
+                    }
+                }
+            }
             section.box {
                 h2 { "种子的来源" }
                 dl.facts #seed-inputs {
-                    dt { "服务器密钥（揭示）" } dd { code.hash { (record.secret) } }
+                    @if let Some(basis) = &record.redraw {
+                        dt { "被替代记录的种子" } dd { code.hash { (basis.parent_seed) } }
+                        dt { "重新抽取序号" } dd { (basis.sequence) }
+                    } @else {
+                        dt { "服务器密钥（揭示）" } dd { code.hash { (record.secret) } }
+                    }
                     @if let Some(c) = &record.commitment {
                         dt { "摇号前公布的密钥哈希" } dd { code.hash { (c.secret_sha256) } }
                     }
@@ -334,6 +374,16 @@ async fn result(
             }
         },
     ))
+}
+
+/// The explanation of a redraw, from its stored reason `code: explanation`.
+fn explanation_of(reason: &Option<String>, code: &str) -> String {
+    let reason = reason.as_deref().unwrap_or_default();
+    reason
+        .strip_prefix(code)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(reason)
+        .to_owned()
 }
 
 async fn download(

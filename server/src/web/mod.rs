@@ -22,6 +22,7 @@ mod draw;
 mod form;
 mod layout;
 mod public;
+mod recusal;
 mod registry;
 mod reports;
 mod review;
@@ -45,6 +46,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .merge(registry::routes())
         .merge(draw::routes())
+        .merge(recusal::routes())
         .merge(review::routes())
         .merge(reports::routes())
         .merge(public::routes())

@@ -387,8 +387,9 @@ fn column_label(field: &str) -> &str {
     }
 }
 
+/// Filters of the inspector directory, as the filter form sends them.
 #[derive(Debug, Default, Deserialize)]
-struct InspectorQuery {
+pub(super) struct InspectorQuery {
     #[serde(default)]
     department: String,
     #[serde(default)]
@@ -401,6 +402,18 @@ async fn inspectors_page(
     Query(q): Query<InspectorQuery>,
 ) -> WebResult<Markup> {
     user.require(READERS)?;
+    inspectors_view(&state, user, &q, FormData::default(), FieldErrors::new()).await
+}
+
+/// The inspector directory filtered by `q`, with the conflict form (for
+/// writers) showing `values` and `errors`.
+pub(super) async fn inspectors_view(
+    state: &AppState,
+    user: WebUser,
+    q: &InspectorQuery,
+    values: FormData,
+    form_errors: FieldErrors,
+) -> WebResult<Markup> {
     let filter = InspectorFilter {
         department: some(&q.department),
         active: match q.active.as_str() {
@@ -410,10 +423,17 @@ async fn inspectors_page(
         },
         expertise: None,
     };
-    let (list, depts) = state
+    let (list, everyone, depts) = state
         .db
-        .read(move |c| Ok((inspectors::search(c, &filter)?, departments::all(c)?)))
+        .read(move |c| {
+            Ok((
+                inspectors::search(c, &filter)?,
+                inspectors::search(c, &InspectorFilter::default())?,
+                departments::all(c)?,
+            ))
+        })
         .await?;
+    let writer = user.has_any(WRITERS);
     let errors = FieldErrors::new();
     let mut dept_options = vec![(String::new(), "全部部门".to_owned())];
     dept_options.extend(depts.iter().map(|d| (d.code.clone(), d.name.clone())));
@@ -446,7 +466,12 @@ async fn inspectors_page(
                             td { @if i.input.active { "在岗" } @else { span.badge.warn { "停用" } } }
                             td {
                                 @for c in &i.conflicts {
-                                    div { (c.target_name) "：" (c.reason) }
+                                    div.conflict {
+                                        (c.target_name) "：" (c.reason)
+                                        @if writer {
+                                            " " (post_button(&user, &format!("/inspectors/{}/conflicts/{}/delete", i.id, c.target_id), "撤销", "link"))
+                                        }
+                                    }
                                 }
                             }
                         }
@@ -455,6 +480,9 @@ async fn inspectors_page(
                 }
             } }
             p.muted { "共 " (list.len()) " 人" }
+            @if writer {
+                (super::recusal::conflict_form(&user, &everyone, &values, &form_errors))
+            }
         },
     ))
 }
@@ -790,8 +818,9 @@ async fn publish_results(
     )))
 }
 
+/// What the task page reports after publishing a task's results.
 #[derive(Debug, Default, Deserialize)]
-struct TaskParams {
+pub(super) struct TaskParams {
     published: Option<usize>,
     skipped: Option<usize>,
     waiting: Option<i64>,
@@ -804,6 +833,27 @@ async fn task_page(
     Query(done): Query<TaskParams>,
 ) -> WebResult<Markup> {
     user.require(READERS)?;
+    task_view(
+        &state,
+        user,
+        id,
+        &done,
+        FormData::default(),
+        FieldErrors::new(),
+    )
+    .await
+}
+
+/// A task with its items, conditions and records, and the redraw form (for
+/// drawers) showing `values` and `errors`.
+pub(super) async fn task_view(
+    state: &AppState,
+    user: WebUser,
+    id: i64,
+    done: &TaskParams,
+    values: FormData,
+    errors: FieldErrors,
+) -> WebResult<Markup> {
     let (task, list, names) = state
         .db
         .read(move |c| {
@@ -863,6 +913,9 @@ async fn task_page(
                     @if list.is_empty() { tr { td colspan="4" { "尚未摇号。" } } }
                 }
             } }
+            @if user.has_any(super::draw::DRAWERS) && list.iter().any(|r| !r.withdrawn) {
+                (super::recusal::redraw_form(&user, id, &list, &names, &values, &errors))
+            }
         },
     ))
 }

@@ -9,3 +9,4 @@ mod review;
 mod sync;
 mod web;
 mod web_corrections;
+mod web_recusal;
