@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::form::{
     CSRF_REFUSED, CsrfForm, FieldErrors, FormData, csrf_field, input, post_button, select,
 };
-use super::layout::{self, page, pager, target_type_label, time};
+use super::layout::{page, pager, target_type_label, time};
 use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
 use crate::AppState;
@@ -34,7 +34,6 @@ pub const WRITERS: &[Role] = crate::registry::WRITERS;
 /// Routes of the registry pages.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/items", get(items_page))
         .route("/targets", get(targets_page))
         .route(
             "/targets/import",
@@ -49,38 +48,6 @@ pub fn routes() -> Router<AppState> {
         .route("/plans/{id}/publish", post(publish_plan))
         .route("/tasks/{id}", get(task_page))
         .route("/tasks/{id}/publish-results", post(publish_results))
-}
-
-async fn items_page(State(state): State<AppState>, user: WebUser) -> WebResult<Markup> {
-    user.require(READERS)?;
-    let list = state.db.read(items::current_all).await?;
-    Ok(page(
-        "抽查事项清单",
-        Some(&user),
-        html! {
-            h1 { "抽查事项清单（一单）" }
-            div.table-wrap { table {
-                thead { tr { th { "编码" } th { "名称" } th { "法律依据" } th { "实施部门" } th { "对象类型" }
-                    th { "检查方式" } th { "类别" } th.num { "默认比例" } th { "版本" } } }
-                tbody {
-                    @for item in &list {
-                        tr {
-                            td { code { (item.code) } }
-                            td { (item.input.name) }
-                            td { (item.input.legal_basis) }
-                            td { (item.input.department) }
-                            td { (target_type_label(&item.input.target_type)) }
-                            td { (item.input.methods.iter().map(|m| layout::method_label(m)).collect::<Vec<_>>().join("、")) }
-                            td { @if item.input.class == items::ItemClass::Key { "重点" } @else { "一般" } }
-                            td.num { (format!("{:.0}%", item.input.default_ratio * 100.0)) }
-                            td { "v" (item.version) }
-                        }
-                    }
-                    @if list.is_empty() { tr { td colspan="9" { "尚无抽查事项。" } } }
-                }
-            } }
-        },
-    ))
 }
 
 /// Query of the target list, as the filter form sends it (empty = no filter).
