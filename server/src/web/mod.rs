@@ -20,6 +20,7 @@ use crate::error::Error;
 
 mod draw;
 mod form;
+mod inspectors;
 mod items;
 mod layout;
 mod public;
@@ -47,6 +48,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         )
         .merge(registry::routes())
         .merge(items::routes())
+        .merge(inspectors::routes())
         .merge(draw::routes())
         .merge(recusal::routes())
         .merge(review::routes())

@@ -41,7 +41,10 @@ pub fn routes() -> Router<AppState> {
                 import::IMPORT_BODY_LIMIT,
             )),
         )
-        .route("/inspectors", get(inspectors_page))
+        .route(
+            "/inspectors",
+            get(inspectors_page).post(super::inspectors::create_inspector),
+        )
         .route("/plans", get(plans_page).post(create_plan))
         .route("/plans/{id}", get(plan_page))
         .route("/plans/{id}/tasks", post(create_task))
@@ -369,17 +372,40 @@ async fn inspectors_page(
     Query(q): Query<InspectorQuery>,
 ) -> WebResult<Markup> {
     user.require(READERS)?;
-    inspectors_view(&state, user, &q, FormData::default(), FieldErrors::new()).await
+    inspectors_view(&state, user, &q, DirectoryForms::new()).await
 }
 
-/// The inspector directory filtered by `q`, with the conflict form (for
-/// writers) showing `values` and `errors`.
+/// What the forms of the inspector directory show: posted values and their
+/// errors, for the conflict form and the new-inspector form.
+#[derive(Debug, Default)]
+pub(super) struct DirectoryForms {
+    /// Values of the conflict form.
+    pub conflict_values: FormData,
+    /// Errors of the conflict form.
+    pub conflict_errors: FieldErrors,
+    /// Values of the new-inspector form.
+    pub new_values: FormData,
+    /// Errors of the new-inspector form.
+    pub new_errors: FieldErrors,
+}
+
+impl DirectoryForms {
+    /// Forms as first shown: empty, a new inspector active.
+    pub fn new() -> DirectoryForms {
+        DirectoryForms {
+            new_values: FormData::new(vec![("active".to_owned(), "yes".to_owned())]),
+            ..DirectoryForms::default()
+        }
+    }
+}
+
+/// The inspector directory filtered by `q`, with the new-inspector and
+/// conflict forms (for writers) showing `forms`.
 pub(super) async fn inspectors_view(
     state: &AppState,
     user: WebUser,
     q: &InspectorQuery,
-    values: FormData,
-    form_errors: FieldErrors,
+    forms: DirectoryForms,
 ) -> WebResult<Markup> {
     let filter = InspectorFilter {
         department: some(&q.department),
@@ -390,16 +416,18 @@ pub(super) async fn inspectors_view(
         },
         expertise: None,
     };
-    let (list, everyone, depts) = state
+    let (list, everyone, depts, users) = state
         .db
         .read(move |c| {
             Ok((
                 inspectors::search(c, &filter)?,
                 inspectors::search(c, &InspectorFilter::default())?,
                 departments::all(c)?,
+                crate::accounts::all_users(c)?,
             ))
         })
         .await?;
+    let users = super::inspectors::inspector_accounts(users);
     let writer = user.has_any(WRITERS);
     let errors = FieldErrors::new();
     let mut dept_options = vec![(String::new(), "全部部门".to_owned())];
@@ -425,7 +453,7 @@ pub(super) async fn inspectors_view(
                 tbody {
                     @for i in &list {
                         tr {
-                            td { (i.input.name) @if i.input.expert { " " span.badge.info { "专家" } } }
+                            td { a href=(format!("/inspectors/{}", i.id)) { (i.input.name) } @if i.input.expert { " " span.badge.info { "专家" } } }
                             td { code { (i.input.cert_no) } }
                             td { (i.input.department) }
                             td { (i.input.expertise.join("、")) }
@@ -448,7 +476,8 @@ pub(super) async fn inspectors_view(
             } }
             p.muted { "共 " (list.len()) " 人" }
             @if writer {
-                (super::recusal::conflict_form(&user, &everyone, &values, &form_errors))
+                (super::inspectors::new_inspector_form(&user, &users, &depts, &forms.new_values, &forms.new_errors))
+                (super::recusal::conflict_form(&user, &everyone, &forms.conflict_values, &forms.conflict_errors))
             }
         },
     ))

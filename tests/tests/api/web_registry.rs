@@ -288,3 +288,196 @@ async fn item_forms_without_the_csrf_token_or_from_a_supervisor_change_nothing()
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN);
 }
+
+/// The id of account `username`.
+async fn user_id(server: &TestServer, username: &'static str) -> i64 {
+    server
+        .state
+        .db
+        .read(move |c| {
+            Ok(suiji_server::accounts::all_users(c)?
+                .into_iter()
+                .find(|u| u.username == username)
+                .expect("the account")
+                .id)
+        })
+        .await
+        .unwrap()
+}
+
+/// Every inspector through the API.
+async fn api_inspectors(server: &TestServer) -> Vec<Value> {
+    let (status, body) = server
+        .login("planner")
+        .await
+        .get("/api/v1/inspectors")
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    body.as_array().unwrap().clone()
+}
+
+/// The fields of the inspector form for account `user` (without the token).
+fn inspector_form(user: &str, active: bool, expert: bool) -> Vec<(&str, &str)> {
+    let mut pairs = vec![
+        ("user_id", user),
+        ("name", "李四"),
+        ("cert_no", "33010620260001"),
+        ("department", "SCJG"),
+        ("region", "西湖区"),
+        ("expertise", "食品安全，特种设备"),
+    ];
+    if active {
+        pairs.push(("active", "yes"));
+    }
+    if expert {
+        pairs.push(("expert", "yes"));
+    }
+    pairs
+}
+
+#[tokio::test]
+async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the_api() {
+    let server = seeded().await;
+    let account = user_id(&server, "inspector").await.to_string();
+    let jar = console_session(&server, "admin").await;
+    let (status, html) = page(&server, &jar, "/inspectors").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("新增检查人员"));
+    let csrf = csrf_in(&html, "inspector-form");
+
+    // A missing name is refused next to it, the other values kept.
+    let mut pairs = inspector_form(&account, true, false);
+    pairs[1].1 = " ";
+    pairs.push(("csrf", &csrf));
+    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(error_by(&html, "name").contains("请填写姓名"));
+    assert!(html.contains("value=\"33010620260001\""));
+    assert!(api_inspectors(&server).await.is_empty());
+
+    // An account without the inspector role is refused next to the account.
+    let planner_account = user_id(&server, "planner").await.to_string();
+    let mut pairs = inspector_form(&planner_account, true, false);
+    pairs.push(("csrf", &csrf));
+    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let html = refused.text().await.unwrap();
+    assert!(error_by(&html, "user_id").contains("inspector role"));
+    assert!(api_inspectors(&server).await.is_empty());
+
+    let mut pairs = inspector_form(&account, true, false);
+    pairs.push(("csrf", &csrf));
+    let done = post(&server, &jar, "/inspectors", &pairs).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let location = done.headers()[LOCATION].to_str().unwrap().to_owned();
+    let list = api_inspectors(&server).await;
+    assert_eq!(list.len(), 1, "{list:?}");
+    let id = list[0]["id"].as_i64().unwrap();
+    assert_eq!(location, format!("/inspectors/{id}"));
+    assert_eq!(list[0]["name"], "李四");
+    assert_eq!(list[0]["cert_no"], "33010620260001");
+    assert_eq!(list[0]["department"], "SCJG");
+    assert_eq!(
+        list[0]["expertise"],
+        serde_json::json!(["食品安全", "特种设备"])
+    );
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(list[0]["expert"], false);
+
+    // The same certificate number again is refused next to it.
+    let again = post(&server, &jar, "/inspectors", &pairs).await;
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(error_by(&again.text().await.unwrap(), "cert_no").contains("执法证号"));
+    assert_eq!(api_inspectors(&server).await.len(), 1);
+
+    // The inspector's page has the edit form, pre-filled and active.
+    let (status, html) = page(&server, &jar, &location).await;
+    assert_eq!(status, StatusCode::OK);
+    let form = &html[html.find("id=\"edit-form\"").expect("an edit form")..];
+    assert!(form.contains("value=\"33010620260001\""));
+    assert!(form.contains("name=\"active\" value=\"yes\" checked"));
+    let csrf = csrf_of(form);
+
+    // Deactivated and made an expert: the box left unticked.
+    let mut pairs = inspector_form(&account, false, true);
+    pairs.push(("csrf", &csrf));
+    let done = post(&server, &jar, &location, &pairs).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (status, one) = server
+        .login("planner")
+        .await
+        .get(&format!("/api/v1/inspectors/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{one}");
+    assert_eq!(one["active"], false);
+    assert_eq!(one["expert"], true);
+    let (_, html) = page(&server, &jar, "/inspectors?active=no").await;
+    assert!(html.contains("李四"));
+
+    // Reactivated.
+    let mut pairs = inspector_form(&account, true, true);
+    pairs.push(("csrf", &csrf));
+    let done = post(&server, &jar, &location, &pairs).await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let list = api_inspectors(&server).await;
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(list[0]["expert"], true);
+}
+
+#[tokio::test]
+async fn inspector_forms_without_the_csrf_token_or_from_a_supervisor_change_nothing() {
+    let server = seeded().await;
+    let account = user_id(&server, "inspector").await.to_string();
+    let admin = server.login("admin").await;
+    let (status, created) = admin
+        .post(
+            "/api/v1/inspectors",
+            &serde_json::json!({"user_id": account.parse::<i64>().unwrap(), "name": "李四",
+                "cert_no": "33010620260001", "department": "SCJG", "region": "西湖区"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{created}");
+    let edit = format!("/inspectors/{}", created["id"]);
+    let before = api_inspectors(&server).await;
+    let deactivate = inspector_form(&account, false, true);
+    let mut second = inspector_form(&account, true, false);
+    second[2].1 = "33010620260002";
+
+    // An admin's forms without the token: 403, nothing changes.
+    let jar = console_session(&server, "admin").await;
+    let forged = post(&server, &jar, &edit, &deactivate).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert!(forged.text().await.unwrap().contains("CSRF"));
+    let forged = post(&server, &jar, "/inspectors", &second).await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api_inspectors(&server).await, before);
+
+    // A supervisor reads the directory but may not change it, as in the API.
+    let jar = console_session(&server, "supervisor").await;
+    let (status, html) = page(&server, &jar, &edit).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(!html.contains("id=\"edit-form\""));
+    let csrf = csrf_of(&html);
+    let mut pairs = deactivate.clone();
+    pairs.push(("csrf", &csrf));
+    let refused = post(&server, &jar, &edit, &pairs).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert!(refused.text().await.unwrap().contains("403 无权访问"));
+    let mut pairs = second.clone();
+    pairs.push(("csrf", &csrf));
+    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(api_inspectors(&server).await, before);
+    let (status, _) = server
+        .login("supervisor")
+        .await
+        .put(
+            &format!("/api/v1/inspectors/{}", created["id"]),
+            &serde_json::json!({"user_id": account.parse::<i64>().unwrap(), "name": "李四",
+                "cert_no": "33010620260001", "department": "SCJG", "region": "西湖区",
+                "active": false}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
