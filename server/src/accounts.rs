@@ -76,6 +76,19 @@ pub fn get_user_by_id(conn: &Connection, id: i64) -> Result<User> {
     Ok(user)
 }
 
+/// Every user, by id.
+pub fn all_users(conn: &Connection) -> Result<Vec<User>> {
+    let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"))?;
+    let rows = stmt.query_map([], user_from_row)?;
+    let mut users = Vec::new();
+    for row in rows {
+        let (mut user, roles) = row?;
+        user.roles = auth::parse_roles(&roles)?;
+        users.push(user);
+    }
+    Ok(users)
+}
+
 fn validate_username(username: &str) -> Result<()> {
     let ok = !username.is_empty()
         && username.len() <= 64
@@ -295,21 +308,7 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> Result<Json<User>>
 
 async fn list_users(State(state): State<AppState>, user: AuthUser) -> Result<Json<Vec<User>>> {
     user.require(&[Role::Admin])?;
-    let users = state
-        .db
-        .read(|c| {
-            let mut stmt =
-                c.prepare(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"))?;
-            let rows = stmt.query_map([], user_from_row)?;
-            let mut users = Vec::new();
-            for row in rows {
-                let (mut user, roles) = row?;
-                user.roles = auth::parse_roles(&roles)?;
-                users.push(user);
-            }
-            Ok(users)
-        })
-        .await?;
+    let users = state.db.read(all_users).await?;
     Ok(Json(users))
 }
 

@@ -195,6 +195,47 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, input: &InspectorInput) -> Resu
     Ok(created)
 }
 
+/// Replaces every attribute of inspector `id` with `input` (deactivating or
+/// reactivating is `active`), with the same checks as [`insert`]; 404 when
+/// there is no such inspector.
+pub fn update(
+    tx: &Transaction<'_>,
+    actor: &str,
+    id: i64,
+    input: &InspectorInput,
+) -> Result<Inspector> {
+    let before = get(tx, id)?;
+    let department_id = validate(tx, input)?;
+    check_unique(tx, input, Some(id))?;
+    tx.execute(
+        "UPDATE inspectors SET user_id = ?2, name = ?3, cert_no = ?4, department_id = ?5,
+            expertise = ?6, region = ?7, active = ?8, expert = ?9, updated_at = ?10
+         WHERE id = ?1",
+        params![
+            id,
+            input.user_id,
+            input.name.trim(),
+            input.cert_no.trim(),
+            department_id,
+            serde_json::to_string(&input.expertise)?,
+            input.region.trim(),
+            input.active,
+            input.expert,
+            now()
+        ],
+    )?;
+    let after = get(tx, id)?;
+    audit::append(
+        tx,
+        actor,
+        "inspector.update",
+        &format!("inspector:{id}"),
+        Some(&json!(before)),
+        Some(&json!(after)),
+    )?;
+    Ok(after)
+}
+
 /// Records a declared conflict between an inspector and a target.
 pub fn insert_conflict(
     tx: &Transaction<'_>,
@@ -318,7 +359,7 @@ pub(super) async fn create(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
-pub(super) async fn update(
+pub(super) async fn update_handler(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<i64>,
@@ -327,38 +368,7 @@ pub(super) async fn update(
     require_writer(&user)?;
     let updated = state
         .db
-        .write(move |tx| {
-            let before = get(tx, id)?;
-            let department_id = validate(tx, &input)?;
-            check_unique(tx, &input, Some(id))?;
-            tx.execute(
-                "UPDATE inspectors SET user_id = ?2, name = ?3, cert_no = ?4, department_id = ?5,
-                    expertise = ?6, region = ?7, active = ?8, expert = ?9, updated_at = ?10
-                 WHERE id = ?1",
-                params![
-                    id,
-                    input.user_id,
-                    input.name.trim(),
-                    input.cert_no.trim(),
-                    department_id,
-                    serde_json::to_string(&input.expertise)?,
-                    input.region.trim(),
-                    input.active,
-                    input.expert,
-                    now()
-                ],
-            )?;
-            let after = get(tx, id)?;
-            audit::append(
-                tx,
-                &user.username,
-                "inspector.update",
-                &format!("inspector:{id}"),
-                Some(&json!(before)),
-                Some(&json!(after)),
-            )?;
-            Ok(after)
-        })
+        .write(move |tx| update(tx, &user.username, id, &input))
         .await?;
     Ok(Json(updated))
 }

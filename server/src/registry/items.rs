@@ -29,7 +29,8 @@ pub enum ItemClass {
 }
 
 impl ItemClass {
-    fn as_str(self) -> &'static str {
+    /// The stored and JSON code: `key` or `general`.
+    pub fn as_str(self) -> &'static str {
         match self {
             ItemClass::Key => "key",
             ItemClass::General => "general",
@@ -208,6 +209,21 @@ pub fn current_all(conn: &Connection) -> Result<Vec<ItemVersion>> {
     Ok(rows.collect::<Result<_, _>>()?)
 }
 
+/// Every version of the item with `code`, oldest first; 404 when there is
+/// no such item.
+pub fn versions_of(conn: &Connection, code: &str) -> Result<Vec<ItemVersion>> {
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE i.code = ?1 ORDER BY v.version"
+    ))?;
+    let rows: Vec<ItemVersion> = stmt
+        .query_map([code], version_from_row)?
+        .collect::<Result<_, _>>()?;
+    if rows.is_empty() {
+        return Err(Error::NotFound(format!("item `{code}`")));
+    }
+    Ok(rows)
+}
+
 fn insert_version(
     tx: &Transaction<'_>,
     actor: &str,
@@ -369,20 +385,5 @@ pub(super) async fn versions(
     ApiPath(code): ApiPath<String>,
 ) -> Result<Json<Vec<ItemVersion>>> {
     require_reader(&user)?;
-    let all = state
-        .db
-        .read(move |c| {
-            let mut stmt = c.prepare(&format!(
-                "SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE i.code = ?1 ORDER BY v.version"
-            ))?;
-            let rows: Vec<ItemVersion> = stmt
-                .query_map([&code], version_from_row)?
-                .collect::<Result<_, _>>()?;
-            if rows.is_empty() {
-                return Err(Error::NotFound(format!("item `{code}`")));
-            }
-            Ok(rows)
-        })
-        .await?;
-    Ok(Json(all))
+    Ok(Json(state.db.read(move |c| versions_of(c, &code)).await?))
 }

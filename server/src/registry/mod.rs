@@ -50,7 +50,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route(
             "/api/v1/inspectors/{id}",
-            get(inspectors::get_one).put(inspectors::update),
+            get(inspectors::get_one).put(inspectors::update_handler),
         )
         .route(
             "/api/v1/inspectors/{id}/conflicts",

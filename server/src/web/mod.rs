@@ -20,6 +20,8 @@ use crate::error::Error;
 
 mod draw;
 mod form;
+mod inspectors;
+mod items;
 mod layout;
 mod public;
 mod recusal;
@@ -45,6 +47,8 @@ pub fn routes(state: AppState) -> Router<AppState> {
             post(session::logout).get(|| async { see_other("/") }),
         )
         .merge(registry::routes())
+        .merge(items::routes())
+        .merge(inspectors::routes())
         .merge(draw::routes())
         .merge(recusal::routes())
         .merge(review::routes())

@@ -16,7 +16,7 @@ use rusqlite::Connection;
 
 use super::draw::DRAWERS;
 use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, input, select};
-use super::registry::{WRITERS, inspectors_view, task_view};
+use super::registry::{DirectoryForms, WRITERS, inspectors_view, task_view};
 use super::session::WebUser;
 use super::{WebResult, see_other};
 use crate::AppState;
@@ -138,7 +138,12 @@ async fn declare_conflict(State(state): State<AppState>, post: CsrfForm) -> WebR
             Err(e) => errors.absorb(e, &["target_id", "reason"])?,
         }
     }
-    let body = inspectors_view(&state, user, &Default::default(), form, errors).await?;
+    let forms = DirectoryForms {
+        conflict_values: form,
+        conflict_errors: errors,
+        ..DirectoryForms::new()
+    };
+    let body = inspectors_view(&state, user, &Default::default(), forms).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
 }
 

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use super::form::{
     CSRF_REFUSED, CsrfForm, FieldErrors, FormData, csrf_field, input, post_button, select,
 };
-use super::layout::{self, page, pager, target_type_label, time};
+use super::layout::{page, pager, target_type_label, time};
 use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
 use crate::AppState;
@@ -34,7 +34,6 @@ pub const WRITERS: &[Role] = crate::registry::WRITERS;
 /// Routes of the registry pages.
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/items", get(items_page))
         .route("/targets", get(targets_page))
         .route(
             "/targets/import",
@@ -42,45 +41,16 @@ pub fn routes() -> Router<AppState> {
                 import::IMPORT_BODY_LIMIT,
             )),
         )
-        .route("/inspectors", get(inspectors_page))
+        .route(
+            "/inspectors",
+            get(inspectors_page).post(super::inspectors::create_inspector),
+        )
         .route("/plans", get(plans_page).post(create_plan))
         .route("/plans/{id}", get(plan_page))
         .route("/plans/{id}/tasks", post(create_task))
         .route("/plans/{id}/publish", post(publish_plan))
         .route("/tasks/{id}", get(task_page))
         .route("/tasks/{id}/publish-results", post(publish_results))
-}
-
-async fn items_page(State(state): State<AppState>, user: WebUser) -> WebResult<Markup> {
-    user.require(READERS)?;
-    let list = state.db.read(items::current_all).await?;
-    Ok(page(
-        "抽查事项清单",
-        Some(&user),
-        html! {
-            h1 { "抽查事项清单（一单）" }
-            div.table-wrap { table {
-                thead { tr { th { "编码" } th { "名称" } th { "法律依据" } th { "实施部门" } th { "对象类型" }
-                    th { "检查方式" } th { "类别" } th.num { "默认比例" } th { "版本" } } }
-                tbody {
-                    @for item in &list {
-                        tr {
-                            td { code { (item.code) } }
-                            td { (item.input.name) }
-                            td { (item.input.legal_basis) }
-                            td { (item.input.department) }
-                            td { (target_type_label(&item.input.target_type)) }
-                            td { (item.input.methods.iter().map(|m| layout::method_label(m)).collect::<Vec<_>>().join("、")) }
-                            td { @if item.input.class == items::ItemClass::Key { "重点" } @else { "一般" } }
-                            td.num { (format!("{:.0}%", item.input.default_ratio * 100.0)) }
-                            td { "v" (item.version) }
-                        }
-                    }
-                    @if list.is_empty() { tr { td colspan="9" { "尚无抽查事项。" } } }
-                }
-            } }
-        },
-    ))
 }
 
 /// Query of the target list, as the filter form sends it (empty = no filter).
@@ -402,17 +372,40 @@ async fn inspectors_page(
     Query(q): Query<InspectorQuery>,
 ) -> WebResult<Markup> {
     user.require(READERS)?;
-    inspectors_view(&state, user, &q, FormData::default(), FieldErrors::new()).await
+    inspectors_view(&state, user, &q, DirectoryForms::new()).await
 }
 
-/// The inspector directory filtered by `q`, with the conflict form (for
-/// writers) showing `values` and `errors`.
+/// What the forms of the inspector directory show: posted values and their
+/// errors, for the conflict form and the new-inspector form.
+#[derive(Debug, Default)]
+pub(super) struct DirectoryForms {
+    /// Values of the conflict form.
+    pub conflict_values: FormData,
+    /// Errors of the conflict form.
+    pub conflict_errors: FieldErrors,
+    /// Values of the new-inspector form.
+    pub new_values: FormData,
+    /// Errors of the new-inspector form.
+    pub new_errors: FieldErrors,
+}
+
+impl DirectoryForms {
+    /// Forms as first shown: empty, a new inspector active.
+    pub fn new() -> DirectoryForms {
+        DirectoryForms {
+            new_values: FormData::new(vec![("active".to_owned(), "yes".to_owned())]),
+            ..DirectoryForms::default()
+        }
+    }
+}
+
+/// The inspector directory filtered by `q`, with the new-inspector and
+/// conflict forms (for writers) showing `forms`.
 pub(super) async fn inspectors_view(
     state: &AppState,
     user: WebUser,
     q: &InspectorQuery,
-    values: FormData,
-    form_errors: FieldErrors,
+    forms: DirectoryForms,
 ) -> WebResult<Markup> {
     let filter = InspectorFilter {
         department: some(&q.department),
@@ -423,16 +416,18 @@ pub(super) async fn inspectors_view(
         },
         expertise: None,
     };
-    let (list, everyone, depts) = state
+    let (list, everyone, depts, users) = state
         .db
         .read(move |c| {
             Ok((
                 inspectors::search(c, &filter)?,
                 inspectors::search(c, &InspectorFilter::default())?,
                 departments::all(c)?,
+                crate::accounts::all_users(c)?,
             ))
         })
         .await?;
+    let users = super::inspectors::inspector_accounts(users);
     let writer = user.has_any(WRITERS);
     let errors = FieldErrors::new();
     let mut dept_options = vec![(String::new(), "全部部门".to_owned())];
@@ -458,7 +453,7 @@ pub(super) async fn inspectors_view(
                 tbody {
                     @for i in &list {
                         tr {
-                            td { (i.input.name) @if i.input.expert { " " span.badge.info { "专家" } } }
+                            td { a href=(format!("/inspectors/{}", i.id)) { (i.input.name) } @if i.input.expert { " " span.badge.info { "专家" } } }
                             td { code { (i.input.cert_no) } }
                             td { (i.input.department) }
                             td { (i.input.expertise.join("、")) }
@@ -481,7 +476,8 @@ pub(super) async fn inspectors_view(
             } }
             p.muted { "共 " (list.len()) " 人" }
             @if writer {
-                (super::recusal::conflict_form(&user, &everyone, &values, &form_errors))
+                (super::inspectors::new_inspector_form(&user, &users, &depts, &forms.new_values, &forms.new_errors))
+                (super::recusal::conflict_form(&user, &everyone, &forms.conflict_values, &forms.conflict_errors))
             }
         },
     ))

@@ -10,3 +10,4 @@ mod sync;
 mod web;
 mod web_corrections;
 mod web_recusal;
+mod web_registry;
