@@ -294,7 +294,26 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, item: &NewItem) -> Result<ItemV
     Ok(created)
 }
 
-/// Makes a new version of an item, unless `input` equals the current one.
+/// Whether two versions say the same: equal fields, methods in any order.
+fn same_content(a: &ItemInput, b: &ItemInput) -> bool {
+    let methods = |input: &ItemInput| {
+        let mut methods = input.methods.clone();
+        methods.sort();
+        methods.dedup();
+        methods
+    };
+    methods(a) == methods(b)
+        && ItemInput {
+            methods: Vec::new(),
+            ..a.clone()
+        } == ItemInput {
+            methods: Vec::new(),
+            ..b.clone()
+        }
+}
+
+/// Makes a new version of an item, unless `input` says the same as the current one
+/// (methods in another order included).
 pub fn new_version(
     tx: &Transaction<'_>,
     actor: &str,
@@ -303,7 +322,7 @@ pub fn new_version(
 ) -> Result<ItemVersion> {
     validate(input)?;
     let current = get(tx, code, None)?;
-    if current.input == *input {
+    if same_content(&current.input, input) {
         return Ok(current);
     }
     insert_version(tx, actor, current.item_id, current.version + 1, input)?;

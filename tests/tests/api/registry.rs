@@ -37,6 +37,13 @@ async fn item_changes_make_versions_and_old_versions_stay_readable() {
     // Sending the same content again makes no new version.
     let (_, same) = planner.put("/api/v1/items/SCJG-SP-002", &v2).await;
     assert_eq!(same["version"], 2);
+    // Nor the same methods in another order (a form lists them in its own order).
+    v2["methods"] = json!(["on_site", "documentary"]);
+    let (_, v3) = planner.put("/api/v1/items/SCJG-SP-002", &v2).await;
+    assert_eq!(v3["version"], 3);
+    v2["methods"] = json!(["documentary", "on_site"]);
+    let (_, reordered) = planner.put("/api/v1/items/SCJG-SP-002", &v2).await;
+    assert_eq!(reordered["version"], 3, "{reordered}");
     let (status, v1) = planner.get("/api/v1/items/SCJG-SP-002/versions/1").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(
@@ -45,16 +52,16 @@ async fn item_changes_make_versions_and_old_versions_stay_readable() {
     );
     assert_eq!(v1["current"], false);
     let (_, all) = planner.get("/api/v1/items/SCJG-SP-002/versions").await;
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all.as_array().unwrap().len(), 3);
     assert_eq!(
-        planner.get("/api/v1/items/SCJG-SP-002/versions/3").await.0,
+        planner.get("/api/v1/items/SCJG-SP-002/versions/4").await.0,
         StatusCode::NOT_FOUND
     );
     let (_, public) = suiji_tests::Client::anonymous(&server.base)
         .get("/api/v1/public/items")
         .await;
     assert_eq!(
-        public[0]["version"], 2,
+        public[0]["version"], 3,
         "the public list shows the version in force"
     );
 }
