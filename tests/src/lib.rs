@@ -619,3 +619,38 @@ pub fn csrf_of(html: &str) -> String {
     let at = html.find("name=\"csrf\" value=\"").expect("a csrf field") + 19;
     html[at..at + 64].to_owned()
 }
+
+/// The CSRF token of the form with id `form_id` on a page.
+pub fn csrf_in(html: &str, form_id: &str) -> String {
+    let at = html
+        .find(&format!("id=\"{form_id}\""))
+        .unwrap_or_else(|| panic!("no form {form_id}"));
+    csrf_of(&html[at..])
+}
+
+/// A console page as the holder of the session cookies `jar` sees it.
+pub async fn console_page(server: &TestServer, jar: &str, path: &str) -> (StatusCode, String) {
+    let response = http()
+        .get(format!("{}{path}", server.base))
+        .header(reqwest::header::COOKIE, jar)
+        .send()
+        .await
+        .unwrap();
+    (response.status(), response.text().await.unwrap())
+}
+
+/// Posts a console form as the holder of the session cookies `jar`.
+pub async fn console_post(
+    server: &TestServer,
+    jar: &str,
+    path: &str,
+    pairs: &[(&str, &str)],
+) -> reqwest::Response {
+    http()
+        .post(format!("{}{path}", server.base))
+        .header(reqwest::header::COOKIE, jar)
+        .form_pairs(pairs)
+        .send()
+        .await
+        .unwrap()
+}

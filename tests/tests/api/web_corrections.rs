@@ -4,14 +4,14 @@
 //! reason, or from a supervisor who inspected the record changes nothing.
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION};
+use reqwest::header::LOCATION;
 use serde_json::{Value, json};
 use suiji_mobile_core::RecordId;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
 use suiji_server::draw::records::RecordSummary;
 use suiji_tests::{
-    Agency, Client, FormBody, Phone, TestServer, console_session, csrf_of, drawn_task, http,
-    sign_and_submit,
+    Agency, Client, Phone, TestServer, console_page, console_post, console_session, csrf_of,
+    drawn_task, http, sign_and_submit,
 };
 
 /// The corrected result's statutory wording.
@@ -86,14 +86,9 @@ async fn public_result(server: &TestServer, result_id: i64) -> Value {
 
 /// The record page as the holder of `jar` sees it.
 async fn record_page(server: &TestServer, jar: &str, record_id: &str) -> String {
-    let page = http()
-        .get(format!("{}/records/{record_id}", server.base))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(page.status(), StatusCode::OK);
-    page.text().await.unwrap()
+    let (status, html) = console_page(server, jar, &format!("/records/{record_id}")).await;
+    assert_eq!(status, StatusCode::OK);
+    html
 }
 
 /// Posts the correction form of `record_id` with `fields`.
@@ -103,13 +98,13 @@ async fn post_correction(
     record_id: &str,
     fields: &[(&str, &str)],
 ) -> reqwest::Response {
-    http()
-        .post(format!("{}/records/{record_id}/correct", server.base))
-        .header(COOKIE, jar)
-        .form_pairs(fields)
-        .send()
-        .await
-        .unwrap()
+    console_post(
+        server,
+        jar,
+        &format!("/records/{record_id}/correct"),
+        fields,
+    )
+    .await
 }
 
 /// The published result is still version 1, 未发现问题, uncorrected.

@@ -7,42 +7,9 @@ use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
 use serde_json::Value;
 use suiji_server::draw::records::RecordSummary;
-use suiji_tests::{FormBody, TestServer, console_session, csrf_of, http};
-
-/// A page as `jar` sees it.
-async fn page(server: &TestServer, jar: &str, path: &str) -> (StatusCode, String) {
-    let response = http()
-        .get(format!("{}{path}", server.base))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
-}
-
-/// Posts a form as `jar`.
-async fn post(
-    server: &TestServer,
-    jar: &str,
-    path: &str,
-    pairs: &[(&str, &str)],
-) -> reqwest::Response {
-    http()
-        .post(format!("{}{path}", server.base))
-        .header(COOKIE, jar)
-        .form_pairs(pairs)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The CSRF token of the form `form_id` on a page.
-fn csrf_in(html: &str, form_id: &str) -> String {
-    let at = html
-        .find(&format!("id=\"{form_id}\""))
-        .unwrap_or_else(|| panic!("no form {form_id}"));
-    csrf_of(&html[at..])
-}
+use suiji_tests::{
+    TestServer, console_page, console_post, console_session, csrf_in, csrf_of, http,
+};
 
 /// Declared conflicts of an inspector, through the API.
 async fn api_conflicts(server: &TestServer, inspector: i64) -> Vec<Value> {
@@ -109,12 +76,12 @@ async fn a_planner_declares_a_conflict_through_the_form_and_the_api_lists_it() {
             .expect("an imported target")
     };
     let jar = console_session(&server, "planner").await;
-    let (status, html) = page(&server, &jar, "/inspectors").await;
+    let (status, html) = console_page(&server, &jar, "/inspectors").await;
     assert_eq!(status, StatusCode::OK);
     let csrf = csrf_in(&html, "conflict-form");
 
     // An empty reason is refused next to its field; nothing is written.
-    let refused = post(
+    let refused = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",
@@ -133,7 +100,7 @@ async fn a_planner_declares_a_conflict_through_the_form_and_the_api_lists_it() {
     assert!(api_conflicts(&server, inspector).await.is_empty());
 
     // An unknown 统一社会信用代码 is refused next to the target field.
-    let unknown = post(
+    let unknown = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",
@@ -154,7 +121,7 @@ async fn a_planner_declares_a_conflict_through_the_form_and_the_api_lists_it() {
     assert!(api_conflicts(&server, inspector).await.is_empty());
 
     // Declared by 统一社会信用代码: the API lists it.
-    let declared = post(
+    let declared = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",
@@ -174,7 +141,7 @@ async fn a_planner_declares_a_conflict_through_the_form_and_the_api_lists_it() {
     assert_eq!(conflicts[0]["reason"], "配偶在该企业任职");
 
     // The same conflict again, by target id: refused next to the target field.
-    let again = post(
+    let again = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",
@@ -195,11 +162,11 @@ async fn a_planner_declares_a_conflict_through_the_form_and_the_api_lists_it() {
     assert_eq!(api_conflicts(&server, inspector).await.len(), 1);
 
     // The directory shows it with a button that withdraws it.
-    let (_, html) = page(&server, &jar, "/inspectors").await;
+    let (_, html) = console_page(&server, &jar, "/inspectors").await;
     assert!(html.contains("配偶在该企业任职"));
     let remove = format!("/inspectors/{inspector}/conflicts/{target_id}/delete");
     assert!(html.contains(&remove), "a withdraw button");
-    let removed = post(&server, &jar, &remove, &[("csrf", &csrf)]).await;
+    let removed = console_post(&server, &jar, &remove, &[("csrf", &csrf)]).await;
     assert_eq!(removed.status(), StatusCode::SEE_OTHER);
     assert!(api_conflicts(&server, inspector).await.is_empty());
 }
@@ -220,11 +187,11 @@ async fn a_planner_redraws_an_inspector_out_of_a_record_for_recusal_through_the_
     let jar = console_session(&server, "planner").await;
     let before = download(&server, &jar, old).await;
 
-    let (status, html) = page(&server, &jar, &format!("/tasks/{task_id}")).await;
+    let (status, html) = console_page(&server, &jar, &format!("/tasks/{task_id}")).await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("重新抽取"));
     let csrf = csrf_in(&html, "redraw-form");
-    let done = post(
+    let done = console_post(
         &server,
         &jar,
         &format!("/tasks/{task_id}/redraw"),
@@ -249,7 +216,7 @@ async fn a_planner_redraws_an_inspector_out_of_a_record_for_recusal_through_the_
     assert_eq!(draw_ids(&server, task_id).await, vec![old, new]);
 
     // The new record's page says what it replaces and why.
-    let (status, html) = page(&server, &jar, &location).await;
+    let (status, html) = console_page(&server, &jar, &location).await;
     assert_eq!(status, StatusCode::OK);
     let replaces = &html[html.find("id=\"replaces\"").expect("a redraw section")..];
     assert!(replaces.contains(&format!("href=\"/draws/{old}\"")));
@@ -300,7 +267,7 @@ async fn recusal_forms_without_the_csrf_token_or_an_explanation_change_nothing()
         .into_iter()
         .filter(|(k, _)| *k != "csrf")
         .collect();
-    let forged = post(&server, &jar, &format!("/tasks/{task_id}/redraw"), &pairs).await;
+    let forged = console_post(&server, &jar, &format!("/tasks/{task_id}/redraw"), &pairs).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("CSRF"));
     assert_eq!(draw_ids(&server, task_id).await.len(), 1);
@@ -308,7 +275,7 @@ async fn recusal_forms_without_the_csrf_token_or_an_explanation_change_nothing()
 
     // The conflict form without the token: 403, nothing declared.
     let (inspector, _) = agency.inspectors[0];
-    let forged = post(
+    let forged = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",
@@ -323,11 +290,11 @@ async fn recusal_forms_without_the_csrf_token_or_an_explanation_change_nothing()
     assert!(api_conflicts(&server, inspector).await.is_empty());
 
     // With the token but no explanation: refused on the page, nothing drawn.
-    let (_, html) = page(&server, &jar, &format!("/tasks/{task_id}")).await;
+    let (_, html) = console_page(&server, &jar, &format!("/tasks/{task_id}")).await;
     let csrf = csrf_in(&html, "redraw-form");
     let mut pairs = redraw("", "   ");
     pairs[0].1 = &csrf;
-    let refused = post(&server, &jar, &format!("/tasks/{task_id}/redraw"), &pairs).await;
+    let refused = console_post(&server, &jar, &format!("/tasks/{task_id}/redraw"), &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     let at = html
@@ -351,13 +318,13 @@ async fn an_inspector_cannot_declare_conflicts_or_redraw() {
     let me = record.group[0];
     let jar = console_session(&server, agency.username_of(me)).await;
     // An inspector's session has a valid token (the logout form carries it).
-    let (status, home) = page(&server, &jar, "/").await;
+    let (status, home) = console_page(&server, &jar, "/").await;
     assert_eq!(status, StatusCode::OK);
     let csrf = csrf_of(&home);
 
-    let (status, _) = page(&server, &jar, "/inspectors").await;
+    let (status, _) = console_page(&server, &jar, "/inspectors").await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    let refused = post(
+    let refused = console_post(
         &server,
         &jar,
         &format!("/tasks/{task_id}/redraw"),
@@ -375,7 +342,7 @@ async fn an_inspector_cannot_declare_conflicts_or_redraw() {
     assert_eq!(draw_ids(&server, task_id).await.len(), 1);
     assert_eq!(records_of(&server, task_id).await[0].group, record.group);
 
-    let refused = post(
+    let refused = console_post(
         &server,
         &jar,
         "/inspectors/conflicts",

@@ -4,44 +4,11 @@
 //! of every console form.
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, LOCATION};
+use reqwest::header::LOCATION;
 use serde_json::Value;
-use suiji_tests::{FormBody, TestServer, console_session, csrf_of, http, seed_registry};
-
-/// A page as `jar` sees it.
-async fn page(server: &TestServer, jar: &str, path: &str) -> (StatusCode, String) {
-    let response = http()
-        .get(format!("{}{path}", server.base))
-        .header(COOKIE, jar)
-        .send()
-        .await
-        .unwrap();
-    (response.status(), response.text().await.unwrap())
-}
-
-/// Posts a form as `jar`.
-async fn post(
-    server: &TestServer,
-    jar: &str,
-    path: &str,
-    pairs: &[(&str, &str)],
-) -> reqwest::Response {
-    http()
-        .post(format!("{}{path}", server.base))
-        .header(COOKIE, jar)
-        .form_pairs(pairs)
-        .send()
-        .await
-        .unwrap()
-}
-
-/// The CSRF token of the form `form_id` on a page.
-fn csrf_in(html: &str, form_id: &str) -> String {
-    let at = html
-        .find(&format!("id=\"{form_id}\""))
-        .unwrap_or_else(|| panic!("no form {form_id}"));
-    csrf_of(&html[at..])
-}
+use suiji_tests::{
+    TestServer, console_page, console_post, console_session, csrf_in, csrf_of, seed_registry,
+};
 
 /// The text after the error shown next to `field`; panics when there is none.
 fn error_by<'a>(html: &'a str, field: &str) -> &'a str {
@@ -91,13 +58,13 @@ async fn api_versions(server: &TestServer, code: &str) -> Option<Vec<Value>> {
 async fn an_admin_creates_an_item_through_the_form_and_the_api_returns_it() {
     let server = seeded().await;
     let jar = console_session(&server, "admin").await;
-    let (status, html) = page(&server, &jar, "/items").await;
+    let (status, html) = console_page(&server, &jar, "/items").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("新增抽查事项"));
     let csrf = csrf_in(&html, "item-form");
     let mut pairs = item_form("SCJG-TZ-001", "《中华人民共和国特种设备安全法》第五十七条");
     pairs.push(("csrf", &csrf));
-    let done = post(&server, &jar, "/items", &pairs).await;
+    let done = console_post(&server, &jar, "/items", &pairs).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(done.headers()[LOCATION], "/items/SCJG-TZ-001");
 
@@ -123,14 +90,14 @@ async fn an_admin_creates_an_item_through_the_form_and_the_api_returns_it() {
     assert_eq!(item["qualification"], Value::Null);
 
     // The list links the item's page, which shows it.
-    let (_, html) = page(&server, &jar, "/items").await;
+    let (_, html) = console_page(&server, &jar, "/items").await;
     assert!(html.contains("href=\"/items/SCJG-TZ-001\""));
-    let (status, html) = page(&server, &jar, "/items/SCJG-TZ-001").await;
+    let (status, html) = console_page(&server, &jar, "/items/SCJG-TZ-001").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("特种设备安全法"));
 
     // The same code again is refused next to the code, values kept.
-    let again = post(&server, &jar, "/items", &pairs).await;
+    let again = console_post(&server, &jar, "/items", &pairs).await;
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = again.text().await.unwrap();
     assert!(error_by(&html, "code").contains("已有抽查事项"));
@@ -142,7 +109,7 @@ async fn an_admin_creates_an_item_through_the_form_and_the_api_returns_it() {
 async fn a_new_version_through_the_form_keeps_the_old_one_in_the_history() {
     let server = seeded().await;
     let jar = console_session(&server, "admin").await;
-    let (status, html) = page(&server, &jar, "/items/SCJG-SP-002").await;
+    let (status, html) = console_page(&server, &jar, "/items/SCJG-SP-002").await;
     assert_eq!(status, StatusCode::OK);
     let form = &html[html.find("id=\"version-form\"").expect("a version form")..];
     // Pre-filled with the current version.
@@ -167,7 +134,7 @@ async fn a_new_version_through_the_form_keeps_the_old_one_in_the_history() {
     // A ratio above 100% is refused next to the ratio; no version is made.
     let mut pairs = post_version("《中华人民共和国食品安全法》第一百一十条", "150");
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs).await;
+    let refused = console_post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(error_by(&html, "default_ratio").contains("ratio"));
@@ -177,7 +144,7 @@ async fn a_new_version_through_the_form_keeps_the_old_one_in_the_history() {
     let amended = "《中华人民共和国食品安全法》第一百一十条、第一百一十四条";
     let mut pairs = post_version(amended, "20");
     pairs.push(("csrf", &csrf));
-    let done = post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs).await;
+    let done = console_post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     assert_eq!(done.headers()[LOCATION], "/items/SCJG-SP-002");
 
@@ -196,7 +163,7 @@ async fn a_new_version_through_the_form_keeps_the_old_one_in_the_history() {
     assert_eq!(history[1]["default_ratio"], 0.2);
 
     // The page shows both versions, the current one marked.
-    let (_, html) = page(&server, &jar, "/items/SCJG-SP-002").await;
+    let (_, html) = console_page(&server, &jar, "/items/SCJG-SP-002").await;
     let versions = &html[html.find("id=\"versions\"").expect("a history")..];
     assert!(versions.contains("v2"));
     assert!(versions.contains("v1"));
@@ -207,11 +174,11 @@ async fn a_new_version_through_the_form_keeps_the_old_one_in_the_history() {
 async fn an_item_without_legal_basis_is_refused_next_to_the_field_and_nothing_is_created() {
     let server = seeded().await;
     let jar = console_session(&server, "admin").await;
-    let (_, html) = page(&server, &jar, "/items").await;
+    let (_, html) = console_page(&server, &jar, "/items").await;
     let csrf = csrf_in(&html, "item-form");
     let mut pairs = item_form("SCJG-TZ-002", "   ");
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/items", &pairs).await;
+    let refused = console_post(&server, &jar, "/items", &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(error_by(&html, "legal_basis").contains("请填写法律依据"));
@@ -232,7 +199,7 @@ async fn an_item_without_legal_basis_is_refused_next_to_the_field_and_nothing_is
         })
         .collect();
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/items", &pairs).await;
+    let refused = console_post(&server, &jar, "/items", &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(error_by(&html, "department").contains("NOPE"));
@@ -246,10 +213,10 @@ async fn item_forms_without_the_csrf_token_or_from_a_supervisor_change_nothing()
 
     // An admin's form without its token: 403, nothing created or versioned.
     let jar = console_session(&server, "admin").await;
-    let forged = post(&server, &jar, "/items", &pairs).await;
+    let forged = console_post(&server, &jar, "/items", &pairs).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("CSRF"));
-    let forged = post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs[1..]).await;
+    let forged = console_post(&server, &jar, "/items/SCJG-SP-002/versions", &pairs[1..]).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(api_versions(&server, "SCJG-TZ-003").await, None);
     assert_eq!(api_versions(&server, "SCJG-SP-002").await.unwrap().len(), 1);
@@ -257,16 +224,16 @@ async fn item_forms_without_the_csrf_token_or_from_a_supervisor_change_nothing()
     // A supervisor reads the list (as the API lets them) but has no form,
     // and a posted one is refused like the API refuses them.
     let jar = console_session(&server, "supervisor").await;
-    let (status, html) = page(&server, &jar, "/items/SCJG-SP-002").await;
+    let (status, html) = console_page(&server, &jar, "/items/SCJG-SP-002").await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("id=\"version-form\""));
     let csrf = csrf_of(&html);
     let mut with_token = pairs.clone();
     with_token.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/items", &with_token).await;
+    let refused = console_post(&server, &jar, "/items", &with_token).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.text().await.unwrap().contains("403 无权访问"));
-    let refused = post(
+    let refused = console_post(
         &server,
         &jar,
         "/items/SCJG-SP-002/versions",
@@ -340,7 +307,7 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     let server = seeded().await;
     let account = user_id(&server, "inspector").await.to_string();
     let jar = console_session(&server, "admin").await;
-    let (status, html) = page(&server, &jar, "/inspectors").await;
+    let (status, html) = console_page(&server, &jar, "/inspectors").await;
     assert_eq!(status, StatusCode::OK);
     assert!(html.contains("新增检查人员"));
     let csrf = csrf_in(&html, "inspector-form");
@@ -349,7 +316,7 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     let mut pairs = inspector_form(&account, true, false);
     pairs[1].1 = " ";
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    let refused = console_post(&server, &jar, "/inspectors", &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(error_by(&html, "name").contains("请填写姓名"));
@@ -360,7 +327,7 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     let planner_account = user_id(&server, "planner").await.to_string();
     let mut pairs = inspector_form(&planner_account, true, false);
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    let refused = console_post(&server, &jar, "/inspectors", &pairs).await;
     assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
     let html = refused.text().await.unwrap();
     assert!(error_by(&html, "user_id").contains("inspector role"));
@@ -368,7 +335,7 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
 
     let mut pairs = inspector_form(&account, true, false);
     pairs.push(("csrf", &csrf));
-    let done = post(&server, &jar, "/inspectors", &pairs).await;
+    let done = console_post(&server, &jar, "/inspectors", &pairs).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let location = done.headers()[LOCATION].to_str().unwrap().to_owned();
     let list = api_inspectors(&server).await;
@@ -386,13 +353,13 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     assert_eq!(list[0]["expert"], false);
 
     // The same certificate number again is refused next to it.
-    let again = post(&server, &jar, "/inspectors", &pairs).await;
+    let again = console_post(&server, &jar, "/inspectors", &pairs).await;
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(error_by(&again.text().await.unwrap(), "cert_no").contains("执法证号"));
     assert_eq!(api_inspectors(&server).await.len(), 1);
 
     // The inspector's page has the edit form, pre-filled and active.
-    let (status, html) = page(&server, &jar, &location).await;
+    let (status, html) = console_page(&server, &jar, &location).await;
     assert_eq!(status, StatusCode::OK);
     let form = &html[html.find("id=\"edit-form\"").expect("an edit form")..];
     assert!(form.contains("value=\"33010620260001\""));
@@ -402,7 +369,7 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     // Deactivated and made an expert: the box left unticked.
     let mut pairs = inspector_form(&account, false, true);
     pairs.push(("csrf", &csrf));
-    let done = post(&server, &jar, &location, &pairs).await;
+    let done = console_post(&server, &jar, &location, &pairs).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let (status, one) = server
         .login("planner")
@@ -412,13 +379,13 @@ async fn an_inspector_created_then_deactivated_through_the_forms_shows_so_in_the
     assert_eq!(status, StatusCode::OK, "{one}");
     assert_eq!(one["active"], false);
     assert_eq!(one["expert"], true);
-    let (_, html) = page(&server, &jar, "/inspectors?active=no").await;
+    let (_, html) = console_page(&server, &jar, "/inspectors?active=no").await;
     assert!(html.contains("李四"));
 
     // Reactivated.
     let mut pairs = inspector_form(&account, true, true);
     pairs.push(("csrf", &csrf));
-    let done = post(&server, &jar, &location, &pairs).await;
+    let done = console_post(&server, &jar, &location, &pairs).await;
     assert_eq!(done.status(), StatusCode::SEE_OTHER);
     let list = api_inspectors(&server).await;
     assert_eq!(list[0]["active"], true);
@@ -446,27 +413,27 @@ async fn inspector_forms_without_the_csrf_token_or_from_a_supervisor_change_noth
 
     // An admin's forms without the token: 403, nothing changes.
     let jar = console_session(&server, "admin").await;
-    let forged = post(&server, &jar, &edit, &deactivate).await;
+    let forged = console_post(&server, &jar, &edit, &deactivate).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert!(forged.text().await.unwrap().contains("CSRF"));
-    let forged = post(&server, &jar, "/inspectors", &second).await;
+    let forged = console_post(&server, &jar, "/inspectors", &second).await;
     assert_eq!(forged.status(), StatusCode::FORBIDDEN);
     assert_eq!(api_inspectors(&server).await, before);
 
     // A supervisor reads the directory but may not change it, as in the API.
     let jar = console_session(&server, "supervisor").await;
-    let (status, html) = page(&server, &jar, &edit).await;
+    let (status, html) = console_page(&server, &jar, &edit).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!html.contains("id=\"edit-form\""));
     let csrf = csrf_of(&html);
     let mut pairs = deactivate.clone();
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, &edit, &pairs).await;
+    let refused = console_post(&server, &jar, &edit, &pairs).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert!(refused.text().await.unwrap().contains("403 无权访问"));
     let mut pairs = second.clone();
     pairs.push(("csrf", &csrf));
-    let refused = post(&server, &jar, "/inspectors", &pairs).await;
+    let refused = console_post(&server, &jar, "/inspectors", &pairs).await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     assert_eq!(api_inspectors(&server).await, before);
     let (status, _) = server
