@@ -97,6 +97,15 @@ pub enum Error {
     #[error("random source: {0}")]
     Random(String),
 
+    /// An inspector who has not logged in on this phone tried to sign on it: they log in here
+    /// with their own password first, which registers their signing key for this device.
+    #[cfg(feature = "phone")]
+    #[error("inspector {inspector} has not logged in on this phone: log in here to sign")]
+    SignerNotLoggedIn {
+        /// The inspector who tried to sign.
+        inspector: String,
+    },
+
     /// Another sync of this store is still running: wait for it to end.
     #[cfg(feature = "phone")]
     #[error("a sync of this store is already running")]

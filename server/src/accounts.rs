@@ -178,6 +178,10 @@ pub struct LoginRequest {
     /// Free-text device name, shown in session lists.
     #[serde(default)]
     pub device: Option<String>,
+    /// The phone store's device id (hex), for a phone's login: the session is bound to it and
+    /// may sync only changes by that device's actor. Absent for the console and API clients.
+    #[serde(default)]
+    pub device_id: Option<String>,
 }
 
 /// The answer to a login: tokens plus who logged in.
@@ -188,6 +192,8 @@ pub struct LoginResponse {
     pub tokens: TokenPair,
     /// Who logged in.
     pub user: User,
+    /// The inspector the account is linked to, if any: the id record documents name them by.
+    pub inspector_id: Option<i64>,
 }
 
 /// A real argon2 hash of a throwaway password, verified against when the
@@ -240,21 +246,40 @@ pub async fn log_in(state: &AppState, req: LoginRequest) -> Result<LoginResponse
             "this password {why}; it is accepted only in demo mode. Ask an admin to set a new one"
         )));
     }
+    if let Some(device_id) = &req.device_id {
+        auth::check_device_id(device_id)?;
+    }
     let device = req.device.clone();
+    let device_id = req.device_id.clone();
     let response = state
         .db
         .write(move |tx| {
             let user = get_user_by_id(tx, user_id)?;
-            let tokens = auth::open_session(tx, &keys, user_id, &user.username, device.as_deref())?;
+            let tokens = auth::open_session(
+                tx,
+                &keys,
+                user_id,
+                &user.username,
+                device.as_deref(),
+                device_id.as_deref(),
+            )?;
+            let inspector_id = tx
+                .prepare_cached("SELECT id FROM inspectors WHERE user_id = ?1")?
+                .query_row([user_id], |r| r.get(0))
+                .optional()?;
             audit::append(
                 tx,
                 &user.username,
                 "auth.login",
                 &format!("user:{user_id}"),
                 None,
-                Some(&json!({ "device": device })),
+                Some(&json!({ "device": device, "device_id": device_id })),
             )?;
-            Ok(LoginResponse { tokens, user })
+            Ok(LoginResponse {
+                tokens,
+                user,
+                inspector_id,
+            })
         })
         .await?;
     Ok(response)

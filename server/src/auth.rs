@@ -203,29 +203,51 @@ pub struct TokenPair {
     pub refresh_token: String,
 }
 
-/// Creates a session for `user_id` and issues its first token pair.
+/// Creates a session for `user_id` and issues its first token pair. `device` is a free-text
+/// name for session lists; `device_id` the phone store's device id the session is bound to
+/// (checked by [`check_device_id`]), if it is a phone's.
 pub fn open_session(
     tx: &Transaction<'_>,
     keys: &JwtKeys,
     user_id: i64,
     username: &str,
     device: Option<&str>,
+    device_id: Option<&str>,
 ) -> Result<TokenPair> {
     let refresh = hex::encode(random_bytes::<32>()?);
     let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
     tx.execute(
-        "INSERT INTO sessions (user_id, token_hash, device, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO sessions (user_id, token_hash, device, device_id, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         params![
             user_id,
             token_hash(&refresh),
             device,
+            device_id,
             now(),
             expires.to_rfc3339()
         ],
     )?;
     let sid = tx.last_insert_rowid();
     access_pair(keys, user_id, sid, username, refresh)
+}
+
+/// Checks a phone's device id as a login names it: the lowercase hex the phone store's actor
+/// ends in (see `suiji_mobile_core::record::inspector_actor`), 2 to 64 digits, even length.
+pub fn check_device_id(device_id: &str) -> Result<()> {
+    let ok = (2..=64).contains(&device_id.len())
+        && device_id.len().is_multiple_of(2)
+        && device_id
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "device_id",
+            "a device id is 2 to 64 lowercase hex digits, an even number of them",
+        ))
+    }
 }
 
 fn access_pair(
@@ -321,6 +343,9 @@ pub struct AuthUser {
     pub roles: Vec<Role>,
     /// The session the token was issued under.
     pub session_id: i64,
+    /// The phone device the session is bound to (`None` for the web console and API
+    /// clients): a phone's changes must carry this device's actor.
+    pub device_id: Option<String>,
 }
 
 impl AuthUser {
@@ -375,24 +400,27 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser> {
     state
         .db
         .read(move |conn| {
-            let row: Option<(Option<String>, bool, String, String)> = conn
-                .query_row(
-                    "SELECT s.revoked_at, u.active, u.username, u.roles
+            type Row = (Option<String>, bool, String, String, Option<String>);
+            let row: Option<Row> = conn
+                .prepare_cached(
+                    "SELECT s.revoked_at, u.active, u.username, u.roles, s.device_id
                          FROM sessions s JOIN users u ON u.id = s.user_id
                          WHERE s.id = ?1 AND u.id = ?2",
-                    params![sid, uid],
-                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-                )
+                )?
+                .query_row(params![sid, uid], |r| {
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                })
                 .optional()?;
             match row {
                 None => Err(Error::Unauthorized("unknown session".into())),
-                Some((Some(_), _, _, _)) => Err(Error::Unauthorized("session revoked".into())),
-                Some((None, false, _, _)) => Err(Error::Unauthorized("account deactivated".into())),
-                Some((None, true, username, roles)) => Ok(AuthUser {
+                Some((Some(_), ..)) => Err(Error::Unauthorized("session revoked".into())),
+                Some((None, false, ..)) => Err(Error::Unauthorized("account deactivated".into())),
+                Some((None, true, username, roles, device_id)) => Ok(AuthUser {
                     user_id: uid,
                     username,
                     roles: parse_roles(&roles)?,
                     session_id: sid,
+                    device_id,
                 }),
             }
         })

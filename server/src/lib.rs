@@ -30,6 +30,7 @@ pub mod memory_phone;
 pub mod plans;
 pub mod registry;
 pub mod review;
+pub mod signing;
 pub mod sync;
 pub mod uscc;
 pub mod web;
@@ -169,6 +170,7 @@ pub fn router(state: AppState) -> Router {
         .merge(draw::routes::routes())
         .merge(blobs::routes())
         .merge(sync::routes())
+        .merge(signing::routes())
         .merge(review::routes())
         .merge(web::routes(state.clone()))
         .fallback(web::not_found)

@@ -55,6 +55,23 @@ enum Command {
         #[command(subcommand)]
         command: AuditCommand,
     },
+    /// Downloaded inspection records.
+    Record {
+        #[command(subcommand)]
+        command: RecordCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RecordCommand {
+    /// Check a downloaded record (JSON, as `GET /api/v1/records/{id}/signed-copy` serves it)
+    /// offline: every inspector signature against the signers' public keys in the file, and
+    /// that the record did not change after signing. Exit non-zero naming the first signature
+    /// that fails.
+    Verify {
+        /// The record file (`-` for standard input).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -122,6 +139,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Draw {
             command: DrawCommand::Verify { file },
         } => verify_draw(&file),
+        Command::Record {
+            command: RecordCommand::Verify { file },
+        } => verify_record(&file),
         Command::User {
             command:
                 UserCommand::Create {
@@ -254,12 +274,45 @@ fn shutdown_signal() -> anyhow::Result<impl Future<Output = ()>> {
     })
 }
 
-fn verify_draw(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    let text = if file.as_os_str() == "-" {
+fn read_input(file: &std::path::Path) -> anyhow::Result<String> {
+    Ok(if file.as_os_str() == "-" {
         std::io::read_to_string(std::io::stdin())?
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?
+    })
+}
+
+fn verify_record(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = read_input(file)?;
+    let record: suiji_server::signing::SignedRecordFile = match serde_json::from_str(&text) {
+        Ok(record) => record,
+        Err(e) => {
+            println!("not a signed record file: {e}");
+            return Ok(ExitCode::from(2));
+        }
     };
+    match record.verify() {
+        Ok(checks) => {
+            let signers: Vec<&str> = checks
+                .iter()
+                .map(|c| c.signature.inspector_id.as_str())
+                .collect();
+            println!(
+                "verified: record {} signed by inspectors {}",
+                record.record_id,
+                signers.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            println!("NOT verified: record {}: {failure}", record.record_id);
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn verify_draw(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let text = read_input(file)?;
     let record: suiji_server::draw::DrawRecord = match serde_json::from_str(&text) {
         Ok(record) => record,
         Err(e) => {

@@ -8,13 +8,15 @@
 use std::collections::HashMap;
 
 use automerge::sync::{Message, State, SyncDoc};
-use suiji_mobile_core::record::inspector_actor;
+use rusqlite::Transaction;
+use suiji_mobile_core::record::{InspectorSignature, SigningKey};
 use suiji_mobile_core::sync::wire::{
     DocMessage, HeldRecord, PROTOCOL_VERSION, SyncRequest, SyncResponse,
 };
 use suiji_mobile_core::{InspectorId, RecordDoc};
 
 use crate::error::{Error, Result};
+use crate::sync::Syncer;
 
 /// Most rounds [`MemoryPhone::sync`] runs before it gives up.
 pub const MAX_ROUNDS: u32 = 10;
@@ -23,8 +25,10 @@ pub const MAX_ROUNDS: u32 = 10;
 pub struct MemoryPhone {
     /// The inspector's id in the directory.
     pub inspector: i64,
-    /// The device id the phone syncs as (hex).
+    /// The device id the phone syncs as (even-length lowercase hex).
     pub device: String,
+    /// The inspector's signing key on this phone.
+    pub key: SigningKey,
     /// The record documents held, by record id.
     pub docs: HashMap<String, RecordDoc>,
     /// The automerge sync state with the server, by record id.
@@ -32,14 +36,40 @@ pub struct MemoryPhone {
 }
 
 impl MemoryPhone {
-    /// An empty phone of `inspector` syncing as `device`.
-    pub fn new(inspector: i64, device: &str) -> MemoryPhone {
-        MemoryPhone {
+    /// An empty phone of `inspector` syncing as `device` (even-length lowercase hex), with a
+    /// fresh signing key.
+    pub fn new(inspector: i64, device: &str) -> Result<MemoryPhone> {
+        crate::auth::check_device_id(device)?;
+        Ok(MemoryPhone {
             inspector,
             device: device.to_owned(),
+            key: SigningKey::from_bytes(&crate::auth::random_bytes::<32>()?),
             docs: HashMap::new(),
             states: HashMap::new(),
+        })
+    }
+
+    /// Who the server takes this phone's rounds from.
+    pub fn syncer(&self) -> Syncer {
+        Syncer {
+            inspector_id: self.inspector,
+            device_id: self.device.clone(),
         }
+    }
+
+    /// Registers this phone's signing key for its inspector, as the inspector's login on the
+    /// phone does (without a session: the demo seeds before anyone logs in).
+    pub fn register_key(&self, tx: &Transaction<'_>) -> Result<()> {
+        let public_key = suiji_mobile_core::record::public_key_hex(&self.key.verifying_key());
+        crate::signing::register_key(tx, self.inspector, &self.device, None, &public_key)?;
+        Ok(())
+    }
+
+    /// Signs record `id` as this phone's inspector with its key.
+    pub fn sign(&mut self, id: &str) -> Result<InspectorSignature> {
+        let me = self.inspector_id();
+        let key = self.key.clone();
+        self.doc(id)?.sign(&me, &key, None).map_err(invalid)
     }
 
     /// The inspector as the record documents name them.
@@ -88,7 +118,7 @@ impl MemoryPhone {
             self.docs.remove(&id);
             self.states.remove(&id);
         }
-        let actor = inspector_actor(&self.inspector_id(), self.device.as_bytes());
+        let actor = self.syncer().actor();
         for new in response.new_records {
             let mut doc = RecordDoc::load(&new.document).map_err(invalid)?;
             doc.set_actor(actor.clone());

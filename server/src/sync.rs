@@ -3,9 +3,13 @@
 //! `suiji_mobile_core::sync::wire`).
 //!
 //! Every incoming change is applied to a copy of the server's document and
-//! checked before anything is kept: only the record's group may write it,
-//! only at answer paths (never `assignment` or `review`), values must have
-//! the right shape, and an approved record takes no more changes. One bad
+//! checked before anything is kept: each change the server does not hold yet
+//! must be by the actor of the session's inspector on the session's device
+//! (never the server's, a partner's or another device's: rule `writer`),
+//! only the record's group may write it, only at answer paths (never
+//! `assignment` or `review`), every signature written must verify against a
+//! key registered for its inspector (rule `signature`), values must have the
+//! right shape, and an approved record takes no more changes. One bad
 //! message refuses the whole request (4xx naming the rule and the record) and
 //! nothing of it is stored. Sync state is kept per (record, device): in
 //! memory during a sync, and its persistent part in `sync_states`, so a
@@ -23,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use automerge::ActorId;
 use automerge::ChangeHash;
 use automerge::sync::{BloomFilter, Have, Message, State, SyncDoc};
 use axum::Router;
@@ -32,8 +37,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use suiji_mobile_core::InspectorId;
 use suiji_mobile_core::RecordDoc;
-use suiji_mobile_core::record::server_actor;
+use suiji_mobile_core::record::{PartySignature, inspector_actor, server_actor};
 use suiji_mobile_core::sync::complete_message;
 use suiji_mobile_core::sync::wire::{
     self, CONTENT_TYPE, DocMessage, NewRecord, PROTOCOL_VERSION, SyncRequest, SyncResponse, rules,
@@ -137,6 +143,24 @@ fn refused(
     }
 }
 
+/// Who a round comes from: the session's inspector and the device the session is bound to.
+/// Every change a round brings must carry [`Syncer::actor`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Syncer {
+    /// The inspector.
+    pub inspector_id: i64,
+    /// The session's device id (hex).
+    pub device_id: String,
+}
+
+impl Syncer {
+    /// The one actor this syncer's changes may carry.
+    pub fn actor(&self) -> ActorId {
+        let device = hex::decode(&self.device_id).unwrap_or_default();
+        inspector_actor(&InspectorId::new(self.inspector_id.to_string()), &device)
+    }
+}
+
 fn check_device(device: &str) -> Result<()> {
     if !device.is_empty() && device.len() <= 64 && device.bytes().all(|b| b.is_ascii_hexdigit()) {
         Ok(())
@@ -149,7 +173,7 @@ fn check_device(device: &str) -> Result<()> {
 }
 
 /// The inspector an account is linked to.
-fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
+pub fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
     conn.prepare_cached("SELECT id FROM inspectors WHERE user_id = ?1")?
         .query_row([user_id], |r| r.get(0))
         .optional()?
@@ -186,11 +210,11 @@ fn record_exists(conn: &Connection, id: &str) -> Result<bool> {
     )?)
 }
 
-/// The blobs a record's photos refer to (photo, thumbnail, original upload).
+/// The blobs a record refers to: its photos' (photo, thumbnail, upload copy) and its
+/// handwritten signature images (the inspectors' and the party's).
 fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
-    let photos = doc
-        .photos()
-        .map_err(|e| Error::Internal(format!("reading photos of {record_id}: {e}")))?;
+    let err = |e: suiji_mobile_core::Error| Error::Internal(format!("reading {record_id}: {e}"));
+    let photos = doc.photos().map_err(err)?;
     let mut blobs = Vec::with_capacity(photos.len() * 2);
     for photo in photos {
         blobs.push(photo.sha256.as_str().to_owned());
@@ -198,6 +222,18 @@ fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
         if let Some(upload) = &photo.upload_sha256 {
             blobs.push(upload.as_str().to_owned());
         }
+    }
+    for signature in doc.signatures().map_err(err)? {
+        if let Some(image) = signature.image_sha256 {
+            blobs.push(image.as_str().to_owned());
+        }
+    }
+    if let Some(PartySignature::Signed {
+        image_sha256: Some(image),
+        ..
+    }) = doc.party_signature().map_err(err)?
+    {
+        blobs.push(image.as_str().to_owned());
     }
     Ok(blobs)
 }
@@ -257,6 +293,8 @@ fn maybe_compact(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> 
 /// acceptance of a new submission — or nothing when the message brought
 /// nothing new (`doc` is then as it was).
 fn apply_message(
+    conn: &Connection,
+    writer: &ActorId,
     record_id: &str,
     doc: &mut RecordDoc,
     state: &mut State,
@@ -302,7 +340,7 @@ fn apply_message(
         ));
     }
     let violations = copy
-        .write_violations(&before)
+        .write_violations(&before, writer)
         .map_err(|e| malformed(e.to_string()))?;
     if !violations.is_empty() {
         return Err(refused(
@@ -314,7 +352,18 @@ fn apply_message(
         ));
     }
     let shape = copy.check_shape();
-    if !shape.is_empty() {
+    if shape.is_empty() {
+        let bad = crate::signing::check_new_signatures(conn, &mut copy, &before)?;
+        if !bad.is_empty() {
+            return Err(refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "refused",
+                rules::SIGNATURE,
+                record_id,
+                format!("record {record_id}: {}", bad.join("; ")),
+            ));
+        }
+    } else {
         return Err(refused(
             StatusCode::UNPROCESSABLE_ENTITY,
             "refused",
@@ -375,12 +424,14 @@ fn holds_listed(doc: &mut RecordDoc, state: &mut State, heads: &[String]) -> boo
 /// What a phone asked in a round, by record.
 struct Asked<'a> {
     device: &'a str,
+    /// The one actor new changes may carry.
+    writer: ActorId,
     messages: HashMap<&'a str, &'a [u8]>,
     held: HashMap<&'a str, &'a [String]>,
 }
 
 impl<'a> Asked<'a> {
-    fn of(request: &'a SyncRequest) -> Result<Asked<'a>> {
+    fn of(request: &'a SyncRequest, syncer: &Syncer) -> Result<Asked<'a>> {
         if request.protocol != PROTOCOL_VERSION {
             return Err(Error::invalid(
                 "protocol",
@@ -391,6 +442,15 @@ impl<'a> Asked<'a> {
             ));
         }
         check_device(&request.device)?;
+        if request.device != syncer.device_id {
+            return Err(Error::invalid(
+                "device",
+                format!(
+                    "this session was opened for device {}, not {}",
+                    syncer.device_id, request.device
+                ),
+            ));
+        }
         let mut messages = HashMap::new();
         for m in &request.messages {
             if messages
@@ -410,6 +470,7 @@ impl<'a> Asked<'a> {
             .collect();
         Ok(Asked {
             device: &request.device,
+            writer: syncer.actor(),
             messages,
             held,
         })
@@ -478,7 +539,7 @@ fn step(
     };
     match (message, phone_heads, state.as_mut()) {
         (Some(bytes), _, Some(state)) => {
-            step.chunks = apply_message(record_id, &mut doc, state, bytes)?;
+            step.chunks = apply_message(conn, &asked.writer, record_id, &mut doc, state, bytes)?;
         }
         (None, Some(heads), Some(state)) => {
             let taken_at_their_word = holds_listed(&mut doc, state, heads);
@@ -521,7 +582,7 @@ fn step(
 
 /// A round worked out from one snapshot of the database, not stored yet.
 pub struct Plan {
-    inspector_id: i64,
+    syncer: Syncer,
     /// Records assigned in the snapshot, with the document version each step was worked out from.
     assigned: BTreeMap<String, i64>,
     /// Records the phone holds that are no longer assigned to it.
@@ -531,17 +592,17 @@ pub struct Plan {
     parsed: Vec<(String, Arc<VersionedDoc>)>,
 }
 
-/// Works out a round for `inspector_id` from what `conn` sees (one snapshot:
+/// Works out a round for `syncer` from what `conn` sees (one snapshot:
 /// call it inside a transaction). Refuses the whole round (4xx naming the
 /// rule and the record) when any message breaks a rule. Writes nothing.
 pub fn plan_round(
     conn: &Connection,
     memory: &SyncMemory,
-    inspector_id: i64,
+    syncer: &Syncer,
     request: &SyncRequest,
 ) -> Result<Plan> {
-    let asked = Asked::of(request)?;
-    let (assigned, ever) = assignments(conn, inspector_id)?;
+    let asked = Asked::of(request, syncer)?;
+    let (assigned, ever) = assignments(conn, syncer.inspector_id)?;
     for m in &request.messages {
         if assigned.contains_key(&m.record_id) || ever.contains(&m.record_id) {
             continue; // a withdrawn record's message is ignored; the record is listed below
@@ -578,7 +639,7 @@ pub fn plan_round(
         }
     }
     Ok(Plan {
-        inspector_id,
+        syncer: syncer.clone(),
         assigned,
         withdrawn,
         steps,
@@ -618,14 +679,14 @@ pub fn store_round(
     request: &SyncRequest,
     plan: Plan,
 ) -> Result<Stored> {
-    let asked = Asked::of(request)?;
-    let (assigned, _) = assignments(tx, plan.inspector_id)?;
+    let asked = Asked::of(request, &plan.syncer)?;
+    let (assigned, _) = assignments(tx, plan.syncer.inspector_id)?;
     let mut plan = if assigned.keys().ne(plan.assigned.keys()) {
         tracing::debug!(
             device = asked.device,
             "assignments changed: round planned again"
         );
-        plan_round(tx, memory, plan.inspector_id, request)?
+        plan_round(tx, memory, &plan.syncer.clone(), request)?
     } else {
         plan
     };
@@ -709,10 +770,10 @@ pub fn store_round(
 pub fn exchange(
     tx: &Transaction<'_>,
     memory: &SyncMemory,
-    inspector_id: i64,
+    syncer: &Syncer,
     request: SyncRequest,
 ) -> Result<SyncResponse> {
-    let plan = plan_round(tx, memory, inspector_id, &request)?;
+    let plan = plan_round(tx, memory, syncer, &request)?;
     let mut stored = store_round(tx, memory, &request, plan)?;
     stored.docs.clear();
     Ok(stored.remember(memory, &request.device))
@@ -724,6 +785,12 @@ async fn sync(
     request: Request,
 ) -> Result<Response> {
     user.require(&[Role::Inspector])?;
+    let Some(device_id) = user.device_id.clone() else {
+        return Err(Error::Forbidden(
+            "this session is not a phone's: log in from the phone with its device_id to sync"
+                .into(),
+        ));
+    };
     let is_cbor = request
         .headers()
         .get(header::CONTENT_TYPE)
@@ -752,10 +819,14 @@ async fn sync(
             .db
             .read(move |conn| {
                 let snapshot = conn.unchecked_transaction()?;
-                let inspector_id = inspector_of(&snapshot, user_id)?;
-                plan_round(&snapshot, &memory, inspector_id, &request)
+                let syncer = Syncer {
+                    inspector_id: inspector_of(&snapshot, user_id)?,
+                    device_id,
+                };
+                let plan = plan_round(&snapshot, &memory, &syncer, &request);
+                Ok((syncer, plan))
             })
-            .await
+            .await?
     };
     drop(permit);
     // ... and stored under the write lock. A round refused from the snapshot
@@ -766,10 +837,10 @@ async fn sync(
             .db
             .write(move |tx| {
                 let plan = match planned {
-                    Ok(plan) => plan,
-                    Err(e) => {
+                    (_, Ok(plan)) => plan,
+                    (syncer, Err(e)) => {
                         tracing::debug!(error = %e, "round refused from the snapshot: planned again");
-                        plan_round(tx, &memory, inspector_of(tx, user_id)?, &request)?
+                        plan_round(tx, &memory, &syncer, &request)?
                     }
                 };
                 store_round(tx, &memory, &request, plan)
@@ -798,7 +869,21 @@ mod tests {
     /// transaction of its own; returns how many rounds it took.
     fn sync(phone: &mut Phone, db: &Db, memory: &SyncMemory) -> Result<u32> {
         let inspector = phone.inspector;
-        phone.sync(|request| db.write_blocking(|tx| exchange(tx, memory, inspector, request)))
+        phone.sync(|request| db.write_blocking(|tx| exchange_as(tx, memory, inspector, request)))
+    }
+
+    /// One round as `inspector` on the device the request names.
+    fn exchange_as(
+        tx: &Transaction<'_>,
+        memory: &SyncMemory,
+        inspector: i64,
+        request: SyncRequest,
+    ) -> Result<SyncResponse> {
+        let syncer = Syncer {
+            inspector_id: inspector,
+            device_id: request.device.clone(),
+        };
+        exchange(tx, memory, &syncer, request)
     }
 
     fn demo() -> (
@@ -830,7 +915,7 @@ mod tests {
             .filter(|r| r.group.contains(&inspector))
             .map(|r| r.id.clone())
             .collect();
-        let mut phone = Phone::new(inspector, "a1");
+        let mut phone = Phone::new(inspector, "a1").unwrap();
         sync(&mut phone, &db, &states).unwrap();
         assert_eq!(phone.docs.keys().cloned().collect::<HashSet<_>>(), mine);
 
@@ -857,7 +942,7 @@ mod tests {
             "persisted state: nothing to send"
         );
         let response = db
-            .write_blocking(|tx| exchange(tx, &states, inspector, request))
+            .write_blocking(|tx| exchange_as(tx, &states, inspector, request))
             .unwrap();
         assert!(response.in_sync && response.messages.is_empty());
     }
@@ -868,7 +953,7 @@ mod tests {
         let states = SyncMemory::default();
         let inspector = records[0].group[0];
         let id = records[0].id.clone();
-        let mut phone = Phone::new(inspector, "b2");
+        let mut phone = Phone::new(inspector, "b2").unwrap();
         sync(&mut phone, &db, &states).unwrap();
         let before = server_doc(&db, &id).heads_hex();
         let doc = phone.docs.get_mut(&id).unwrap();
@@ -906,7 +991,7 @@ mod tests {
         let id = records[0].id.clone();
         let member = records[0].group[0];
         let stranger = (1..=60).find(|i| !records[0].group.contains(i)).unwrap();
-        let mut phone = Phone::new(member, "c3");
+        let mut phone = Phone::new(member, "c3").unwrap();
         sync(&mut phone, &db, &states).unwrap();
         let doc = phone.docs.get_mut(&id).unwrap();
         let message = {
@@ -928,7 +1013,7 @@ mod tests {
             }],
         };
         let err = db
-            .write_blocking(|tx| exchange(tx, &states, stranger, request(&id)))
+            .write_blocking(|tx| exchange_as(tx, &states, stranger, request(&id)))
             .unwrap_err();
         assert!(
             matches!(
@@ -942,7 +1027,7 @@ mod tests {
             "{err:?}"
         );
         let err = db
-            .write_blocking(|tx| exchange(tx, &states, member, request("r999-1")))
+            .write_blocking(|tx| exchange_as(tx, &states, member, request("r999-1")))
             .unwrap_err();
         assert!(
             matches!(
@@ -962,7 +1047,7 @@ mod tests {
             ..request(&id)
         };
         let err = db
-            .write_blocking(|tx| exchange(tx, &states, member, garbage))
+            .write_blocking(|tx| exchange_as(tx, &states, member, garbage))
             .unwrap_err();
         assert!(
             matches!(
@@ -988,7 +1073,11 @@ mod tests {
         let plan = db
             .read_blocking(|conn| {
                 let snapshot = conn.unchecked_transaction()?;
-                plan_round(&snapshot, memory, inspector, &request)
+                let syncer = Syncer {
+                    inspector_id: inspector,
+                    device_id: request.device.clone(),
+                };
+                plan_round(&snapshot, memory, &syncer, &request)
             })
             .unwrap();
         between();
@@ -1004,8 +1093,8 @@ mod tests {
         let memory = SyncMemory::default();
         let id = records[0].id.clone();
         let (a, b) = (records[0].group[0], records[0].group[1]);
-        let mut phone_a = Phone::new(a, "aa01");
-        let mut phone_b = Phone::new(b, "bb02");
+        let mut phone_a = Phone::new(a, "aa01").unwrap();
+        let mut phone_b = Phone::new(b, "bb02").unwrap();
         sync(&mut phone_a, &db, &memory).unwrap();
         sync(&mut phone_b, &db, &memory).unwrap();
         let items: Vec<_> = phone_a
@@ -1077,8 +1166,8 @@ mod tests {
         let memory = SyncMemory::default();
         let id = records[0].id.clone();
         let (a, b) = (records[0].group[0], records[0].group[1]);
-        let mut phone_a = Phone::new(a, "ab01");
-        let mut phone_b = Phone::new(b, "ab02");
+        let mut phone_a = Phone::new(a, "ab01").unwrap();
+        let mut phone_b = Phone::new(b, "ab02").unwrap();
         sync(&mut phone_a, &db, &memory).unwrap();
         sync(&mut phone_b, &db, &memory).unwrap();
         let item = phone_b
@@ -1096,7 +1185,7 @@ mod tests {
             let request = listing(phone, &id);
             let inspector = phone.inspector;
             let response = db
-                .write_blocking(|tx| exchange(tx, &memory, inspector, request))
+                .write_blocking(|tx| exchange_as(tx, &memory, inspector, request))
                 .unwrap();
             let carried: usize = response
                 .messages
@@ -1151,8 +1240,8 @@ mod tests {
         let memory = SyncMemory::default();
         let id = records[0].id.clone();
         let (a, b) = (records[0].group[0], records[0].group[1]);
-        let mut phone_a = Phone::new(a, "fa01");
-        let mut phone_b = Phone::new(b, "fb02");
+        let mut phone_a = Phone::new(a, "fa01").unwrap();
+        let mut phone_b = Phone::new(b, "fb02").unwrap();
         sync(&mut phone_a, &db, &memory).unwrap();
         sync(&mut phone_b, &db, &memory).unwrap();
         let items = phone_a
@@ -1195,7 +1284,7 @@ mod tests {
             m.message = message.encode();
         }
         let response = db
-            .write_blocking(|tx| exchange(tx, &memory, a, request))
+            .write_blocking(|tx| exchange_as(tx, &memory, a, request))
             .unwrap();
         phone_a.apply(response).unwrap();
         let doc = phone_a.docs.get_mut(&id).unwrap();
@@ -1208,7 +1297,7 @@ mod tests {
         let (_dir, db, records) = demo();
         let id = records[0].id.clone();
         let a = records[0].group[0];
-        let mut phone = Phone::new(a, "fc03");
+        let mut phone = Phone::new(a, "fc03").unwrap();
         sync(&mut phone, &db, &SyncMemory::default()).unwrap();
         let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
             .code
@@ -1225,7 +1314,7 @@ mod tests {
         for attempt in ["lost", "kept"] {
             let request = listing(&mut phone, &id);
             let response = db
-                .write_blocking(|tx| exchange(tx, &restarted, a, request))
+                .write_blocking(|tx| exchange_as(tx, &restarted, a, request))
                 .unwrap();
             assert!(
                 response.messages.iter().any(|m| m.record_id == id),
@@ -1254,7 +1343,7 @@ mod tests {
         let memory = SyncMemory::default();
         let id = records[0].id.clone();
         let a = records[0].group[0];
-        let mut phone = Phone::new(a, "cc03");
+        let mut phone = Phone::new(a, "cc03").unwrap();
         sync(&mut phone, &db, &memory).unwrap();
         let item = phone.docs.get_mut(&id).unwrap().assignment().unwrap().items[0]
             .code

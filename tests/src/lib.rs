@@ -367,24 +367,38 @@ pub struct Phone {
 }
 
 impl Phone {
-    /// Logs `username` in and opens an empty store for `inspector_id`.
+    /// Opens an empty store for `inspector_id` and logs `username` in on it, as an app does:
+    /// the session is bound to the store's device and the inspector's signing key registered.
     pub async fn open(server: &TestServer, username: &str, inspector_id: i64) -> Phone {
-        let client = server.login(username).await;
         let dir = tempfile::tempdir().expect("phone dir");
         let options = suiji_mobile_core::StoreOptions::new(suiji_mobile_core::InspectorId::new(
             inspector_id.to_string(),
         ));
         let store = suiji_mobile_core::Store::open(dir.path(), options).expect("open phone store");
+        let store = std::sync::Arc::new(store);
+        let credentials = {
+            let (store, url, name) = (store.clone(), server.base.clone(), username.to_owned());
+            tokio::task::spawn_blocking(move || {
+                suiji_mobile_core::sync::client::log_in(&store, &url, &name, PASSWORD)
+            })
+            .await
+            .expect("login thread")
+            .unwrap_or_else(|e| panic!("log {username} in on a phone: {e}"))
+        };
         Phone {
-            store: std::sync::Arc::new(store),
-            credentials: suiji_mobile_core::sync::client::Credentials {
-                access_token: client.token.expect("token"),
-                refresh_token: client.refresh_token.expect("refresh token"),
-            },
+            store,
+            credentials,
             inspector_id,
             username: username.to_owned(),
             _dir: dir,
         }
+    }
+
+    /// Signs record `id` as the phone's own inspector, without a handwritten image.
+    pub fn sign(&self, id: &suiji_mobile_core::RecordId) -> suiji_mobile_core::Result<()> {
+        self.store
+            .sign(id, self.store.inspector_id(), None)
+            .map(drop)
     }
 
     /// Syncs with the server at `url` (the client blocks, so off the runtime).
@@ -505,10 +519,10 @@ pub async fn sign_and_submit(
     a.sync(&url).await.unwrap();
     b.sync(&url).await.unwrap();
     a.sync(&url).await.unwrap();
-    a.store.sign(id).unwrap();
+    a.sign(id).unwrap();
     a.sync(&url).await.unwrap();
     b.sync(&url).await.unwrap();
-    b.store.sign(id).unwrap();
+    b.sign(id).unwrap();
     b.sync(&url).await.unwrap();
     a.sync(&url).await.unwrap();
     let outcome = a.store.submit(id).unwrap();

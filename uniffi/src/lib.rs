@@ -6,7 +6,8 @@ use std::collections::BTreeSet;
 use std::sync::Arc;
 use suiji_mobile_core::photo::PhotoLimits;
 use suiji_mobile_core::record::{
-    Conflict, EvidenceNote, Missing, NoteKind, PartySignature, PhotoMeta, SubmitOutcome,
+    Conflict, EvidenceNote, Missing, NoteKind, PartySignature, PhotoMeta, SignatureStatus,
+    SubmitOutcome,
 };
 use suiji_mobile_core::store::{OutboxEntry, OutboxItem, TaskSummary};
 use suiji_mobile_core::sync::client as core_sync;
@@ -67,7 +68,7 @@ impl From<suiji_mobile_core::Error> for SuijiError {
             | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
             E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
             E::Network(_) => SuijiError::Network(message),
-            E::Unauthorized(_) => SuijiError::Unauthorized(message),
+            E::Unauthorized(_) | E::SignerNotLoggedIn { .. } => SuijiError::Unauthorized(message),
             E::Server { status, .. } if status >= 500 => SuijiError::Network(message),
             E::Server { status: 404, .. } => SuijiError::NotFound(message),
             E::Server { .. } => SuijiError::Other { reason: message },
@@ -637,6 +638,49 @@ impl MobileStore {
         Ok(report.into())
     }
 
+    /// Logs the store's own inspector in: opens a session bound to this phone's device and
+    /// registers the inspector's signing key. Returns the tokens to sync with. A wrong
+    /// password is `SuijiError.Unauthorized`; another inspector's account `Conflict`. Blocks.
+    pub fn log_in(
+        &self,
+        server_url: String,
+        username: String,
+        password: String,
+    ) -> Result<Credentials> {
+        Ok(core_sync::log_in(&self.store, &server_url, &username, &password)?.into())
+    }
+
+    /// A partner logs in on this phone with their own password so that they can sign here
+    /// (`InspectionRecord.sign_for`): registers a signing key for them on this device. Returns
+    /// their inspector id. Blocks.
+    pub fn add_signer(
+        &self,
+        server_url: String,
+        username: String,
+        password: String,
+    ) -> Result<String> {
+        Ok(core_sync::add_signer(&self.store, &server_url, &username, &password)?.0)
+    }
+
+    /// The public key (hex) of the store's own inspector on this phone, created if needed.
+    pub fn signing_public_key(&self) -> Result<String> {
+        Ok(self.store.signing_public_key(self.store.inspector_id())?)
+    }
+
+    /// The inspectors who can sign on this phone, with their public keys.
+    pub fn signers(&self) -> Result<Vec<SignerKey>> {
+        Ok(self
+            .store
+            .signers()?
+            .into_iter()
+            .map(|s| SignerKey {
+                inspector_id: s.inspector_id.0,
+                public_key: s.public_key,
+                registered: s.registered,
+            })
+            .collect())
+    }
+
     /// Downloads a blob a record refers to (a partner's thumbnail or photo) unless it is
     /// already on the phone, and returns its path. Blocks.
     pub fn fetch_blob(
@@ -659,6 +703,36 @@ impl MobileStore {
             credentials: (credentials != given).then(|| credentials.into()),
         })
     }
+}
+
+// ----- signatures --------------------------------------------------------------------------
+
+/// An inspector's public signing key.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SignerKey {
+    /// The inspector.
+    pub inspector_id: String,
+    /// Ed25519 public key, hex.
+    pub public_key: String,
+    /// Whether the server registered it (as this phone knows; ignored when checking).
+    pub registered: bool,
+}
+
+/// One inspector signature with what checking it found.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct SignatureCheckView {
+    /// Who signed.
+    pub inspector_id: String,
+    /// The key it names.
+    pub public_key: String,
+    /// When (RFC 3339).
+    pub signed_at: String,
+    /// Their handwritten signature image's blob, if one was drawn.
+    pub image_sha256: Option<String>,
+    /// `valid`, `stale` (the record changed after signing) or `invalid`.
+    pub status: String,
+    /// Why it is invalid.
+    pub reason: Option<String>,
 }
 
 // ----- sync --------------------------------------------------------------------------------
@@ -1059,15 +1133,21 @@ impl InspectionRecord {
         self.edit(|d| d.remove_note(&NoteId(id)))
     }
 
-    /// Signs as the store's inspector.
-    pub fn sign(&self) -> Result<()> {
-        self.store.sign(&self.id)?;
+    /// Signs as the store's inspector with their key on this phone, with their handwritten
+    /// signature (PNG from a signature pad) if one was drawn. The key is registered with the
+    /// server at `MobileStore.log_in`; the server refuses signatures of an unregistered key.
+    pub fn sign(&self, image_png: Option<Vec<u8>>) -> Result<()> {
+        let me = self.store.inspector_id().clone();
+        self.store.sign(&self.id, &me, image_png.as_deref())?;
         Ok(())
     }
 
-    /// Signs as another inspector of the group, on this phone.
-    pub fn sign_as(&self, inspector_id: String) -> Result<()> {
-        self.store.sign_as(&self.id, &InspectorId(inspector_id))?;
+    /// Signs as another inspector of the group on this phone. They must have logged in here
+    /// first (`MobileStore.add_signer`), which registered a key for them on this device;
+    /// otherwise `SuijiError.Unauthorized`.
+    pub fn sign_for(&self, inspector_id: String, image_png: Option<Vec<u8>>) -> Result<()> {
+        self.store
+            .sign(&self.id, &InspectorId(inspector_id), image_png.as_deref())?;
         Ok(())
     }
 
@@ -1080,9 +1160,34 @@ impl InspectionRecord {
             .collect())
     }
 
-    /// Records the party's signature.
-    pub fn party_sign(&self, name: String, role: String) -> Result<()> {
-        self.edit(|d| d.party_sign(&name, &role, None))?;
+    /// Checks every inspector signature against the given public keys (as the server's
+    /// signed-copy download lists them, or as each phone reports its own), offline.
+    pub fn check_signatures(&self, keys: Vec<SignerKey>) -> Result<Vec<SignatureCheckView>> {
+        let mut doc = self.store.record(&self.id)?;
+        let mut registered = |inspector: &InspectorId, key: &str| {
+            keys.iter()
+                .any(|k| k.inspector_id == inspector.0 && k.public_key == key)
+        };
+        Ok(doc
+            .check_signatures(&mut registered)?
+            .into_iter()
+            .map(|check| SignatureCheckView {
+                inspector_id: check.signature.inspector_id.0.clone(),
+                public_key: check.signature.public_key.clone(),
+                signed_at: check.signature.signed_at.to_rfc3339(),
+                image_sha256: check.signature.image_sha256.map(|h| h.as_str().to_owned()),
+                status: check.status.code().to_owned(),
+                reason: match check.status {
+                    SignatureStatus::Invalid(why) => Some(why),
+                    _ => None,
+                },
+            })
+            .collect())
+    }
+
+    /// Records the party's handwritten signature: `image_png` from the signature pad.
+    pub fn party_sign(&self, name: String, role: String, image_png: Vec<u8>) -> Result<()> {
+        self.store.party_sign(&self.id, &name, &role, &image_png)?;
         Ok(())
     }
 

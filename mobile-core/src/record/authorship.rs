@@ -1,34 +1,48 @@
 //! Who may write what: checks the changes a replica brought in against the record's rules
-//! (only the assigned inspectors write a record, only the server writes `assignment` and
-//! `review`, inspectors only put scalars where the layout has answers).
+//! (only the assigned inspectors write a record, each change under the actor of the one
+//! inspector and device that sent it, never the server's; inspectors only put scalars where
+//! the layout has answers, never in `assignment` or `review`).
 
-use super::{ActorIdentity, Assignment, RecordDoc, actor_identity, keys};
+use super::{ActorIdentity, Assignment, InspectorSignature, RecordDoc, actor_identity, keys};
 use crate::error::{Error, Result};
 use automerge::legacy::{Key, ObjectId, OpType};
-use automerge::{ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
+use automerge::{ActorId, ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
 use std::collections::HashMap;
 
 impl RecordDoc {
     /// Checks every change in the document that is not reachable from `since` (the heads the
     /// server held before applying a phone's message) and returns what breaks the rules; empty
-    /// when everything is allowed. The server's own changes are always allowed. Inspectors
-    /// must be in the group of the assignment as it was at `since`, so that incoming changes
-    /// cannot vouch for themselves by rewriting it.
-    pub fn write_violations(&mut self, since: &[ChangeHash]) -> Result<Vec<String>> {
-        let group = match self.doc.get_at(ROOT, keys::ASSIGNMENT, since)? {
-            Some((Value::Scalar(s), _)) => match s.as_ref() {
-                ScalarValue::Str(json) => serde_json::from_str::<Assignment>(json)?.inspectors,
-                _ => return Err(Error::Malformed("assignment is not a string".into())),
-            },
-            _ => return Err(Error::Malformed("no assignment at the given heads".into())),
-        };
+    /// when everything is allowed. Each such change must be by `writer`, the actor of the
+    /// inspector and device the message came from: never the server's actor, never a
+    /// partner's, never another device's. The writer must be in the group of the assignment as
+    /// it was at `since`, so that incoming changes cannot vouch for themselves by rewriting it.
+    pub fn write_violations(
+        &mut self,
+        since: &[ChangeHash],
+        writer: &ActorId,
+    ) -> Result<Vec<String>> {
+        let group = self.group_at(since)?;
         let mut problems = Vec::new();
         // Many operations land in the same few objects; find each object's path once.
         let mut paths: HashMap<ObjectId, Vec<String>> = HashMap::new();
         for change in self.doc.get_changes(since) {
-            let who = actor_identity(change.actor_id());
-            let inspector = match who {
-                ActorIdentity::Server => continue,
+            if change.actor_id() != writer {
+                problems.push(format!(
+                    "change {} is by {}, not by this session's inspector on this device ({})",
+                    change.hash(),
+                    describe(change.actor_id()),
+                    describe(writer)
+                ));
+                continue;
+            }
+            let inspector = match actor_identity(change.actor_id()) {
+                ActorIdentity::Server => {
+                    problems.push(format!(
+                        "change {} is by the server's actor, which no phone may use",
+                        change.hash()
+                    ));
+                    continue;
+                }
                 ActorIdentity::Unknown => {
                     problems.push(format!(
                         "change {} is by an actor that is neither the server nor an inspector",
@@ -73,6 +87,38 @@ impl RecordDoc {
         Ok(problems)
     }
 
+    /// The inspector group of the assignment as it was at `heads`.
+    fn group_at(&self, heads: &[ChangeHash]) -> Result<Vec<super::AssignedInspector>> {
+        match self.doc.get_at(ROOT, keys::ASSIGNMENT, heads)? {
+            Some((Value::Scalar(s), _)) => match s.as_ref() {
+                ScalarValue::Str(json) => Ok(serde_json::from_str::<Assignment>(json)?.inspectors),
+                _ => Err(Error::Malformed("assignment is not a string".into())),
+            },
+            _ => Err(Error::Malformed("no assignment at the given heads".into())),
+        }
+    }
+
+    /// The inspector signatures written by changes not reachable from `since`, each value
+    /// every such change put (not only the one a merge shows), so that none escapes a check.
+    pub fn signatures_written_since(
+        &mut self,
+        since: &[ChangeHash],
+    ) -> Result<Vec<InspectorSignature>> {
+        let signatures = self.root_map(keys::SIGNATURES)?;
+        let mut written = Vec::new();
+        for change in self.doc.get_changes(since) {
+            for op in change.decode().operations {
+                let OpType::Put(ScalarValue::Str(json)) = &op.action else {
+                    continue;
+                };
+                if self.doc.import_obj(&op.obj.to_string()).ok().as_ref() == Some(&signatures) {
+                    written.push(serde_json::from_str(json)?);
+                }
+            }
+        }
+        Ok(written)
+    }
+
     /// The path of map keys from the root to an object.
     fn object_path(&self, obj: &ObjectId) -> Result<Vec<String>> {
         if let ObjectId::Root = obj {
@@ -111,5 +157,17 @@ fn inspector_may_write(path: &[String], action: &OpType) -> bool {
             _,
         ] => true,
         _ => false,
+    }
+}
+
+/// An actor as messages name it: the server, `inspector N on device D`, or its hex.
+fn describe(actor: &ActorId) -> String {
+    match actor_identity(actor) {
+        ActorIdentity::Server => "the server".into(),
+        ActorIdentity::Inspector {
+            inspector_id,
+            device,
+        } => format!("inspector {inspector_id} on device {device}"),
+        ActorIdentity::Unknown => format!("actor {actor}"),
     }
 }

@@ -220,29 +220,12 @@ impl RecordDoc {
         past.content_digest()
     }
 
-    /// Signs the record as `inspector`, recording the heads and content digest they saw.
-    pub fn sign(
-        &mut self,
-        inspector: &InspectorId,
-        image_sha256: Option<BlobHash>,
-    ) -> Result<InspectorSignature> {
-        self.ensure_editable()?;
-        if self.assignment()?.inspector(inspector).is_none() {
-            return Err(Error::InvalidInput(format!(
-                "inspector {inspector} is not in this record's group"
-            )));
-        }
-        let signature = InspectorSignature {
-            inspector_id: inspector.clone(),
-            heads: self.heads_hex(),
-            content_sha256: self.content_digest()?,
-            signed_at: now(),
-            image_sha256,
-        };
+    /// Puts an inspector's signature under their id and commits.
+    pub(super) fn put_signature(&mut self, signature: &InspectorSignature) -> Result<()> {
         let obj = self.root_map(keys::SIGNATURES)?;
-        self.put_json(&obj, inspector.as_str(), &signature)?;
+        self.put_json(&obj, signature.inspector_id.as_str(), signature)?;
         self.commit("inspector signs");
-        Ok(signature)
+        Ok(())
     }
 
     /// Records the party's signature.

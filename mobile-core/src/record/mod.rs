@@ -42,6 +42,7 @@ mod authorship;
 mod conflicts;
 mod finish;
 mod review;
+mod signing;
 mod values;
 
 pub use actor::{
@@ -52,7 +53,11 @@ pub use assignment::{
     AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef,
 };
 pub use conflicts::{Conflict, ConflictValue};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use finish::{Missing, SubmitOutcome};
+pub use signing::{
+    SIGNATURE_CONTEXT, SignatureCheck, SignatureStatus, parse_public_key, public_key_hex,
+};
 pub use values::{
     EvidenceNote, FollowUp, Gps, InspectorSignature, ItemAnswer, NoteKind, PartySignature,
     PhotoMeta, Review, ReviewEvent, Submission,

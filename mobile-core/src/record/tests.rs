@@ -70,6 +70,17 @@ pub(crate) fn insp(n: u8) -> InspectorId {
     InspectorId::new(format!("insp-{n}"))
 }
 
+/// Inspector `n`'s signing key in tests (fixed, so runs are repeatable).
+pub(crate) fn key(n: u8) -> SigningKey {
+    SigningKey::from_bytes(&[n; 32])
+}
+
+/// Every key of `key(n)` counts as registered for inspector `n`.
+pub(crate) fn test_keys(inspector: &InspectorId, public_key: &str) -> bool {
+    (0..=9u8)
+        .any(|n| insp(n) == *inspector && public_key_hex(&key(n).verifying_key()) == public_key)
+}
+
 pub(crate) fn phone_copy(server: &mut RecordDoc, inspector: u8) -> RecordDoc {
     let bytes = server.save();
     let mut doc = RecordDoc::load(&bytes).unwrap();
@@ -371,9 +382,9 @@ fn signatures_of_two_inspectors_allow_submission_and_a_later_edit_makes_them_sta
     let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
     let mut one = phone_copy(&mut server, 1);
     answer_everything(&mut one);
-    let sig = one.sign(&insp(1), None).unwrap();
+    let sig = one.sign(&insp(1), &key(1), None).unwrap();
     let mut two = phone_copy(&mut one, 2);
-    two.sign(&insp(2), None).unwrap();
+    two.sign(&insp(2), &key(2), None).unwrap();
     one.merge(&mut two).unwrap();
     assert!(one.missing_for_submit().unwrap().is_empty());
 
@@ -383,7 +394,7 @@ fn signatures_of_two_inspectors_allow_submission_and_a_later_edit_makes_them_sta
 
     // Someone outside the group cannot sign.
     assert!(matches!(
-        one.sign(&InspectorId::new("stranger"), None),
+        one.sign(&InspectorId::new("stranger"), &key(9), None),
         Err(Error::InvalidInput(_))
     ));
 
@@ -401,8 +412,8 @@ fn returned_record_can_be_edited_and_submitted_as_the_next_round() {
     let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
     let mut phone = phone_copy(&mut server, 1);
     answer_everything(&mut phone);
-    phone.sign(&insp(1), None).unwrap();
-    phone.sign(&insp(2), None).unwrap();
+    phone.sign(&insp(1), &key(1), None).unwrap();
+    phone.sign(&insp(2), &key(2), None).unwrap();
     assert_eq!(
         phone.submit(&insp(1)).unwrap(),
         SubmitOutcome::Submitted { round: 1 }
@@ -440,8 +451,8 @@ fn returned_record_can_be_edited_and_submitted_as_the_next_round() {
         phone.submit(&insp(1)).unwrap(),
         SubmitOutcome::Incomplete { .. }
     ));
-    phone.sign(&insp(1), None).unwrap();
-    phone.sign(&insp(2), None).unwrap();
+    phone.sign(&insp(1), &key(1), None).unwrap();
+    phone.sign(&insp(2), &key(2), None).unwrap();
     assert_eq!(
         phone.submit(&insp(2)).unwrap(),
         SubmitOutcome::Submitted { round: 2 }
@@ -514,23 +525,29 @@ fn write_violations_accept_phone_answers_and_server_review_but_flag_tampering() 
     phone
         .add_note(&insp(1), &ItemCode::new("A01"), "note", &[], NoteKind::Note)
         .unwrap();
-    phone.sign(&insp(1), None).unwrap();
-    phone.sign(&insp(2), None).unwrap();
+    phone.sign(&insp(1), &key(1), None).unwrap();
+    phone.sign(&insp(2), &key(2), None).unwrap();
     phone.set_party_statement("无异议").unwrap();
-    phone.sign(&insp(1), None).unwrap();
-    phone.sign(&insp(2), None).unwrap();
+    phone.sign(&insp(1), &key(1), None).unwrap();
+    phone.sign(&insp(2), &key(2), None).unwrap();
     assert!(matches!(
         phone.submit(&insp(1)).unwrap(),
         SubmitOutcome::Submitted { .. }
     ));
     server.merge(&mut phone).unwrap();
+    let writer = phone.automerge_mut().get_actor().clone();
     assert_eq!(
-        server.write_violations(&created).unwrap(),
+        server.write_violations(&created, &writer).unwrap(),
         Vec::<String>::new()
     );
+    // The server's own changes are never a phone's to send.
     let before_review = server.heads();
     server.accept_submission("server").unwrap();
-    assert!(server.write_violations(&before_review).unwrap().is_empty());
+    let problems = server.write_violations(&before_review, &writer).unwrap();
+    assert!(
+        problems.len() == 1 && problems[0].contains("by the server"),
+        "{problems:?}"
+    );
 
     // A phone that writes the server's parts, or makes objects, is caught.
     let mut rogue = phone_copy(&mut server, 2);
@@ -550,7 +567,8 @@ fn write_violations_accept_phone_answers_and_server_review_but_flag_tampering() 
         .put_object(&notes, "n-obj", ObjType::Map)
         .unwrap();
     rogue.commit("tamper");
-    let problems = rogue.write_violations(&before).unwrap();
+    let rogue_actor = rogue.automerge_mut().get_actor().clone();
+    let problems = rogue.write_violations(&before, &rogue_actor).unwrap();
     assert_eq!(problems.len(), 3, "{problems:?}");
     assert!(problems[0].contains("review/state"), "{problems:?}");
 
@@ -564,9 +582,75 @@ fn write_violations_accept_phone_answers_and_server_review_but_flag_tampering() 
         .put(&party, keys::STATEMENT, "x")
         .unwrap();
     stranger.commit("stranger");
-    let problems = stranger.write_violations(&before).unwrap();
+    let stranger_actor = stranger.automerge_mut().get_actor().clone();
+    let problems = stranger.write_violations(&before, &stranger_actor).unwrap();
     assert!(
         problems.iter().all(|p| p.contains("not assigned")) && !problems.is_empty(),
         "{problems:?}"
+    );
+}
+
+#[test]
+fn a_signature_verifies_against_its_registered_key_and_fails_when_forged_or_outdated() {
+    let mut server = RecordDoc::create(&record_id(), &sample_assignment()).unwrap();
+    let mut phone = phone_copy(&mut server, 1);
+    answer_everything(&mut phone);
+    let signature = phone.sign(&insp(1), &key(1), None).unwrap();
+    assert_eq!(
+        phone.check_signature(&signature, &mut test_keys).unwrap(),
+        SignatureStatus::Valid
+    );
+
+    // A key nobody registered for the inspector.
+    let mut nobody = |_: &InspectorId, _: &str| false;
+    assert!(matches!(
+        phone.check_signature(&signature, &mut nobody).unwrap(),
+        SignatureStatus::Invalid(why) if why.contains("not registered")
+    ));
+
+    // Inspector 1's key used to sign as inspector 2: the key is not theirs.
+    let as_partner = phone.sign(&insp(2), &key(1), None).unwrap();
+    assert!(matches!(
+        phone.check_signature(&as_partner, &mut test_keys).unwrap(),
+        SignatureStatus::Invalid(why) if why.contains("not registered")
+    ));
+
+    // The same signature claiming other heads, or another digest, no longer verifies.
+    let mut other_heads = signature.clone();
+    other_heads.heads = phone.heads_hex();
+    assert!(matches!(
+        phone.check_signature(&other_heads, &mut test_keys).unwrap(),
+        SignatureStatus::Invalid(why) if why.contains("does not verify")
+    ));
+    // Re-signed honestly over heads whose content is not the digest it claims.
+    let mut wrong_digest = signature.clone();
+    wrong_digest.content_sha256 = "0".repeat(64);
+    wrong_digest.signature = {
+        use ed25519_dalek::Signer;
+        hex::encode(
+            key(1)
+                .sign(&wrong_digest.signed_bytes(&record_id()))
+                .to_bytes(),
+        )
+    };
+    assert!(matches!(
+        phone.check_signature(&wrong_digest, &mut test_keys).unwrap(),
+        SignatureStatus::Invalid(why) if why.contains("content digest")
+    ));
+
+    // Copied into another record, it names the wrong record.
+    let mut elsewhere = RecordDoc::create(&RecordId::new("other"), &sample_assignment()).unwrap();
+    assert!(matches!(
+        elsewhere
+            .check_signature(&signature, &mut test_keys)
+            .unwrap(),
+        SignatureStatus::Invalid(_)
+    ));
+
+    // Edited after signing: the signature still proves what was signed, but is stale.
+    phone.set_party_statement("签字后补充").unwrap();
+    assert_eq!(
+        phone.check_signature(&signature, &mut test_keys).unwrap(),
+        SignatureStatus::Stale
     );
 }

@@ -117,6 +117,13 @@ pub struct InspectorSignature {
     pub signed_at: DateTime<Utc>,
     /// Blob of the handwritten signature image, if one was captured.
     pub image_sha256: Option<BlobHash>,
+    /// The signer's Ed25519 public key (hex); empty in signatures made before keys existed.
+    #[serde(default)]
+    pub public_key: String,
+    /// Ed25519 signature (hex) over `signed_bytes` (see `record::signing`); empty in
+    /// signatures made before keys existed, which never verify.
+    #[serde(default)]
+    pub signature: String,
 }
 
 /// The party's (被检查人) signature or refusal.

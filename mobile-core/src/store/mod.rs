@@ -12,10 +12,12 @@
 //!   connection beside it for list screens.
 
 mod blobs;
+mod keys;
 mod outbox;
 mod sync;
 
 pub use blobs::BlobRole;
+pub use keys::{MAX_SIGNATURE_IMAGE, MAX_SIGNATURE_PIXELS, Signer};
 pub use outbox::{OutboxEntry, OutboxItem};
 pub use sync::{AppliedRound, PreparedRound, SyncRefusal, SyncSession};
 
@@ -36,6 +38,7 @@ use std::sync::{Mutex, MutexGuard};
 const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
     include_str!("../../migrations/002_sync.sql"),
+    include_str!("../../migrations/003_signing_keys.sql"),
 ];
 
 /// Name of the database file inside the store directory.
@@ -366,22 +369,6 @@ impl Store {
             after(tx, &value)
         })?;
         Ok(value)
-    }
-
-    /// Signs a record as this store's inspector.
-    pub fn sign(&self, id: &RecordId) -> Result<crate::record::InspectorSignature> {
-        let me = self.options.inspector_id.clone();
-        self.edit(id, |doc| doc.sign(&me, None))
-    }
-
-    /// Signs a record as another inspector of the group using this phone (the second
-    /// inspector of a pair signs on the same device on site).
-    pub fn sign_as(
-        &self,
-        id: &RecordId,
-        inspector: &InspectorId,
-    ) -> Result<crate::record::InspectorSignature> {
-        self.edit(id, |doc| doc.sign(inspector, None))
     }
 
     /// Submits a record if complete; otherwise nothing changes and the missing parts are

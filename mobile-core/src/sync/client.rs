@@ -29,7 +29,7 @@
 //! Everything blocks: call it from a background thread (`spawn_blocking` in async code).
 
 use crate::error::{Error, Result};
-use crate::ids::{BlobHash, RecordId};
+use crate::ids::{BlobHash, InspectorId, RecordId};
 use crate::store::{BlobRole, OutboxEntry, OutboxItem, Store, SyncRefusal};
 use crate::sync::wire::{self, CONTENT_TYPE, Refusal, SYNC_PATH, SyncRequest, SyncResponse, rules};
 use serde::Deserialize;
@@ -54,6 +54,12 @@ const MAX_BLOB_CONFLICTS: u32 = 3;
 
 /// Path of the token refresh endpoint.
 pub const REFRESH_PATH: &str = "/api/v1/auth/refresh";
+/// Path of the login endpoint.
+pub const LOGIN_PATH: &str = "/api/v1/auth/login";
+/// Path of the logout endpoint.
+pub const LOGOUT_PATH: &str = "/api/v1/auth/logout";
+/// Path where an inspector registers a signing key for the device of their session.
+pub const SIGNING_KEYS_PATH: &str = "/api/v1/signing-keys";
 /// Path prefix of the blob endpoints.
 pub const BLOBS_PATH: &str = "/api/v1/blobs";
 
@@ -259,6 +265,19 @@ struct Http<'a> {
     bytes_received: u64,
 }
 
+impl<'a> Http<'a> {
+    fn new(credentials: &'a mut Credentials, listener: &'a dyn SyncListener) -> Http<'a> {
+        Http {
+            credentials,
+            listener,
+            refreshed: false,
+            requests: 0,
+            bytes_sent: 0,
+            bytes_received: 0,
+        }
+    }
+}
+
 /// A client for one server. Cheap to clone; keeps connections open between requests.
 #[derive(Clone)]
 pub struct Client {
@@ -311,14 +330,7 @@ impl Client {
         credentials: &mut Credentials,
         listener: &dyn SyncListener,
     ) -> Result<SyncReport> {
-        let mut http = Http {
-            credentials,
-            listener,
-            refreshed: false,
-            requests: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-        };
+        let mut http = Http::new(credentials, listener);
         let mut tally = Tally::new(listener);
         let mut queued = queued_blobs(store)?;
         tally.progress.bytes_total = queued.iter().map(|(_, size)| size).sum();
@@ -364,14 +376,7 @@ impl Client {
                 "no record held refers to blob {sha256}"
             )));
         }
-        let mut http = Http {
-            credentials,
-            listener,
-            refreshed: false,
-            requests: 0,
-            bytes_sent: 0,
-            bytes_received: 0,
-        };
+        let mut http = Http::new(credentials, listener);
         let path = format!("{BLOBS_PATH}/{sha256}");
         let answer = self.authorized(&mut http, MAX_BLOB, Call::Get(&path))?;
         match answer.status {
@@ -579,6 +584,117 @@ impl Client {
         match answer.status {
             200 => answer.json("blob status"),
             _ => Err(answer.into_error()),
+        }
+    }
+
+    // ----- logins ----------------------------------------------------------------------------
+
+    /// Logs the store's own inspector in on this phone: opens a session bound to the store's
+    /// device (every change this phone syncs must then carry the store's actor) and registers
+    /// the inspector's signing key for it. An account that is not this store's inspector is
+    /// [`Error::WrongInspector`]; a wrong password [`Error::Unauthorized`].
+    pub fn log_in(&self, store: &Store, username: &str, password: &str) -> Result<Credentials> {
+        let (inspector, mut credentials) = self.open_session(store, username, password)?;
+        if &inspector != store.inspector_id() {
+            self.close_session(&mut credentials);
+            return Err(Error::WrongInspector {
+                stored: store.inspector_id().0.clone(),
+                given: inspector.0,
+            });
+        }
+        self.register_key(store, &inspector, &mut credentials)?;
+        Ok(credentials)
+    }
+
+    /// A partner logs in on this phone with their own password so that they can sign here:
+    /// registers a signing key for them bound to this device, then closes their session (the
+    /// phone keeps syncing as its own inspector). Returns who they are.
+    pub fn add_signer(&self, store: &Store, username: &str, password: &str) -> Result<InspectorId> {
+        let (inspector, mut credentials) = self.open_session(store, username, password)?;
+        let registered = self.register_key(store, &inspector, &mut credentials);
+        self.close_session(&mut credentials);
+        registered.map(|()| inspector)
+    }
+
+    /// `POST /api/v1/auth/login` with the store's device id; the inspector the account is.
+    fn open_session(
+        &self,
+        store: &Store,
+        username: &str,
+        password: &str,
+    ) -> Result<(InspectorId, Credentials)> {
+        #[derive(Deserialize)]
+        struct Login {
+            access_token: String,
+            refresh_token: String,
+            inspector_id: Option<i64>,
+        }
+        let body = serde_json::to_vec(&serde_json::json!({
+            "username": username,
+            "password": password,
+            "device": concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")),
+            "device_id": store.device_id(),
+        }))?;
+        let mut credentials = Credentials {
+            access_token: String::new(),
+            refresh_token: String::new(),
+        };
+        let mut http = Http::new(&mut credentials, &());
+        let answer = self.send(
+            Call::Post(LOGIN_PATH, &body, "application/json"),
+            None,
+            MAX_SMALL_ANSWER,
+            &mut http,
+        )?;
+        if answer.status != 200 {
+            return Err(answer.into_error());
+        }
+        let login: Login = answer.json("login answer")?;
+        let mut credentials = Credentials {
+            access_token: login.access_token,
+            refresh_token: login.refresh_token,
+        };
+        match login.inspector_id {
+            Some(id) => Ok((InspectorId::new(id.to_string()), credentials)),
+            None => {
+                self.close_session(&mut credentials);
+                Err(Error::InvalidInput(format!(
+                    "account {username} is not linked to an inspector"
+                )))
+            }
+        }
+    }
+
+    /// Registers this phone's key of `inspector` under their session.
+    fn register_key(
+        &self,
+        store: &Store,
+        inspector: &InspectorId,
+        credentials: &mut Credentials,
+    ) -> Result<()> {
+        let public_key = store.signing_public_key(inspector)?;
+        let body = serde_json::to_vec(&serde_json::json!({ "public_key": public_key }))?;
+        let mut http = Http::new(credentials, &());
+        let answer = self.authorized(
+            &mut http,
+            MAX_SMALL_ANSWER,
+            Call::Post(SIGNING_KEYS_PATH, &body, "application/json"),
+        )?;
+        match answer.status {
+            200 | 201 => store.mark_signer_registered(inspector, &public_key),
+            _ => Err(answer.into_error()),
+        }
+    }
+
+    /// Ends a session; a failure only leaves it to expire.
+    fn close_session(&self, credentials: &mut Credentials) {
+        let mut http = Http::new(credentials, &());
+        if let Err(e) = self.authorized(
+            &mut http,
+            MAX_SMALL_ANSWER,
+            Call::Post(LOGOUT_PATH, b"{}", "application/json"),
+        ) {
+            let _ = e; // the session expires on its own
         }
     }
 
@@ -820,6 +936,26 @@ pub fn sync(
     listener: &dyn SyncListener,
 ) -> Result<SyncReport> {
     Client::new(server_url)?.sync(store, credentials, listener)
+}
+
+/// Logs the store's own inspector in: see [`Client::log_in`].
+pub fn log_in(
+    store: &Store,
+    server_url: &str,
+    username: &str,
+    password: &str,
+) -> Result<Credentials> {
+    Client::new(server_url)?.log_in(store, username, password)
+}
+
+/// A partner logs in on this phone to sign here: see [`Client::add_signer`].
+pub fn add_signer(
+    store: &Store,
+    server_url: &str,
+    username: &str,
+    password: &str,
+) -> Result<InspectorId> {
+    Client::new(server_url)?.add_signer(store, username, password)
 }
 
 /// Downloads a blob a record held refers to: see [`Client::fetch_blob`].

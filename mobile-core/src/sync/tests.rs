@@ -10,7 +10,7 @@ use crate::error::Error;
 use crate::ids::{BlobHash, InspectorId, ItemCode, RecordId};
 use crate::photo::fixtures;
 use crate::record::tests::{insp, sample_assignment};
-use crate::record::{RecordDoc, server_actor};
+use crate::record::{RecordDoc, inspector_actor, server_actor};
 use crate::store::{DB_FILE, OutboxItem, Store, StoreOptions, SyncRefusal};
 use crate::vocab::ReviewState;
 use automerge::sync::{Message, State, SyncDoc};
@@ -129,7 +129,9 @@ impl Server {
                 if closed {
                     return Err(refuse(rules::RECORD_CLOSED, id));
                 }
-                if !copy.write_violations(&before).unwrap().is_empty() {
+                let device = hex::decode(&request.device).unwrap_or_default();
+                let writer = inspector_actor(inspector, &device);
+                if !copy.write_violations(&before, &writer).unwrap().is_empty() {
                     return Err(refuse(rules::WRITER, id));
                 }
                 if !copy.check_shape().is_empty() {
@@ -590,8 +592,10 @@ fn changes_to_an_approved_record_are_refused_as_closed() {
         let doc = server.doc(&id);
         doc.set_actor(server_actor());
         crate::record::tests::answer_everything(doc);
-        doc.sign(&insp(1), None).unwrap();
-        doc.sign(&insp(2), None).unwrap();
+        doc.sign(&insp(1), &crate::record::tests::key(1), None)
+            .unwrap();
+        doc.sign(&insp(2), &crate::record::tests::key(2), None)
+            .unwrap();
         doc.submit(&insp(1)).unwrap();
         doc.accept_submission("supervisor").unwrap();
         doc.approve("supervisor", None).unwrap();
@@ -682,7 +686,7 @@ fn applying_a_round_is_all_or_nothing() {
         .unwrap();
     {
         let doc = server.doc(&changed);
-        doc.set_actor(crate::record::inspector_actor(&insp(2), b"\x02"));
+        doc.set_actor(inspector_actor(&insp(2), b"\x02"));
         doc.set_finding(&a02(), "伙伴的发现").unwrap();
     }
     server.withdraw(&gone, 1);

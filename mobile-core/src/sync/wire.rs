@@ -174,11 +174,15 @@ pub mod rules {
     pub const UNKNOWN_RECORD: &str = "unknown_record";
     /// A sync message could not be decoded or applied.
     pub const MALFORMED_MESSAGE: &str = "malformed_message";
-    /// A change was written by someone outside the record's group, or wrote
-    /// what only the server may write (assignment, review).
+    /// A change is not by the actor of the session's inspector on the session's device (the
+    /// server's actor, a partner's, another device's), is by someone outside the record's
+    /// group, or wrote what only the server may write (assignment, review).
     pub const WRITER: &str = "writer";
     /// A value has the wrong shape.
     pub const SHAPE: &str = "shape";
+    /// A signature written does not verify against a key registered for its inspector,
+    /// or does not cover the heads and content it names.
+    pub const SIGNATURE: &str = "signature";
     /// The record is approved or published and takes no more changes.
     pub const RECORD_CLOSED: &str = "record_closed";
 }

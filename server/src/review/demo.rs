@@ -20,9 +20,9 @@ use crate::sync::{SyncMemory, exchange};
 
 /// Syncs `phone` through the real exchange inside the demo's transaction.
 fn sync(phone: &mut MemoryPhone, tx: &Transaction<'_>, states: &SyncMemory) -> Result<()> {
-    let inspector = phone.inspector;
+    let syncer = phone.syncer();
     phone
-        .sync(|request| exchange(tx, states, inspector, request))
+        .sync(|request| exchange(tx, states, &syncer, request))
         .map(|_rounds| ())
 }
 
@@ -67,8 +67,7 @@ fn inspect(
     sync(b, tx, states)?;
     sync(a, tx, states)?;
     for phone in [&mut *a, &mut *b] {
-        let me = phone.inspector_id();
-        phone.doc(id)?.sign(&me, None).map_err(demo_err)?;
+        phone.sign(id)?;
         sync(phone, tx, states)?;
     }
     sync(a, tx, states)?;
@@ -129,14 +128,17 @@ pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<(
         username: "supervisor".into(),
         roles: vec![Role::Supervisor],
         session_id: 0,
+        device_id: None,
     };
     let states = SyncMemory::default();
     for (n, record) in list.iter().take(4).enumerate() {
         let (Some(&lead), Some(&second)) = (record.group.first(), record.group.get(1)) else {
             continue;
         };
-        let mut a = MemoryPhone::new(lead, &format!("de{n:02}a"));
-        let mut b = MemoryPhone::new(second, &format!("de{n:02}b"));
+        let mut a = MemoryPhone::new(lead, &format!("de{n:02}0a"))?;
+        let mut b = MemoryPhone::new(second, &format!("de{n:02}0b"))?;
+        a.register_key(tx)?;
+        b.register_key(tx)?;
         sync(&mut a, tx, &states)?;
         sync(&mut b, tx, &states)?;
         let id = record.id.as_str();

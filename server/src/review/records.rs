@@ -198,7 +198,7 @@ pub fn record_view(
     let Some((task_id, ended, withdrawn_at, window_end)) = row else {
         return Err(Error::NotFound(format!("record {id}")));
     };
-    let doc = load_document(conn, id)?;
+    let mut doc = load_document(conn, id)?;
     let err = doc_error(id, "record");
     let assignment = doc.assignment().map_err(&err)?;
     let name_of = |inspector: &str| {
@@ -246,13 +246,12 @@ pub fn record_view(
             v
         })
         .collect();
-    let signatures: Vec<Value> = doc
-        .signatures()
-        .map_err(&err)?
+    let signatures: Vec<Value> = crate::signing::record_signatures(conn, &mut doc)?
         .into_iter()
-        .map(|s| {
-            let mut v = serde_json::to_value(&s).unwrap_or(Value::Null);
-            v["name"] = json!(name_of(s.inspector_id.as_str()));
+        .map(|check| {
+            let mut v = serde_json::to_value(&check.signature).unwrap_or(Value::Null);
+            v["name"] = json!(name_of(check.signature.inspector_id.as_str()));
+            v["verification"] = json!(check.status);
             v
         })
         .collect();

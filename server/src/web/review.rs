@@ -247,7 +247,14 @@ async fn record_page(
                     }
                     dt { "检查人员签字" } dd #signatures {
                         @for s in v["signatures"].as_array().into_iter().flatten() {
-                            div { (text(&s["name"])) " 已签字 " span.muted { (s["signed_at"].as_str().map(time).unwrap_or_default()) } }
+                            div {
+                                (text(&s["name"])) " 已签字 " span.muted { (s["signed_at"].as_str().map(time).unwrap_or_default()) } " "
+                                @match s["verification"]["status"].as_str() {
+                                    Some("valid") => span.signature-valid { "签名有效" },
+                                    Some("stale") => span.signature-stale { "签名后记录已改动，需重新签名" },
+                                    _ => span.signature-invalid { "签名无效：" (text(&s["verification"]["reason"])) },
+                                }
+                            }
                         }
                         @if v["signatures"].as_array().is_none_or(|s| s.is_empty()) { "尚无" }
                     }

@@ -403,6 +403,7 @@ pub async fn login(
         username: username.clone(),
         password: form.get_raw("password").to_owned(),
         device: Some("web".into()),
+        device_id: None,
     };
     match accounts::log_in(&state, request).await {
         Ok(login) => {

@@ -19,10 +19,10 @@ use suiji_tests::{Client, TestServer, seed_agency};
 /// meanwhile).
 fn sync(phone: &mut Phone, server: &TestServer) {
     let (db, memory) = (&server.state.db, &server.state.sync);
-    let inspector = phone.inspector;
+    let syncer = phone.syncer();
     phone
         .sync(|request| {
-            db.write_blocking(|tx| suiji_server::sync::exchange(tx, memory, inspector, request))
+            db.write_blocking(|tx| suiji_server::sync::exchange(tx, memory, &syncer, request))
         })
         .expect("sync accepted");
 }
@@ -59,12 +59,10 @@ async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: 
     sync(a, server);
     sync(b, server);
     sync(a, server);
-    let me = a.inspector_id();
-    a.doc(id).unwrap().sign(&me, None).unwrap();
+    a.sign(id).unwrap();
     sync(a, server);
     sync(b, server);
-    let me = b.inspector_id();
-    b.doc(id).unwrap().sign(&me, None).unwrap();
+    b.sign(id).unwrap();
     sync(b, server);
     sync(a, server);
     let me = a.inspector_id();
@@ -131,8 +129,17 @@ async fn scenario(server: &TestServer, count: u32) -> Scenario {
 
 /// Phones for both members of a record's group.
 async fn phones(server: &TestServer, record: &RecordSummary) -> (Phone, Phone) {
-    let mut a = Phone::new(record.group[0], "a1");
-    let mut b = Phone::new(record.group[1], "b2");
+    let a = Phone::new(record.group[0], "a1").unwrap();
+    let b = Phone::new(record.group[1], "b2").unwrap();
+    server
+        .state
+        .db
+        .write_blocking(|tx| {
+            a.register_key(tx)?;
+            b.register_key(tx)
+        })
+        .unwrap();
+    let (mut a, mut b) = (a, b);
     sync(&mut a, server);
     sync(&mut b, server);
     (a, b)
@@ -677,12 +684,10 @@ async fn monthly_statistics_match_a_hand_count() {
         fill(a.doc(&id).unwrap(), "现场核查", results, None);
         sync(&mut a, &server);
         sync(&mut b, &server);
-        let me = a.inspector_id();
-        a.doc(&id).unwrap().sign(&me, None).unwrap();
+        a.sign(&id).unwrap();
         sync(&mut a, &server);
         sync(&mut b, &server);
-        let me = b.inspector_id();
-        b.doc(&id).unwrap().sign(&me, None).unwrap();
+        b.sign(&id).unwrap();
         sync(&mut b, &server);
         sync(&mut a, &server);
         let me = a.inspector_id();
@@ -895,12 +900,10 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     sync(&mut a, &server);
     sync(&mut b, &server);
     sync(&mut a, &server);
-    let me = a.inspector_id();
-    a.doc(&id).unwrap().sign(&me, None).unwrap();
+    a.sign(&id).unwrap();
     sync(&mut a, &server);
     sync(&mut b, &server);
-    let me = b.inspector_id();
-    b.doc(&id).unwrap().sign(&me, None).unwrap();
+    b.sign(&id).unwrap();
     sync(&mut b, &server);
     sync(&mut a, &server);
     let me = a.inspector_id();

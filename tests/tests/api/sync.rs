@@ -166,7 +166,7 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
     };
     let body = wire::encode(&wire::SyncRequest {
         protocol: wire::PROTOCOL_VERSION,
-        device: "ff".into(),
+        device: other.store.device_id().to_owned(),
         round: 1,
         held: vec![],
         messages: vec![wire::DocMessage {
@@ -555,7 +555,7 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     );
     let unknown = wire::encode(&wire::SyncRequest {
         protocol: wire::PROTOCOL_VERSION,
-        device: "aa".into(),
+        device: phone.store.device_id().to_owned(),
         round: 1,
         held: vec![],
         messages: vec![wire::DocMessage {
@@ -569,7 +569,7 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     );
     let wrong_version = wire::encode(&wire::SyncRequest {
         protocol: 99,
-        device: "aa".into(),
+        device: phone.store.device_id().to_owned(),
         round: 1,
         held: vec![],
         messages: vec![],
