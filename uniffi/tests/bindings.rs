@@ -139,6 +139,8 @@ fn python_bindings_run_a_whole_inspection_and_find_it_after_reopening() {
     );
     let jpeg_file = work.path().join("photo.jpg");
     std::fs::write(&jpeg_file, jpeg).unwrap();
+    let png_file = work.path().join("signature.png");
+    std::fs::write(&png_file, suiji_mobile_core::photo::fixtures::png(320, 120)).unwrap();
 
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/inspection.py");
     let output = Command::new("python3")
@@ -147,6 +149,8 @@ fn python_bindings_run_a_whole_inspection_and_find_it_after_reopening() {
         .arg(&record_file)
         .arg(&jpeg_file)
         .arg(work.path().join("store"))
+        .arg(&png_file)
+        .arg(work.path().join("partner-store"))
         .output()
         .expect("python3 must be installed to test the Python bindings");
     let stdout = String::from_utf8_lossy(&output.stdout);

@@ -1,15 +1,17 @@
 """A whole inspection driven from Python through the generated uniffi bindings.
 
 Run by uniffi/tests/bindings.rs as:
-    python3 inspection.py <bindings dir> <record file> <jpeg file> <store dir>
+    python3 inspection.py <bindings dir> <record file> <jpeg file> <store dir> <png file> <partner store dir>
 The bindings dir holds the generated suiji_uniffi.py and the built library beside it.
+The two inspectors sign on their own stores; the record travels between them as saved bytes,
+as the server would relay it.
 """
 
 import gc
 import socket
 import sys
 
-bindings_dir, record_path, jpeg_path, store_dir = sys.argv[1:5]
+bindings_dir, record_path, jpeg_path, store_dir, png_path, partner_dir = sys.argv[1:7]
 sys.path.insert(0, bindings_dir)
 
 import suiji_uniffi as suiji  # noqa: E402
@@ -74,12 +76,33 @@ def inspect():
     assert {m.code for m in result.missing} == {"inspector_signatures"}, result.missing
     assert record.status() == "open"
 
+    with open(png_path, "rb") as f:
+        png = f.read()
     record.set_party_statement("对检查结果无异议")
-    record.party_sign("张三", "法定代表人")
-    record.sign()
-    record.sign_as("insp-2")
+    expect_error(suiji.SuijiError.InvalidInput, record.party_sign, "张三", "法定代表人", jpeg)
+    record.party_sign("张三", "法定代表人", png)
+    record.sign(None)
+    # The partner has not logged in on this phone: they cannot sign here.
+    expect_error(suiji.SuijiError.Unauthorized, record.sign_for, "insp-2", None)
+
+    # The partner signs on their own store, with a handwritten image, and the copies merge.
+    partner = suiji.MobileStore.open(partner_dir, "insp-2")
+    partner.put_assigned_record(record.export())
+    partner_record = partner.record(record_id)
+    partner_record.sign(png)
+    store.put_assigned_record(partner_record.export())
     assert sorted(record.signed_by()) == ["insp-1", "insp-2"]
     assert record.missing() == []
+
+    keys = store.signers() + partner.signers()
+    assert [k.inspector_id for k in keys] == ["insp-1", "insp-2"], keys
+    checks = {c.inspector_id: c for c in record.check_signatures(keys)}
+    assert {i: c.status for i, c in checks.items()} == {"insp-1": "valid", "insp-2": "valid"}
+    assert checks["insp-2"].image_sha256 is not None and checks["insp-1"].image_sha256 is None
+    assert partner.blob(checks["insp-2"].image_sha256) == png
+    # Without the partner's key, their signature does not check.
+    only_mine = {c.inspector_id: c for c in record.check_signatures(store.signers())}
+    assert only_mine["insp-2"].status == "invalid" and "not registered" in only_mine["insp-2"].reason
     result = record.submit()
     assert result.submitted and result.round == 1, result
     assert record.status() == "submitted"
@@ -113,6 +136,10 @@ def reopen_and_check(record_id, photo, note, jpeg):
     [stored_note] = record.notes()
     assert stored_note.id == note.id and stored_note.photos == [photo.sha256]
     assert sorted(record.signed_by()) == ["insp-1", "insp-2"]
+    assert [c.status for c in record.check_signatures(store.signers() + [
+        suiji.SignerKey(inspector_id="insp-2", public_key=k.public_key, registered=True)
+        for k in suiji.MobileStore.open(partner_dir, "insp-2").signers()
+    ])] == ["valid", "valid"]
     assert record.review().state == "open"  # the server has not acknowledged yet
     assert record.conflicts() == []
     assert task.refused_rule is None and task.refused_message is None
