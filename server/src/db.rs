@@ -20,6 +20,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0007_review_publication.sql"),
     include_str!("../migrations/0008_used_commitments_immutable.sql"),
     include_str!("../migrations/0009_record_doc_versions.sql"),
+    // 0010 is merged in from another branch, before this one.
+    include_str!("../migrations/0011_public_sealed_commitments.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

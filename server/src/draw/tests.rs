@@ -371,11 +371,14 @@ fn record() -> DrawRecord {
             target_count: targets.len() as i64,
             inspector_pool_sha256: json_hash(&people),
             inspector_count: people.len() as i64,
+            beacon: None,
         }),
         redraw: None,
         params: p,
         secret: hex::encode(secret),
         entropy: e,
+        beacon_value: None,
+        min_observers: Some(1),
         seed: hex::encode(s),
         initial_loads: BTreeMap::new(),
         target_pool: targets,
@@ -522,4 +525,160 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
             .write_blocking(|tx| Ok(tx.execute(sql, [commitment_id])?));
         assert!(result.is_err(), "{sql} was allowed");
     }
+}
+
+/// [`record`] drawn with a beacon named in its commitment.
+fn beacon_record(value: &str) -> DrawRecord {
+    let mut r = record();
+    let commitment = r.commitment.as_mut().unwrap();
+    commitment.beacon = Some(super::Beacon {
+        name: "福彩3D 第2026330期开奖号码".into(),
+        due_at: "2026-11-22T00:00:00.500Z".into(),
+    });
+    r.beacon_value = Some(value.into());
+    let s = seed_with_beacon(&[7u8; 32], &r.entropy, Some(value));
+    r.result = run(&r.params, &r.target_pool, &r.inspector_pool, s, &no_loads()).unwrap();
+    r.seed = hex::encode(s);
+    r
+}
+
+#[test]
+fn a_beacon_enters_the_seed_and_must_be_due_before_the_draw() {
+    assert_eq!(verify(&beacon_record("372")), Ok(()));
+    assert_ne!(
+        seed_with_beacon(b"s", &entropy("1"), Some("372")),
+        seed(b"s", &entropy("1")),
+        "the beacon value changes the seed"
+    );
+    // A tampered beacon value gives another seed.
+    let mut r = beacon_record("372");
+    r.beacon_value = Some("373".into());
+    assert!(verify(&r).unwrap_err().contains("seed"));
+    // The value is needed, and only where a beacon was named.
+    let mut r = beacon_record("372");
+    r.beacon_value = None;
+    assert!(verify(&r).unwrap_err().contains("beacon_value"));
+    let mut r = record();
+    r.beacon_value = Some("372".into());
+    assert!(verify(&r).unwrap_err().contains("no beacon"));
+    // Due after the draw.
+    let mut r = beacon_record("372");
+    r.commitment
+        .as_mut()
+        .unwrap()
+        .beacon
+        .as_mut()
+        .unwrap()
+        .due_at = "2026-11-22T00:00:02Z".into();
+    assert!(verify(&r).unwrap_err().contains("after the draw"));
+    // Due before the commitment: known in advance, so it could be ground.
+    let mut r = beacon_record("372");
+    r.commitment
+        .as_mut()
+        .unwrap()
+        .beacon
+        .as_mut()
+        .unwrap()
+        .due_at = "2026-11-21T23:00:00Z".into();
+    assert!(verify(&r).unwrap_err().contains("not after the commitment"));
+}
+
+#[test]
+fn a_commitment_made_after_the_draw_fails_verification() {
+    let mut r = record();
+    r.commitment.as_mut().unwrap().committed_at = "2026-11-22T00:00:05Z".into();
+    let err = verify(&r).unwrap_err();
+    assert!(err.contains("must precede the draw"), "{err}");
+    let mut r = record();
+    r.commitment.as_mut().unwrap().committed_at = r.drawn_at.clone();
+    assert!(verify(&r).unwrap_err().contains("precede"));
+}
+
+#[test]
+fn observer_entries_must_be_distinct_non_empty_and_enough() {
+    let entry = |o: &str, v: &str| Entropy {
+        observer: o.into(),
+        value: v.into(),
+    };
+    let check = super::check_entropy;
+    assert!(check(&[entry("甲", "1"), entry("乙", "2")], 2).is_ok());
+    let field = |r: crate::Result<()>| match r.unwrap_err() {
+        crate::Error::Invalid { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(check(&[entry("甲", "1")], 2)), "entropy");
+    assert_eq!(
+        field(check(&[entry("甲", "1"), entry(" 甲 ", "2")], 2)),
+        "entropy[1].observer"
+    );
+    assert_eq!(
+        field(check(&[entry("甲", "1"), entry("乙", "  ")], 2)),
+        "entropy[1].value"
+    );
+    assert_eq!(
+        field(check(&[entry("  ", "1"), entry("乙", "2")], 2)),
+        "entropy[0].observer"
+    );
+    let long = "长".repeat(super::OBSERVER_VALUE_MAX + 1);
+    assert_eq!(
+        field(check(&[entry("甲", &long), entry("乙", "2")], 2)),
+        "entropy[0].value"
+    );
+    // A record whose entries do not meet its own minimum fails.
+    let mut r = record();
+    r.min_observers = Some(2);
+    assert!(verify(&r).unwrap_err().contains("observers"));
+}
+
+#[test]
+fn a_redraws_pools_are_checked_against_the_committed_pools() {
+    let initial = record();
+    let mut redraw = record();
+    redraw.kind = "redraw".into();
+    redraw.draw_id = 2;
+    redraw.parent_draw_id = Some(1);
+    redraw.commitment = None;
+    redraw.redraw = Some(super::RedrawBasis {
+        parent_seed: initial.seed.clone(),
+        sequence: 1,
+        reason: "out_of_scope".into(),
+        target_uscc: initial.result.targets[0].uscc.clone(),
+        recused_inspector: None,
+        commitment: initial.commitment.clone(),
+    });
+    let mut only = TargetPool::empty();
+    only.strata[1].others = initial.target_pool.strata[1].others[..3].to_vec();
+    redraw.target_pool = only;
+    assert_eq!(super::verify_redraw_pools(&redraw, &initial), Ok(()));
+    // A candidate the commitment never had.
+    let mut forged = redraw.clone();
+    forged.target_pool.strata[1]
+        .others
+        .push("91330106MA0000000X".into());
+    assert!(
+        super::verify_redraw_pools(&forged, &initial)
+            .unwrap_err()
+            .contains("committed pool")
+    );
+    // An inspector whose exclusions were dropped.
+    let mut forged = redraw.clone();
+    let mut initial_with = initial.clone();
+    initial_with.inspector_pool[0].excluded = vec![initial.result.targets[0].uscc.clone()];
+    forged.inspector_pool[0].excluded.clear();
+    assert!(
+        super::verify_redraw_pools(&forged, &initial_with)
+            .unwrap_err()
+            .contains("inspector")
+    );
+    // Another commitment.
+    let mut forged = redraw.clone();
+    forged
+        .redraw
+        .as_mut()
+        .unwrap()
+        .commitment
+        .as_mut()
+        .unwrap()
+        .id = 9;
+    assert!(super::verify_redraw_pools(&forged, &initial).is_err());
 }
