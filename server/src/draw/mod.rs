@@ -1009,7 +1009,7 @@ pub fn draw_from_commitment(
             info.id
         )));
     }
-    let drawn_at = now();
+    let drawn_at = time_after(&info.committed_at)?;
     let beacon_value = check_beacon_value(&info, beacon_value, &drawn_at)?;
     let (sealed, params_json, target_json, inspector_json): (Option<String>, String, String, String) =
         tx.query_row(
@@ -1065,6 +1065,22 @@ pub fn draw_from_commitment(
         Some((&target_json, &inspector_json)),
     )?;
     Ok((summary, record.result))
+}
+
+/// The current time, strictly after `committed_at` (times have milliseconds,
+/// and a demo commits and draws within one), so that a record's commitment
+/// always precedes its draw.
+fn time_after(committed_at: &str) -> Result<String> {
+    for _ in 0..1000 {
+        let at = now();
+        if at.as_str() > committed_at {
+            return Ok(at);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::Conflict(format!(
+        "the commitment is dated {committed_at}, after this server's clock: check the clock"
+    )))
 }
 
 /// The beacon value a draw from `info` takes at `drawn_at`: required once

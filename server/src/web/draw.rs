@@ -278,7 +278,7 @@ async fn execute(
         for i in entropy.len()..min {
             errors.add(
                 &format!("observer{i}"),
-                &format!("摇号需要至少 {min} 位观察员：请填写姓名和随机数。"),
+                format!("摇号需要至少 {min} 位观察员：请填写姓名和随机数。"),
             );
         }
     }
