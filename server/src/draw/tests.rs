@@ -682,3 +682,70 @@ fn a_redraws_pools_are_checked_against_the_committed_pools() {
         .id = 9;
     assert!(super::verify_redraw_pools(&forged, &initial).is_err());
 }
+
+#[test]
+fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A database before migration 0011, with an open and a superseded
+        // commitment holding their secrets in plain text.
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        crate::db::migrate(&mut conn, 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO departments (id, code, name) VALUES (1, 'SCJG', '市场监管局');
+             INSERT INTO plans (id, number, name, year, department_id, created_at, created_by)
+             VALUES (1, 'P-1', '计划', 2026, 1, '2026-10-01T00:00:00.000Z', 'planner');
+             INSERT INTO tasks (id, plan_id, number, name, directed, conditions, count,
+                window_start, window_end, department_id, joint, created_at, created_by)
+             VALUES (1, 1, 'T-1', '任务', 0, '{}', 1, '2026-10-01', '2026-11-01', 1, 0,
+                '2026-10-01T00:00:00.000Z', 'planner');",
+        )
+        .unwrap();
+        for superseded in [None, Some("2026-11-01T00:00:00.000Z")] {
+            conn.execute(
+                "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+                    params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+                    inspector_pool_sha256, inspector_count, committed_at, committed_by, superseded_at)
+                 VALUES (1, 'suiji-draw-v2', 'abcd', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+                    '2026-10-01T00:00:00.000Z', 'planner', ?1)",
+                [superseded],
+            )
+            .unwrap();
+        }
+    }
+    let db = crate::db::Db::open(&path).unwrap();
+    let rows: Vec<(String, Option<String>)> = db
+        .read_blocking(|c| {
+            let mut stmt =
+                c.prepare("SELECT secret, superseded_at FROM draw_commitments ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 2, "both stay listed");
+    assert!(rows.iter().all(|(secret, _)| secret.is_empty()), "{rows:?}");
+    assert!(rows.iter().all(|(_, at)| at.is_some()), "{rows:?}");
+    assert_eq!(rows[1].1.as_deref(), Some("2026-11-01T00:00:00.000Z"));
+    // A sealed secret is accepted; from now on a plain secret, a deletion
+    // or an un-superseding is refused.
+    let sealed = "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+            params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+            inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
+         VALUES (1, 'suiji-draw-v2', '', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+            '2026-10-02T00:00:00.000Z', 'planner', 'x')";
+    db.write_blocking(|tx| Ok(tx.execute(sealed, [])?)).unwrap();
+    for sql in [
+        "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+            params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+            inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
+         VALUES (1, 'suiji-draw-v2', 'abcd', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+            '2026-10-01T00:00:00.000Z', 'planner', 'x')",
+        "DELETE FROM draw_commitments WHERE id = 1",
+        "UPDATE draw_commitments SET superseded_at = NULL WHERE id = 1",
+        "UPDATE draw_commitments SET secret = 'abcd' WHERE id = 2",
+    ] {
+        let result = db.write_blocking(|tx| Ok(tx.execute(sql, [])?));
+        assert!(result.is_err(), "{sql} was allowed");
+    }
+}

@@ -238,6 +238,20 @@ async fn redraws_keep_the_old_record_and_update_the_assignment() {
         .await;
     let record: DrawRecord = serde_json::from_value(record).unwrap();
     assert_eq!(verify(&record), Ok(()));
+    // Its pools come from the commitment the initial draw used.
+    let initial: DrawRecord = serde_json::from_value(before.clone()).unwrap();
+    assert_eq!(
+        record.redraw.as_ref().unwrap().commitment,
+        initial.commitment,
+        "the redraw names the committed pools"
+    );
+    assert_eq!(
+        suiji_server::draw::verify_redraw_pools(&record, &initial),
+        Ok(())
+    );
+    let mut forged = record.clone();
+    forged.inspector_pool[0].department = "YJGL".into();
+    assert!(suiji_server::draw::verify_redraw_pools(&forged, &initial).is_err());
     let group = &record.result.targets[0].group;
     assert!(!group.contains(&recused));
     let (_, after) = planner.get(&format!("/api/v1/draws/{first_id}")).await;
