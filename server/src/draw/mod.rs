@@ -1435,6 +1435,9 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
     }
     let drawn_at = parse_time(&record.drawn_at)
         .ok_or_else(|| format!("drawn_at `{}` is not an RFC 3339 time", record.drawn_at))?;
+    // Every entry must count: distinct observers, nothing empty. An initial
+    // draw names the minimum it was held to; records from before that rule
+    // have no `min_observers` and are held to none.
     if let Err(e) = check_entropy(&record.entropy, record.min_observers.unwrap_or(0) as usize) {
         return Err(format!("the observers' entries do not count: {e}"));
     }
