@@ -254,17 +254,40 @@ fn main() -> anyhow::Result<()> {
     reset_peak();
     let rss_before = status_mb("VmRSS:");
     let started = Instant::now();
-    let commitment = db.write_blocking(|tx| draw::commit(tx, "bench", task_id))?;
+    let commitment = db.write_blocking(|tx| {
+        draw::commit(
+            tx,
+            "bench",
+            task_id,
+            &draw::CommitRequest::default(),
+            &state.seal,
+        )
+    })?;
     let commit_ms = ms(started);
-    let entropy = vec![Entropy {
-        observer: "观察员".into(),
-        value: "2026".into(),
-    }];
+    let entropy = vec![
+        Entropy {
+            observer: "观察员甲".into(),
+            value: "2026".into(),
+        },
+        Entropy {
+            observer: "观察员乙".into(),
+            value: "1130".into(),
+        },
+    ];
     let calendar = state.calendar();
     let started = Instant::now();
     let (drawn, record_ms, total_ms) = db.write_blocking(|tx| {
-        let (summary, outcome) =
-            draw::draw_from_commitment(tx, "bench", task_id, commitment.id, entropy)?;
+        let (summary, outcome) = draw::draw_from_commitment(
+            tx,
+            "bench",
+            task_id,
+            draw::Ceremony {
+                commitment_id: commitment.id,
+                entropy,
+                beacon_value: None,
+            },
+            &state.seal,
+        )?;
         let draw_ms = ms(started);
         let t = Instant::now();
         let task = plans::get_task_by_id(tx, task_id)?;

@@ -21,6 +21,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0008_used_commitments_immutable.sql"),
     include_str!("../migrations/0009_record_doc_versions.sql"),
     include_str!("../migrations/0010_device_sessions_signing_keys.sql"),
+    include_str!("../migrations/0011_public_sealed_commitments.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

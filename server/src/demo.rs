@@ -457,8 +457,10 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
 }
 
 /// Fills an empty database with the demo agency. Does nothing (and says so)
-/// when the database already has users.
+/// when the database already has users. Its draws seal their secrets with
+/// the key file beside the database, as the server does.
 pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
+    let seal = draw::seal::SealKey::for_database(db.path())?;
     let has_users: bool = db.read_blocking(|c| {
         Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0))?)
     })?;
@@ -595,7 +597,13 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
         }
         let food_task = seed_plan(tx)?;
         // A published draw, so a newcomer can verify one at once.
-        let commitment = draw::commit(tx, "planner", food_task)?;
+        let commitment = draw::commit(
+            tx,
+            "planner",
+            food_task,
+            &draw::CommitRequest::default(),
+            &seal,
+        )?;
         let entropy = vec![
             Entropy {
                 observer: "市人大代表 李华".into(),
@@ -606,12 +614,17 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
                 value: "8848".into(),
             },
         ];
-        draw::execute(tx, "planner", food_task, commitment.id, entropy, calendar)?;
+        let ceremony = draw::Ceremony {
+            commitment_id: commitment.id,
+            entropy,
+            beacon_value: None,
+        };
+        draw::execute(tx, "planner", food_task, ceremony, &seal, calendar)?;
         draw::publish(tx, "planner", food_task)?;
         summary.published_draws = 1;
         // Review and publication of a task of its own, through the real code paths.
         let plan_id = plans::get_task_by_id(tx, food_task)?.plan_id;
-        crate::review::demo::walk(tx, plan_id, calendar)?;
+        crate::review::demo::walk(tx, plan_id, &seal, calendar)?;
         summary.published_draws += 1;
         Ok(summary)
     })

@@ -70,6 +70,9 @@ pub struct AppState {
     pub calendar: Arc<std::sync::RwLock<Arc<calendar::Calendar>>>,
     /// Key of the web console's CSRF tokens.
     pub csrf: Arc<web::CsrfKey>,
+    /// Key sealing open draw commitments' secrets, kept in a file beside
+    /// the database, never in it.
+    pub seal: Arc<draw::seal::SealKey>,
 }
 
 impl AppState {
@@ -85,10 +88,11 @@ impl AppState {
 const JWT_SECRET_KEY: &str = "jwt_secret";
 
 /// Opens (creating if needed) the data directory and its database, and loads
-/// or creates the token signing secret.
+/// or creates the token signing secret and the draw seal key file.
 pub fn open(config: Config) -> Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
     let db = db::Db::open(&config.database_path())?;
+    let seal = draw::seal::SealKey::for_database(&config.database_path())?;
     // Holiday schedules loaded by an admin apply over the shipped ones.
     let calendar = db.read_blocking(review::calendar_admin::build_calendar)?;
     let secret = db.write_blocking(|tx| match db::meta_get(tx, JWT_SECRET_KEY)? {
@@ -107,6 +111,7 @@ pub fn open(config: Config) -> Result<AppState> {
             blobs::DEFAULT_MAX_BLOB,
         )?),
         csrf: Arc::new(web::CsrfKey::derive(secret.as_bytes())),
+        seal: Arc::new(seal),
         config: Arc::new(config),
         sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),

@@ -98,9 +98,15 @@ enum UserCommand {
 enum DrawCommand {
     /// Recompute a draw record (JSON, as `GET /api/v1/public/draws/{id}` serves
     /// it) and say whether it matches; exit non-zero naming the first difference.
+    /// Also checks that the commitment preceded the draw, that a beacon was due
+    /// before it and that the observers' entries count.
     Verify {
         /// The draw record file (`-` for standard input).
         file: PathBuf,
+        /// For a redraw: the task's initial draw record, to check that the
+        /// redraw's pools come from the committed pools.
+        #[arg(long)]
+        initial: Option<PathBuf>,
     },
 }
 
@@ -137,8 +143,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: AuditCommand::Verify { data },
         } => verify_audit(data),
         Command::Draw {
-            command: DrawCommand::Verify { file },
-        } => verify_draw(&file),
+            command: DrawCommand::Verify { file, initial },
+        } => verify_draw(&file, initial.as_deref()),
         Command::Record {
             command: RecordCommand::Verify { file },
         } => verify_record(&file),
@@ -311,16 +317,44 @@ fn verify_record(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify_draw(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+fn read_record(file: &std::path::Path) -> anyhow::Result<Option<suiji_server::draw::DrawRecord>> {
     let text = read_input(file)?;
-    let record: suiji_server::draw::DrawRecord = match serde_json::from_str(&text) {
-        Ok(record) => record,
+    match serde_json::from_str(&text) {
+        Ok(record) => Ok(Some(record)),
         Err(e) => {
-            println!("not a draw record: {e}");
-            return Ok(ExitCode::from(2));
+            println!("{}: not a draw record: {e}", file.display());
+            Ok(None)
         }
+    }
+}
+
+fn verify_draw(
+    file: &std::path::Path,
+    initial: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    let Some(record) = read_record(file)? else {
+        return Ok(ExitCode::from(2));
     };
-    match suiji_server::draw::verify(&record) {
+    let checked = match (&record.redraw, initial) {
+        (Some(_), Some(initial)) => {
+            let Some(initial) = read_record(initial)? else {
+                return Ok(ExitCode::from(2));
+            };
+            suiji_server::draw::verify(&initial)
+                .map_err(|e| format!("the initial draw record: {e}"))
+                .and_then(|()| suiji_server::draw::verify_redraw_pools(&record, &initial))
+                .and_then(|()| suiji_server::draw::verify(&record))
+        }
+        (None, Some(_)) => Err("--initial is for redraws, and this is an initial draw".into()),
+        (Some(_), None) => {
+            println!(
+                "note: a redraw: pass --initial with the task's initial draw record to check its pools against the commitment"
+            );
+            suiji_server::draw::verify(&record)
+        }
+        (None, None) => suiji_server::draw::verify(&record),
+    };
+    match checked {
         Ok(()) => {
             println!(
                 "verified: draw {} of task {} ({} targets, seed {})",

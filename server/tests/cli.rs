@@ -161,6 +161,27 @@ async fn demo_server_runs_stops_cleanly_and_its_audit_log_catches_tampering() {
         out.contains("result.targets[3]"),
         "names the first difference: {out}"
     );
+    // --initial is for redraws only.
+    std::fs::write(&file, &record).unwrap();
+    let out = Command::new(BIN)
+        .args(["draw", "verify"])
+        .arg(&file)
+        .arg("--initial")
+        .arg(&file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        !out.status.success() && text.contains("for redraws"),
+        "{text}"
+    );
+    // A commitment dated after the draw it claims to precede fails.
+    let mut late: Value = serde_json::from_str(&record).unwrap();
+    late["commitment"]["committed_at"] = json!("2099-01-01T00:00:00.000Z");
+    std::fs::write(&file, late.to_string()).unwrap();
+    let (ok, out) = draw_verify(&file);
+    assert!(!ok, "a commitment after the draw must fail: {out}");
+    assert!(out.contains("must precede the draw"), "{out}");
     interrupt_and_wait(server);
 
     // The same directory without --demo: the demo password no longer works.

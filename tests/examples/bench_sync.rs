@@ -221,8 +221,24 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
                 joint: false,
             },
         )?;
-        let commitment = draw::commit(tx, "bench", task.id)?;
-        draw::execute(tx, "bench", task.id, commitment.id, Vec::new(), &calendar)?;
+        let commitment = draw::commit(
+            tx,
+            "bench",
+            task.id,
+            &draw::CommitRequest::default(),
+            &state.seal,
+        )?;
+        let ceremony = draw::Ceremony {
+            commitment_id: commitment.id,
+            entropy: ["观察员甲", "观察员乙"]
+                .map(|observer| draw::algorithm::Entropy {
+                    observer: observer.into(),
+                    value: "2026".into(),
+                })
+                .to_vec(),
+            beacon_value: None,
+        };
+        draw::execute(tx, "bench", task.id, ceremony, &state.seal, &calendar)?;
         Ok(list)
     })?;
     Ok(inspectors)

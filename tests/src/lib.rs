@@ -456,6 +456,11 @@ pub fn server_heads(server: &TestServer, id: &str) -> Vec<String> {
     server_record(server, id).heads_hex()
 }
 
+/// Entries of two observers, as many as the default rules ask a draw for.
+pub fn observers() -> Value {
+    json!([{"observer": "人大代表 李华", "value": "1122"}, {"observer": "记者 周敏", "value": "熊猫"}])
+}
+
 /// A drawn task for sync tests: `seed_agency` with `per_department`
 /// inspectors, a food-safety task drawing `count` targets, committed and
 /// drawn. Returns the agency and the task's records.
@@ -484,7 +489,7 @@ pub async fn drawn_task(
     let (s, draw) = planner
         .post(
             &format!("/api/v1/tasks/{task_id}/draw"),
-            &json!({"commitment_id": commitment["id"]}),
+            &json!({"commitment_id": commitment["id"], "entropy": observers()}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{draw}");

@@ -16,7 +16,9 @@
 //!
 //! `seed = SHA-256("suiji-draw-v2" 0x00 secret E1 E2 …)` where each observer
 //! entry `Ei = u32be(len(name)) name u32be(len(value)) value` (UTF-8 bytes), in
-//! the order the entries were given. A [ChaCha20](rand_chacha::ChaCha20Rng)
+//! the order the entries were given. When the commitment named a public
+//! beacon, its value follows the entries as `u32be(0xFFFFFFFF)
+//! u32be(len(value)) value` (see [`seed_with_beacon`]). A [ChaCha20](rand_chacha::ChaCha20Rng)
 //! generator seeded with it drives every random choice. Random integers below
 //! `n` come from `next_u64` by rejection (values at or above the largest
 //! multiple of `n` are discarded, then `x % n`), so the stream is used the same
@@ -334,6 +336,18 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// The seed from the server secret and the observers' entropy, in order.
 pub fn seed(secret: &[u8], entropy: &[Entropy]) -> [u8; 32] {
+    seed_with_beacon(secret, entropy, None)
+}
+
+/// Marks the beacon value in the seed material: no observer entry's length
+/// prefix can take this value, so the material stays unambiguous.
+pub const BEACON_MARK: u32 = u32::MAX;
+
+/// The seed from the server secret, the observers' entropy in order and,
+/// when the commitment named a public beacon, its value:
+/// `SHA-256(ALGORITHM 0x00 secret E1 … En [u32be(BEACON_MARK) u32be(len(value)) value])`.
+/// Without a beacon this is [`seed`], as in every earlier record.
+pub fn seed_with_beacon(secret: &[u8], entropy: &[Entropy], beacon: Option<&str>) -> [u8; 32] {
     let mut h = Sha256::new();
     h.update(ALGORITHM.as_bytes());
     h.update([0u8]);
@@ -343,6 +357,11 @@ pub fn seed(secret: &[u8], entropy: &[Entropy]) -> [u8; 32] {
             h.update((part.len() as u32).to_be_bytes());
             h.update(part.as_bytes());
         }
+    }
+    if let Some(value) = beacon {
+        h.update(BEACON_MARK.to_be_bytes());
+        h.update((value.len() as u32).to_be_bytes());
+        h.update(value.as_bytes());
     }
     h.finalize().into()
 }

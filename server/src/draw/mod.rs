@@ -15,13 +15,16 @@ use crate::auth;
 use crate::calendar::Calendar;
 use crate::db::now;
 use crate::error::{Error, Result};
+use crate::extract::{Page, Paging};
 use crate::plans::{self, Task};
 use crate::registry::rules::{self, Rules};
+use seal::SealKey;
 
 pub mod algorithm;
 pub mod doc_cache;
 pub mod records;
 pub mod routes;
+pub mod seal;
 
 use algorithm::{
     ALGORITHM, CLASSES, DrawError, Entropy, Outcome, Params, PoolInspector, Quota, Requirement,
@@ -29,7 +32,7 @@ use algorithm::{
 };
 
 /// What the commitment publishes before the draw.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommitmentInfo {
     /// Commitment id.
     pub id: i64,
@@ -51,6 +54,45 @@ pub struct CommitmentInfo {
     pub inspector_pool_sha256: String,
     /// Inspectors in the pool.
     pub inspector_count: i64,
+    /// The public beacon named in advance, if any: the draw needs its value
+    /// and cannot happen before it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon: Option<Beacon>,
+}
+
+/// A public source of randomness a commitment names in advance, such as a
+/// lottery result, and when it is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Beacon {
+    /// What it is, e.g. `福彩3D 第2026330期开奖号码`.
+    pub name: String,
+    /// When its value becomes public (RFC 3339).
+    pub due_at: String,
+}
+
+/// What a planner may say when committing.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CommitRequest {
+    /// A public beacon whose value the draw will need.
+    #[serde(default)]
+    pub beacon: Option<Beacon>,
+}
+
+/// What the ceremony brings to a draw.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ceremony {
+    /// The open commitment drawn from.
+    pub commitment_id: i64,
+    /// Observers' entries, in the order given: at least the rules'
+    /// `min_observers`, distinct observers, nothing empty.
+    #[serde(default)]
+    pub entropy: Vec<Entropy>,
+    /// The value of the commitment's beacon, once due.
+    #[serde(default)]
+    pub beacon_value: Option<String>,
 }
 
 /// The task as a draw record names it.
@@ -85,6 +127,10 @@ pub struct RedrawBasis {
     pub target_uscc: String,
     /// The recused inspector, for a recusal.
     pub recused_inspector: Option<i64>,
+    /// The initial draw's commitment, published before it: this redraw's
+    /// pools are restrictions of its pools (see [`verify_redraw_pools`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commitment: Option<CommitmentInfo>,
 }
 
 /// A complete, self-contained draw record: everything needed to recompute
@@ -118,6 +164,12 @@ pub struct DrawRecord<TP = TargetPool, IP = Vec<PoolInspector>> {
     pub secret: String,
     /// Observers' entropy, in the order given.
     pub entropy: Vec<Entropy>,
+    /// The value of the commitment's beacon, when it named one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beacon_value: Option<String>,
+    /// The rules' `min_observers` at the draw (initial draws).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_observers: Option<u32>,
     /// The seed (hex).
     pub seed: String,
     /// Inspector loads before this draw (redraws: the task's other groups).
@@ -480,12 +532,17 @@ fn commitment_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommitmentInfo> 
         target_count: row.get(7)?,
         inspector_pool_sha256: row.get(8)?,
         inspector_count: row.get(9)?,
+        beacon: match (row.get(10)?, row.get(11)?) {
+            (Some(name), Some(due_at)) => Some(Beacon { name, due_at }),
+            _ => None,
+        },
     })
 }
 
 const COMMITMENT_COLUMNS: &str =
     "id, task_id, algorithm, committed_at, secret_sha256, params_sha256,
-    target_pool_sha256, target_count, inspector_pool_sha256, inspector_count";
+    target_pool_sha256, target_count, inspector_pool_sha256, inspector_count,
+    beacon_name, beacon_due_at";
 
 /// A commitment not used by a draw. (`used_at` was set by earlier versions;
 /// now a draw naming the commitment marks it used, which spares rewriting
@@ -507,6 +564,94 @@ pub fn open_commitment(conn: &Connection, task_id: i64) -> Result<Option<Commitm
         .optional()?)
 }
 
+/// Where a commitment stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CommitmentState {
+    /// Not yet drawn from: the next draw of its task uses it.
+    Open,
+    /// A draw used it.
+    Used,
+    /// A later commitment of its task replaced it before any draw.
+    Superseded,
+}
+
+/// A commitment as the public list shows it, from the moment it is made.
+#[derive(Debug, Clone, Serialize)]
+pub struct PublicCommitment {
+    /// What was published.
+    #[serde(flatten)]
+    pub commitment: CommitmentInfo,
+    /// 抽查任务编号.
+    pub task_number: String,
+    /// 抽查任务名称.
+    pub task_name: String,
+    /// 抽查计划编号.
+    pub plan_number: String,
+    /// Open, used or superseded.
+    pub state: CommitmentState,
+    /// When a later commitment superseded it.
+    pub superseded_at: Option<String>,
+    /// The draw that used it.
+    pub draw_id: Option<i64>,
+}
+
+/// Every commitment, of every task or of the task with this number, the
+/// latest first, one page at a time. Superseded commitments stay listed.
+pub fn public_commitments(
+    conn: &Connection,
+    task_number: Option<&str>,
+    paging: Paging,
+) -> Result<Page<PublicCommitment>> {
+    let paging = paging.validate()?;
+    let filter = "(?1 IS NULL OR t.number = ?1)";
+    let total: i64 = conn.query_row(
+        &format!(
+            "SELECT COUNT(*) FROM draw_commitments c JOIN tasks t ON t.id = c.task_id WHERE {filter}"
+        ),
+        [task_number],
+        |r| r.get(0),
+    )?;
+    let columns = COMMITMENT_COLUMNS
+        .split(',')
+        .map(|c| format!("c.{}", c.trim()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let mut stmt = conn.prepare(&format!(
+        "SELECT {columns}, t.number, t.name, p.number, c.superseded_at, c.used_at,
+            (SELECT d.id FROM draws d WHERE d.commitment_id = c.id)
+         FROM draw_commitments c JOIN tasks t ON t.id = c.task_id JOIN plans p ON p.id = t.plan_id
+         WHERE {filter} ORDER BY c.id DESC LIMIT ?2 OFFSET ?3"
+    ))?;
+    let rows = stmt.query_map(params![task_number, paging.limit(), paging.offset()], |r| {
+        let superseded_at: Option<String> = r.get(15)?;
+        let used_at: Option<String> = r.get(16)?;
+        let draw_id: Option<i64> = r.get(17)?;
+        let state = if draw_id.is_some() || used_at.is_some() {
+            CommitmentState::Used
+        } else if superseded_at.is_some() {
+            CommitmentState::Superseded
+        } else {
+            CommitmentState::Open
+        };
+        Ok(PublicCommitment {
+            commitment: commitment_info(r)?,
+            task_number: r.get(12)?,
+            task_name: r.get(13)?,
+            plan_number: r.get(14)?,
+            state,
+            superseded_at,
+            draw_id,
+        })
+    })?;
+    Ok(Page {
+        items: rows.collect::<Result<_, _>>()?,
+        total,
+        page: paging.page,
+        per_page: paging.per_page,
+    })
+}
+
 fn initial_draw_id(conn: &Connection, task_id: i64) -> Result<Option<i64>> {
     Ok(conn
         .query_row(
@@ -517,10 +662,61 @@ fn initial_draw_id(conn: &Connection, task_id: i64) -> Result<Option<i64>> {
         .optional()?)
 }
 
+/// Longest beacon name and value, in characters.
+const BEACON_TEXT_MAX: usize = 200;
+
+/// Parses an RFC 3339 time.
+fn parse_time(text: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}
+
+/// A beacon as a request names it, checked and with its time normalised.
+fn checked_beacon(beacon: &Beacon, committed_at: &str) -> Result<Beacon> {
+    let name = beacon.name.trim();
+    if name.is_empty() || name.chars().count() > BEACON_TEXT_MAX {
+        return Err(Error::invalid(
+            "beacon.name",
+            format!("1 to {BEACON_TEXT_MAX} characters naming the public source"),
+        ));
+    }
+    let due = parse_time(&beacon.due_at).ok_or_else(|| {
+        Error::invalid(
+            "beacon.due_at",
+            "an RFC 3339 time such as 2026-11-30T13:30:00Z",
+        )
+    })?;
+    let due_at = due.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    if due_at.as_str() <= committed_at {
+        return Err(Error::invalid(
+            "beacon.due_at",
+            "must be after the commitment: a beacon already known could be ground",
+        ));
+    }
+    Ok(Beacon {
+        name: name.to_owned(),
+        due_at,
+    })
+}
+
 /// Fixes the pools and parameters of a task's draw and publishes their
-/// hashes with the hash of a fresh server secret. A new commitment replaces
-/// an earlier one not yet used.
-pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<CommitmentInfo> {
+/// hashes with the hash of a fresh server secret, which is stored sealed
+/// with `seal`. A new commitment supersedes an earlier one not yet used; the
+/// earlier one stays listed publicly ([`public_commitments`]).
+pub fn commit(
+    tx: &Transaction<'_>,
+    actor: &str,
+    task_id: i64,
+    request: &CommitRequest,
+    seal: &SealKey,
+) -> Result<CommitmentInfo> {
+    let committed_at = now();
+    let beacon = request
+        .beacon
+        .as_ref()
+        .map(|b| checked_beacon(b, &committed_at))
+        .transpose()?;
     let task = plans::get_task_by_id(tx, task_id)?;
     if initial_draw_id(tx, task_id)?.is_some() {
         return Err(Error::Conflict(format!(
@@ -553,12 +749,14 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
         ));
     }
     let secret = auth::random_bytes::<32>()?;
+    let secret_sha256 = sha256_hex(&secret);
+    let sealed = seal.seal(&secret, &secret_sha256)?;
     let superseded = tx.execute(
         &format!(
             "UPDATE draw_commitments SET superseded_at = ?1
              WHERE task_id = ?2 AND superseded_at IS NULL AND {UNUSED}"
         ),
-        params![now(), task_id],
+        params![committed_at, task_id],
     )?;
     let target_json = serde_json::to_string(&targets)?;
     let inspector_json = serde_json::to_string(&inspectors)?;
@@ -566,13 +764,12 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
     tx.execute(
         "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params, params_sha256,
             target_pool, target_pool_sha256, target_count, inspector_pool, inspector_pool_sha256,
-            inspector_count, committed_at, committed_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+            inspector_count, committed_at, committed_by, sealed_secret, beacon_name, beacon_due_at)
+         VALUES (?1, ?2, '', ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         params![
             task_id,
             ALGORITHM,
-            hex::encode(secret),
-            sha256_hex(&secret),
+            secret_sha256,
             params_json,
             sha256_hex(params_json.as_bytes()),
             target_json,
@@ -581,8 +778,11 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
             inspector_json,
             sha256_hex(inspector_json.as_bytes()),
             inspectors.len() as i64,
-            now(),
-            actor
+            committed_at,
+            actor,
+            sealed,
+            beacon.as_ref().map(|b| &b.name),
+            beacon.as_ref().map(|b| &b.due_at),
         ],
     )?;
     let info = open_commitment(tx, task_id)?
@@ -598,25 +798,53 @@ pub fn commit(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Commitm
     Ok(info)
 }
 
-/// Checks observers' entropy entries.
-fn check_entropy(entropy: &[Entropy]) -> Result<()> {
-    if entropy.len() > 50 {
-        return Err(Error::invalid("entropy", "at most 50 observer entries"));
+/// Most observer entries a draw takes.
+pub const MAX_OBSERVERS: usize = 50;
+/// Longest observer name, in characters.
+pub const OBSERVER_NAME_MAX: usize = 100;
+/// Longest observer value, in characters.
+pub const OBSERVER_VALUE_MAX: usize = 1000;
+
+/// Checks observers' entropy entries: at least `min` of them, each naming a
+/// different observer (names compared trimmed), neither part empty once
+/// trimmed, within bounds. Entries count as given, untrimmed.
+pub fn check_entropy(entropy: &[Entropy], min: usize) -> Result<()> {
+    if entropy.len() > MAX_OBSERVERS {
+        return Err(Error::invalid(
+            "entropy",
+            format!("at most {MAX_OBSERVERS} observer entries"),
+        ));
     }
+    let mut seen: HashSet<&str> = HashSet::new();
     for (i, e) in entropy.iter().enumerate() {
         let name = e.observer.trim();
-        if name.is_empty() || name.chars().count() > 100 {
+        if name.is_empty() || e.observer.chars().count() > OBSERVER_NAME_MAX {
             return Err(Error::invalid(
                 format!("entropy[{i}].observer"),
-                "1 to 100 characters",
+                format!("1 to {OBSERVER_NAME_MAX} characters, not only spaces"),
             ));
         }
-        if e.value.is_empty() || e.value.chars().count() > 1000 {
+        if e.value.trim().is_empty() || e.value.chars().count() > OBSERVER_VALUE_MAX {
             return Err(Error::invalid(
                 format!("entropy[{i}].value"),
-                "1 to 1000 characters",
+                format!("1 to {OBSERVER_VALUE_MAX} characters, not only spaces"),
             ));
         }
+        if !seen.insert(name) {
+            return Err(Error::invalid(
+                format!("entropy[{i}].observer"),
+                format!("observer `{name}` already has an entry: one entry per observer"),
+            ));
+        }
+    }
+    if entropy.len() < min {
+        return Err(Error::invalid(
+            "entropy",
+            format!(
+                "a draw needs entries of at least {min} different observers (the rules' min_observers); got {}",
+                entropy.len()
+            ),
+        ));
     }
     Ok(())
 }
@@ -710,18 +938,22 @@ fn target_names(
     Ok(names)
 }
 
-/// Draws a task from its open commitment with the observers' entropy and
+/// Draws a task from its open commitment with the ceremony's entropy and
 /// creates its records, all in `tx`.
 pub fn execute(
     tx: &Transaction<'_>,
     actor: &str,
     task_id: i64,
-    commitment_id: i64,
-    entropy: Vec<Entropy>,
+    ceremony: Ceremony,
+    seal: &SealKey,
     calendar: &Calendar,
 ) -> Result<DrawSummary> {
-    let observers: Vec<String> = entropy.iter().map(|e| e.observer.clone()).collect();
-    let (summary, outcome) = draw_from_commitment(tx, actor, task_id, commitment_id, entropy)?;
+    let observers: Vec<String> = ceremony
+        .entropy
+        .iter()
+        .map(|e| e.observer.clone())
+        .collect();
+    let (summary, outcome) = draw_from_commitment(tx, actor, task_id, ceremony, seal)?;
     let task = plans::get_task_by_id(tx, task_id)?;
     records::create_for_draw(tx, &task, summary.id, &outcome.targets, calendar)?;
     audit::append(
@@ -748,10 +980,16 @@ pub fn draw_from_commitment(
     tx: &Transaction<'_>,
     actor: &str,
     task_id: i64,
-    commitment_id: i64,
-    entropy: Vec<Entropy>,
+    ceremony: Ceremony,
+    seal: &SealKey,
 ) -> Result<(DrawSummary, Outcome)> {
-    check_entropy(&entropy)?;
+    let Ceremony {
+        commitment_id,
+        entropy,
+        beacon_value,
+    } = ceremony;
+    let min_observers = rules::load(tx)?.min_observers;
+    check_entropy(&entropy, min_observers as usize)?;
     let task = plans::get_task_by_id(tx, task_id)?;
     if initial_draw_id(tx, task_id)?.is_some() {
         return Err(Error::Conflict(format!(
@@ -771,17 +1009,27 @@ pub fn draw_from_commitment(
             info.id
         )));
     }
-    let (secret, params_json, target_json, inspector_json): (String, String, String, String) = tx
-        .query_row(
-        "SELECT secret, params, target_pool, inspector_pool FROM draw_commitments WHERE id = ?1",
-        [commitment_id],
-        |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
-    )?;
+    let drawn_at = time_after(&info.committed_at)?;
+    let beacon_value = check_beacon_value(&info, beacon_value, &drawn_at)?;
+    let (sealed, params_json, target_json, inspector_json): (Option<String>, String, String, String) =
+        tx.query_row(
+            "SELECT sealed_secret, params, target_pool, inspector_pool FROM draw_commitments WHERE id = ?1",
+            [commitment_id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )?;
+    let secret_bytes = sealed
+        .and_then(|s| seal.unseal(&s, &info.secret_sha256))
+        .filter(|s| sha256_hex(s) == info.secret_sha256)
+        .ok_or_else(|| {
+            Error::Conflict(format!(
+                "the draw seal key ({}) does not open commitment {commitment_id}: was the key file replaced? Commit again (the new commitment is public too)",
+                seal::KEY_FILE
+            ))
+        })?;
     let params: Params = serde_json::from_str(&params_json)?;
     let targets: TargetPool = serde_json::from_str(&target_json)?;
     let inspectors: Vec<PoolInspector> = serde_json::from_str(&inspector_json)?;
-    let secret_bytes = hex::decode(&secret).map_err(|e| Error::Internal(e.to_string()))?;
-    let seed = algorithm::seed(&secret_bytes, &entropy);
+    let seed = algorithm::seed_with_beacon(&secret_bytes, &entropy, beacon_value.as_deref());
     let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
         .map_err(draw_error)?;
     drop((targets, inspectors));
@@ -797,13 +1045,15 @@ pub fn draw_from_commitment(
         commitment: Some(info),
         redraw: None,
         params,
-        secret,
+        secret: hex::encode(secret_bytes),
         entropy,
+        beacon_value,
+        min_observers: Some(min_observers),
         seed: hex::encode(seed),
         initial_loads: BTreeMap::new(),
         result: outcome,
         target_names: names,
-        drawn_at: now(),
+        drawn_at,
         target_pool: (),
         inspector_pool: (),
     };
@@ -815,6 +1065,61 @@ pub fn draw_from_commitment(
         Some((&target_json, &inspector_json)),
     )?;
     Ok((summary, record.result))
+}
+
+/// The current time, strictly after `committed_at` (times have milliseconds,
+/// and a demo commits and draws within one), so that a record's commitment
+/// always precedes its draw.
+fn time_after(committed_at: &str) -> Result<String> {
+    for _ in 0..1000 {
+        let at = now();
+        if at.as_str() > committed_at {
+            return Ok(at);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    Err(Error::Conflict(format!(
+        "the commitment is dated {committed_at}, after this server's clock: check the clock"
+    )))
+}
+
+/// The beacon value a draw from `info` takes at `drawn_at`: required once
+/// the commitment's beacon is due, refused before and without a beacon.
+fn check_beacon_value(
+    info: &CommitmentInfo,
+    value: Option<String>,
+    drawn_at: &str,
+) -> Result<Option<String>> {
+    match (&info.beacon, value) {
+        (None, None) => Ok(None),
+        (None, Some(_)) => Err(Error::invalid(
+            "beacon_value",
+            "this commitment names no beacon",
+        )),
+        (Some(b), _) if drawn_at < b.due_at.as_str() => Err(Error::invalid(
+            "beacon_value",
+            format!(
+                "the beacon `{}` is due at {}: the draw cannot happen before it",
+                b.name, b.due_at
+            ),
+        )),
+        (Some(b), None) => Err(Error::invalid(
+            "beacon_value",
+            format!("the draw needs the value of the beacon `{}`", b.name),
+        )),
+        (Some(b), Some(v)) => {
+            if v.trim().is_empty() || v.chars().count() > BEACON_TEXT_MAX {
+                return Err(Error::invalid(
+                    "beacon_value",
+                    format!(
+                        "the value of `{}`: 1 to {BEACON_TEXT_MAX} characters",
+                        b.name
+                    ),
+                ));
+            }
+            Ok(Some(v))
+        }
+    }
 }
 
 /// Loads a stored draw record.
@@ -965,7 +1270,8 @@ pub fn redraw(
         }
     };
     let explanation = explanation.as_str();
-    check_entropy(&entropy)?;
+    // A redraw's seed is fixed by its parent's; observers' entries are optional.
+    check_entropy(&entropy, 0)?;
     crate::registry::check_text("explanation", explanation, 500)?;
     let task = plans::get_task_by_id(tx, task_id)?;
     let initial = initial_draw_id(tx, task_id)?
@@ -1056,6 +1362,7 @@ pub fn redraw(
         reason: reason_code.into(),
         target_uscc: uscc.clone(),
         recused_inspector: recused,
+        commitment: initial_record.commitment.clone(),
     };
     let seed = redraw_seed(&basis, &entropy)?;
     let mut params = initial_record.params.clone();
@@ -1076,6 +1383,8 @@ pub fn redraw(
         params,
         secret: String::new(),
         entropy,
+        beacon_value: None,
+        min_observers: None,
         seed: hex::encode(seed),
         initial_loads: loads,
         target_names: target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?,
@@ -1124,8 +1433,66 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
     if !record.inspector_pool.windows(2).all(|w| w[0].id < w[1].id) {
         return Err("inspector_pool is not sorted by id without repeats".into());
     }
+    let drawn_at = parse_time(&record.drawn_at)
+        .ok_or_else(|| format!("drawn_at `{}` is not an RFC 3339 time", record.drawn_at))?;
+    // Every entry must count: distinct observers, nothing empty. An initial
+    // draw names the minimum it was held to; records from before that rule
+    // have no `min_observers` and are held to none.
+    if let Err(e) = check_entropy(&record.entropy, record.min_observers.unwrap_or(0) as usize) {
+        return Err(format!("the observers' entries do not count: {e}"));
+    }
+    let committed = record
+        .commitment
+        .as_ref()
+        .or(record.redraw.as_ref().and_then(|b| b.commitment.as_ref()));
+    if let Some(c) = committed {
+        {
+            let at = parse_time(&c.committed_at).ok_or_else(|| {
+                format!(
+                    "commitment.committed_at `{}` is not an RFC 3339 time",
+                    c.committed_at
+                )
+            })?;
+            if at >= drawn_at {
+                return Err(format!(
+                    "the commitment ({}) must precede the draw ({})",
+                    c.committed_at, record.drawn_at
+                ));
+            }
+        }
+    }
     let seed = match (&record.commitment, &record.redraw) {
         (Some(c), None) => {
+            let beacon = match (&c.beacon, &record.beacon_value) {
+                (None, None) => None,
+                (None, Some(_)) => {
+                    return Err("beacon_value given but the commitment names no beacon".into());
+                }
+                (Some(b), None) => {
+                    return Err(format!(
+                        "the commitment names the beacon `{}` but the record has no beacon_value",
+                        b.name
+                    ));
+                }
+                (Some(b), Some(v)) => {
+                    let due = parse_time(&b.due_at).ok_or_else(|| {
+                        format!("beacon.due_at `{}` is not an RFC 3339 time", b.due_at)
+                    })?;
+                    if due > drawn_at {
+                        return Err(format!(
+                            "the beacon `{}` was due at {}, after the draw ({})",
+                            b.name, b.due_at, record.drawn_at
+                        ));
+                    }
+                    if parse_time(&c.committed_at).is_some_and(|at| at >= due) {
+                        return Err(format!(
+                            "the beacon `{}` was due at {}, not after the commitment ({})",
+                            b.name, b.due_at, c.committed_at
+                        ));
+                    }
+                    Some(v.as_str())
+                }
+            };
             let secret =
                 hex::decode(&record.secret).map_err(|_| "secret is not hex".to_string())?;
             if sha256_hex(&secret) != c.secret_sha256 {
@@ -1142,9 +1509,16 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
                     "inspector_pool does not match the committed inspector_pool_sha256".into(),
                 );
             }
-            algorithm::seed(&secret, &record.entropy)
+            algorithm::seed_with_beacon(&secret, &record.entropy, beacon)
         }
-        (None, Some(basis)) => redraw_seed(basis, &record.entropy).map_err(|e| e.to_string())?,
+        (None, Some(basis)) => {
+            if record.beacon_value.is_some() {
+                return Err(
+                    "a redraw takes no beacon_value: its seed derives from its parent's".into(),
+                );
+            }
+            redraw_seed(basis, &record.entropy).map_err(|e| e.to_string())?
+        }
         _ => {
             return Err(
                 "a record needs either a commitment (initial draw) or a redraw basis".into(),
@@ -1195,6 +1569,69 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
     }
     if outcome.strata.len() != record.result.strata.len() {
         return Err("result.strata has the wrong length".into());
+    }
+    Ok(())
+}
+
+/// Checks that a redraw's pools come from the pools its task committed to
+/// before the initial draw, given that draw's record (`initial`, itself to
+/// be checked with [`verify`]): the redraw names the same commitment, its
+/// candidates are in the committed target pool, in the same stratum, and its
+/// inspector pool is the committed one with exclusions only added.
+pub fn verify_redraw_pools(
+    redraw: &DrawRecord,
+    initial: &DrawRecord,
+) -> std::result::Result<(), String> {
+    let Some(basis) = &redraw.redraw else {
+        return Err("the first record is not a redraw".into());
+    };
+    if initial.kind != "initial" || initial.commitment.is_none() {
+        return Err("the second record is not an initial draw with a commitment".into());
+    }
+    if redraw.task.id != initial.task.id {
+        return Err(format!(
+            "the redraw is of task {} but the initial draw of task {}",
+            redraw.task.number, initial.task.number
+        ));
+    }
+    match &basis.commitment {
+        None => return Err("the redraw names no commitment".into()),
+        Some(c) if Some(c) != initial.commitment.as_ref() => {
+            return Err("the redraw names another commitment than the initial draw's".into());
+        }
+        Some(_) => {}
+    }
+    if redraw.parent_draw_id == Some(initial.draw_id) && basis.parent_seed != initial.seed {
+        return Err("the redraw's parent_seed is not the initial draw's seed".into());
+    }
+    for (c, stratum) in redraw.target_pool.strata.iter().enumerate() {
+        for uscc in stratum.must_include.iter().chain(&stratum.others) {
+            if initial.target_pool.find_in(c, uscc).is_none() {
+                return Err(format!(
+                    "redraw target_pool[{c}] lists {uscc}, which the committed pool does not have in that stratum"
+                ));
+            }
+        }
+    }
+    if redraw.inspector_pool.len() != initial.inspector_pool.len() {
+        return Err("the redraw's inspector_pool is not the committed one".into());
+    }
+    for (mine, committed) in redraw.inspector_pool.iter().zip(&initial.inspector_pool) {
+        if mine.id != committed.id
+            || mine.department != committed.department
+            || !committed.excluded.iter().all(|u| mine.excluded.contains(u))
+        {
+            return Err(format!(
+                "inspector {} of the redraw's inspector_pool differs from the committed pool beyond added exclusions",
+                mine.id
+            ));
+        }
+    }
+    if redraw.params.requirements != initial.params.requirements
+        || redraw.params.group_size != initial.params.group_size
+        || redraw.params.joint != initial.params.joint
+    {
+        return Err("the redraw's params differ from the committed params".into());
     }
     Ok(())
 }

@@ -1,5 +1,6 @@
 //! HTTP endpoints of the draw: commitment, ceremony, publication, redraws,
-//! the records it made, and the public draw records.
+//! the records it made, the public list of commitments and the public draw
+//! records.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -8,13 +9,14 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use super::algorithm::Entropy;
 use super::records::{self, RecordSummary};
-use super::{CommitmentInfo, DrawSummary, RedrawRequest};
+use super::{
+    Ceremony, CommitRequest, CommitmentInfo, DrawSummary, PublicCommitment, RedrawRequest,
+};
 use crate::AppState;
 use crate::auth::{AuthUser, Role};
 use crate::error::{Error, Result};
-use crate::extract::{ApiJson, ApiPath};
+use crate::extract::{ApiJson, ApiPath, ApiQuery, Page, Paging};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -26,6 +28,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/tasks/{id}/records", get(task_records))
         .route("/api/v1/draws/{id}", get(get_draw))
         .route("/api/v1/my/records", get(my_records))
+        .route("/api/v1/public/commitments", get(public_commitments))
         .route("/api/v1/public/draws", get(public_draws))
         .route("/api/v1/public/draws/{id}", get(public_draw))
 }
@@ -37,11 +40,13 @@ async fn commit(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(task_id): ApiPath<i64>,
+    ApiJson(request): ApiJson<CommitRequest>,
 ) -> Result<(StatusCode, Json<CommitmentInfo>)> {
     user.require(DRAWERS)?;
+    let seal = state.seal.clone();
     let info = state
         .db
-        .write(move |tx| super::commit(tx, &user.username, task_id))
+        .write(move |tx| super::commit(tx, &user.username, task_id, &request, &seal))
         .await?;
     Ok((StatusCode::CREATED, Json(info)))
 }
@@ -71,34 +76,18 @@ async fn draw_state(
     Ok(Json(found))
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct DrawRequest {
-    commitment_id: i64,
-    #[serde(default)]
-    entropy: Vec<Entropy>,
-}
-
 async fn execute(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(task_id): ApiPath<i64>,
-    ApiJson(req): ApiJson<DrawRequest>,
+    ApiJson(ceremony): ApiJson<Ceremony>,
 ) -> Result<(StatusCode, Json<DrawSummary>)> {
     user.require(DRAWERS)?;
     let calendar = state.calendar();
+    let seal = state.seal.clone();
     let summary = state
         .db
-        .write(move |tx| {
-            super::execute(
-                tx,
-                &user.username,
-                task_id,
-                req.commitment_id,
-                req.entropy,
-                &calendar,
-            )
-        })
+        .write(move |tx| super::execute(tx, &user.username, task_id, ceremony, &seal, &calendar))
         .await?;
     Ok((StatusCode::CREATED, Json(summary)))
 }
@@ -217,6 +206,31 @@ pub struct PublicDraw {
     pub drawn_at: String,
     /// When published.
     pub published_at: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommitmentQuery {
+    task: Option<String>,
+    page: Option<u32>,
+    per_page: Option<u32>,
+}
+
+async fn public_commitments(
+    State(state): State<AppState>,
+    ApiQuery(query): ApiQuery<CommitmentQuery>,
+) -> Result<Json<Page<PublicCommitment>>> {
+    let paging = Paging {
+        page: query.page.unwrap_or(1),
+        per_page: query.per_page.unwrap_or(50),
+    };
+    let task = query.task.filter(|t| !t.trim().is_empty());
+    Ok(Json(
+        state
+            .db
+            .read(move |c| super::public_commitments(c, task.as_deref().map(str::trim), paging))
+            .await?,
+    ))
 }
 
 async fn public_draws(State(state): State<AppState>) -> Result<Json<Vec<PublicDraw>>> {

@@ -371,11 +371,14 @@ fn record() -> DrawRecord {
             target_count: targets.len() as i64,
             inspector_pool_sha256: json_hash(&people),
             inspector_count: people.len() as i64,
+            beacon: None,
         }),
         redraw: None,
         params: p,
         secret: hex::encode(secret),
         entropy: e,
+        beacon_value: None,
+        min_observers: Some(1),
         seed: hex::encode(s),
         initial_loads: BTreeMap::new(),
         target_pool: targets,
@@ -520,6 +523,229 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
         let result = state
             .db
             .write_blocking(|tx| Ok(tx.execute(sql, [commitment_id])?));
+        assert!(result.is_err(), "{sql} was allowed");
+    }
+}
+
+/// [`record`] drawn with a beacon named in its commitment.
+fn beacon_record(value: &str) -> DrawRecord {
+    let mut r = record();
+    let commitment = r.commitment.as_mut().unwrap();
+    commitment.beacon = Some(super::Beacon {
+        name: "福彩3D 第2026330期开奖号码".into(),
+        due_at: "2026-11-22T00:00:00.500Z".into(),
+    });
+    r.beacon_value = Some(value.into());
+    let s = seed_with_beacon(&[7u8; 32], &r.entropy, Some(value));
+    r.result = run(&r.params, &r.target_pool, &r.inspector_pool, s, &no_loads()).unwrap();
+    r.seed = hex::encode(s);
+    r
+}
+
+#[test]
+fn a_beacon_enters_the_seed_and_must_be_due_before_the_draw() {
+    assert_eq!(verify(&beacon_record("372")), Ok(()));
+    assert_ne!(
+        seed_with_beacon(b"s", &entropy("1"), Some("372")),
+        seed(b"s", &entropy("1")),
+        "the beacon value changes the seed"
+    );
+    // A tampered beacon value gives another seed.
+    let mut r = beacon_record("372");
+    r.beacon_value = Some("373".into());
+    assert!(verify(&r).unwrap_err().contains("seed"));
+    // The value is needed, and only where a beacon was named.
+    let mut r = beacon_record("372");
+    r.beacon_value = None;
+    assert!(verify(&r).unwrap_err().contains("beacon_value"));
+    let mut r = record();
+    r.beacon_value = Some("372".into());
+    assert!(verify(&r).unwrap_err().contains("no beacon"));
+    // Due after the draw.
+    let mut r = beacon_record("372");
+    r.commitment
+        .as_mut()
+        .unwrap()
+        .beacon
+        .as_mut()
+        .unwrap()
+        .due_at = "2026-11-22T00:00:02Z".into();
+    assert!(verify(&r).unwrap_err().contains("after the draw"));
+    // Due before the commitment: known in advance, so it could be ground.
+    let mut r = beacon_record("372");
+    r.commitment
+        .as_mut()
+        .unwrap()
+        .beacon
+        .as_mut()
+        .unwrap()
+        .due_at = "2026-11-21T23:00:00Z".into();
+    assert!(verify(&r).unwrap_err().contains("not after the commitment"));
+}
+
+#[test]
+fn a_commitment_made_after_the_draw_fails_verification() {
+    let mut r = record();
+    r.commitment.as_mut().unwrap().committed_at = "2026-11-22T00:00:05Z".into();
+    let err = verify(&r).unwrap_err();
+    assert!(err.contains("must precede the draw"), "{err}");
+    let mut r = record();
+    r.commitment.as_mut().unwrap().committed_at = r.drawn_at.clone();
+    assert!(verify(&r).unwrap_err().contains("precede"));
+}
+
+#[test]
+fn observer_entries_must_be_distinct_non_empty_and_enough() {
+    let entry = |o: &str, v: &str| Entropy {
+        observer: o.into(),
+        value: v.into(),
+    };
+    let check = super::check_entropy;
+    assert!(check(&[entry("甲", "1"), entry("乙", "2")], 2).is_ok());
+    let field = |r: crate::Result<()>| match r.unwrap_err() {
+        crate::Error::Invalid { field, .. } => field,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(field(check(&[entry("甲", "1")], 2)), "entropy");
+    assert_eq!(
+        field(check(&[entry("甲", "1"), entry(" 甲 ", "2")], 2)),
+        "entropy[1].observer"
+    );
+    assert_eq!(
+        field(check(&[entry("甲", "1"), entry("乙", "  ")], 2)),
+        "entropy[1].value"
+    );
+    assert_eq!(
+        field(check(&[entry("  ", "1"), entry("乙", "2")], 2)),
+        "entropy[0].observer"
+    );
+    let long = "长".repeat(super::OBSERVER_VALUE_MAX + 1);
+    assert_eq!(
+        field(check(&[entry("甲", &long), entry("乙", "2")], 2)),
+        "entropy[0].value"
+    );
+    // A record whose entries do not meet its own minimum fails.
+    let mut r = record();
+    r.min_observers = Some(2);
+    assert!(verify(&r).unwrap_err().contains("observers"));
+}
+
+#[test]
+fn a_redraws_pools_are_checked_against_the_committed_pools() {
+    let initial = record();
+    let mut redraw = record();
+    redraw.kind = "redraw".into();
+    redraw.draw_id = 2;
+    redraw.parent_draw_id = Some(1);
+    redraw.commitment = None;
+    redraw.redraw = Some(super::RedrawBasis {
+        parent_seed: initial.seed.clone(),
+        sequence: 1,
+        reason: "out_of_scope".into(),
+        target_uscc: initial.result.targets[0].uscc.clone(),
+        recused_inspector: None,
+        commitment: initial.commitment.clone(),
+    });
+    let mut only = TargetPool::empty();
+    only.strata[1].others = initial.target_pool.strata[1].others[..3].to_vec();
+    redraw.target_pool = only;
+    assert_eq!(super::verify_redraw_pools(&redraw, &initial), Ok(()));
+    // A candidate the commitment never had.
+    let mut forged = redraw.clone();
+    forged.target_pool.strata[1]
+        .others
+        .push("91330106MA0000000X".into());
+    assert!(
+        super::verify_redraw_pools(&forged, &initial)
+            .unwrap_err()
+            .contains("committed pool")
+    );
+    // An inspector whose exclusions were dropped.
+    let mut forged = redraw.clone();
+    let mut initial_with = initial.clone();
+    initial_with.inspector_pool[0].excluded = vec![initial.result.targets[0].uscc.clone()];
+    forged.inspector_pool[0].excluded.clear();
+    assert!(
+        super::verify_redraw_pools(&forged, &initial_with)
+            .unwrap_err()
+            .contains("inspector")
+    );
+    // Another commitment.
+    let mut forged = redraw.clone();
+    forged
+        .redraw
+        .as_mut()
+        .unwrap()
+        .commitment
+        .as_mut()
+        .unwrap()
+        .id = 9;
+    assert!(super::verify_redraw_pools(&forged, &initial).is_err());
+}
+
+#[test]
+fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    {
+        // A database before migration 0011, with an open and a superseded
+        // commitment holding their secrets in plain text.
+        let mut conn = rusqlite::Connection::open(&path).unwrap();
+        crate::db::migrate(&mut conn, 9).unwrap();
+        conn.execute_batch(
+            "INSERT INTO departments (id, code, name) VALUES (1, 'SCJG', '市场监管局');
+             INSERT INTO plans (id, number, name, year, department_id, created_at, created_by)
+             VALUES (1, 'P-1', '计划', 2026, 1, '2026-10-01T00:00:00.000Z', 'planner');
+             INSERT INTO tasks (id, plan_id, number, name, directed, conditions, count,
+                window_start, window_end, department_id, joint, created_at, created_by)
+             VALUES (1, 1, 'T-1', '任务', 0, '{}', 1, '2026-10-01', '2026-11-01', 1, 0,
+                '2026-10-01T00:00:00.000Z', 'planner');",
+        )
+        .unwrap();
+        for superseded in [None, Some("2026-11-01T00:00:00.000Z")] {
+            conn.execute(
+                "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+                    params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+                    inspector_pool_sha256, inspector_count, committed_at, committed_by, superseded_at)
+                 VALUES (1, 'suiji-draw-v2', 'abcd', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+                    '2026-10-01T00:00:00.000Z', 'planner', ?1)",
+                [superseded],
+            )
+            .unwrap();
+        }
+    }
+    let db = crate::db::Db::open(&path).unwrap();
+    let rows: Vec<(String, Option<String>)> = db
+        .read_blocking(|c| {
+            let mut stmt =
+                c.prepare("SELECT secret, superseded_at FROM draw_commitments ORDER BY id")?;
+            let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .unwrap();
+    assert_eq!(rows.len(), 2, "both stay listed");
+    assert!(rows.iter().all(|(secret, _)| secret.is_empty()), "{rows:?}");
+    assert!(rows.iter().all(|(_, at)| at.is_some()), "{rows:?}");
+    assert_eq!(rows[1].1.as_deref(), Some("2026-11-01T00:00:00.000Z"));
+    // A sealed secret is accepted; from now on a plain secret, a deletion
+    // or an un-superseding is refused.
+    let sealed = "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+            params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+            inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
+         VALUES (1, 'suiji-draw-v2', '', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+            '2026-10-02T00:00:00.000Z', 'planner', 'x')";
+    db.write_blocking(|tx| Ok(tx.execute(sealed, [])?)).unwrap();
+    for sql in [
+        "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
+            params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
+            inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
+         VALUES (1, 'suiji-draw-v2', 'abcd', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
+            '2026-10-01T00:00:00.000Z', 'planner', 'x')",
+        "DELETE FROM draw_commitments WHERE id = 1",
+        "UPDATE draw_commitments SET superseded_at = NULL WHERE id = 1",
+        "UPDATE draw_commitments SET secret = 'abcd' WHERE id = 2",
+    ] {
+        let result = db.write_blocking(|tx| Ok(tx.execute(sql, [])?));
         assert!(result.is_err(), "{sql} was allowed");
     }
 }

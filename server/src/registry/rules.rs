@@ -1,6 +1,6 @@
 //! The agency's rules (细则): per-risk-class ratios, group size, the yearly
-//! frequency cap, publication deadlines and which flags make a target a
-//! must-include in draws.
+//! frequency cap, publication deadlines, which flags make a target a
+//! must-include in draws and how many observers a draw needs.
 
 use axum::Json;
 use axum::extract::State;
@@ -60,6 +60,8 @@ pub struct Rules {
     pub general_ratio_min: f64,
     /// Highest ratio of a task with general items; key items have no ceiling.
     pub general_ratio_max: f64,
+    /// Observers' entries a draw needs at least (distinct observers, 1 to 50).
+    pub min_observers: u32,
     /// When the rules last changed (ignored on input).
     #[serde(default, skip_deserializing)]
     pub updated_at: String,
@@ -105,6 +107,15 @@ impl Rules {
                 "a group has 2 to 10 inspectors",
             ));
         }
+        if !(1..=crate::draw::MAX_OBSERVERS as u32).contains(&self.min_observers) {
+            return Err(Error::invalid(
+                "min_observers",
+                format!(
+                    "a draw needs 1 to {} observers' entries",
+                    crate::draw::MAX_OBSERVERS
+                ),
+            ));
+        }
         if !(1..=52).contains(&self.frequency_cap) {
             return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
         }
@@ -127,7 +138,7 @@ pub fn load(conn: &Connection) -> Result<Rules> {
         "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
             result_publication_days, list_publication_days, abnormal_list_days,
             must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
-            general_ratio_min, general_ratio_max
+            general_ratio_min, general_ratio_max, min_observers
          FROM rules WHERE id = 1",
         [],
         |r| {
@@ -149,6 +160,7 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 updated_at: r.get(12)?,
                 general_ratio_min: r.get(13)?,
                 general_ratio_max: r.get(14)?,
+                min_observers: r.get(15)?,
             })
         },
     )?)
@@ -163,7 +175,7 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             group_size = ?5, frequency_cap = ?6, result_publication_days = ?7,
             list_publication_days = ?8, abnormal_list_days = ?9, must_include_serious = ?10,
             must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13,
-            general_ratio_min = ?14, general_ratio_max = ?15
+            general_ratio_min = ?14, general_ratio_max = ?15, min_observers = ?16
          WHERE id = 1",
         params![
             rules.ratios.a,
@@ -180,7 +192,8 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             rules.must_include_complaints,
             now(),
             rules.general_ratio_min,
-            rules.general_ratio_max
+            rules.general_ratio_max,
+            rules.min_observers
         ],
     )?;
     let after = load(tx)?;

@@ -82,7 +82,12 @@ fn inspect(
 
 /// Draws a small task of its own in `plan_id` and walks its records through
 /// inspection, review and publication.
-pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<()> {
+pub fn walk(
+    tx: &Transaction<'_>,
+    plan_id: i64,
+    seal: &draw::seal::SealKey,
+    calendar: &Calendar,
+) -> Result<()> {
     let task = plans::insert_task(
         tx,
         "demo",
@@ -114,8 +119,28 @@ pub fn walk(tx: &Transaction<'_>, plan_id: i64, calendar: &Calendar) -> Result<(
             joint: false,
         },
     )?;
-    let commitment = draw::commit(tx, "planner", task.id)?;
-    draw::execute(tx, "planner", task.id, commitment.id, Vec::new(), calendar)?;
+    let commitment = draw::commit(
+        tx,
+        "planner",
+        task.id,
+        &draw::CommitRequest::default(),
+        seal,
+    )?;
+    let ceremony = draw::Ceremony {
+        commitment_id: commitment.id,
+        entropy: vec![
+            draw::algorithm::Entropy {
+                observer: "区政协委员 陈静".into(),
+                value: "314159".into(),
+            },
+            draw::algorithm::Entropy {
+                observer: "《杭州日报》记者 吴涛".into(),
+                value: "西湖".into(),
+            },
+        ],
+        beacon_value: None,
+    };
+    draw::execute(tx, "planner", task.id, ceremony, seal, calendar)?;
     draw::publish(tx, "planner", task.id)?;
     let list = records::list(tx, Some(task.id), None)?;
     let supervisor: i64 = tx.query_row(

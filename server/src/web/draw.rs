@@ -19,16 +19,19 @@ use super::{WebResult, see_other};
 use crate::AppState;
 use crate::auth::Role;
 use crate::draw::algorithm::Entropy;
-use crate::draw::{self, CommitmentInfo, routes::stored_record};
+use crate::draw::{self, Beacon, Ceremony, CommitRequest, CommitmentInfo, routes::stored_record};
 use crate::error::Result;
 use crate::plans;
 
 /// Who runs draws.
 pub const DRAWERS: &[Role] = &[Role::Admin, Role::Planner];
-/// Observer rows on the ceremony form.
+/// Observer rows on the ceremony form, at least (more if the rules ask more).
 const OBSERVER_ROWS: usize = 4;
-/// Observers a ceremony needs at least.
-const MIN_OBSERVERS: usize = 2;
+
+/// Observer rows the ceremony form shows when the rules ask for `min`.
+fn observer_rows(min: u32) -> usize {
+    OBSERVER_ROWS.max(min as usize + 1)
+}
 
 /// Routes of the ceremony pages.
 pub fn routes() -> Router<AppState> {
@@ -89,6 +92,9 @@ fn commitment_facts(c: &CommitmentInfo) -> Markup {
             dt { "候选检查人员" } dd { (c.inspector_count) " 人，哈希 " code.hash { (c.inspector_pool_sha256) } }
             dt { "参数哈希" } dd { code.hash { (c.params_sha256) } }
             dt { "服务器密钥哈希" } dd { code.hash { (c.secret_sha256) } }
+            @if let Some(b) = &c.beacon {
+                dt { "公开随机源" } dd #beacon { (b.name) "（" (time(&b.due_at)) " 公布；摇号须在此之后并输入其结果）" }
+            }
         }
     }
 }
@@ -116,16 +122,18 @@ async fn ceremony_view(
     values: FormData,
     errors: FieldErrors,
 ) -> WebResult<Markup> {
-    let (task, commitment, draws) = state
+    let (task, commitment, draws, min_observers) = state
         .db
         .read(move |c| {
             Ok((
                 plans::get_task_by_id(c, task_id)?,
                 draw::open_commitment(c, task_id)?,
                 draw::draws_of_task(c, task_id)?,
+                crate::registry::rules::load(c)?.min_observers,
             ))
         })
         .await?;
+    let rows = observer_rows(min_observers);
     Ok(page(
         "摇号现场",
         Some(&user),
@@ -135,8 +143,9 @@ async fn ceremony_view(
             ol.steps {
                 li { "1. 固定候选池并公布承诺（哈希）：此后候选名单和参数不能再改。" }
                 li { "2. 现场观察员（人大代表、政协委员、媒体等）各自输入姓名和一个随机数。" }
-                li { "3. 以服务器密钥和全部观察员随机数计算种子，抽取检查对象和检查组，生成不可更改的摇号记录。" }
+                li { "3. 以服务器密钥和全部观察员随机数（以及承诺中指定的公开随机源）计算种子，抽取检查对象和检查组，生成不可更改的摇号记录。" }
             }
+            p.hint { "每一次承诺一经作出即在 " a href=(format!("/public/commitments?task={}", super::session::form_urlencode(&task.number))) { "承诺公示" } " 中公开，被替代的承诺也永久保留。" }
             @if !draws.is_empty() {
                 h2 { "本任务的摇号记录" }
                 div.table-wrap { table #draws {
@@ -161,12 +170,19 @@ async fn ceremony_view(
                     }
                     form.box #ceremony method="post" action=(format!("/tasks/{task_id}/draw")) data-progress="正在摇号，请稍候…" {
                         h2 { "第二步：观察员输入随机数" }
-                        p.hint { "至少 " (MIN_OBSERVERS) " 位观察员。每人输入姓名和自己想到的任意数字或文字；这些内容会写入摇号记录并公开。" }
+                        p.hint { "至少 " (min_observers) " 位不同的观察员（按本机关细则）。每人输入姓名和自己想到的任意数字或文字；这些内容会写入摇号记录并公开。" }
                         (csrf_field(&user))
                         input type="hidden" name="commitment_id" value=(c.id);
                         (errors.show("form"))
-                        (errors.show("observers"))
-                        @for i in 0..OBSERVER_ROWS {
+                        (errors.show("entropy"))
+                        @if let Some(b) = &c.beacon {
+                            div.field.invalid[errors.get("beacon_value").is_some()] {
+                                label for="beacon_value" { (b.name) "（" (time(&b.due_at)) " 公布）" }
+                                input type="text" id="beacon_value" name="beacon_value" value=(values.get("beacon_value"));
+                                (errors.show("beacon_value"))
+                            }
+                        }
+                        @for i in 0..rows {
                             div.row {
                                 div.field.invalid[errors.get(&format!("observer{i}")).is_some()] {
                                     label for=(format!("observer{i}")) { "观察员 " (i + 1) " 姓名" }
@@ -189,7 +205,22 @@ async fn ceremony_view(
                         h2 { "第一步：固定候选池" }
                         p { "按任务条件固定候选检查对象和检查人员，并公布其哈希（承诺）。" }
                         (errors.show("form"))
-                        (post_button(&user, &format!("/tasks/{task_id}/draw/commit"), "固定候选池并公布承诺", "primary"))
+                        form #commit method="post" action=(format!("/tasks/{task_id}/draw/commit")) {
+                            (csrf_field(&user))
+                            p.hint { "可选：事先指定一个公开随机源（如彩票开奖号码）。摇号须在其公布之后进行，并输入其结果。" }
+                            div.row {
+                                div.field.invalid[errors.get("beacon").is_some()] {
+                                    label for="beacon_name" { "公开随机源名称" }
+                                    input type="text" id="beacon_name" name="beacon_name" placeholder="福彩3D 第2026330期开奖号码" value=(values.get("beacon_name"));
+                                    (errors.show("beacon"))
+                                }
+                                div.field {
+                                    label for="beacon_due_at" { "公布时间（RFC 3339，如 2026-11-30T21:30:00+08:00）" }
+                                    input type="text" id="beacon_due_at" name="beacon_due_at" value=(values.get("beacon_due_at"));
+                                }
+                            }
+                            button.primary type="submit" { "固定候选池并公布承诺" }
+                        }
                     }
                 },
                 None => {
@@ -207,15 +238,23 @@ async fn commit(
 ) -> WebResult<Response> {
     post.user.require(DRAWERS)?;
     let actor = post.user.auth.username.clone();
+    let (name, due_at) = (post.form.get("beacon_name"), post.form.get("beacon_due_at"));
+    let request = CommitRequest {
+        beacon: (!name.is_empty() || !due_at.is_empty()).then(|| Beacon {
+            name: name.to_owned(),
+            due_at: due_at.to_owned(),
+        }),
+    };
+    let seal = state.seal.clone();
     match state
         .db
-        .write(move |tx| draw::commit(tx, &actor, task_id))
+        .write(move |tx| draw::commit(tx, &actor, task_id, &request, &seal))
         .await
     {
         Ok(_) => Ok(see_other(&format!("/tasks/{task_id}/draw"))),
         Err(e) => {
             let mut errors = FieldErrors::new();
-            errors.absorb(e, &[])?;
+            errors.absorb(e, &["beacon"])?;
             let body = ceremony_view(&state, post.user, task_id, post.form, errors).await?;
             Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
         }
@@ -230,12 +269,16 @@ async fn execute(
     let CsrfForm { user, form } = post;
     user.require(DRAWERS)?;
     let mut errors = FieldErrors::new();
-    let entropy = observer_entropy(&form, OBSERVER_ROWS, &mut errors);
-    if errors.is_empty() && entropy.len() < MIN_OBSERVERS {
-        for i in entropy.len()..MIN_OBSERVERS {
+    let min = state
+        .db
+        .read(|c| Ok(crate::registry::rules::load(c)?.min_observers))
+        .await? as usize;
+    let entropy = observer_entropy(&form, observer_rows(min as u32), &mut errors);
+    if errors.is_empty() && entropy.len() < min {
+        for i in entropy.len()..min {
             errors.add(
                 &format!("observer{i}"),
-                "摇号需要至少两位观察员：请填写姓名和随机数。",
+                format!("摇号需要至少 {min} 位观察员：请填写姓名和随机数。"),
             );
         }
     }
@@ -245,13 +288,20 @@ async fn execute(
     {
         let calendar = state.calendar();
         let actor = user.auth.username.clone();
+        let beacon_value = Some(form.get("beacon_value").to_owned()).filter(|v| !v.is_empty());
+        let ceremony = Ceremony {
+            commitment_id,
+            entropy,
+            beacon_value,
+        };
+        let seal = state.seal.clone();
         match state
             .db
-            .write(move |tx| draw::execute(tx, &actor, task_id, commitment_id, entropy, &calendar))
+            .write(move |tx| draw::execute(tx, &actor, task_id, ceremony, &seal, &calendar))
             .await
         {
             Ok(summary) => return Ok(see_other(&format!("/draws/{}", summary.id))),
-            Err(e) => errors.absorb(e, &[])?,
+            Err(e) => errors.absorb(e, &["entropy", "beacon_value"])?,
         }
     } else if commitment_id.is_none() {
         errors.add("form", "缺少承诺编号，请刷新页面。");
@@ -329,6 +379,9 @@ async fn result(
                     }
                     @for e in &record.entropy {
                         dt { "观察员 " (e.observer) } dd { code { (e.value) } }
+                    }
+                    @if let (Some(c), Some(v)) = (&record.commitment, &record.beacon_value) {
+                        @if let Some(b) = &c.beacon { dt { (b.name) } dd { code { (v) } } }
                     }
                     dt { "种子" } dd { code.hash { (record.seed) } }
                     dt { "算法" } dd { code { (record.algorithm) } }

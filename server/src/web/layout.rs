@@ -39,6 +39,7 @@ pub fn page(title: &str, user: Option<&WebUser>, body: Markup) -> Markup {
                         }
                         a href="/public/results" { "结果公示" }
                         a href="/public/draws" { "摇号公示" }
+                        a href="/public/commitments" { "承诺公示" }
                         @if let Some(user) = user {
                             span.who { (user.auth.username) "（" (roles_text(&user.auth.roles)) "）" }
                             form.inline method="post" action="/logout" {

@@ -109,6 +109,7 @@ async fn home(session: session::Session) -> Markup {
                 }
                 a.card href="/public/results" { h2 { "抽查结果公示" } p { "按名称或统一社会信用代码查询（无需登录）" } }
                 a.card href="/public/draws" { h2 { "摇号记录公示" } p { "下载摇号记录并自行验证" } }
+                a.card href="/public/commitments" { h2 { "摇号承诺公示" } p { "每次摇号前公布的承诺，含被替代的承诺" } }
                 @if user.is_some_and(|u| !u.has_any(&[Role::Admin, Role::Planner, Role::Supervisor])) {
                     p.hint { "检查员请在手机应用中查看和填写检查任务。" }
                 }

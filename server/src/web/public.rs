@@ -1,5 +1,6 @@
 //! Public pages, no login: published results searchable by name or
-//! 统一社会信用代码 with corrections marked, and published draw records with
+//! 统一社会信用代码 with corrections marked, every draw commitment from the
+//! moment it is made (superseded ones too), and published draw records with
 //! the instructions to verify them.
 
 use axum::Router;
@@ -15,6 +16,7 @@ use super::layout::{page, pager, text, time};
 use super::session::Session;
 use crate::AppState;
 use crate::draw::routes::published_draws;
+use crate::draw::{CommitmentState, public_commitments};
 use crate::extract::Paging;
 use crate::review::publication::search_public;
 
@@ -22,6 +24,7 @@ use crate::review::publication::search_public;
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/public/results", get(results))
+        .route("/public/commitments", get(commitments))
         .route("/public/draws", get(draws))
         .route("/public/draws/{id}", get(draw))
 }
@@ -105,6 +108,84 @@ fn content_facts(r: &Value) -> Markup {
             }
         }
     }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CommitmentParams {
+    #[serde(default)]
+    task: String,
+    page: Option<u32>,
+}
+
+async fn commitments(
+    State(state): State<AppState>,
+    session: Session,
+    Query(p): Query<CommitmentParams>,
+) -> WebResult<Markup> {
+    let paging = Paging {
+        page: p.page.unwrap_or(1).max(1),
+        per_page: 50,
+    };
+    let task = p.task.trim().to_owned();
+    let filter = task.clone();
+    let found = state
+        .db
+        .read(move |c| {
+            public_commitments(c, Some(filter.as_str()).filter(|t| !t.is_empty()), paging)
+        })
+        .await?;
+    let base = format!(
+        "/public/commitments?task={}",
+        super::session::form_urlencode(&task)
+    );
+    Ok(page(
+        "摇号承诺公示",
+        session.user.as_ref(),
+        html! {
+            h1 { "摇号承诺公示" }
+            p.lead { "每次摇号前，系统固定候选检查对象、检查人员和参数，并在此公布它们的哈希和服务器密钥的哈希（承诺）。承诺一经作出即公开，被新承诺替代的也永久保留：如果有人反复重新承诺以挑选结果，这里一目了然。" }
+            form.filters.box method="get" action="/public/commitments" role="search" {
+                (input("抽查任务编号", "task", "search", &task, &FieldErrors::new()))
+                div.field { button.primary type="submit" { "查询" } }
+            }
+            div.table-wrap { table #public-commitments {
+                thead { tr { th.num { "编号" } th { "任务" } th { "状态" } th { "承诺时间" } th { "算法" } th { "哈希" } th { "公开随机源" } } }
+                tbody {
+                    @for c in &found.items {
+                        tr {
+                            td.num { (c.commitment.id) }
+                            td { (c.task_number) " " (c.task_name) }
+                            td { @match c.state {
+                                CommitmentState::Open => span.badge.warn { "待摇号" },
+                                CommitmentState::Used => span.badge.ok { "已用于摇号" },
+                                CommitmentState::Superseded => span.badge.danger { "已被替代" },
+                            }
+                            @if let Some(at) = &c.superseded_at { br; span.muted { "替代于 " (time(at)) } } }
+                            td { (time(&c.commitment.committed_at)) }
+                            td { code { (c.commitment.algorithm) } }
+                            td { dl.facts {
+                                dt { "服务器密钥" } dd { code.hash { (c.commitment.secret_sha256) } }
+                                dt { "参数" } dd { code.hash { (c.commitment.params_sha256) } }
+                                dt { "候选检查对象（" (c.commitment.target_count) " 户）" } dd { code.hash { (c.commitment.target_pool_sha256) } }
+                                dt { "候选检查人员（" (c.commitment.inspector_count) " 人）" } dd { code.hash { (c.commitment.inspector_pool_sha256) } }
+                            } }
+                            td { @if let Some(b) = &c.commitment.beacon { (b.name) br; span.muted { (time(&b.due_at)) " 公布" } } @else { "—" } }
+                        }
+                    }
+                    @if found.items.is_empty() { tr { td colspan="7" { "暂无承诺。" } } }
+                }
+            } }
+            (pager(&base, found.page, found.per_page, found.total))
+            section.verify {
+                h2 { "如何核对" }
+                ol {
+                    li { "摇号前记下承诺的各项哈希（也可通过 " code { "GET /api/v1/public/commitments" } " 获取）。" }
+                    li { "摇号记录公示后，下载记录并运行 " code { "suiji-server draw verify" } "：它核对记录中的密钥、候选池和参数与承诺的哈希一致，承诺早于摇号，并重算结果。" }
+                    li { "同一任务若有多次承诺，只有一次可被使用；其余标为“已被替代”。" }
+                }
+            }
+        },
+    ))
 }
 
 async fn draws(State(state): State<AppState>, session: Session) -> WebResult<Markup> {

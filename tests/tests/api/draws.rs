@@ -1,5 +1,7 @@
 //! The draw over HTTP: commit, ceremony, confidentiality, publication,
-//! records, redraws and the errors a planner can run into.
+//! records, redraws, the errors a planner can run into, and what keeps a
+//! draw from being steered: the public commitment list, enough observers,
+//! beacons and the sealed secret.
 
 use std::collections::HashSet;
 
@@ -29,9 +31,7 @@ async fn task(planner: &Client, plan_id: i64, number: &str, body: Value) -> i64 
     created["id"].as_i64().unwrap()
 }
 
-fn observers() -> Value {
-    json!([{"observer": "人大代表 李华", "value": "1122"}, {"observer": "记者 周敏", "value": "熊猫"}])
-}
+use suiji_tests::observers;
 
 async fn commit_and_draw(planner: &Client, task_id: i64) -> Value {
     let (status, commitment) = planner
@@ -59,7 +59,7 @@ async fn commit_then_draw_creates_records_and_stays_confidential_until_published
     let (status, err) = planner
         .post(
             &format!("/api/v1/tasks/{task_id}/draw"),
-            &json!({"commitment_id": 1, "entropy": []}),
+            &json!({"commitment_id": 1, "entropy": observers()}),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT, "{err}");
@@ -94,7 +94,7 @@ async fn commit_then_draw_creates_records_and_stays_confidential_until_published
     let (status, _) = planner
         .post(
             &format!("/api/v1/tasks/{task_id}/draw"),
-            &json!({"commitment_id": commitment["id"]}),
+            &json!({"commitment_id": commitment["id"], "entropy": observers()}),
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
@@ -238,6 +238,20 @@ async fn redraws_keep_the_old_record_and_update_the_assignment() {
         .await;
     let record: DrawRecord = serde_json::from_value(record).unwrap();
     assert_eq!(verify(&record), Ok(()));
+    // Its pools come from the commitment the initial draw used.
+    let initial: DrawRecord = serde_json::from_value(before.clone()).unwrap();
+    assert_eq!(
+        record.redraw.as_ref().unwrap().commitment,
+        initial.commitment,
+        "the redraw names the committed pools"
+    );
+    assert_eq!(
+        suiji_server::draw::verify_redraw_pools(&record, &initial),
+        Ok(())
+    );
+    let mut forged = record.clone();
+    forged.inspector_pool[0].department = "YJGL".into();
+    assert!(suiji_server::draw::verify_redraw_pools(&forged, &initial).is_err());
     let group = &record.result.targets[0].group;
     assert!(!group.contains(&recused));
     let (_, after) = planner.get(&format!("/api/v1/draws/{first_id}")).await;
@@ -399,4 +413,382 @@ async fn draw_errors_name_their_reason() {
         .await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(err["error"]["field"], "entropy[0].observer");
+}
+
+/// The commitments the public list shows for the task numbered `number`.
+async fn listed(anon: &Client, number: &str) -> Vec<Value> {
+    let (status, page) = anon
+        .get(&format!("/api/v1/public/commitments?task={number}"))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+/// Every column of every row of `draw_commitments`, as text, read from the
+/// server's SQLite file.
+fn commitment_columns(server: &TestServer) -> Vec<String> {
+    let conn = rusqlite::Connection::open_with_flags(
+        server.dir.path().join("suiji.db"),
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+    )
+    .unwrap();
+    let mut stmt = conn.prepare("SELECT * FROM draw_commitments").unwrap();
+    let n = stmt.column_count();
+    let mut rows = stmt.query([]).unwrap();
+    let mut out = Vec::new();
+    while let Some(row) = rows.next().unwrap() {
+        for i in 0..n {
+            out.push(match row.get_ref(i).unwrap() {
+                rusqlite::types::ValueRef::Null => String::new(),
+                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
+                rusqlite::types::ValueRef::Real(v) => v.to_string(),
+                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
+                rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
+            });
+        }
+    }
+    out
+}
+
+#[tokio::test]
+async fn commitments_are_public_from_the_start_and_a_superseded_one_stays_listed() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 6, 100).await;
+    let planner = server.login("planner").await;
+    let anon = Client::anonymous(&server.base);
+    let task_id = task(&planner, agency.plan_id, "T-C-1", json!({})).await;
+    assert!(listed(&anon, "T-C-1").await.is_empty());
+
+    // Public, without login, the moment it is made.
+    let (_, first) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    let list = listed(&anon, "T-C-1").await;
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0]["state"], "open");
+    assert_eq!(list[0]["task_number"], "T-C-1");
+    for field in [
+        "id",
+        "secret_sha256",
+        "params_sha256",
+        "target_pool_sha256",
+        "inspector_pool_sha256",
+        "algorithm",
+        "committed_at",
+    ] {
+        assert_eq!(list[0][field], first[field], "{field}");
+    }
+
+    // Committing again supersedes the first, which stays listed.
+    let (status, second) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{second}");
+    let list = listed(&anon, "T-C-1").await;
+    assert_eq!(list.len(), 2, "{list:?}");
+    assert_eq!(list[0]["id"], second["id"], "the latest first");
+    assert_eq!(list[0]["state"], "open");
+    assert_eq!(list[1]["id"], first["id"]);
+    assert_eq!(list[1]["state"], "superseded");
+    assert!(list[1]["superseded_at"].is_string());
+
+    // The database itself refuses to forget or alter it.
+    let conn = rusqlite::Connection::open(server.dir.path().join("suiji.db")).unwrap();
+    conn.busy_timeout(std::time::Duration::from_secs(10))
+        .unwrap();
+    for sql in [
+        "DELETE FROM draw_commitments WHERE id = ?1",
+        "UPDATE draw_commitments SET superseded_at = NULL WHERE id = ?1",
+        "UPDATE draw_commitments SET secret_sha256 = 'x' WHERE id = ?1",
+    ] {
+        let result = conn.execute(sql, [first["id"].as_i64().unwrap()]);
+        assert!(result.is_err(), "{sql} was allowed");
+    }
+    drop(conn);
+
+    // Drawing uses the open one; the superseded one is still there.
+    let (status, draw) = planner
+        .post(
+            &format!("/api/v1/tasks/{task_id}/draw"),
+            &json!({"commitment_id": second["id"], "entropy": observers()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{draw}");
+    let list = listed(&anon, "T-C-1").await;
+    assert_eq!(
+        list.iter().map(|c| c["state"].clone()).collect::<Vec<_>>(),
+        [json!("used"), json!("superseded")]
+    );
+    assert_eq!(list[0]["draw_id"], draw["id"]);
+
+    // The whole list is bounded, page by page.
+    let (status, page) = anon.get("/api/v1/public/commitments?per_page=1").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    assert_eq!(page["total"], 2);
+    let (status, err) = anon.get("/api/v1/public/commitments?per_page=100000").await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+
+    // A published record whose commitment is dated after its draw fails.
+    planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/publish"), &json!({}))
+        .await;
+    let text = reqwest::get(format!(
+        "{}/api/v1/public/draws/{}",
+        server.base, draw["id"]
+    ))
+    .await
+    .unwrap()
+    .text()
+    .await
+    .unwrap();
+    let honest: DrawRecord = serde_json::from_str(&text).unwrap();
+    assert_eq!(verify(&honest), Ok(()));
+    assert_eq!(
+        honest.commitment.as_ref().unwrap().id,
+        second["id"].as_i64().unwrap()
+    );
+    let mut late: Value = serde_json::from_str(&text).unwrap();
+    late["commitment"]["committed_at"] = json!("2099-01-01T00:00:00.000Z");
+    let late: DrawRecord = serde_json::from_value(late).unwrap();
+    let err = verify(&late).unwrap_err();
+    assert!(err.contains("must precede the draw"), "{err}");
+}
+
+#[tokio::test]
+async fn a_draw_needs_enough_distinct_non_empty_observer_entries() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 6, 60).await;
+    let planner = server.login("planner").await;
+    let task_id = task(&planner, agency.plan_id, "T-O-1", json!({})).await;
+    let (_, commitment) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    let id = commitment["id"].clone();
+    let draw = |entropy: Value| {
+        let planner = &planner;
+        let body = json!({"commitment_id": id, "entropy": entropy});
+        async move {
+            planner
+                .post(&format!("/api/v1/tasks/{task_id}/draw"), &body)
+                .await
+        }
+    };
+    for (entropy, field) in [
+        (json!([]), "entropy"),
+        (
+            json!([{"observer": "人大代表 李华", "value": "1122"}]),
+            "entropy",
+        ),
+        (
+            json!([{"observer": "人大代表 李华", "value": "1122"}, {"observer": "记者 周敏", "value": "  "}]),
+            "entropy[1].value",
+        ),
+        (
+            json!([{"observer": "人大代表 李华", "value": "1122"}, {"observer": "", "value": "7"}]),
+            "entropy[1].observer",
+        ),
+        (
+            json!([{"observer": "人大代表 李华", "value": "1122"}, {"observer": " 人大代表 李华 ", "value": "7"}]),
+            "entropy[1].observer",
+        ),
+        (
+            json!([{"observer": "人大代表 李华", "value": "1".repeat(1001)}, {"observer": "记者", "value": "7"}]),
+            "entropy[0].value",
+        ),
+    ] {
+        let (status, err) = draw(entropy.clone()).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{entropy}: {err}");
+        assert_eq!(err["error"]["field"], field, "{entropy}: {err}");
+    }
+    let (_, err) = draw(json!([{"observer": "人大代表 李华", "value": "1122"}])).await;
+    assert!(
+        err["error"]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("min_observers"),
+        "{err}"
+    );
+
+    // The rules set the minimum: 3 makes two entries too few; 0 is refused.
+    let (_, mut rules) = planner.get("/api/v1/rules").await;
+    assert_eq!(rules["min_observers"], 2);
+    rules.as_object_mut().unwrap().remove("updated_at");
+    rules["min_observers"] = json!(0);
+    let (status, err) = planner.put("/api/v1/rules", &rules).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "min_observers");
+    rules["min_observers"] = json!(3);
+    let (status, saved) = planner.put("/api/v1/rules", &rules).await;
+    assert_eq!(status, StatusCode::OK, "{saved}");
+    let (status, err) = draw(observers()).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "entropy");
+    let mut three = observers();
+    three
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"observer": "政协委员 王芳", "value": "三"}));
+    let (status, drawn) = draw(three).await;
+    assert_eq!(status, StatusCode::CREATED, "{drawn}");
+    let (_, record) = planner.get(&format!("/api/v1/draws/{}", drawn["id"])).await;
+    let record: DrawRecord = serde_json::from_value(record).unwrap();
+    assert_eq!(record.min_observers, Some(3));
+    assert_eq!(verify(&record), Ok(()));
+}
+
+#[tokio::test]
+async fn a_beacon_draw_waits_for_its_beacon_and_its_value_enters_the_seed() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 6, 60).await;
+    let planner = server.login("planner").await;
+    let anon = Client::anonymous(&server.base);
+    let task_id = task(&planner, agency.plan_id, "T-B-1", json!({})).await;
+    let commit = |body: Value| {
+        let planner = &planner;
+        async move {
+            planner
+                .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &body)
+                .await
+        }
+    };
+    let name = "福彩3D 第2026330期开奖号码";
+    // A beacon already public when committing could be ground: refused.
+    let (status, err) =
+        commit(json!({"beacon": {"name": name, "due_at": "2026-01-01T00:00:00Z"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "beacon.due_at");
+    let (status, err) = commit(json!({"beacon": {"name": name, "due_at": "tomorrow"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "beacon.due_at");
+    let (status, err) =
+        commit(json!({"beacon": {"name": " ", "due_at": "2099-01-01T00:00:00Z"}})).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "beacon.name");
+
+    // Due two seconds from now.
+    let due = std::time::SystemTime::now() + std::time::Duration::from_secs(2);
+    let due_at = rfc3339(due);
+    let (status, commitment) = commit(json!({"beacon": {"name": name, "due_at": due_at}})).await;
+    assert_eq!(status, StatusCode::CREATED, "{commitment}");
+    assert_eq!(commitment["beacon"]["name"], name);
+    let listed = listed(&anon, "T-B-1").await;
+    assert_eq!(
+        listed[0]["beacon"]["name"], name,
+        "the beacon is public too"
+    );
+
+    let draw = |beacon_value: Option<&str>| {
+        let planner = &planner;
+        let mut body = json!({"commitment_id": commitment["id"], "entropy": observers()});
+        if let Some(v) = beacon_value {
+            body["beacon_value"] = json!(v);
+        }
+        async move {
+            planner
+                .post(&format!("/api/v1/tasks/{task_id}/draw"), &body)
+                .await
+        }
+    };
+    // Before it is due: refused, value or not.
+    let (status, err) = draw(Some("372")).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "beacon_value");
+    assert!(
+        err["error"]["reason"].as_str().unwrap().contains("due"),
+        "{err}"
+    );
+
+    // Once due it needs the value; with it, it draws and verifies.
+    while std::time::SystemTime::now() < due + std::time::Duration::from_millis(50) {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let (status, err) = draw(None).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
+    assert_eq!(err["error"]["field"], "beacon_value");
+    let (status, drawn) = draw(Some("372")).await;
+    assert_eq!(status, StatusCode::CREATED, "{drawn}");
+    let (_, record) = planner.get(&format!("/api/v1/draws/{}", drawn["id"])).await;
+    let record: DrawRecord = serde_json::from_value(record).unwrap();
+    assert_eq!(record.beacon_value.as_deref(), Some("372"));
+    assert_eq!(verify(&record), Ok(()));
+    let mut tampered = record.clone();
+    tampered.beacon_value = Some("373".into());
+    assert!(verify(&tampered).unwrap_err().contains("seed"));
+}
+
+/// RFC 3339 text of a system time, UTC, milliseconds.
+fn rfc3339(t: std::time::SystemTime) -> String {
+    let ms = t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64;
+    let days = ms.div_euclid(86_400_000);
+    let rest = ms.rem_euclid(86_400_000);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        rest / 3_600_000,
+        rest / 60_000 % 60,
+        rest / 1000 % 60,
+        rest % 1000
+    )
+}
+
+#[tokio::test]
+async fn the_secret_is_not_in_the_database_before_the_draw_reveals_it() {
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 6, 60).await;
+    let planner = server.login("planner").await;
+    let task_id = task(&planner, agency.plan_id, "T-S-1", json!({})).await;
+    let (_, commitment) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/commit"), &json!({}))
+        .await;
+    let before = commitment_columns(&server);
+    assert!(
+        before
+            .iter()
+            .any(|c| c == commitment["secret_sha256"].as_str().unwrap()),
+        "the columns were read"
+    );
+    let (status, drawn) = planner
+        .post(
+            &format!("/api/v1/tasks/{task_id}/draw"),
+            &json!({"commitment_id": commitment["id"], "entropy": observers()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{drawn}");
+    let (_, record) = planner.get(&format!("/api/v1/draws/{}", drawn["id"])).await;
+    let record: DrawRecord = serde_json::from_value(record).unwrap();
+    assert_eq!(verify(&record), Ok(()));
+    let secret = record.secret.to_lowercase();
+    assert_eq!(secret.len(), 64);
+    for column in &before {
+        assert!(
+            !column.to_lowercase().contains(&secret),
+            "the secret was readable before the draw: {column}"
+        );
+    }
+    // The key that sealed it is a file beside the database, only its owner's.
+    let key = server.dir.path().join(suiji_server::draw::seal::KEY_FILE);
+    assert!(key.exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&key).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+    let key_text = std::fs::read_to_string(&key).unwrap();
+    assert!(
+        commitment_columns(&server)
+            .iter()
+            .all(|c| !c.contains(key_text.trim())),
+        "the key is not in the database"
+    );
 }

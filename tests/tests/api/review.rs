@@ -107,7 +107,7 @@ async fn draw(server: &TestServer, planner: &Client, task_id: i64) -> Vec<Record
     let (s, d) = planner
         .post(
             &format!("/api/v1/tasks/{task_id}/draw"),
-            &json!({"commitment_id": c["id"], "entropy": [{"observer": "记者", "value": "7"}]}),
+            &json!({"commitment_id": c["id"], "entropy": suiji_tests::observers()}),
         )
         .await;
     assert_eq!(s, StatusCode::CREATED, "{d}");
@@ -816,7 +816,7 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     let (s, err) = planner
         .post(
             &format!("/api/v1/tasks/{winter}/draw"),
-            &json!({"commitment_id": err["id"], "entropy": []}),
+            &json!({"commitment_id": err["id"], "entropy": suiji_tests::observers()}),
         )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");

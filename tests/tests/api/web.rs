@@ -1,7 +1,7 @@
 //! The web console's session and CSRF rules over plain HTTP (the browser
 //! tests in `tests/browser/` drive the pages themselves): cookies over the
 //! API's sessions, refresh of an expired access token, CSRF on every form,
-//! and HTML versus JSON answers for unknown paths.
+//! HTML versus JSON answers for unknown paths, and the public commitment list.
 
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, LOCATION};
@@ -327,4 +327,79 @@ async fn cookies_are_secure_behind_an_https_proxy_and_only_there() {
             assert!(attributes.contains("HttpOnly"), "{name}: {attributes}");
         }
     }
+}
+
+#[tokio::test]
+async fn the_public_commitments_page_renders_without_login_and_escapes_text() {
+    let server = TestServer::start().await;
+    let agency = suiji_tests::seed_agency(&server, 3, 20).await;
+    let planner = server.login("planner").await;
+    let (status, task) = planner
+        .post(
+            &format!("/api/v1/plans/{}/tasks", agency.plan_id),
+            &serde_json::json!({"number": "T-<i>PUB</i>", "name": "<script>alert(1)</script>餐饮检查",
+                    "directed": true, "conditions": {"industries": ["餐饮业"]}, "count": 1,
+                    "items": [{"code": "SCJG-SP-002"}],
+                    "window_start": "2026-09-01", "window_end": "2026-11-20"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{task}");
+    let task_id = task["id"].as_i64().unwrap();
+    let mut hashes = Vec::new();
+    for _ in 0..2 {
+        let (status, c) = planner
+            .post(
+                &format!("/api/v1/tasks/{task_id}/draw/commit"),
+                &serde_json::json!({"beacon": {"name": "<b>福彩3D</b>", "due_at": "2099-01-01T00:00:00Z"}}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{c}");
+        hashes.push(c["secret_sha256"].as_str().unwrap().to_owned());
+    }
+    let page = http()
+        .get(format!("{}/public/commitments?task=%3Cx%3E", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK, "no login needed");
+    let html = page.text().await.unwrap();
+    assert!(html.contains("摇号承诺公示"));
+    assert!(
+        html.contains("&lt;x&gt;") && !html.contains("<x>"),
+        "the filter is escaped"
+    );
+    assert!(html.contains("暂无承诺"), "no task is numbered <x>");
+
+    let html = http()
+        .get(format!("{}/public/commitments", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for hash in &hashes {
+        assert!(html.contains(hash.as_str()), "both commitments are listed");
+    }
+    assert!(
+        html.contains("已被替代") && html.contains("待摇号"),
+        "their states"
+    );
+    assert!(
+        !html.contains("<script>alert(1)</script>"),
+        "task names are escaped"
+    );
+    assert!(html.contains("&lt;script&gt;alert(1)&lt;/script&gt;餐饮检查"));
+    assert!(html.contains("T-&lt;i&gt;PUB&lt;/i&gt;"));
+    assert!(html.contains("&lt;b&gt;福彩3D&lt;/b&gt;") && !html.contains("<b>福彩3D"));
+    // Linked from the public pages.
+    let home = http()
+        .get(format!("{}/public/draws", server.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(home.contains("href=\"/public/commitments\""));
 }

@@ -61,7 +61,7 @@ async fn planner_draws_with_observers_supervisor_returns_then_approves_and_the_p
     browser.fill("#entropy0", "20261102").await;
     browser.click("#ceremony button[type=submit]").await;
     let error = browser.text("#observer1-error").await;
-    assert!(error.contains("至少两位观察员"), "{error}");
+    assert!(error.contains("至少 2 位观察员"), "{error}");
     browser.screenshot("03-one-observer-refused").await;
     browser.fill("#observer1", "李记者（日报）").await;
     browser.fill("#entropy1", "771").await;
