@@ -32,6 +32,7 @@ pub mod registry;
 pub mod review;
 pub mod sync;
 pub mod uscc;
+pub mod visibility;
 pub mod web;
 
 pub use error::{Error, Result};
