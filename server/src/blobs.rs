@@ -351,25 +351,37 @@ fn flush_file_system(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `user` may read some record that references blob `hash`: staff
-/// may read every record, inspectors the records of their groups.
+/// Whether `user` may read some record that references blob `hash`, by the
+/// rule of docs/draw.md ("Who sees a drawn list"): a blob is readable by whoever
+/// may see the whole of a record referring to it. Unknown blobs and blobs of
+/// records the caller may not see get the same answer.
 pub fn may_read(conn: &Connection, user: &AuthUser, hash: &str) -> Result<bool> {
-    if user.has(Role::Admin) || user.has(Role::Supervisor) || user.has(Role::Planner) {
-        return Ok(conn.query_row(
-            "SELECT EXISTS(SELECT 1 FROM record_blobs WHERE sha256 = ?1)",
-            [hash],
-            |r| r.get(0),
-        )?);
+    let mut stmt = conn.prepare_cached("SELECT record_id FROM record_blobs WHERE sha256 = ?1")?;
+    let records: Vec<String> = stmt
+        .query_map([hash], |r| r.get(0))?
+        .collect::<std::result::Result<_, _>>()?;
+    for record in records {
+        if crate::visibility::sight_of(conn, user, &record)? == crate::visibility::Sight::Full {
+            return Ok(true);
+        }
     }
-    Ok(conn.query_row(
-        "SELECT EXISTS(SELECT 1 FROM record_blobs rb
-            JOIN records r ON r.id = rb.record_id AND r.withdrawn_at IS NULL
-            JOIN record_inspectors ri ON ri.record_id = rb.record_id
-            JOIN inspectors i ON i.id = ri.inspector_id
-         WHERE rb.sha256 = ?1 AND i.user_id = ?2)",
-        params![hash, user.user_id],
-        |r| r.get(0),
-    )?)
+    Ok(false)
+}
+
+/// [`may_read`] from a read snapshot, asked again on a freshly indexed
+/// database when the answer is no: a submission synced a moment ago shows a
+/// record to its supervisor only once the review index has caught up.
+pub async fn may_read_now(db: &crate::db::Db, user: &AuthUser, hash: &str) -> Result<bool> {
+    let (u, h) = (user.clone(), hash.to_owned());
+    if db.read(move |c| may_read(c, &u, &h)).await? {
+        return Ok(true);
+    }
+    let (u, h) = (user.clone(), hash.to_owned());
+    db.write(move |tx| {
+        crate::review::refresh_stale(tx)?;
+        may_read(tx, &u, &h)
+    })
+    .await
 }
 
 /// The media type of a blob, sniffed from its first bytes (JPEG, PNG, WebP; otherwise
@@ -551,8 +563,7 @@ async fn download(
     ApiPath(hash): ApiPath<String>,
 ) -> Result<Response> {
     check_hash(&hash)?;
-    let h = hash.clone();
-    let allowed = state.db.read(move |c| may_read(c, &user, &h)).await?;
+    let allowed = may_read_now(&state.db, &user, &hash).await?;
     if !allowed {
         return Err(Error::Forbidden(
             "no record you may read refers to this blob".into(),

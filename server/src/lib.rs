@@ -33,6 +33,7 @@ pub mod review;
 pub mod signing;
 pub mod sync;
 pub mod uscc;
+pub mod visibility;
 pub mod web;
 
 pub use error::{Error, Result};

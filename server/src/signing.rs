@@ -317,16 +317,17 @@ async fn register(
 }
 
 /// `GET /api/v1/records/{id}/signed-copy`: the record's document with its group's keys, for
-/// `suiji-server record verify`.
+/// `suiji-server record verify`. For whoever may see the whole record (`visibility`); 404
+/// for anyone else, as for an unknown id.
 async fn signed_copy(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<SignedRecordFile>> {
-    user.require(crate::review::records::REVIEW_READERS)?;
     let file = state
         .db
         .read(move |conn| {
+            crate::visibility::ensure_full(conn, &user, &id)?;
             let mut doc = crate::draw::records::load_document(conn, &id)?;
             let group: Vec<InspectorId> = doc
                 .assignment()

@@ -673,3 +673,12 @@ pub async fn console_post(
         .await
         .unwrap()
 }
+
+/// Publishes the drawn list of `task_id` (公示) as `planner`, which the
+/// results of a task wait for (docs/draw.md, "Who sees a drawn list").
+pub async fn publish_drawn_list(planner: &Client, task_id: i64) {
+    let (s, body) = planner
+        .post(&format!("/api/v1/tasks/{task_id}/draw/publish"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+}

@@ -127,12 +127,15 @@ async fn task_records(
     ApiPath(task_id): ApiPath<i64>,
 ) -> Result<Json<Vec<RecordSummary>>> {
     user.require(&[Role::Admin, Role::Planner, Role::Supervisor])?;
-    Ok(Json(
-        state
-            .db
-            .read(move |c| records::list(c, Some(task_id), None))
-            .await?,
-    ))
+    // Only the records the caller may see (docs/draw.md, "Who sees a drawn list").
+    let visible = state
+        .db
+        .write(move |tx| {
+            crate::review::refresh_stale(tx)?;
+            crate::visibility::visible_records(tx, &user, Some(task_id))
+        })
+        .await?;
+    Ok(Json(visible.into_iter().map(|(r, _)| r).collect()))
 }
 
 async fn my_records(
@@ -149,8 +152,12 @@ async fn my_records(
                 [user_id],
                 |r| r.get(0),
             ))?;
+            let sights = crate::visibility::sights(c, &user, None)?;
             match inspector {
-                Some(id) => records::list(c, None, Some(id)),
+                Some(id) => Ok(records::list(c, None, Some(id))?
+                    .into_iter()
+                    .filter(|r| sights.get(&r.id) == Some(&crate::visibility::Sight::Full))
+                    .collect()),
                 None => Ok(Vec::new()),
             }
         })

@@ -27,6 +27,7 @@ use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::registry::rules;
+use crate::visibility::{self, Sight};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -45,14 +46,20 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
         .map_err(|e| Error::Internal(format!("stored date {text:?}: {e}")))
 }
 
-/// Every open deadline, each entry with its `deadline`, `working_days_left`,
-/// `overdue` and `deadline_error`.
+/// Every open deadline `user` may see, each entry with its `deadline`,
+/// `working_days_left`, `overdue` and `deadline_error`. A record's deadline
+/// is listed only to those the rule of docs/draw.md ("Who sees a drawn list")
+/// lets see the record at least as a line; each such entry says with
+/// `may_open` whether they may open the record itself. A drawn list's
+/// deadline names the task and the draw, not its targets.
 pub fn open_deadlines(
     conn: &Connection,
+    user: &AuthUser,
     calendar: &Calendar,
     today: NaiveDate,
 ) -> Result<Vec<Value>> {
     let rules = rules::load(conn)?;
+    let sights = visibility::sights(conn, user, None)?;
     let mut out = Vec::new();
     let mut stmt = conn.prepare(
         "SELECT r.id, r.task_id, t.number, r.target_name, r.review_state, r.inspection_ended_on,
@@ -73,12 +80,16 @@ pub fn open_deadlines(
     })?;
     for row in rows {
         let (id, task_id, task_number, target_name, review_state, ended, window_end) = row?;
+        let Some(sight) = sights.get(&id) else {
+            continue;
+        };
         let from = parse_date(ended.as_deref().unwrap_or(&window_end))?;
         let mut v = json!({
             "kind": "record_result", "record_id": id, "task_id": task_id,
             "task_number": task_number, "target_name": target_name, "state": review_state,
             "counted_from": from,
             "counted_from_kind": if ended.is_some() { "inspection_ended" } else { "window_end" },
+            "may_open": *sight == Sight::Full,
         });
         merge(
             &mut v,
@@ -147,7 +158,7 @@ async fn deadlines(
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            open_deadlines(tx, &calendar, today)
+            open_deadlines(tx, &user, &calendar, today)
         })
         .await?;
     Ok(Json(sort_deadlines(all, today, within)))

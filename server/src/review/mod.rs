@@ -106,13 +106,15 @@ pub fn ensure_not_in_group(conn: &Connection, user: &AuthUser, record_id: &str) 
 }
 
 /// The document of a record a supervisor is about to decide on or publish:
-/// 404 if there is no such record, 409 if it was withdrawn, 403 if the caller
-/// was in its inspector group.
+/// 404 if there is no such record or the caller may not see it (the same
+/// answer), 409 if it was withdrawn, 403 if the caller was in its inspector
+/// group.
 pub fn record_for_decision(
     conn: &Connection,
     user: &AuthUser,
     id: &str,
 ) -> Result<suiji_mobile_core::RecordDoc> {
+    crate::visibility::ensure_full(conn, user, id)?;
     let withdrawn: Option<Option<String>> = conn
         .query_row(
             "SELECT withdrawn_at FROM records WHERE id = ?1",

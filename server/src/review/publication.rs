@@ -12,6 +12,8 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use std::collections::BTreeMap;
+
 use chrono::NaiveDate;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
@@ -248,6 +250,20 @@ fn feed_back(
 pub fn publish_record(tx: &Transaction<'_>, user: &AuthUser, id: &str) -> Result<i64> {
     let mut doc = super::record_for_decision(tx, user, id)?;
     let state = doc.review().map_err(doc_error(id, "record"))?.state;
+    // A result names its target, so it may not go public before the drawn
+    // list does (docs/draw.md, "Who sees a drawn list").
+    let task_number: Option<String> = tx.query_row(
+        "SELECT CASE WHEN EXISTS(SELECT 1 FROM draws d WHERE d.task_id = r.task_id
+                AND d.kind = 'initial' AND d.published_at IS NOT NULL) THEN NULL ELSE t.number END
+         FROM records r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?1",
+        [id],
+        |r| r.get(0),
+    )?;
+    if let Some(number) = task_number {
+        return Err(Error::Conflict(format!(
+            "the drawn list of task {number} is not published yet; publish it before its results"
+        )));
+    }
     if state != ReviewState::Approved {
         return Err(Error::Conflict(format!(
             "record {id} is {}; only approved records are published",
@@ -937,9 +953,10 @@ async fn follow_ups(
 }
 
 /// What publication has recorded about a target: last inspection and result,
-/// records this year (the frequency cap counts these), published results,
-/// candidates and follow-ups.
-pub fn target_outcome(conn: &Connection, target_id: i64) -> Result<Value> {
+/// records per year (the frequency cap counts these; only the records `user`
+/// may see, so that a count cannot tell a target was drawn in a list still
+/// confidential), published results, candidates and follow-ups.
+pub fn target_outcome(conn: &Connection, user: &AuthUser, target_id: i64) -> Result<Value> {
     let found: Option<Value> = conn
         .query_row(
             "SELECT id, name, uscc, last_inspected_on, last_result, last_result_codes, last_record_id
@@ -959,17 +976,27 @@ pub fn target_outcome(conn: &Connection, target_id: i64) -> Result<Value> {
         )
         .optional()?;
     let mut v = found.ok_or_else(|| Error::NotFound(format!("target {target_id}")))?;
+    let sights = crate::visibility::sights(conn, user, None)?;
     let mut stmt = conn.prepare(
-        "SELECT p.year, COUNT(*) FROM records r JOIN tasks t ON t.id = r.task_id
+        "SELECT p.year, r.id FROM records r JOIN tasks t ON t.id = r.task_id
          JOIN plans p ON p.id = t.plan_id
-         WHERE r.target_id = ?1 AND r.withdrawn_at IS NULL GROUP BY p.year ORDER BY p.year",
+         WHERE r.target_id = ?1 AND r.withdrawn_at IS NULL ORDER BY p.year",
     )?;
-    let per_year: Vec<Value> = stmt
-        .query_map([target_id], |r| {
-            Ok(json!({"year": r.get::<_, i64>(0)?, "records": r.get::<_, i64>(1)?}))
-        })?
-        .collect::<Result<_, _>>()?;
-    v["records_per_year"] = json!(per_year);
+    let mut per_year: BTreeMap<i64, i64> = BTreeMap::new();
+    for row in stmt.query_map([target_id], |r| {
+        Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
+    })? {
+        let (year, record) = row?;
+        if sights.contains_key(&record) {
+            *per_year.entry(year).or_default() += 1;
+        }
+    }
+    v["records_per_year"] = json!(
+        per_year
+            .into_iter()
+            .map(|(year, n)| json!({"year": year, "records": n}))
+            .collect::<Vec<_>>()
+    );
     let mut stmt =
         conn.prepare("SELECT id FROM published_results WHERE target_id = ?1 ORDER BY id")?;
     let ids: Vec<i64> = stmt
@@ -1008,6 +1035,9 @@ async fn outcome_of_target(
 ) -> Result<Json<Value>> {
     user.require(OUTCOME_READERS)?;
     Ok(Json(
-        state.db.read(move |c| target_outcome(c, target_id)).await?,
+        state
+            .db
+            .read(move |c| target_outcome(c, &user, target_id))
+            .await?,
     ))
 }

@@ -23,6 +23,7 @@ use crate::draw::records::{append_changes, load_document};
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Page, Paging};
 use crate::registry::rules;
+use crate::visibility::{self, Sight};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -56,11 +57,12 @@ pub struct QueueQuery {
     pub per_page: Option<u32>,
 }
 
-/// The lines of the review queue matching `q` (unpaged), as `user_id` sees
-/// them, with deadlines counted as of `today`.
+/// The lines of the review queue matching `q` (unpaged), as `user` sees
+/// them (only records the rule of docs/draw.md lets them see whole), with
+/// deadlines counted as of `today`.
 pub fn queue_rows(
     conn: &Connection,
-    user_id: i64,
+    user: &AuthUser,
     q: &QueueQuery,
     calendar: &Calendar,
     today: NaiveDate,
@@ -80,6 +82,8 @@ pub fn queue_rows(
         }
     };
     let days = rules::load(conn)?.result_publication_days;
+    let user_id = user.user_id;
+    let sights = visibility::sights(conn, user, q.task)?;
     let mut stmt = conn.prepare(
         "SELECT r.id, r.task_id, t.number, t.name, dp.code, r.target_id, r.target_name, tg.uscc,
                 r.review_state, r.review_round, r.submitted_at, r.inspection_ended_on,
@@ -125,6 +129,13 @@ pub fn queue_rows(
     let mut out = Vec::new();
     for row in rows {
         let (mut line, ended, window_end) = row?;
+        if line["id"]
+            .as_str()
+            .and_then(|id| sights.get(id))
+            .is_none_or(|s| *s != Sight::Full)
+        {
+            continue;
+        }
         let from: NaiveDate = ended
             .as_deref()
             .unwrap_or(&window_end)
@@ -162,7 +173,7 @@ async fn queue(
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            queue_rows(tx, user.user_id, &q, &calendar, today)
+            queue_rows(tx, &user, &q, &calendar, today)
         })
         .await?;
     let total = rows.len() as i64;
@@ -179,14 +190,18 @@ async fn queue(
     }))
 }
 
-/// A record as a supervisor sees it.
+/// A record as a supervisor sees it; not found (404) for a record `user` may
+/// not see whole, exactly as for an unknown id (docs/draw.md, "Who sees a
+/// drawn list").
 pub fn record_view(
     conn: &Connection,
-    user_id: i64,
+    user: &AuthUser,
     id: &str,
     calendar: &Calendar,
     today: NaiveDate,
 ) -> Result<Value> {
+    visibility::ensure_full(conn, user, id)?;
+    let user_id = user.user_id;
     let row: Option<(i64, Option<String>, Option<String>, String)> = conn
         .query_row(
             "SELECT r.task_id, r.inspection_ended_on, r.withdrawn_at, t.window_end
@@ -316,7 +331,7 @@ async fn view(
             .db
             .write(move |tx| {
                 refresh_stale(tx)?;
-                record_view(tx, user.user_id, &id, &calendar, china_today())
+                record_view(tx, &user, &id, &calendar, china_today())
             })
             .await?,
     ))

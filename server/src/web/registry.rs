@@ -25,6 +25,7 @@ use crate::registry::inspectors::{self, InspectorFilter};
 use crate::registry::targets::{self, TargetFilter};
 use crate::registry::{RISK_CLASSES, TARGET_TYPES, departments, items};
 use crate::review::publication::publish_task_results;
+use crate::visibility::{self, Sight};
 
 /// Who reads the registry pages.
 pub const READERS: &[Role] = crate::registry::READERS;
@@ -850,15 +851,23 @@ pub(super) async fn task_view(
     values: FormData,
     errors: FieldErrors,
 ) -> WebResult<Markup> {
-    let (task, list, names) = state
+    let auth = user.auth.clone();
+    let (task, visible, drawn, names) = state
         .db
-        .read(move |c| {
-            let task = plans::get_task_by_id(c, id)?;
-            let list = records::list(c, Some(id), None)?;
-            let names = super::draw::inspector_names(c)?;
-            Ok((task, list, names))
+        .write(move |tx| {
+            let task = plans::get_task_by_id(tx, id)?;
+            crate::review::refresh_stale(tx)?;
+            // Only the records the user may see (docs/draw.md, "Who sees a drawn list").
+            let visible = visibility::visible_records(tx, &auth, Some(id))?;
+            let drawn = !crate::draw::draws_of_task(tx, id)?.is_empty();
+            let names = super::draw::inspector_names(tx)?;
+            Ok((task, visible, drawn, names))
         })
         .await?;
+    let list: Vec<records::RecordSummary> = visible.iter().map(|(r, _)| r.clone()).collect();
+    let opens = |sight: &Sight| {
+        *sight == Sight::Full && user.has_any(crate::review::records::REVIEW_READERS)
+    };
     let c = &task.conditions;
     Ok(page(
         &task.name,
@@ -898,15 +907,16 @@ pub(super) async fn task_view(
             div.table-wrap { table {
                 thead { tr { th { "检查对象" } th { "检查组" } th { "公示期限" } th { "状态" } } }
                 tbody {
-                    @for r in &list {
+                    @for (r, sight) in &visible {
                         tr {
-                            td { @if user.has_any(&[Role::Supervisor, Role::Admin]) { a href=(format!("/records/{}", r.id)) { (r.target_name) } } @else { (r.target_name) } }
+                            td { @if opens(sight) { a href=(format!("/records/{}", r.id)) { (r.target_name) } } @else { (r.target_name) } }
                             td { (r.group.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.to_string())).collect::<Vec<_>>().join("、")) }
                             td { (r.deadline) }
                             td { @if r.withdrawn { span.badge.warn { "已撤回" } } @else { "有效" } }
                         }
                     }
-                    @if list.is_empty() { tr { td colspan="4" { "尚未摇号。" } } }
+                    @if list.is_empty() && !drawn { tr { td colspan="4" { "尚未摇号。" } } }
+                    @if list.is_empty() && drawn { tr { td colspan="4" { "抽查名单公示前，仅计划员和管理员可以查看；检查记录提交后，审核员可以查看。" } } }
                 }
             } }
             @if user.has_any(super::draw::DRAWERS) && list.iter().any(|r| !r.withdrawn) {

@@ -55,11 +55,12 @@ async fn deadlines(
     };
     let calendar = state.calendar();
     let today = china_today();
+    let auth = user.auth.clone();
     let all = state
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            open_deadlines(tx, &calendar, today)
+            open_deadlines(tx, &auth, &calendar, today)
         })
         .await?;
     let report = sort_deadlines(all, today, within);
@@ -74,7 +75,7 @@ async fn deadlines(
                             td { (kind_label(e)) }
                             td {
                                 @if let Some(record) = e["record_id"].as_str() {
-                                    @if user.has_any(&[Role::Supervisor, Role::Admin]) {
+                                    @if user.has_any(&[Role::Supervisor, Role::Admin]) && e["may_open"] == Value::Bool(true) {
                                         a href=(format!("/records/{record}")) { (text(&e["target_name"])) }
                                     } @else { (text(&e["target_name"])) }
                                     br; span.muted { (text(&e["task_number"])) " · " (state_label(e["state"].as_str().unwrap_or(""))) }

@@ -72,12 +72,12 @@ async fn queue(
         ..QueueQuery::default()
     };
     let calendar = state.calendar();
-    let user_id = user.auth.user_id;
+    let auth = user.auth.clone();
     let rows = state
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            queue_rows(tx, user_id, &q, &calendar, china_today())
+            queue_rows(tx, &auth, &q, &calendar, china_today())
         })
         .await?;
     Ok(page(
@@ -154,12 +154,12 @@ async fn record_page(
     errors: FieldErrors,
 ) -> WebResult<Markup> {
     let calendar = state.calendar();
-    let (user_id, record_id) = (user.auth.user_id, id.to_owned());
+    let (auth, record_id) = (user.auth.clone(), id.to_owned());
     let (v, published) = state
         .db
         .write(move |tx| {
             refresh_stale(tx)?;
-            let v = record_view(tx, user_id, &record_id, &calendar, china_today())?;
+            let v = record_view(tx, &auth, &record_id, &calendar, china_today())?;
             let published = match result_of_record(tx, &record_id)? {
                 Some(result_id) => Some(public_entry(tx, result_id)?),
                 None => None,
@@ -602,11 +602,7 @@ async fn photo(
     Path(hash): Path<String>,
 ) -> WebResult<Response> {
     crate::blobs::check_hash(&hash)?;
-    let (auth, h) = (user.auth.clone(), hash.clone());
-    let allowed = state
-        .db
-        .read(move |c| crate::blobs::may_read(c, &auth, &h))
-        .await?;
+    let allowed = crate::blobs::may_read_now(&state.db, &user.auth, &hash).await?;
     if !allowed {
         return Err(WebError::for_user(
             Error::Forbidden("没有您可以查看的记录引用这张照片。".into()),

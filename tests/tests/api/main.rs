@@ -2,6 +2,7 @@
 
 mod accounts;
 mod bad_input;
+mod confidentiality;
 mod draws;
 mod plans;
 mod registry;

@@ -124,6 +124,7 @@ async fn scenario(server: &TestServer, count: u32) -> Scenario {
     let planner = server.login("planner").await;
     let task_id = make_task(&planner, agency.plan_id, "T-REV-1", json!({"count": count})).await;
     let records = draw(server, &planner, task_id).await;
+    suiji_tests::publish_drawn_list(&planner, task_id).await;
     Scenario { task_id, records }
 }
 
@@ -671,6 +672,8 @@ async fn monthly_statistics_match_a_hand_count() {
     .await;
     let r1 = draw(&server, &planner, t1).await;
     let r2 = draw(&server, &planner, t2).await;
+    suiji_tests::publish_drawn_list(&planner, t1).await;
+    suiji_tests::publish_drawn_list(&planner, t2).await;
     assert_eq!((r1.len(), r2.len()), (2, 1));
     let plan: Vec<(RecordSummary, Vec<ResultCategory>, bool)> = vec![
         (r1[0].clone(), vec![ResultCategory::NoProblem], false),
@@ -827,9 +830,15 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     let autumn_records = draw(&server, &planner, autumn).await;
 
     let supervisor = server.login("supervisor").await;
+    // Before the drawn list is published, its records' deadlines are the
+    // planner's to see, not the supervisor's (docs/draw.md).
+    let (_, due) = supervisor
+        .get("/api/v1/deadlines?within_days=5&as_of=2026-10-30")
+        .await;
+    assert!(!text(&due).contains("record_result"), "{due}");
     // 30 Sep + 20 working days: 8, 9, 10 (Saturday make-up day), 12–16,
     // 19–23, 26–30 October, 2 and 3 November.
-    let (s, due) = supervisor
+    let (s, due) = planner
         .get("/api/v1/deadlines?within_days=5&as_of=2026-10-30")
         .await;
     assert_eq!(s, StatusCode::OK, "{due}");
@@ -859,7 +868,7 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
         .clone();
     assert_eq!(list["deadline"], list_deadline.to_string());
     // Overdue the day after; the list once published is gone.
-    let (_, due) = supervisor
+    let (_, due) = planner
         .get("/api/v1/deadlines?within_days=5&as_of=2026-11-04")
         .await;
     assert!(

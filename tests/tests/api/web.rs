@@ -201,10 +201,11 @@ async fn the_record_page_highlights_a_conflict_between_two_phones() {
         phone_b.sync(&server.base).await.unwrap();
     }
 
-    let jar = console_session(&server, "supervisor").await;
+    // Not submitted yet, so only admins and planners open it (docs/draw.md).
+    let admin = console_session(&server, "admin").await;
     let page = http()
         .get(format!("{}/records/{}", server.base, record.id))
-        .header(COOKIE, &jar)
+        .header(COOKIE, &admin)
         .send()
         .await
         .unwrap();
@@ -217,7 +218,10 @@ async fn the_record_page_highlights_a_conflict_between_two_phones() {
         "the item's row is marked"
     );
 
-    // Publishing the task's approved results: none yet, every record still open.
+    // Publishing the task's approved results: none yet, every record still
+    // open. Once the drawn list is published the supervisor sees its lines.
+    suiji_tests::publish_drawn_list(&server.login("planner").await, record.task_id).await;
+    let jar = console_session(&server, "supervisor").await;
     let task = http()
         .get(format!("{}/tasks/{}", server.base, record.task_id))
         .header(COOKIE, &jar)

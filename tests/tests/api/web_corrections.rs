@@ -52,6 +52,7 @@ async fn published_record(server: &TestServer) -> Published {
         })
         .unwrap();
     sign_and_submit(server, &mut a, &mut b, &rid).await;
+    suiji_tests::publish_drawn_list(&server.login("planner").await, record.task_id).await;
     let supervisor = server.login("supervisor").await;
     let (s, body) = supervisor
         .post(
