@@ -265,6 +265,26 @@ impl SignedRecordFile {
     }
 }
 
+/// Record `id` as a [`SignedRecordFile`]: its document now and the keys registered for its
+/// group. Callers check who may see it.
+pub fn signed_copy_of(conn: &Connection, id: &str) -> Result<SignedRecordFile> {
+    let mut doc = crate::draw::records::load_document(conn, id)?;
+    let group: Vec<InspectorId> = doc
+        .assignment()
+        .map_err(|e| Error::Internal(format!("record {id}: {e}")))?
+        .inspectors
+        .into_iter()
+        .map(|i| i.inspector_id)
+        .collect();
+    Ok(SignedRecordFile {
+        format: SIGNED_RECORD_FORMAT.to_owned(),
+        record_id: RecordId::new(id),
+        document: base64::engine::general_purpose::STANDARD.encode(doc.save()),
+        signing_keys: keys_of(conn, &group)?,
+        exported_at: now(),
+    })
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RegisterBody {
@@ -328,21 +348,7 @@ async fn signed_copy(
         .db
         .read(move |conn| {
             crate::visibility::ensure_full(conn, &user, &id)?;
-            let mut doc = crate::draw::records::load_document(conn, &id)?;
-            let group: Vec<InspectorId> = doc
-                .assignment()
-                .map_err(|e| Error::Internal(format!("record {id}: {e}")))?
-                .inspectors
-                .into_iter()
-                .map(|i| i.inspector_id)
-                .collect();
-            Ok(SignedRecordFile {
-                format: SIGNED_RECORD_FORMAT.to_owned(),
-                record_id: RecordId::new(id),
-                document: base64::engine::general_purpose::STANDARD.encode(doc.save()),
-                signing_keys: keys_of(conn, &group)?,
-                exported_at: now(),
-            })
+            signed_copy_of(conn, &id)
         })
         .await?;
     Ok(Json(file))

@@ -308,3 +308,81 @@ fn one_server_per_data_directory_and_a_restart_sweeps_cut_short_batch_uploads() 
 fn rusqlite_connection(data: &Path) -> rusqlite::Connection {
     rusqlite::Connection::open(data.join("suiji.db")).unwrap()
 }
+
+fn record_verify(file: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["record", "verify"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_downloaded_record_verifies_offline_and_a_tampered_copy_names_the_failing_signature() {
+    use automerge::ReadDoc;
+    use automerge::transaction::Transactable;
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, true);
+    let id: String = rusqlite_connection(&data)
+        .query_row(
+            "SELECT id FROM records WHERE review_state = 'published' ORDER BY id LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the demo has a published record");
+    let (status, body) = login(&server.base, "supervisor", "demo").await;
+    assert_eq!(status, 200, "{body}");
+    let copy = reqwest::Client::new()
+        .get(format!("{}/api/v1/records/{id}/signed-copy", server.base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    interrupt_and_wait(server);
+
+    let file = dir.path().join("record.json");
+    std::fs::write(&file, &copy).unwrap();
+    let (ok, out) = record_verify(&file);
+    assert!(ok && out.starts_with("verified"), "{out}");
+
+    // Another key in place of an inspector's: their signature no longer checks.
+    let mut swapped: Value = serde_json::from_str(&copy).unwrap();
+    let whose = swapped["signing_keys"][0]["inspector_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    swapped["signing_keys"][0]["public_key"] =
+        json!("d75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a");
+    std::fs::write(&file, swapped.to_string()).unwrap();
+    let (ok, out) = record_verify(&file);
+    assert!(!ok && out.contains(&format!("inspector {whose}")), "{out}");
+
+    // A finding rewritten after signing (a change appended to the real document).
+    let mut edited: Value = serde_json::from_str(&copy).unwrap();
+    let bytes = b64.decode(edited["document"].as_str().unwrap()).unwrap();
+    let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
+    let (_, items) = doc.get(automerge::ROOT, "items").unwrap().unwrap();
+    let item = doc.keys(&items).next().unwrap();
+    let (_, entry) = doc.get(&items, &item).unwrap().unwrap();
+    doc.put(&entry, "finding", "改写后的检查情况").unwrap();
+    edited["document"] = json!(b64.encode(doc.save()));
+    std::fs::write(&file, edited.to_string()).unwrap();
+    let (ok, out) = record_verify(&file);
+    assert!(!ok && out.contains("changed after it was signed"), "{out}");
+
+    // Not a record at all.
+    std::fs::write(&file, "{}").unwrap();
+    let (ok, out) = record_verify(&file);
+    assert!(!ok && out.contains("not a signed record"), "{out}");
+}

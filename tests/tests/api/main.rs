@@ -8,6 +8,7 @@ mod plans;
 mod registry;
 mod review;
 mod sync;
+mod trust;
 mod web;
 mod web_corrections;
 mod web_recusal;
