@@ -19,7 +19,7 @@ use base64::Engine;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use suiji_mobile_core::record::{SignatureCheck, parse_public_key};
+use suiji_mobile_core::record::{PartySignature, SignatureCheck, parse_public_key};
 use suiji_mobile_core::{InspectorId, RecordDoc, RecordId};
 
 use crate::AppState;
@@ -141,24 +141,37 @@ pub fn registry_of(keys: &[SigningKeyEntry]) -> impl FnMut(&InspectorId, &str) -
     move |inspector, key| known.contains(&(inspector.0.clone(), key.to_owned()))
 }
 
-/// Checks every inspector signature that changes not reachable from `since` wrote into `doc`
-/// (each value written, not only the one a merge shows): each must verify against a key
-/// registered for its inspector, over heads in the document and the content at them. Returns
-/// what fails; empty when all hold.
+/// Checks every signature that changes not reachable from `since` wrote into `doc` (each
+/// value written, not only the one a merge shows): each inspector's must verify against a key
+/// registered for its inspector, over heads in the document and the content at them, and the
+/// party's, when signed, must carry its handwritten image. Returns what fails; empty when all
+/// hold.
 pub fn check_new_signatures(
     conn: &Connection,
     doc: &mut RecordDoc,
     since: &[automerge::ChangeHash],
 ) -> Result<Vec<String>> {
-    let written = doc
-        .signatures_written_since(since)
-        .map_err(|e| Error::invalid("message", format!("a signature does not parse: {e}")))?;
+    let unparsed = |e: suiji_mobile_core::Error| {
+        Error::invalid("message", format!("a signature does not parse: {e}"))
+    };
+    let mut problems = Vec::new();
+    for party in doc
+        .party_signatures_written_since(since)
+        .map_err(unparsed)?
+    {
+        if let PartySignature::Signed {
+            image_sha256: None, ..
+        } = party
+        {
+            problems.push("the party's signature carries no handwritten image".to_owned());
+        }
+    }
+    let written = doc.signatures_written_since(since).map_err(unparsed)?;
     if written.is_empty() {
-        return Ok(Vec::new());
+        return Ok(problems);
     }
     let inspectors: Vec<InspectorId> = written.iter().map(|s| s.inspector_id.clone()).collect();
     let mut registered = registry_of(&keys_of(conn, &inspectors)?);
-    let mut problems = Vec::new();
     for signature in &written {
         let status = doc
             .check_signature(signature, &mut registered)

@@ -9,7 +9,6 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::Instant;
 
-use serde_json::{Value, json};
 use suiji_mobile_core::sync::client::{self, Credentials, SyncReport};
 use suiji_mobile_core::{InspectorId, Store, StoreOptions};
 use suiji_server::auth::{Role, hash_password};
@@ -244,24 +243,10 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     Ok(inspectors)
 }
 
-fn login(base: &str, username: &str) -> anyhow::Result<Credentials> {
-    let body = serde_json::to_vec(&json!({"username": username, "password": PASSWORD}))?;
-    let bytes = ureq::post(&format!("{base}/api/v1/auth/login"))
-        .header("content-type", "application/json")
-        .send(&body[..])?
-        .body_mut()
-        .read_to_vec()?;
-    let response: Value = serde_json::from_slice(&bytes)?;
-    Ok(Credentials {
-        access_token: response["access_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-        refresh_token: response["refresh_token"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned(),
-    })
+/// Logs an inspector in on their phone store, as the app does: the session is bound to the
+/// store's device and their signing key registered.
+fn login(base: &str, store: &Store, username: &str) -> anyhow::Result<Credentials> {
+    Ok(client::log_in(store, base, username, PASSWORD)?)
 }
 
 fn main() -> anyhow::Result<()> {
@@ -315,7 +300,8 @@ fn main() -> anyhow::Result<()> {
     for (id, username) in &inspectors {
         let dir = root.path().join(username);
         let store = Store::open(&dir, StoreOptions::new(InspectorId::new(id.to_string())))?;
-        phones.push((Arc::new(store), login(&base, username)?));
+        let credentials = login(&base, &store, username)?;
+        phones.push((Arc::new(store), credentials));
     }
     let t = Instant::now();
     let fetched = run_all(&base, &mut phones)?;

@@ -3,7 +3,9 @@
 //! inspector and device that sent it, never the server's; inspectors only put scalars where
 //! the layout has answers, never in `assignment` or `review`).
 
-use super::{ActorIdentity, Assignment, InspectorSignature, RecordDoc, actor_identity, keys};
+use super::{
+    ActorIdentity, Assignment, InspectorSignature, PartySignature, RecordDoc, actor_identity, keys,
+};
 use crate::error::{Error, Result};
 use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{ActorId, ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
@@ -112,6 +114,29 @@ impl RecordDoc {
                     continue;
                 };
                 if self.doc.import_obj(&op.obj.to_string()).ok().as_ref() == Some(&signatures) {
+                    written.push(serde_json::from_str(json)?);
+                }
+            }
+        }
+        Ok(written)
+    }
+
+    /// The party signatures written by changes not reachable from `since`, each value every
+    /// such change put.
+    pub fn party_signatures_written_since(
+        &mut self,
+        since: &[ChangeHash],
+    ) -> Result<Vec<PartySignature>> {
+        let party = self.root_map(keys::PARTY)?;
+        let mut written = Vec::new();
+        for change in self.doc.get_changes(since) {
+            for op in change.decode().operations {
+                let OpType::Put(ScalarValue::Str(json)) = &op.action else {
+                    continue;
+                };
+                if matches!(&op.key, Key::Map(k) if k.as_str() == keys::SIGNATURE)
+                    && self.doc.import_obj(&op.obj.to_string()).ok().as_ref() == Some(&party)
+                {
                     written.push(serde_json::from_str(json)?);
                 }
             }

@@ -352,8 +352,8 @@ async fn a_partner_logs_in_on_the_first_phone_and_signs_there_with_a_handwritten
 }
 
 #[tokio::test]
-async fn a_signature_by_an_unregistered_key_or_over_other_heads_is_refused_and_a_later_edit_shows()
-{
+async fn signatures_by_unregistered_keys_over_other_heads_or_without_an_image_are_refused_and_a_later_edit_shows()
+ {
     let server = TestServer::start().await;
     let (agency, records) = drawn_task(&server, 3, 2).await;
     let record = &records[0];
@@ -393,6 +393,14 @@ async fn a_signature_by_an_unregistered_key_or_over_other_heads_is_refused_and_a
         )
         .unwrap();
         am.commit();
+    });
+    refused_whole(&server, &mut a, &id, rules::SIGNATURE).await;
+
+    // The party "signing" with no handwritten image.
+    let mut a = Phone::open(&server, agency.username_of(m1), m1).await;
+    a.sync(&server.base).await.unwrap();
+    slip_in(&a, &id, a.store.actor().clone(), |d| {
+        d.party_sign("张三", "法定代表人", None).unwrap();
     });
     refused_whole(&server, &mut a, &id, rules::SIGNATURE).await;
 
