@@ -2,8 +2,6 @@
 -- is sealed with a key kept outside the database until the draw reveals it,
 -- a commitment may name a public beacon, and the rules ask for a minimum of
 -- observers' entries.
---
--- (Numbered 0011: 0010 is another branch's. See docs/draw.md.)
 
 -- hex(nonce || ChaCha20-Poly1305 ciphertext) of the secret, sealed with the key
 -- in draw-seal.key beside the database; `secret` stays '' for such rows.
