@@ -154,11 +154,9 @@ pub fn check_new_signatures(
     let unparsed = |e: suiji_mobile_core::Error| {
         Error::invalid("message", format!("a signature does not parse: {e}"))
     };
+    let written = doc.signatures_written_since(since).map_err(unparsed)?;
     let mut problems = Vec::new();
-    for party in doc
-        .party_signatures_written_since(since)
-        .map_err(unparsed)?
-    {
+    for party in &written.party {
         if let PartySignature::Signed {
             image_sha256: None, ..
         } = party
@@ -166,7 +164,7 @@ pub fn check_new_signatures(
             problems.push("the party's signature carries no handwritten image".to_owned());
         }
     }
-    let written = doc.signatures_written_since(since).map_err(unparsed)?;
+    let written = written.inspectors;
     if written.is_empty() {
         return Ok(problems);
     }

@@ -11,6 +11,15 @@ use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{ActorId, ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
 use std::collections::HashMap;
 
+/// Signature values that changes wrote ([`RecordDoc::signatures_written_since`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WrittenSignatures {
+    /// Inspector signatures, in the order written.
+    pub inspectors: Vec<InspectorSignature>,
+    /// Party signatures (or refusals), in the order written.
+    pub party: Vec<PartySignature>,
+}
+
 impl RecordDoc {
     /// Checks every change in the document that is not reachable from `since` (the heads the
     /// server held before applying a phone's message) and returns what breaks the rules; empty
@@ -100,44 +109,33 @@ impl RecordDoc {
         }
     }
 
-    /// The inspector signatures written by changes not reachable from `since`, each value
-    /// every such change put (not only the one a merge shows), so that none escapes a check.
-    pub fn signatures_written_since(
-        &mut self,
-        since: &[ChangeHash],
-    ) -> Result<Vec<InspectorSignature>> {
+    /// The signatures written by changes not reachable from `since`: each inspector signature
+    /// and party signature value every such change put (not only the one a merge shows), so
+    /// that none escapes a check.
+    pub fn signatures_written_since(&mut self, since: &[ChangeHash]) -> Result<WrittenSignatures> {
         let signatures = self.root_map(keys::SIGNATURES)?;
-        let mut written = Vec::new();
-        for change in self.doc.get_changes(since) {
-            for op in change.decode().operations {
-                let OpType::Put(ScalarValue::Str(json)) = &op.action else {
-                    continue;
-                };
-                if self.doc.import_obj(&op.obj.to_string()).ok().as_ref() == Some(&signatures) {
-                    written.push(serde_json::from_str(json)?);
-                }
-            }
-        }
-        Ok(written)
-    }
-
-    /// The party signatures written by changes not reachable from `since`, each value every
-    /// such change put.
-    pub fn party_signatures_written_since(
-        &mut self,
-        since: &[ChangeHash],
-    ) -> Result<Vec<PartySignature>> {
         let party = self.root_map(keys::PARTY)?;
-        let mut written = Vec::new();
+        // Which of the two maps each object an operation lands in is, found once per object.
+        let mut which: HashMap<ObjectId, Option<bool>> = HashMap::new();
+        let mut written = WrittenSignatures::default();
         for change in self.doc.get_changes(since) {
             for op in change.decode().operations {
                 let OpType::Put(ScalarValue::Str(json)) = &op.action else {
                     continue;
                 };
-                if matches!(&op.key, Key::Map(k) if k.as_str() == keys::SIGNATURE)
-                    && self.doc.import_obj(&op.obj.to_string()).ok().as_ref() == Some(&party)
-                {
-                    written.push(serde_json::from_str(json)?);
+                let is_signatures = *which.entry(op.obj.clone()).or_insert_with(|| {
+                    match self.doc.import_obj(&op.obj.to_string()).ok() {
+                        Some(id) if id == signatures => Some(true),
+                        Some(id) if id == party => Some(false),
+                        _ => None,
+                    }
+                });
+                match (is_signatures, &op.key) {
+                    (Some(true), _) => written.inspectors.push(serde_json::from_str(json)?),
+                    (Some(false), Key::Map(k)) if k.as_str() == keys::SIGNATURE => {
+                        written.party.push(serde_json::from_str(json)?)
+                    }
+                    _ => {}
                 }
             }
         }
