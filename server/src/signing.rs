@@ -19,7 +19,9 @@ use base64::Engine;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use suiji_mobile_core::record::{PartySignature, SignatureCheck, parse_public_key};
+use suiji_mobile_core::record::{
+    PartySignature, SignatureCheck, WrittenSignatures, parse_public_key,
+};
 use suiji_mobile_core::{InspectorId, RecordDoc, RecordId};
 
 use crate::AppState;
@@ -141,20 +143,16 @@ pub fn registry_of(keys: &[SigningKeyEntry]) -> impl FnMut(&InspectorId, &str) -
     move |inspector, key| known.contains(&(inspector.0.clone(), key.to_owned()))
 }
 
-/// Checks every signature that changes not reachable from `since` wrote into `doc` (each
-/// value written, not only the one a merge shows): each inspector's must verify against a key
+/// Checks every signature a phone's changes wrote into `doc` (`written`, from
+/// `RecordDoc::check_writes`: each value written, not only the one a merge shows): each inspector's must verify against a key
 /// registered for its inspector, over heads in the document and the content at them, and the
 /// party's, when signed, must carry its handwritten image. Returns what fails; empty when all
 /// hold.
 pub fn check_new_signatures(
     conn: &Connection,
     doc: &mut RecordDoc,
-    since: &[automerge::ChangeHash],
+    written: &WrittenSignatures,
 ) -> Result<Vec<String>> {
-    let unparsed = |e: suiji_mobile_core::Error| {
-        Error::invalid("message", format!("a signature does not parse: {e}"))
-    };
-    let written = doc.signatures_written_since(since).map_err(unparsed)?;
     let mut problems = Vec::new();
     for party in &written.party {
         if let PartySignature::Signed {
@@ -164,13 +162,13 @@ pub fn check_new_signatures(
             problems.push("the party's signature carries no handwritten image".to_owned());
         }
     }
-    let written = written.inspectors;
+    let written = &written.inspectors;
     if written.is_empty() {
         return Ok(problems);
     }
     let inspectors: Vec<InspectorId> = written.iter().map(|s| s.inspector_id.clone()).collect();
     let mut registered = registry_of(&keys_of(conn, &inspectors)?);
-    for signature in &written {
+    for signature in written {
         let status = doc
             .check_signature(signature, &mut registered)
             .map_err(|e| Error::Internal(format!("checking a signature: {e}")))?;

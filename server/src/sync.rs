@@ -339,9 +339,10 @@ fn apply_message(
             format!("record {record_id} is approved and takes no more changes"),
         ));
     }
-    let violations = copy
-        .write_violations(&before, writer)
+    let writes = copy
+        .check_writes(&before, writer)
         .map_err(|e| malformed(e.to_string()))?;
+    let violations = writes.violations;
     if !violations.is_empty() {
         return Err(refused(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -353,7 +354,7 @@ fn apply_message(
     }
     let shape = copy.check_shape();
     if shape.is_empty() {
-        let bad = crate::signing::check_new_signatures(conn, &mut copy, &before)?;
+        let bad = crate::signing::check_new_signatures(conn, &mut copy, &writes.signatures)?;
         if !bad.is_empty() {
             return Err(refused(
                 StatusCode::UNPROCESSABLE_ENTITY,

@@ -11,7 +11,16 @@ use automerge::legacy::{Key, ObjectId, OpType};
 use automerge::{ActorId, ChangeHash, Prop, ROOT, ReadDoc, ScalarValue, Value};
 use std::collections::HashMap;
 
-/// Signature values that changes wrote ([`RecordDoc::signatures_written_since`]).
+/// What [`RecordDoc::check_writes`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WriteCheck {
+    /// What breaks the rules; empty when everything is allowed.
+    pub violations: Vec<String>,
+    /// The signature values the changes wrote.
+    pub signatures: WrittenSignatures,
+}
+
+/// Signature values that changes wrote ([`RecordDoc::check_writes`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WrittenSignatures {
     /// Inspector signatures, in the order written.
@@ -32,8 +41,16 @@ impl RecordDoc {
         since: &[ChangeHash],
         writer: &ActorId,
     ) -> Result<Vec<String>> {
+        Ok(self.check_writes(since, writer)?.violations)
+    }
+
+    /// [`Self::write_violations`], and in the same pass over the changes the signature values
+    /// they wrote (each value every change put, not only the one a merge shows), for the
+    /// signature check.
+    pub fn check_writes(&mut self, since: &[ChangeHash], writer: &ActorId) -> Result<WriteCheck> {
         let group = self.group_at(since)?;
         let mut problems = Vec::new();
+        let mut signatures = WrittenSignatures::default();
         // Many operations land in the same few objects; find each object's path once.
         let mut paths: HashMap<ObjectId, Vec<String>> = HashMap::new();
         for change in self.doc.get_changes(since) {
@@ -92,10 +109,30 @@ impl RecordDoc {
                         },
                         path.join("/")
                     ));
+                    continue;
+                }
+                let OpType::Put(ScalarValue::Str(json)) = &op.action else {
+                    continue;
+                };
+                let p: Vec<&str> = path.iter().map(String::as_str).collect();
+                let parsed = match p.as_slice() {
+                    [keys::SIGNATURES, _] => {
+                        serde_json::from_str(json).map(|s| signatures.inspectors.push(s))
+                    }
+                    [keys::PARTY, keys::SIGNATURE] => {
+                        serde_json::from_str(json).map(|s| signatures.party.push(s))
+                    }
+                    _ => Ok(()),
+                };
+                if let Err(e) = parsed {
+                    problems.push(format!("{} is not a signature: {e}", path.join("/")));
                 }
             }
         }
-        Ok(problems)
+        Ok(WriteCheck {
+            violations: problems,
+            signatures,
+        })
     }
 
     /// The inspector group of the assignment as it was at `heads`.
@@ -107,39 +144,6 @@ impl RecordDoc {
             },
             _ => Err(Error::Malformed("no assignment at the given heads".into())),
         }
-    }
-
-    /// The signatures written by changes not reachable from `since`: each inspector signature
-    /// and party signature value every such change put (not only the one a merge shows), so
-    /// that none escapes a check.
-    pub fn signatures_written_since(&mut self, since: &[ChangeHash]) -> Result<WrittenSignatures> {
-        let signatures = self.root_map(keys::SIGNATURES)?;
-        let party = self.root_map(keys::PARTY)?;
-        // Which of the two maps each object an operation lands in is, found once per object.
-        let mut which: HashMap<ObjectId, Option<bool>> = HashMap::new();
-        let mut written = WrittenSignatures::default();
-        for change in self.doc.get_changes(since) {
-            for op in change.decode().operations {
-                let OpType::Put(ScalarValue::Str(json)) = &op.action else {
-                    continue;
-                };
-                let is_signatures = *which.entry(op.obj.clone()).or_insert_with(|| {
-                    match self.doc.import_obj(&op.obj.to_string()).ok() {
-                        Some(id) if id == signatures => Some(true),
-                        Some(id) if id == party => Some(false),
-                        _ => None,
-                    }
-                });
-                match (is_signatures, &op.key) {
-                    (Some(true), _) => written.inspectors.push(serde_json::from_str(json)?),
-                    (Some(false), Key::Map(k)) if k.as_str() == keys::SIGNATURE => {
-                        written.party.push(serde_json::from_str(json)?)
-                    }
-                    _ => {}
-                }
-            }
-        }
-        Ok(written)
     }
 
     /// The path of map keys from the root to an object.

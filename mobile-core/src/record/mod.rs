@@ -52,7 +52,7 @@ pub use actor::{
 pub use assignment::{
     AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef,
 };
-pub use authorship::WrittenSignatures;
+pub use authorship::{WriteCheck, WrittenSignatures};
 pub use conflicts::{Conflict, ConflictValue};
 pub use ed25519_dalek::{SigningKey, VerifyingKey};
 pub use finish::{Missing, SubmitOutcome};
