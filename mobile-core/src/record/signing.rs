@@ -146,6 +146,17 @@ impl RecordDoc {
         signature: &InspectorSignature,
         registered: &mut dyn FnMut(&InspectorId, &str) -> bool,
     ) -> Result<SignatureStatus> {
+        let current = self.content_digest()?;
+        self.check_signature_against(signature, registered, &current)
+    }
+
+    /// [`Self::check_signature`] with the record's current content digest already known.
+    fn check_signature_against(
+        &mut self,
+        signature: &InspectorSignature,
+        registered: &mut dyn FnMut(&InspectorId, &str) -> bool,
+        current: &str,
+    ) -> Result<SignatureStatus> {
         let invalid = |why: String| Ok(SignatureStatus::Invalid(why));
         let who = &signature.inspector_id;
         if !registered(who, &signature.public_key) {
@@ -180,7 +191,7 @@ impl RecordDoc {
                 "the signed content digest is not the content at the signed heads".into(),
             );
         }
-        Ok(if self.content_digest()? == signature.content_sha256 {
+        Ok(if current == signature.content_sha256 {
             SignatureStatus::Valid
         } else {
             SignatureStatus::Stale
@@ -192,9 +203,10 @@ impl RecordDoc {
         &mut self,
         registered: &mut dyn FnMut(&InspectorId, &str) -> bool,
     ) -> Result<Vec<SignatureCheck>> {
+        let current = self.content_digest()?;
         let mut checks = Vec::new();
         for signature in self.signatures()? {
-            let status = self.check_signature(&signature, registered)?;
+            let status = self.check_signature_against(&signature, registered, &current)?;
             checks.push(SignatureCheck { signature, status });
         }
         Ok(checks)
