@@ -228,6 +228,33 @@ async fn two_inspectors_sign_on_their_own_phones_and_a_downloaded_copy_verifies_
     let checks = copy.verify().unwrap();
     assert_eq!(checks.len(), 2);
 
+    // Nobody else downloads it: anonymous is 401, an inspector outside the group gets the
+    // same 404 as for an unknown record.
+    let path = format!("/api/v1/records/{id}/signed-copy");
+    let (status, _) = suiji_tests::Client::anonymous(&server.base)
+        .get(&path)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let stranger = agency
+        .inspectors
+        .iter()
+        .map(|(i, _)| *i)
+        .find(|i| !record.group.contains(i))
+        .unwrap();
+    let outsider = server.login(agency.username_of(stranger)).await;
+    let (status, hidden) = outsider.get(&path).await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "{hidden}");
+    let (status, unknown) = outsider.get("/api/v1/records/r999-999/signed-copy").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        hidden["error"]["message"]
+            .as_str()
+            .map(|m| m.replace(id.as_str(), "")),
+        unknown["error"]["message"]
+            .as_str()
+            .map(|m| m.replace("r999-999", ""))
+    );
+
     // A copy edited after signing (a finding changed by one of the inspectors) fails, and
     // says whose signature no longer covers it.
     let mut tampered = copy.clone();
