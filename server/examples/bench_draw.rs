@@ -65,6 +65,7 @@ fn main() -> anyhow::Result<()> {
     let state = suiji_server::open(Config {
         data_dir: dir.path().to_owned(),
         demo: false,
+        transport: Default::default(),
     })?;
     let db = state.db.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(7);

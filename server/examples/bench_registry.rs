@@ -46,6 +46,7 @@ async fn main() -> anyhow::Result<()> {
     let state = suiji_server::open(Config {
         data_dir: dir.path().join("demo"),
         demo: true,
+        transport: Default::default(),
     })?;
     let opened = started.elapsed();
     let summary = tokio::task::spawn_blocking({
@@ -70,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
     let state = suiji_server::open(Config {
         data_dir: dir.path().join("import"),
         demo: false,
+        transport: Default::default(),
     })?;
     let hash = auth::hash_password("benchmark-password-1")?;
     state.db.write_blocking(|tx| {

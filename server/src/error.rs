@@ -43,6 +43,22 @@ pub enum Error {
         /// The limit in bytes.
         limit: usize,
     },
+    /// A request body of a type the endpoint does not take (JSON endpoints take
+    /// `application/json` only).
+    #[error("unsupported media type: {0}")]
+    UnsupportedMediaType(String),
+    /// The request did not arrive, or was not answered, in the time allowed.
+    #[error("timeout: {0}")]
+    Timeout(String),
+    /// A client error answered by the HTTP layer rather than a handler (method not
+    /// allowed, target or header fields too long, a framework's rejection).
+    #[error("{message}")]
+    Rejected {
+        /// The 4xx status the layer chose.
+        status: StatusCode,
+        /// What was wrong.
+        message: String,
+    },
     /// A sync request refused because of one record: the rule it broke.
     #[error("{message}")]
     Refused {
@@ -93,6 +109,9 @@ impl Error {
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Error::Rejected { status, .. } => *status,
             Error::Refused { status, .. } => *status,
             Error::Database(_)
             | Error::Io(_)
@@ -112,9 +131,33 @@ impl Error {
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::TooLarge { .. } => "too_large",
+            Error::UnsupportedMediaType(_) => "unsupported_media_type",
+            Error::Timeout(_) => "timeout",
+            Error::Rejected { status, .. } => rejection_code(*status),
             Error::Refused { code, .. } => code,
             _ => "internal",
         }
+    }
+}
+
+/// The code of a client error the HTTP layer answered, by its status: the same codes the
+/// handlers' errors use where they overlap.
+fn rejection_code(status: StatusCode) -> &'static str {
+    match status {
+        StatusCode::BAD_REQUEST => "malformed",
+        StatusCode::UNAUTHORIZED => "unauthorized",
+        StatusCode::FORBIDDEN => "forbidden",
+        StatusCode::NOT_FOUND => "not_found",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        StatusCode::REQUEST_TIMEOUT => "timeout",
+        StatusCode::CONFLICT => "conflict",
+        StatusCode::PAYLOAD_TOO_LARGE => "too_large",
+        StatusCode::URI_TOO_LONG => "uri_too_long",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid",
+        StatusCode::TOO_MANY_REQUESTS => "too_many_requests",
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => "headers_too_large",
+        _ => "rejected",
     }
 }
 

@@ -14,8 +14,9 @@ use crate::error::{Error, Result};
 /// Largest JSON body any endpoint accepts, in bytes.
 pub const JSON_BODY_LIMIT: usize = 2 * 1024 * 1024;
 
-/// A JSON request body. Unknown fields, wrong types and missing fields are
-/// refused with a 422 naming the field; bodies that are not JSON with a 400;
+/// A JSON request body. A content type other than `application/json` (see
+/// [`is_json_content_type`]) is refused with a 415; unknown fields, wrong types and
+/// missing fields with a 422 naming the field; bodies that are not JSON with a 400;
 /// bodies over [`JSON_BODY_LIMIT`] with a 413.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiJson<T>(pub T);
@@ -24,30 +25,70 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
-        let is_json = req
+        let content_type = req
             .headers()
             .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.trim_start().starts_with("application/json"));
-        if !is_json {
-            return Err(Error::Malformed(
-                "expected a JSON body with Content-Type: application/json".into(),
-            ));
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+        match content_type {
+            Some(ct) if is_json_content_type(&ct) => {}
+            Some(ct) => {
+                return Err(Error::UnsupportedMediaType(format!(
+                    "expected Content-Type: application/json, got {ct}"
+                )));
+            }
+            None => {
+                return Err(Error::UnsupportedMediaType(
+                    "expected a JSON body with Content-Type: application/json".into(),
+                ));
+            }
         }
         let bytes = body_bytes(req, state, JSON_BODY_LIMIT).await?;
         parse_json(&bytes).map(ApiJson)
     }
 }
 
-/// Reads the whole body, mapping an over-limit body to [`Error::TooLarge`].
+/// Whether a `Content-Type` value names JSON: exactly `application/json` (in any case),
+/// with no parameter but `charset=utf-8`. Look-alikes (`application/jsonp`,
+/// `application/json-seq`) and other charsets are not JSON to the server.
+pub fn is_json_content_type(value: &str) -> bool {
+    let mut parts = value.split(';');
+    let essence = parts.next().unwrap_or_default().trim();
+    essence.eq_ignore_ascii_case("application/json")
+        && parts
+            .map(str::trim)
+            .filter(|param| !param.is_empty())
+            .all(|param| {
+                param.split_once('=').is_some_and(|(name, value)| {
+                    name.trim().eq_ignore_ascii_case("charset")
+                        && value.trim().trim_matches('"').eq_ignore_ascii_case("utf-8")
+                })
+            })
+}
+
+/// Reads the whole body, mapping an over-limit body to [`Error::TooLarge`] and one that
+/// stalled or dragged past the transport's limits to [`Error::Timeout`].
 pub async fn body_bytes<S: Send + Sync>(req: Request, state: &S, limit: usize) -> Result<Bytes> {
     Bytes::from_request(req, state).await.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             Error::TooLarge { limit }
+        } else if timed_out(&rejection) {
+            Error::Timeout("the request body did not arrive in the time allowed".into())
         } else {
             Error::Malformed(rejection.body_text())
         }
     })
+}
+
+/// Whether a body failed because a transport timeout ended it.
+fn timed_out(rejection: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cause = Some(rejection);
+    while let Some(error) = cause {
+        if error.is::<tower_http::timeout::TimeoutError>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Parses JSON bytes into `T`, naming the field at fault on failure.
@@ -227,6 +268,30 @@ mod tests {
         );
         assert_eq!(field_of(r#"{"name":"a","inner":{}}"#).0, "inner.ratio");
         assert_eq!(field_of(r#"{"inner":{"ratio":1}}"#).0, "name");
+    }
+
+    #[test]
+    fn only_json_is_json() {
+        for json in [
+            "application/json",
+            "Application/JSON",
+            "application/json; charset=utf-8",
+            "application/json;charset=\"UTF-8\"",
+            "application/json;",
+        ] {
+            assert!(is_json_content_type(json), "{json}");
+        }
+        for other in [
+            "application/jsonp",
+            "application/json-seq",
+            "application/json; charset=latin1",
+            "application/json; boundary=x",
+            "text/json",
+            "application/x-www-form-urlencoded",
+            "",
+        ] {
+            assert!(!is_json_content_type(other), "{other}");
+        }
     }
 
     #[test]

@@ -33,6 +33,7 @@ pub mod review;
 pub mod signing;
 pub mod spreadsheet;
 pub mod sync;
+pub mod transport;
 pub mod uscc;
 pub mod visibility;
 pub mod web;
@@ -46,6 +47,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     /// Demo mode: well-known demo passwords are accepted.
     pub demo: bool,
+    /// Timeouts, connection cap and head sizes of the HTTP transport.
+    pub transport: transport::Limits,
 }
 
 impl Config {
@@ -167,9 +170,11 @@ pub fn lock_for_serving(dir: &Path) -> Result<ServeLock> {
     Ok(ServeLock { _file: file })
 }
 
-/// All HTTP routes over `state`.
+/// All HTTP routes over `state`, inside the transport's layers (timeouts, head limits,
+/// security headers, the JSON shape of client errors; see [`transport`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let limits = state.config.transport.clone();
+    let routes = Router::new()
         .route("/health", get(health))
         .merge(accounts::routes())
         .merge(registry::routes())
@@ -182,20 +187,19 @@ pub fn router(state: AppState) -> Router {
         .merge(web::routes(state.clone()))
         .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
-        .with_state(state)
+        .with_state(state);
+    transport::layers(routes, &limits).layer(tower_http::trace::TraceLayer::new_for_http())
 }
 
-/// Serves `router(state)` on `listener` until `shutdown` resolves, then lets
-/// requests in flight finish.
+/// Serves `router(state)` on `listener` within the configured transport limits until
+/// `shutdown` resolves, then lets requests in flight finish.
 pub async fn serve(
     listener: TcpListener,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    let limits = state.config.transport.clone();
+    transport::serve(listener, router(state), &limits, shutdown).await
 }
 
 async fn health(

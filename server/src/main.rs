@@ -39,6 +39,10 @@ enum Command {
         /// Fill an empty data directory with a demo agency and accept the demo password.
         #[arg(long)]
         demo: bool,
+        /// Most connections served at once (lowered to what the open-file limit allows);
+        /// more wait to be accepted.
+        #[arg(long, default_value_t = suiji_server::transport::Limits::default().max_connections, env = "SUIJI_MAX_CONNECTIONS")]
+        max_connections: usize,
     },
     /// Accounts, for setting up a server without demo data.
     User {
@@ -138,7 +142,12 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve { data, listen, demo } => serve(data, listen, demo),
+        Command::Serve {
+            data,
+            listen,
+            demo,
+            max_connections,
+        } => serve(data, listen, demo, max_connections),
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => verify_audit(data),
@@ -184,6 +193,7 @@ fn create_user(
     let state = suiji_server::open(Config {
         data_dir: data,
         demo: false,
+        transport: Default::default(),
     })?;
     let hash = suiji_server::auth::hash_password(&password)?;
     let user = state.db.write_blocking(|tx| {
@@ -193,11 +203,23 @@ fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<ExitCode> {
+fn serve(
+    data: PathBuf,
+    listen: SocketAddr,
+    demo_mode: bool,
+    max_connections: usize,
+) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
+    let open_files = suiji_server::transport::raise_open_file_limit();
+    let transport = suiji_server::transport::Limits {
+        max_connections,
+        ..Default::default()
+    };
+    let connections = suiji_server::transport::connection_cap(max_connections, open_files);
     let config = Config {
         data_dir: data.clone(),
         demo: demo_mode,
+        transport,
     };
     let _claim = suiji_server::lock_for_serving(&data)?;
     let state = suiji_server::open(config)
@@ -243,6 +265,7 @@ fn serve(data: PathBuf, listen: SocketAddr, demo_mode: bool) -> anyhow::Result<E
             data = %data.display(),
             demo = demo_mode,
             startup_ms = started.elapsed().as_millis() as u64,
+            max_connections = connections,
             "suiji server listening"
         );
         println!("suiji is listening on http://{addr}");

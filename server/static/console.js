@@ -1,6 +1,18 @@
-// suiji web console: progress for long operations, nothing else.
+// suiji web console: progress for long operations and the error page's way back,
+// nothing else. The pages' Content-Security-Policy allows no inline script: behaviour
+// lives here, keyed on data- attributes.
 "use strict";
 document.addEventListener("DOMContentLoaded", () => {
+  // Links marked data-back go back a page (the form with its input still filled in);
+  // without script, or with no page to go back to, they go where their href says.
+  for (const link of document.querySelectorAll("a[data-back]")) {
+    link.addEventListener("click", (event) => {
+      if (history.length > 1) {
+        event.preventDefault();
+        history.back();
+      }
+    });
+  }
   // Forms marked data-progress show elapsed time while the server works
   // (a large draw takes seconds) and cannot be sent twice.
   for (const form of document.querySelectorAll("form[data-progress]")) {

@@ -105,6 +105,7 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     let state = suiji_server::open(Config {
         data_dir: dir.to_owned(),
         demo: false,
+        transport: Default::default(),
     })?;
     let hash = hash_password(PASSWORD)?;
     let calendar = state.calendar();

@@ -34,12 +34,20 @@ impl TestServer {
     /// Starts a server (not in demo mode) with one account per role:
     /// `admin`, `planner`, `supervisor` and `inspector`, password [`PASSWORD`].
     pub async fn start() -> TestServer {
+        Self::start_with(|_| {}).await
+    }
+
+    /// [`TestServer::start`] with the configuration changed by `tweak` first (small
+    /// transport limits, say).
+    pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let state = suiji_server::open(Config {
+        let mut config = Config {
             data_dir: dir.path().to_owned(),
             demo: false,
-        })
-        .expect("open server state");
+            transport: Default::default(),
+        };
+        tweak(&mut config);
+        let state = suiji_server::open(config).expect("open server state");
         let hash = hash_password(PASSWORD).expect("hash");
         Self::create_accounts(&state, &hash);
         Self::serve(dir, state).await
@@ -50,6 +58,7 @@ impl TestServer {
         let state = suiji_server::open(Config {
             data_dir: dir.path().to_owned(),
             demo: false,
+            transport: Default::default(),
         })
         .expect("reopen server state");
         Self::serve(dir, state).await

@@ -479,6 +479,7 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
     let state = crate::open(crate::Config {
         data_dir: dir.path().to_owned(),
         demo: true,
+        transport: Default::default(),
     })
     .unwrap();
     crate::demo::seed(&state.db, &state.calendar()).unwrap();

@@ -212,7 +212,7 @@ impl IntoResponse for WebError {
                 html! {
                     h1 { "请求未能完成" }
                     p.lead.error-text { (form::reason_text(e)) }
-                    p { a href="javascript:history.back()" { "返回上一页" } " · " a href="/" { "首页" } }
+                    p { a href="/" data-back { "返回上一页" } " · " a href="/" { "首页" } }
                 },
             ),
         };

@@ -36,7 +36,11 @@ async fn unknown_fields_wrong_types_and_malformed_json() {
                 .body("uscc=1"),
         )
         .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "a body that is not JSON");
+    assert_eq!(
+        status,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        "a body without Content-Type: application/json"
+    );
 }
 
 #[tokio::test]

@@ -1002,6 +1002,7 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
     let reopened = suiji_server::open(suiji_server::Config {
         data_dir: dir,
         demo: false,
+        transport: Default::default(),
     })
     .unwrap();
     let cal = reopened.calendar();
