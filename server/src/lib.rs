@@ -33,6 +33,7 @@ pub mod review;
 pub mod signing;
 pub mod spreadsheet;
 pub mod sync;
+pub mod throttle;
 pub mod uscc;
 pub mod visibility;
 pub mod web;
@@ -75,6 +76,8 @@ pub struct AppState {
     /// Key sealing open draw commitments' secrets, kept in a file beside
     /// the database, never in it.
     pub seal: Arc<draw::seal::SealKey>,
+    /// Sign-in limits and the bound on password hashing.
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -117,6 +120,7 @@ pub fn open(config: Config) -> Result<AppState> {
         config: Arc::new(config),
         sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
+        throttle: Arc::new(throttle::Throttle::new(throttle::Limits::from_env())),
     })
 }
 
@@ -193,9 +197,13 @@ pub async fn serve(
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    // The peer address feeds the per-address login limit (`throttle::PeerAddr`).
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
 }
 
 async fn health(
