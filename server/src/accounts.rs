@@ -1,7 +1,10 @@
 //! Accounts and sessions over HTTP: login, refresh, logout, the caller's own
 //! profile, and user administration (admin only).
 
+use std::net::IpAddr;
+
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -14,6 +17,8 @@ use crate::auth::{self, AuthUser, Role, TokenPair};
 use crate::db::now;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath};
+use crate::registry;
+use crate::throttle::{Lock, PeerAddr, Refusal};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -89,9 +94,15 @@ pub fn all_users(conn: &Connection) -> Result<Vec<User>> {
     Ok(users)
 }
 
+/// Longest username, in bytes (usernames are ASCII).
+pub const MAX_USERNAME_BYTES: usize = 64;
+
+/// Longest display name, in characters.
+pub const MAX_DISPLAY_NAME: usize = 100;
+
 fn validate_username(username: &str) -> Result<()> {
     let ok = !username.is_empty()
-        && username.len() <= 64
+        && username.len() <= MAX_USERNAME_BYTES
         && username
             .bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b));
@@ -133,9 +144,7 @@ pub fn insert_user(
 ) -> Result<User> {
     validate_username(username)?;
     validate_roles(roles)?;
-    if display_name.trim().is_empty() {
-        return Err(Error::invalid("display_name", "must not be empty"));
-    }
+    registry::check_name("display_name", display_name, MAX_DISPLAY_NAME)?;
     let taken: bool = tx.query_row(
         "SELECT EXISTS(SELECT 1 FROM users WHERE username = ?1)",
         [username],
@@ -202,19 +211,104 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     auth::hash_password("no such user, no such password").unwrap_or_default()
 });
 
-async fn login(
-    State(state): State<AppState>,
-    ApiJson(req): ApiJson<LoginRequest>,
-) -> Result<Json<LoginResponse>> {
-    Ok(Json(log_in(&state, req).await?))
+/// Longest device name a login may give, in characters.
+pub const MAX_DEVICE_NAME: usize = 100;
+
+/// Why a login failed: refused by the sign-in limits before any password was checked, or
+/// any other error (a wrong password is `Failed(Error::Unauthorized)`).
+#[derive(Debug)]
+pub enum LoginError {
+    /// Too many attempts, or too many logins at once: 429 or 503 with `Retry-After`.
+    Refused(Refusal),
+    /// Everything else, answered as the server's errors are.
+    Failed(Error),
 }
 
-/// Checks a username and password and opens a session: the API's login and
-/// the web console's login form both come through here. A wrong username
-/// or password is `Unauthorized("wrong username or password")`.
-pub async fn log_in(state: &AppState, req: LoginRequest) -> Result<LoginResponse> {
-    let demo = state.config.demo;
-    let keys = state.keys.clone();
+impl From<Error> for LoginError {
+    fn from(e: Error) -> Self {
+        LoginError::Failed(e)
+    }
+}
+
+impl From<Refusal> for LoginError {
+    fn from(r: Refusal) -> Self {
+        LoginError::Refused(r)
+    }
+}
+
+impl From<tokio::task::JoinError> for LoginError {
+    fn from(e: tokio::task::JoinError) -> Self {
+        LoginError::Failed(e.into())
+    }
+}
+
+impl IntoResponse for LoginError {
+    fn into_response(self) -> Response {
+        match self {
+            LoginError::Refused(refusal) => refusal.into_response(),
+            LoginError::Failed(e) => e.into_response(),
+        }
+    }
+}
+
+async fn login(
+    State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
+    ApiJson(req): ApiJson<LoginRequest>,
+) -> std::result::Result<Json<LoginResponse>, LoginError> {
+    Ok(Json(log_in(&state, req, peer).await?))
+}
+
+/// Checks what a login names before anything is counted or hashed: bounded sizes, no
+/// control characters in the device name, a well-formed device id.
+fn check_login_request(req: &LoginRequest) -> Result<()> {
+    if req.username.len() > MAX_USERNAME_BYTES {
+        return Err(Error::invalid(
+            "username",
+            format!("at most {MAX_USERNAME_BYTES} characters"),
+        ));
+    }
+    auth::check_password_size(&req.password)?;
+    if let Some(device) = &req.device {
+        if device.chars().count() > MAX_DEVICE_NAME {
+            return Err(Error::invalid(
+                "device",
+                format!("at most {MAX_DEVICE_NAME} characters"),
+            ));
+        }
+        registry::check_chars("device", device, registry::Lines::One)?;
+    }
+    if let Some(device_id) = &req.device_id {
+        auth::check_device_id(device_id)?;
+    }
+    Ok(())
+}
+
+/// Checks a username and password and opens a session: the API's login and the web
+/// console's login form both come through here, `peer` being the client's address if
+/// known. A wrong username or password is `Unauthorized("wrong username or password")`;
+/// the sign-in limits ([`crate::throttle`]) refuse an attempt before its password is hashed.
+pub async fn log_in(
+    state: &AppState,
+    req: LoginRequest,
+    peer: Option<IpAddr>,
+) -> std::result::Result<LoginResponse, LoginError> {
+    check_login_request(&req)?;
+    if let Err(throttled) = state.throttle.attempt(&req.username, peer) {
+        if let Some(lock) = throttled.started {
+            audit_lock(state, &req.username, peer, lock).await?;
+        }
+        tracing::info!(username = %req.username, ?peer, "login throttled");
+        return Err(throttled.refusal.into());
+    }
+    let permit = match state.throttle.login_permit().await {
+        Ok(permit) => permit,
+        Err(busy) => {
+            // Turned away unchecked: the attempt does not count.
+            state.throttle.not_checked(&req.username, peer);
+            return Err(busy.into());
+        }
+    };
     let username = req.username.clone();
     let found: Option<(i64, String, bool)> = state
         .db
@@ -228,27 +322,33 @@ pub async fn log_in(state: &AppState, req: LoginRequest) -> Result<LoginResponse
         })
         .await?;
     let (user_id, hash, active) = match found {
-        Some(found) => found,
-        None => (0, DUMMY_HASH.clone(), false),
+        Some((id, hash, active)) => (id, Some(hash), active),
+        None => (0, None, false),
     };
     let password = req.password.clone();
-    let matches =
-        tokio::task::spawn_blocking(move || auth::verify_password(&password, &hash)).await?;
+    let matches = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let hash = hash.as_deref().unwrap_or(&DUMMY_HASH);
+        auth::verify_password(&password, hash)
+    })
+    .await?;
     if !matches || user_id == 0 {
         tracing::info!(username = %req.username, "failed login");
-        return Err(Error::Unauthorized("wrong username or password".into()));
+        return Err(Error::Unauthorized("wrong username or password".into()).into());
     }
+    state.throttle.succeeded(&req.username, peer);
     if !active {
-        return Err(Error::Unauthorized("account deactivated".into()));
+        return Err(Error::Unauthorized("account deactivated".into()).into());
     }
-    if !demo && let Some(why) = auth::password_weakness(&req.username, &req.password) {
+    if !state.config.demo
+        && let Some(why) = auth::password_weakness(&req.username, &req.password)
+    {
         return Err(Error::Unauthorized(format!(
             "this password {why}; it is accepted only in demo mode. Ask an admin to set a new one"
-        )));
+        ))
+        .into());
     }
-    if let Some(device_id) = &req.device_id {
-        auth::check_device_id(device_id)?;
-    }
+    let keys = state.keys.clone();
     let device = req.device.clone();
     let device_id = req.device_id.clone();
     let response = state
@@ -285,6 +385,36 @@ pub async fn log_in(state: &AppState, req: LoginRequest) -> Result<LoginResponse
     Ok(response)
 }
 
+/// Records in the audit log that a lock of the sign-in limits has started: once per lock,
+/// however many attempts it then turns away.
+async fn audit_lock(
+    state: &AppState,
+    username: &str,
+    peer: Option<IpAddr>,
+    lock: Lock,
+) -> Result<()> {
+    let entity = match &lock {
+        Lock::Account(name) => format!("login:{name}"),
+        Lock::Address(ip) => format!("address:{ip}"),
+    };
+    let limits = state.throttle.limits();
+    let (kind, attempts) = match lock {
+        Lock::Account(_) => ("account", limits.account_attempts),
+        Lock::Address(_) => ("address", limits.address_attempts),
+    };
+    let after = json!({
+        "locked": kind,
+        "username": username,
+        "address": peer.map(|ip| ip.to_string()),
+        "failed_attempts": attempts,
+        "locked_for_secs": limits.window.as_secs(),
+    });
+    state
+        .db
+        .write(move |tx| audit::append(tx, "system", "auth.throttle", &entity, None, Some(&after)))
+        .await
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RefreshRequest {
@@ -296,11 +426,12 @@ async fn refresh(
     ApiJson(req): ApiJson<RefreshRequest>,
 ) -> Result<Json<TokenPair>> {
     let keys = state.keys.clone();
-    let pair = state
+    let grace = state.throttle.limits().refresh_reuse_grace;
+    let outcome = state
         .db
-        .write(move |tx| auth::refresh_session(tx, &keys, &req.refresh_token))
+        .write(move |tx| auth::refresh_session(tx, &keys, &req.refresh_token, grace))
         .await?;
-    Ok(Json(pair))
+    Ok(Json(outcome.into_result()?))
 }
 
 /// Revokes the caller's session and records the logout in the audit log (the API's and the
@@ -358,6 +489,7 @@ struct NewUser {
 }
 
 fn check_password(state: &AppState, username: &str, password: &str) -> Result<()> {
+    auth::check_password_size(password)?;
     if !state.config.demo
         && let Some(why) = auth::password_weakness(username, password)
     {
@@ -379,7 +511,12 @@ async fn create_user(
     validate_roles(&req.roles)?;
     check_password(&state, &req.username, &req.password)?;
     let password = req.password.clone();
-    let hash = tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??;
+    let permit = state.throttle.hashing_permit().await;
+    let hash = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        auth::hash_password(&password)
+    })
+    .await??;
     let user = state
         .db
         .write(move |tx| {
@@ -415,10 +552,8 @@ async fn update_user(
     if let Some(roles) = &req.roles {
         validate_roles(roles)?;
     }
-    if let Some(name) = &req.display_name
-        && name.trim().is_empty()
-    {
-        return Err(Error::invalid("display_name", "must not be empty"));
+    if let Some(name) = &req.display_name {
+        registry::check_name("display_name", name, MAX_DISPLAY_NAME)?;
     }
     let new_hash = match &req.password {
         Some(password) => {
@@ -429,7 +564,14 @@ async fn update_user(
                 .username;
             check_password(&state, &username, password)?;
             let password = password.clone();
-            Some(tokio::task::spawn_blocking(move || auth::hash_password(&password)).await??)
+            let permit = state.throttle.hashing_permit().await;
+            Some(
+                tokio::task::spawn_blocking(move || {
+                    let _permit = permit;
+                    auth::hash_password(&password)
+                })
+                .await??,
+            )
         }
         None => None,
     };
@@ -449,11 +591,17 @@ async fn update_user(
                     params![roles_json(roles), id],
                 )?;
             }
+            let mut sessions_revoked = 0;
             if let Some(active) = req.active {
                 tx.execute(
                     "UPDATE users SET active = ?1 WHERE id = ?2",
                     params![active, id],
                 )?;
+                // Deactivation ends every session for good: reactivating the account later
+                // must not bring old tokens back to life.
+                if !active {
+                    sessions_revoked += auth::revoke_user_sessions(tx, id)?;
+                }
             }
             if let Some(hash) = &new_hash {
                 tx.execute(
@@ -461,12 +609,15 @@ async fn update_user(
                     params![hash, id],
                 )?;
                 // A new password ends every session opened with the old one.
-                auth::revoke_user_sessions(tx, id)?;
+                sessions_revoked += auth::revoke_user_sessions(tx, id)?;
             }
             let after = get_user_by_id(tx, id)?;
             let mut after_json = json!(after);
             if new_hash.is_some() {
                 after_json["password_changed"] = json!(true);
+            }
+            if sessions_revoked > 0 {
+                after_json["sessions_revoked"] = json!(sessions_revoked);
             }
             audit::append(
                 tx,

@@ -116,6 +116,21 @@ const WEAK_PASSWORDS: &[&str] = &[
 /// Minimum password length outside demo mode.
 pub const MIN_PASSWORD_LEN: usize = 10;
 
+/// Longest password accepted anywhere, in bytes: enough for any passphrase, and a login
+/// with a longer one is refused before it is hashed.
+pub const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// Fails unless `password` is at most [`MAX_PASSWORD_BYTES`] long.
+pub fn check_password_size(password: &str) -> Result<()> {
+    if password.len() > MAX_PASSWORD_BYTES {
+        return Err(Error::invalid(
+            "password",
+            format!("at most {MAX_PASSWORD_BYTES} bytes"),
+        ));
+    }
+    Ok(())
+}
+
 /// Why `password` is too weak for `username`, or `None` if it is acceptable.
 pub fn password_weakness(username: &str, password: &str) -> Option<String> {
     let lower = password.to_lowercase();
@@ -273,13 +288,49 @@ fn access_pair(
     })
 }
 
-/// Exchanges a refresh token for a new pair, rotating the refresh token.
-pub fn refresh_session(tx: &Transaction<'_>, keys: &JwtKeys, refresh: &str) -> Result<TokenPair> {
+/// What a refresh came to. A refusal is an outcome, not an error, so that the write that
+/// revokes a session on token reuse commits.
+#[derive(Debug)]
+pub enum Refreshed {
+    /// The token was current: here is the next pair.
+    Rotated(TokenPair),
+    /// The token was refused, for this reason (an [`Error::Unauthorized`]).
+    Refused(Error),
+}
+
+impl Refreshed {
+    /// The new pair, or the refusal as an error.
+    pub fn into_result(self) -> Result<TokenPair> {
+        match self {
+            Refreshed::Rotated(pair) => Ok(pair),
+            Refreshed::Refused(e) => Err(e),
+        }
+    }
+}
+
+/// RFC 3339 text of `ago` before now, in the form timestamps are stored.
+fn stamp_before(ago: chrono::Duration) -> String {
+    (chrono::Utc::now() - ago).to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Exchanges a refresh token for a new pair, rotating the refresh token and keeping the
+/// old one's hash as retired.
+///
+/// A retired token used again means two parties hold the session's tokens: unless it was
+/// retired less than `grace` ago (two console tabs refreshing at once), the whole session is
+/// revoked, the one who rotated it included, and the reuse is audited.
+pub fn refresh_session(
+    tx: &Transaction<'_>,
+    keys: &JwtKeys,
+    refresh: &str,
+    grace: std::time::Duration,
+) -> Result<Refreshed> {
+    let hash = token_hash(refresh);
     let row: Option<(i64, i64, String, Option<String>, String, bool)> = tx
         .query_row(
             "SELECT s.id, s.user_id, s.expires_at, s.revoked_at, u.username, u.active
              FROM sessions s JOIN users u ON u.id = s.user_id WHERE s.token_hash = ?1",
-            [token_hash(refresh)],
+            [&hash],
             |r| {
                 Ok((
                     r.get(0)?,
@@ -293,17 +344,14 @@ pub fn refresh_session(tx: &Transaction<'_>, keys: &JwtKeys, refresh: &str) -> R
         )
         .optional()?;
     let Some((sid, user_id, expires_at, revoked_at, username, active)) = row else {
-        return Err(Error::Unauthorized(
-            "unknown or already used refresh token".into(),
-        ));
+        return retired_token_used(tx, &hash, grace);
     };
+    let refused = |why: &str| Ok(Refreshed::Refused(Error::Unauthorized(why.into())));
     if revoked_at.is_some() || !active {
-        return Err(Error::Unauthorized("session revoked".into()));
+        return refused("session revoked");
     }
     if expires_at < chrono::Utc::now().to_rfc3339() {
-        return Err(Error::Unauthorized(
-            "refresh token expired; log in again".into(),
-        ));
+        return refused("refresh token expired; log in again");
     }
     let next = hex::encode(random_bytes::<32>()?);
     let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
@@ -311,7 +359,59 @@ pub fn refresh_session(tx: &Transaction<'_>, keys: &JwtKeys, refresh: &str) -> R
         "UPDATE sessions SET token_hash = ?1, expires_at = ?2 WHERE id = ?3",
         params![token_hash(&next), expires.to_rfc3339(), sid],
     )?;
-    access_pair(keys, user_id, sid, &username, next)
+    // A token retired longer ago than a refresh token lives would be refused as expired
+    // anyway; keeping the rest bounds the table by the refreshes of one token lifetime.
+    tx.execute(
+        "DELETE FROM retired_refresh_tokens WHERE session_id = ?1 AND retired_at < ?2",
+        params![sid, stamp_before(chrono::Duration::days(REFRESH_TTL_DAYS))],
+    )?;
+    tx.execute(
+        "INSERT INTO retired_refresh_tokens (token_hash, session_id, retired_at)
+         VALUES (?1, ?2, ?3)",
+        params![hash, sid, now()],
+    )?;
+    access_pair(keys, user_id, sid, &username, next).map(Refreshed::Rotated)
+}
+
+/// The refresh token with this hash is not current: if it is a retired one, its session is
+/// revoked (outside the grace period) and the reuse audited.
+fn retired_token_used(
+    tx: &Transaction<'_>,
+    hash: &str,
+    grace: std::time::Duration,
+) -> Result<Refreshed> {
+    let retired: Option<(i64, String, Option<String>, String)> = tx
+        .query_row(
+            "SELECT r.session_id, r.retired_at, s.revoked_at, u.username
+             FROM retired_refresh_tokens r
+             JOIN sessions s ON s.id = r.session_id JOIN users u ON u.id = s.user_id
+             WHERE r.token_hash = ?1",
+            [hash],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)),
+        )
+        .optional()?;
+    let refused = |why: &str| Ok(Refreshed::Refused(Error::Unauthorized(why.into())));
+    let Some((sid, retired_at, revoked_at, username)) = retired else {
+        return refused("unknown refresh token");
+    };
+    if revoked_at.is_some() {
+        return refused("session revoked");
+    }
+    let grace = chrono::Duration::from_std(grace).unwrap_or(chrono::Duration::MAX);
+    if retired_at > stamp_before(grace) {
+        return refused("refresh token already used");
+    }
+    revoke_session(tx, sid)?;
+    crate::audit::append(
+        tx,
+        &username,
+        "auth.refresh_reuse",
+        &format!("session:{sid}"),
+        None,
+        Some(&serde_json::json!({ "session_revoked": true, "token_retired_at": retired_at })),
+    )?;
+    tracing::warn!(session = sid, %username, "refresh token reused; session revoked");
+    refused("refresh token already used; the session is revoked, log in again")
 }
 
 /// Revokes one session. Returns whether it was live.

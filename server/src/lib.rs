@@ -33,6 +33,7 @@ pub mod review;
 pub mod signing;
 pub mod spreadsheet;
 pub mod sync;
+pub mod throttle;
 pub mod transport;
 pub mod uscc;
 pub mod visibility;
@@ -78,6 +79,8 @@ pub struct AppState {
     /// Key sealing open draw commitments' secrets, kept in a file beside
     /// the database, never in it.
     pub seal: Arc<draw::seal::SealKey>,
+    /// Sign-in limits and the bound on password hashing.
+    pub throttle: Arc<throttle::Throttle>,
 }
 
 impl AppState {
@@ -120,6 +123,7 @@ pub fn open(config: Config) -> Result<AppState> {
         config: Arc::new(config),
         sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
+        throttle: Arc::new(throttle::Throttle::new(throttle::Limits::from_env())),
     })
 }
 
@@ -199,6 +203,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let limits = state.config.transport.clone();
+    // The transport gives each request its peer's address (`ConnectInfo`), which the
+    // per-address login limit reads (`throttle::PeerAddr`).
     transport::serve(listener, router(state), &limits, shutdown).await
 }
 

@@ -22,7 +22,7 @@ use crate::db::now;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath};
 use crate::registry::{
-    REG_STATUSES, RISK_CLASSES, TARGET_TYPES, check_code, check_one_of, check_ratio, check_text,
+    REG_STATUSES, RISK_CLASSES, TARGET_TYPES, check_code, check_name, check_one_of, check_ratio,
     departments, items, require_reader, require_writer,
 };
 
@@ -111,7 +111,7 @@ impl Conditions {
         }
         for (name, list) in [("industries", &self.industries), ("regions", &self.regions)] {
             for (i, v) in list.iter().enumerate() {
-                check_text(&format!("conditions.{name}[{i}]"), v, 100)?;
+                check_name(&format!("conditions.{name}[{i}]"), v, 100)?;
             }
         }
         Ok(())
@@ -329,7 +329,7 @@ fn plan_with_tasks(conn: &Connection, id: i64, published_only: bool) -> Result<P
 }
 
 fn check_number(field: &str, number: &str) -> Result<()> {
-    check_text(field, number, 60)?;
+    check_name(field, number, 60)?;
     if number.chars().any(char::is_whitespace) {
         return Err(Error::invalid(field, "must not contain spaces"));
     }
@@ -339,7 +339,7 @@ fn check_number(field: &str, number: &str) -> Result<()> {
 /// Creates a plan.
 pub fn insert_plan(tx: &Transaction<'_>, actor: &str, plan: &NewPlan) -> Result<Plan> {
     check_number("number", &plan.number)?;
-    check_text("name", &plan.name, 200)?;
+    check_name("name", &plan.name, 200)?;
     if !(2000..=2100).contains(&plan.year) {
         return Err(Error::invalid("year", "between 2000 and 2100"));
     }
@@ -388,7 +388,7 @@ pub fn insert_task(
 ) -> Result<Task> {
     let plan = get_plan_by_id(tx, plan_id)?;
     check_number("number", &task.number)?;
-    check_text("name", &task.name, 200)?;
+    check_name("name", &task.name, 200)?;
     match (task.ratio, task.count) {
         (Some(ratio), None) => check_ratio("ratio", ratio)?, // item-class bounds below
         (None, Some(count)) if count >= 1 => {}

@@ -351,9 +351,7 @@ async fn main() -> anyhow::Result<()> {
         };
         let imports = async {
             let http = client(IMPORT_FLOOD).expect("client");
-            let bodies = (0..BAD_IMPORTS)
-                .map(|_| bad)
-                .chain(std::iter::once(valid));
+            let bodies = (0..BAD_IMPORTS).map(|_| bad).chain(std::iter::once(valid));
             let all: Vec<_> = bodies
                 .map(|body| {
                     let (http, base, token) = (http.clone(), base.clone(), planner.clone());

@@ -7,7 +7,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{check_text, require_reader, require_writer};
+use super::{check_name, require_reader, require_writer};
 use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
@@ -47,8 +47,8 @@ pub fn code_by_id(conn: &Connection, id: i64) -> Result<String> {
 
 /// Inserts a department.
 pub fn insert(tx: &Transaction<'_>, actor: &str, dept: &Department) -> Result<Department> {
-    check_text("code", &dept.code, 32)?;
-    check_text("name", &dept.name, 100)?;
+    check_name("code", &dept.code, 32)?;
+    check_name("name", &dept.name, 100)?;
     let exists: bool = tx.query_row(
         "SELECT EXISTS(SELECT 1 FROM departments WHERE code = ?1)",
         [&dept.code],

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{check_text, departments, require_reader, require_writer, targets};
+use super::{check_name, check_text, departments, require_reader, require_writer, targets};
 use crate::AppState;
 use crate::accounts;
 use crate::audit;
@@ -128,11 +128,11 @@ pub fn get(conn: &Connection, id: i64) -> Result<Inspector> {
 }
 
 fn validate(conn: &Connection, input: &InspectorInput) -> Result<i64> {
-    check_text("name", &input.name, 100)?;
-    check_text("cert_no", &input.cert_no, 40)?;
-    check_text("region", &input.region, 100)?;
+    check_name("name", &input.name, 100)?;
+    check_name("cert_no", &input.cert_no, 40)?;
+    check_name("region", &input.region, 100)?;
     for (i, e) in input.expertise.iter().enumerate() {
-        check_text(&format!("expertise[{i}]"), e, 100)?;
+        check_name(&format!("expertise[{i}]"), e, 100)?;
     }
     let user = accounts::get_user_by_id(conn, input.user_id)
         .map_err(|_| Error::invalid("user_id", format!("no user {}", input.user_id)))?;

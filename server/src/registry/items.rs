@@ -9,7 +9,10 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{TARGET_TYPES, check_code, check_method, check_ratio, check_text, departments};
+use super::{
+    Lines, TARGET_TYPES, check_chars, check_code, check_method, check_name, check_ratio,
+    check_text, departments,
+};
 use super::{require_reader, require_writer};
 use crate::AppState;
 use crate::audit;
@@ -98,8 +101,9 @@ pub struct ItemVersion {
 }
 
 fn validate(input: &ItemInput) -> Result<()> {
-    check_text("name", &input.name, 200)?;
+    check_name("name", &input.name, 200)?;
     check_text("legal_basis", &input.legal_basis, 2000)?;
+    check_chars("content", &input.content, Lines::Many)?;
     check_code("target_type", &input.target_type, TARGET_TYPES)?;
     if input.methods.is_empty() {
         return Err(Error::invalid(
@@ -115,7 +119,7 @@ fn validate(input: &ItemInput) -> Result<()> {
         return Err(Error::invalid("frequency", "between 1 and 52 times a year"));
     }
     if let Some(q) = &input.qualification {
-        check_text("qualification", q, 100)?;
+        check_name("qualification", q, 100)?;
     }
     Ok(())
 }

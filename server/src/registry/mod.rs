@@ -132,8 +132,22 @@ pub fn check_one_of(field: &str, value: &str, allowed: &[&str]) -> Result<()> {
     ))
 }
 
-/// Fails unless the trimmed text is non-empty and at most `max` characters.
+/// Fails unless the trimmed text is non-empty, at most `max` characters, and free of the
+/// characters [`check_chars`] refuses; line breaks and tabs are allowed (legal bases,
+/// reasons). Names take [`check_name`].
 pub fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
+    check_length(field, value, max)?;
+    check_chars(field, value, Lines::Many)
+}
+
+/// Fails unless the trimmed text is non-empty, at most `max` characters, and one line of
+/// printable text: what every name, code and short label must be.
+pub fn check_name(field: &str, value: &str, max: usize) -> Result<()> {
+    check_length(field, value, max)?;
+    check_chars(field, value, Lines::One)
+}
+
+fn check_length(field: &str, value: &str, max: usize) -> Result<()> {
     let len = value.trim().chars().count();
     if len == 0 {
         return Err(Error::invalid(field, "must not be empty"));
@@ -142,6 +156,45 @@ pub fn check_text(field: &str, value: &str, max: usize) -> Result<()> {
         return Err(Error::invalid(field, format!("at most {max} characters")));
     }
     Ok(())
+}
+
+/// Whether a text may run over several lines.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lines {
+    /// A name or label: no line break, no tab.
+    One,
+    /// Running text: line feeds, carriage returns and tabs allowed.
+    Many,
+}
+
+/// Fails if `value` holds a control character (U+0000–U+001F, U+007F–U+009F; in running
+/// text line breaks and tabs excepted), a line or paragraph separator in a one-line text,
+/// or a bidirectional embedding, override or isolate (U+202A–U+202E, U+2066–U+2069), which
+/// would make a name read differently on screen than it is stored (and NUL cuts text short
+/// in many a consumer of exports).
+pub fn check_chars(field: &str, value: &str, lines: Lines) -> Result<()> {
+    let bad = value.chars().find(|&c| {
+        let allowed_break = lines == Lines::Many && matches!(c, '\n' | '\r' | '\t');
+        (c.is_control() && !allowed_break)
+            || (lines == Lines::One && matches!(c, '\u{2028}' | '\u{2029}'))
+            || matches!(c, '\u{202A}'..='\u{202E}' | '\u{2066}'..='\u{2069}')
+    });
+    match bad {
+        None => Ok(()),
+        Some(c) => Err(Error::invalid(
+            field,
+            format!(
+                "must not contain U+{:04X}: control, line-break and bidirectional formatting \
+                 characters are refused{}",
+                u32::from(c),
+                if lines == Lines::One {
+                    " (this is one line of text)"
+                } else {
+                    ""
+                }
+            ),
+        )),
+    }
 }
 
 /// Fails unless `ratio` is a fraction in (0, 1].

@@ -3,10 +3,10 @@
 //! must-include in draws and how many observers a draw needs.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{FromRequest, Request, State};
 use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 use super::{check_ratio, require_reader, require_writer};
 use crate::AppState;
@@ -14,7 +14,7 @@ use crate::audit;
 use crate::auth::AuthUser;
 use crate::db::now;
 use crate::error::{Error, Result};
-use crate::extract::ApiJson;
+use crate::extract::{ApiJson, parse_json};
 
 /// Share of each credit risk class drawn by default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -216,16 +216,55 @@ pub(super) async fn get_rules(
     Ok(Json(state.db.read(load).await?))
 }
 
+/// `PUT /api/v1/rules`: the role is checked before the body is read, and the body names
+/// only the rules it changes (a JSON merge over the rules in force: `{"group_size": 3}`, or
+/// `{"ratios": {"D": 0.5}}`); the rules that result are checked as a whole.
 pub(super) async fn put_rules(
     State(state): State<AppState>,
     user: AuthUser,
-    ApiJson(rules): ApiJson<Rules>,
+    request: Request,
 ) -> Result<Json<Rules>> {
     require_writer(&user)?;
+    let ApiJson(change) = ApiJson::<Map<String, Value>>::from_request(request, &state).await?;
     Ok(Json(
         state
             .db
-            .write(move |tx| store(tx, &user.username, &rules))
+            .write(move |tx| apply_change(tx, &user.username, change))
             .await?,
     ))
+}
+
+/// Applies a partial change to the rules in force (fields absent keep their value; nested
+/// `ratios` merge the same way) and stores the result, auditing it. `updated_at` in the
+/// change is ignored, so that what `GET` answers may be sent back as it is.
+pub fn apply_change(
+    tx: &Transaction<'_>,
+    actor: &str,
+    mut change: Map<String, Value>,
+) -> Result<Rules> {
+    change.remove("updated_at");
+    let mut merged = serde_json::to_value(load(tx)?)?;
+    if let Some(fields) = merged.as_object_mut() {
+        fields.remove("updated_at");
+    }
+    merge(&mut merged, Value::Object(change));
+    let rules: Rules = parse_json(&serde_json::to_vec(&merged)?)?;
+    store(tx, actor, &rules)
+}
+
+/// JSON merge (RFC 7396 without deletion: a `null` is kept and refused by the type check).
+fn merge(base: &mut Value, change: Value) {
+    match (base, change) {
+        (Value::Object(base), Value::Object(change)) => {
+            for (key, value) in change {
+                match base.get_mut(&key) {
+                    Some(inner) if inner.is_object() && value.is_object() => merge(inner, value),
+                    _ => {
+                        base.insert(key, value);
+                    }
+                }
+            }
+        }
+        (base, change) => *base = change,
+    }
 }

@@ -9,7 +9,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::{REG_STATUSES, RISK_CLASSES, TARGET_TYPES, check_code, check_one_of, check_text};
+use super::{REG_STATUSES, RISK_CLASSES, TARGET_TYPES, check_code, check_name, check_one_of};
 use super::{require_reader, require_writer};
 use crate::AppState;
 use crate::audit;
@@ -85,12 +85,12 @@ impl TargetInput {
         self.uscc = self.uscc.to_ascii_uppercase();
         self.risk_class = self.risk_class.to_ascii_uppercase();
         uscc::validate(&self.uscc).map_err(|why| Error::invalid("uscc", why))?;
-        check_text("name", &self.name, 200)?;
+        check_name("name", &self.name, 200)?;
         check_code("target_type", &self.target_type, TARGET_TYPES)?;
-        check_text("industry", &self.industry, 100)?;
-        check_text("region", &self.region, 100)?;
-        check_text("address", &self.address, 300)?;
-        check_text("legal_rep", &self.legal_rep, 100)?;
+        check_name("industry", &self.industry, 100)?;
+        check_name("region", &self.region, 100)?;
+        check_name("address", &self.address, 300)?;
+        check_name("legal_rep", &self.legal_rep, 100)?;
         check_one_of("reg_status", &self.reg_status, REG_STATUSES)?;
         check_one_of("risk_class", &self.risk_class, RISK_CLASSES)?;
         Ok(self)

@@ -27,9 +27,10 @@ use sha2::Sha256;
 use super::form::{CsrfForm, FormData};
 use super::{WebError, WebResult, layout, see_other};
 use crate::AppState;
-use crate::accounts::{self, LoginRequest};
+use crate::accounts::{self, LoginError, LoginRequest};
 use crate::auth::{self, AuthUser, Role, TokenPair};
 use crate::error::Error;
+use crate::throttle::{PeerAddr, Refusal};
 
 /// Cookie holding the access token.
 pub const ACCESS_COOKIE: &str = "suiji_access";
@@ -229,9 +230,10 @@ pub async fn resolve(State(state): State<AppState>, mut req: Request, next: Next
         // A failed refresh (revoked, expired, or a parallel request rotated
         // it first) leaves the cookies alone: the visitor is anonymous on
         // this request only.
-        if let Ok(pair) = state
+        let grace = state.throttle.limits().refresh_reuse_grace;
+        if let Ok(auth::Refreshed::Rotated(pair)) = state
             .db
-            .write(move |tx| auth::refresh_session(tx, &keys, &refresh))
+            .write(move |tx| auth::refresh_session(tx, &keys, &refresh, grace))
             .await
         {
             user = auth::authenticate(&state, &pair.access_token).await.ok();
@@ -376,6 +378,7 @@ pub async fn login_page(session: Session, Query(q): Query<LoginQuery>) -> WebRes
 /// the API's own login.
 pub async fn login(
     State(state): State<AppState>,
+    PeerAddr(peer): PeerAddr,
     headers: HeaderMap,
     axum::Form(pairs): axum::Form<Vec<(String, String)>>,
 ) -> WebResult<Response> {
@@ -405,7 +408,7 @@ pub async fn login(
         device: Some("web".into()),
         device_id: None,
     };
-    match accounts::log_in(&state, request).await {
+    match accounts::log_in(&state, request, peer).await {
         Ok(login) => {
             let mut response = see_other(&next);
             for c in session_cookies(&login.tokens) {
@@ -413,16 +416,36 @@ pub async fn login(
             }
             Ok(response)
         }
-        Err(Error::Unauthorized(why)) if why.starts_with("wrong username") => {
+        Err(LoginError::Refused(refusal)) => {
+            let secs = refusal.retry_after_secs();
+            let message = match refusal {
+                Refusal::Throttled { .. } => {
+                    format!("登录失败次数过多，请 {secs} 秒后再试。")
+                }
+                Refusal::Busy { .. } => format!("登录的人太多，请 {secs} 秒后再试。"),
+            };
+            let mut response = retry(&message)?;
+            *response.status_mut() = refusal.status();
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, refusal.retry_after_header());
+            Ok(response)
+        }
+        Err(LoginError::Failed(Error::Unauthorized(why))) if why.starts_with("wrong username") => {
             retry("用户名或密码错误，请重新输入。")
         }
-        Err(Error::Unauthorized(why)) if why.contains("deactivated") => {
+        Err(LoginError::Failed(Error::Unauthorized(why))) if why.contains("deactivated") => {
             retry("该账号已停用，请联系管理员。")
         }
-        Err(Error::Unauthorized(_)) => {
+        Err(LoginError::Failed(Error::Unauthorized(_))) => {
             retry("该密码过于简单，只在演示模式下可用。请联系管理员设置新密码。")
         }
-        Err(e) => Err(e.into()),
+        Err(LoginError::Failed(Error::Invalid { reason, .. })) => {
+            let mut response = retry(&format!("输入有误：{reason}"))?;
+            *response.status_mut() = StatusCode::UNPROCESSABLE_ENTITY;
+            Ok(response)
+        }
+        Err(LoginError::Failed(e)) => Err(e.into()),
     }
 }
 

@@ -4,6 +4,7 @@ mod accounts;
 mod bad_input;
 mod confidentiality;
 mod draws;
+mod hardening_accounts;
 mod hardening_transport;
 mod plans;
 mod registry;
