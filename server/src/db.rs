@@ -22,6 +22,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0009_record_doc_versions.sql"),
     include_str!("../migrations/0010_device_sessions_signing_keys.sql"),
     include_str!("../migrations/0011_public_sealed_commitments.sql"),
+    include_str!("../migrations/0012_blobs_uploaders.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.
