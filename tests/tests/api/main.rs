@@ -4,6 +4,7 @@ mod accounts;
 mod bad_input;
 mod confidentiality;
 mod draws;
+mod hardening_blobs;
 mod plans;
 mod registry;
 mod review;
