@@ -3,8 +3,22 @@
 //! (the client asks how much the server has and continues from there),
 //! idempotent (a blob already stored is acknowledged, not written again) and
 //! verified against their hash when complete (a mismatch discards the
-//! partial data). Downloads are allowed to users who may read a record that
-//! references the blob.
+//! partial data).
+//!
+//! Who may download a blob follows what the server itself recorded, never what a phone wrote
+//! alone: the accounts that proved they hold the bytes (`blob_uploaders`: they uploaded bytes
+//! that hash to the name), and the records whose reference to the blob was sent by one of
+//! those accounts' inspectors (`record_blobs.inspector_id`). Whoever may see the whole of such
+//! a record may download the blob; a hash copied into some other record grants nothing. An
+//! upload of a blob the server already holds whole proves nothing (nothing is read), so it is
+//! not recorded as an upload: a re-installed phone of the same inspector is the same account
+//! and needs no proof; a second inspector holding identical bytes who finds them already here
+//! binds them to no record of theirs (docs/api.md, "Blobs and imports under load").
+//!
+//! A blob's file and its `blobs` row never disagree for long: the uploader is recorded before
+//! the file is moved into place and the row written after, so a crash in between leaves a
+//! verified file without its row, which the next status query or upload of that blob repairs
+//! (after hashing the file again), as does [`reconcile`] when the server starts.
 
 use std::collections::HashMap;
 use std::io::{Read, Write};
@@ -16,13 +30,13 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::auth::{AuthUser, Role};
-use crate::db::now;
+use crate::db::{Db, now};
 use crate::error::{Error, Result};
 use crate::extract::{ApiPath, ApiQuery, body_bytes};
 use suiji_mobile_core::sync::wire::{
@@ -135,7 +149,9 @@ impl BlobStore {
     }
 
     /// Appends `chunk` at `offset` of a blob of `total` bytes. Completes and
-    /// verifies the blob when the last byte arrives. Blocking: call off the
+    /// verifies the blob when the last byte arrives, calling `before_placing` once the bytes
+    /// are verified and before the file is moved into place (an error there keeps the
+    /// verified partial file, for the upload to be completed again). Blocking: call off the
     /// async runtime.
     pub fn append(
         &self,
@@ -143,6 +159,7 @@ impl BlobStore {
         offset: u64,
         total: u64,
         chunk: &[u8],
+        before_placing: impl FnOnce() -> Result<()>,
     ) -> Result<UploadStatus> {
         check_hash(hash)?;
         if total > self.max_size {
@@ -187,17 +204,7 @@ impl BlobStore {
                 complete: false,
             });
         }
-        let mut hasher = Sha256::new();
-        let mut file = std::fs::File::open(&partial)?;
-        let mut buf = vec![0u8; 256 * 1024];
-        loop {
-            let n = file.read(&mut buf)?;
-            if n == 0 {
-                break;
-            }
-            hasher.update(&buf[..n]);
-        }
-        let actual = hex::encode(hasher.finalize());
+        let actual = hash_file(&partial)?;
         if actual != hash {
             std::fs::remove_file(&partial)?;
             return Err(Error::invalid(
@@ -207,6 +214,7 @@ impl BlobStore {
                 ),
             ));
         }
+        before_placing()?;
         let target = self.path(hash);
         std::fs::create_dir_all(target.parent().expect("fan-out directory"))?;
         std::fs::rename(&partial, &target)?;
@@ -331,6 +339,49 @@ impl BlobStore {
         Ok(removed)
     }
 
+    /// Hashes the file of a complete blob again. A file that no longer matches its name
+    /// (damaged on disk) is removed, for its phones to upload it again. The size of a sound
+    /// one, `None` for a removed or absent one. Blocking.
+    pub fn verify(&self, hash: &str) -> Result<Option<u64>> {
+        check_hash(hash)?;
+        let path = self.path(hash);
+        let lock = self.lock(hash);
+        let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
+        let size = match std::fs::metadata(&path) {
+            Ok(meta) => meta.len(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        if hash_file(&path)? == hash {
+            return Ok(Some(size));
+        }
+        tracing::warn!(
+            sha256 = hash,
+            "a stored blob no longer matches its name; removed"
+        );
+        std::fs::remove_file(&path)?;
+        Ok(None)
+    }
+
+    /// The names of every complete blob on disk. Blocking.
+    pub fn list(&self) -> Result<Vec<String>> {
+        let mut found = Vec::new();
+        for fan_out in std::fs::read_dir(&self.dir)? {
+            let fan_out = fan_out?;
+            let prefix = fan_out.file_name().to_string_lossy().into_owned();
+            if prefix.len() != 2 || !fan_out.file_type()?.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(fan_out.path())? {
+                let name = format!("{prefix}{}", entry?.file_name().to_string_lossy());
+                if check_hash(&name).is_ok() {
+                    found.push(name);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// The bytes of a complete blob.
     pub fn read(&self, hash: &str) -> Result<Vec<u8>> {
         check_hash(hash)?;
@@ -339,6 +390,123 @@ impl BlobStore {
             _ => Error::Io(e),
         })
     }
+}
+
+/// The SHA-256 of a file's bytes, as hex.
+fn hash_file(path: &Path) -> Result<String> {
+    let mut hasher = Sha256::new();
+    let mut file = std::fs::File::open(path)?;
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        let n = file.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(hex::encode(hasher.finalize()))
+}
+
+/// Records that `user_id` proved it holds blob `hash` (it uploaded bytes that hash to it).
+/// References to the blob indexed before the server recorded who wrote them are taken as the
+/// uploader's when its inspector is, or was, in that record's group.
+fn record_uploader(tx: &Transaction<'_>, hash: &str, user_id: i64, at: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO blob_uploaders (sha256, user_id, uploaded_at) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![hash, user_id, at])?;
+    tx.prepare_cached(
+        "UPDATE record_blobs SET inspector_id = i.id
+         FROM inspectors i
+         WHERE i.user_id = ?2 AND record_blobs.sha256 = ?1 AND record_blobs.inspector_id IS NULL
+           AND EXISTS (SELECT 1 FROM record_assignment_history h
+                       WHERE h.record_id = record_blobs.record_id AND h.inspector_id = i.id)",
+    )?
+    .execute(params![hash, user_id])?;
+    Ok(())
+}
+
+/// Writes the row of a blob whose file is in place, unless it has one.
+fn insert_row(tx: &Transaction<'_>, hash: &str, size: u64, at: &str) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at)
+         VALUES (?1, ?2, (SELECT user_id FROM blob_uploaders WHERE sha256 = ?1
+                          ORDER BY uploaded_at, user_id LIMIT 1), ?3)",
+    )?
+    .execute(params![hash, size as i64, at])?;
+    Ok(())
+}
+
+/// Whether blob `hash` has its row.
+fn has_row(conn: &Connection, hash: &str) -> Result<bool> {
+    Ok(conn
+        .prepare_cached("SELECT EXISTS(SELECT 1 FROM blobs WHERE sha256 = ?1)")?
+        .query_row([hash], |r| r.get(0))?)
+}
+
+/// Gives a blob whose file is in place its row if a crash between the two left it without:
+/// the file is hashed again first (unless `verified` says this request just did), and a file
+/// that no longer matches is removed instead. Answers what the store then holds. Blocking.
+fn settle(db: &Db, store: &BlobStore, hash: &str, verified: bool) -> Result<UploadStatus> {
+    let status = store.status(hash)?;
+    if !status.complete {
+        return Ok(status);
+    }
+    let owned = hash.to_owned();
+    if db.read_blocking(move |c| has_row(c, &owned))? {
+        return Ok(status);
+    }
+    let size = if verified {
+        Some(status.received)
+    } else {
+        store.verify(hash)?
+    };
+    let Some(size) = size else {
+        return store.status(hash);
+    };
+    db.write_blocking(|tx| insert_row(tx, hash, size, &now()))?;
+    if !verified {
+        tracing::info!(sha256 = hash, "a stored blob without its row got it back");
+    }
+    Ok(status)
+}
+
+/// Brings blob files and rows into agreement at start: a complete file without its row (a
+/// crash between the two) gets it, after its bytes are hashed again; a row whose file is gone
+/// is removed, so that `missing_blobs` names the blob to the phones that hold it. Says how many
+/// it repaired. Blocking; the server calls it from [`crate::open`].
+pub fn reconcile(db: &Db, store: &BlobStore) -> Result<usize> {
+    let rows: std::collections::HashSet<String> = db.read_blocking(|c| {
+        let mut stmt = c.prepare("SELECT sha256 FROM blobs")?;
+        let hashes = stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<std::result::Result<_, _>>()?;
+        Ok(hashes)
+    })?;
+    let files: std::collections::HashSet<String> = store.list()?.into_iter().collect();
+    let mut repaired = 0;
+    for hash in files.difference(&rows) {
+        settle(db, store, hash, false)?;
+        repaired += 1;
+    }
+    let gone: Vec<&String> = rows.difference(&files).collect();
+    if !gone.is_empty() {
+        db.write_blocking(|tx| {
+            let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?;
+            for hash in &gone {
+                delete.execute([hash])?;
+            }
+            Ok(())
+        })?;
+        repaired += gone.len();
+    }
+    if repaired > 0 {
+        tracing::info!(
+            blobs = repaired,
+            "blob files and rows brought into agreement"
+        );
+    }
+    Ok(repaired)
 }
 
 /// Makes everything written to the file system holding `dir` durable. On Linux one
@@ -351,12 +519,26 @@ fn flush_file_system(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Whether `user` may read some record that references blob `hash`, by the
-/// rule of docs/draw.md ("Who sees a drawn list"): a blob is readable by whoever
-/// may see the whole of a record referring to it. Unknown blobs and blobs of
+/// Whether `user` may read blob `hash`: they uploaded it, or they may see the whole of a
+/// record (by the rule of docs/draw.md, "Who sees a drawn list") whose reference to it was
+/// sent by an inspector whose account uploaded it. A reference nobody who holds the bytes
+/// wrote (a hash copied into another record) grants nothing. Unknown blobs and blobs of
 /// records the caller may not see get the same answer.
 pub fn may_read(conn: &Connection, user: &AuthUser, hash: &str) -> Result<bool> {
-    let mut stmt = conn.prepare_cached("SELECT record_id FROM record_blobs WHERE sha256 = ?1")?;
+    let uploaded: bool = conn
+        .prepare_cached(
+            "SELECT EXISTS(SELECT 1 FROM blob_uploaders WHERE sha256 = ?1 AND user_id = ?2)",
+        )?
+        .query_row(params![hash, user.user_id], |r| r.get(0))?;
+    if uploaded {
+        return Ok(true);
+    }
+    let mut stmt = conn.prepare_cached(
+        "SELECT rb.record_id FROM record_blobs rb
+         JOIN inspectors i ON i.id = rb.inspector_id
+         JOIN blob_uploaders u ON u.sha256 = rb.sha256 AND u.user_id = i.user_id
+         WHERE rb.sha256 = ?1",
+    )?;
     let records: Vec<String> = stmt
         .query_map([hash], |r| r.get(0))?
         .collect::<std::result::Result<_, _>>()?;
@@ -371,7 +553,7 @@ pub fn may_read(conn: &Connection, user: &AuthUser, hash: &str) -> Result<bool> 
 /// [`may_read`] from a read snapshot, asked again on a freshly indexed
 /// database when the answer is no: a submission synced a moment ago shows a
 /// record to its supervisor only once the review index has caught up.
-pub async fn may_read_now(db: &crate::db::Db, user: &AuthUser, hash: &str) -> Result<bool> {
+pub async fn may_read_now(db: &Db, user: &AuthUser, hash: &str) -> Result<bool> {
     let (u, h) = (user.clone(), hash.to_owned());
     if db.read(move |c| may_read(c, &u, &h)).await? {
         return Ok(true);
@@ -431,23 +613,21 @@ async fn upload(
         });
     }
     let chunk = body_bytes(request, &state, CHUNK_LIMIT).await?;
-    let blobs = state.blobs.clone();
-    let h = hash.clone();
-    let result =
-        tokio::task::spawn_blocking(move || blobs.append(&h, p.offset, p.total, &chunk)).await??;
+    let (blobs, db) = (state.blobs.clone(), state.db.clone());
+    let uploader = user.user_id;
+    let result = tokio::task::spawn_blocking(move || {
+        let mut verified = false;
+        let status = blobs.append(&hash, p.offset, p.total, &chunk, || {
+            verified = true;
+            db.write_blocking(|tx| record_uploader(tx, &hash, uploader, &now()))
+        })?;
+        if !status.complete {
+            return Ok(status);
+        }
+        settle(&db, &blobs, &hash, verified)
+    })
+    .await??;
     if result.complete {
-        let uploader = user.user_id;
-        let size = result.received as i64;
-        state
-            .db
-            .write(move |tx| {
-                tx.execute(
-                    "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-                    params![hash, size, uploader, now()],
-                )?;
-                Ok(())
-            })
-            .await?;
         return Ok((StatusCode::CREATED, Json(result)).into_response());
     }
     Ok(Json(result).into_response())
@@ -497,12 +677,10 @@ async fn upload_batch(
         state
             .db
             .write(move |tx| {
-                let mut insert = tx.prepare_cached(
-                    "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at) VALUES (?1, ?2, ?3, ?4)",
-                )?;
                 let at = now();
                 for (hash, size) in &stored {
-                    insert.execute(params![hash, size, uploader, at])?;
+                    record_uploader(tx, hash, uploader, &at)?;
+                    insert_row(tx, hash, *size as u64, &at)?;
                 }
                 Ok(())
             })
@@ -551,9 +729,9 @@ async fn status(
     ApiPath(hash): ApiPath<String>,
 ) -> Result<Json<UploadStatus>> {
     user.require(&[Role::Inspector, Role::Admin])?;
-    let blobs = state.blobs.clone();
+    let (blobs, db) = (state.blobs.clone(), state.db.clone());
     Ok(Json(
-        tokio::task::spawn_blocking(move || blobs.status(&hash)).await??,
+        tokio::task::spawn_blocking(move || settle(&db, &blobs, &hash, false)).await??,
     ))
 }
 
@@ -570,18 +748,37 @@ async fn download(
         ));
     }
     let blobs = state.blobs.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.read(&hash)).await??;
+    let h = hash.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.read(&h)).await??;
+    let kind = content_type(&bytes);
     Ok((
         [
-            (header::CONTENT_TYPE, content_type(&bytes)),
+            (header::CONTENT_TYPE, kind.to_owned()),
+            (
+                header::CONTENT_DISPOSITION,
+                content_disposition(&hash, kind),
+            ),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (
                 header::CACHE_CONTROL,
-                "private, max-age=31536000, immutable",
+                "private, max-age=31536000, immutable".to_owned(),
             ),
         ],
         bytes,
     )
         .into_response())
+}
+
+/// How a downloaded blob is offered: an image the server recognised (and names by its type,
+/// which `nosniff` holds the browser to) may be shown inline; anything else is only saved.
+/// Either way named by its hash.
+fn content_disposition(hash: &str, content_type: &str) -> String {
+    match content_type {
+        "image/jpeg" => format!("inline; filename=\"{hash}.jpg\""),
+        "image/png" => format!("inline; filename=\"{hash}.png\""),
+        "image/webp" => format!("inline; filename=\"{hash}.webp\""),
+        _ => format!("attachment; filename=\"{hash}.bin\""),
+    }
 }
 
 #[cfg(test)]
@@ -592,6 +789,11 @@ mod tests {
         hex::encode(Sha256::digest(bytes))
     }
 
+    /// A `before_placing` that has nothing to record.
+    fn ok() -> Result<()> {
+        Ok(())
+    }
+
     #[test]
     fn chunks_resume_and_complete_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -599,20 +801,25 @@ mod tests {
         let bytes: Vec<u8> = (0..300u32).map(|i| (i % 251) as u8).collect();
         let h = sha(&bytes);
         assert_eq!(
-            store.append(&h, 0, 300, &bytes[..100]).unwrap(),
+            store.append(&h, 0, 300, &bytes[..100], ok).unwrap(),
             UploadStatus {
                 received: 100,
                 complete: false
             }
         );
         // A retried or out-of-order chunk is refused, naming where to resume.
-        let err = store.append(&h, 200, 300, &bytes[200..]).unwrap_err();
+        let err = store.append(&h, 200, 300, &bytes[200..], ok).unwrap_err();
         assert!(err.to_string().contains("offset 100"), "{err}");
         assert_eq!(store.status(&h).unwrap().received, 100);
-        assert!(store.append(&h, 100, 300, &bytes[100..]).unwrap().complete);
+        assert!(
+            store
+                .append(&h, 100, 300, &bytes[100..], ok)
+                .unwrap()
+                .complete
+        );
         assert_eq!(store.read(&h).unwrap(), bytes);
         // Sending it again stores nothing twice.
-        assert!(store.append(&h, 0, 300, &bytes[..10]).unwrap().complete);
+        assert!(store.append(&h, 0, 300, &bytes[..10], ok).unwrap().complete);
         assert_eq!(store.read(&h).unwrap(), bytes);
     }
 
@@ -621,7 +828,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = BlobStore::open(dir.path(), 1024).unwrap();
         let h = sha(b"the real photo");
-        let err = store.append(&h, 0, 5, b"forge").unwrap_err();
+        let err = store.append(&h, 0, 5, b"forge", ok).unwrap_err();
         assert!(matches!(err, Error::Invalid { ref field, .. } if field == "sha256"));
         assert_eq!(
             store.status(&h).unwrap(),
@@ -696,10 +903,10 @@ mod tests {
         let store = BlobStore::open(dir.path(), 10).unwrap();
         let h = sha(b"x");
         assert!(matches!(
-            store.append(&h, 0, 11, b"x"),
+            store.append(&h, 0, 11, b"x", ok),
             Err(Error::TooLarge { .. })
         ));
-        assert!(store.append("../../etc/passwd", 0, 1, b"x").is_err());
-        assert!(store.append(&h.to_uppercase(), 0, 1, b"x").is_err());
+        assert!(store.append("../../etc/passwd", 0, 1, b"x", ok).is_err());
+        assert!(store.append(&h.to_uppercase(), 0, 1, b"x", ok).is_err());
     }
 }

@@ -23,6 +23,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0010_device_sessions_signing_keys.sql"),
     include_str!("../migrations/0011_public_sealed_commitments.sql"),
     include_str!("../migrations/0012_accounts_retired_refresh_tokens.sql"),
+    include_str!("../migrations/0013_blobs_uploaders.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.
@@ -83,12 +84,20 @@ impl Db {
     }
 
     /// [`Db::write`] for callers that are already off the async runtime.
+    ///
+    /// A closure that panicked poisons the writer's lock. The connection is still sound: the
+    /// panic dropped the closure's transaction, which rolled it back. So the lock is taken back
+    /// rather than refusing every later write until a restart, and anything a failed rollback
+    /// left open is rolled back first, so the next write starts clean.
     pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self
-            .inner
-            .writer
-            .lock()
-            .map_err(|_| Error::Internal("writer connection poisoned".into()))?;
+        let mut conn = self.inner.writer.lock().unwrap_or_else(|poisoned| {
+            tracing::warn!("a write panicked; the writer connection is taken back");
+            self.inner.writer.clear_poison();
+            poisoned.into_inner()
+        });
+        if !conn.is_autocommit() {
+            conn.execute_batch("ROLLBACK")?;
+        }
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let value = f(&tx)?;
         tx.commit()?;
@@ -241,6 +250,26 @@ mod tests {
             conn.pragma_update(None, "user_version", 999).unwrap();
         }
         assert!(Db::open(&path).is_err());
+    }
+
+    #[test]
+    fn a_write_that_panicked_is_rolled_back_and_later_writes_work() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&dir.path().join("t.db")).unwrap();
+        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            db.write_blocking(|tx| -> Result<()> {
+                meta_set(tx, "half", "written")?;
+                panic!("a bug inside a write");
+            })
+        }));
+        assert!(panicked.is_err());
+        db.write_blocking(|tx| meta_set(tx, "after", "works"))
+            .expect("the next write is not refused");
+        let (half, after) = db
+            .read_blocking(|c| Ok((meta_get(c, "half")?, meta_get(c, "after")?)))
+            .unwrap();
+        assert_eq!(half, None, "the panicked write was rolled back");
+        assert_eq!(after.as_deref(), Some("works"));
     }
 
     #[test]

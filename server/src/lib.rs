@@ -111,13 +111,13 @@ pub fn open(config: Config) -> Result<AppState> {
             Ok(secret)
         }
     })?;
+    let blob_store =
+        blobs::BlobStore::open(&config.data_dir.join("blobs"), blobs::DEFAULT_MAX_BLOB)?;
+    blobs::reconcile(&db, &blob_store)?;
     Ok(AppState {
         db,
         keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),
-        blobs: Arc::new(blobs::BlobStore::open(
-            &config.data_dir.join("blobs"),
-            blobs::DEFAULT_MAX_BLOB,
-        )?),
+        blobs: Arc::new(blob_store),
         csrf: Arc::new(web::CsrfKey::derive(secret.as_bytes())),
         seal: Arc::new(seal),
         config: Arc::new(config),

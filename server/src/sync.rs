@@ -238,12 +238,15 @@ fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
     Ok(blobs)
 }
 
-/// Indexes the blobs a record's photos refer to, so their readers may download them.
-fn index_blobs(tx: &Transaction<'_>, record_id: &str, blobs: &[String]) -> Result<()> {
-    let mut insert = tx
-        .prepare_cached("INSERT OR IGNORE INTO record_blobs (record_id, sha256) VALUES (?1, ?2)")?;
+/// Indexes the blobs a record's photos refer to, each with the inspector whose phone sent
+/// the reference first (`writer`): the readers of the record may download a blob when that
+/// inspector uploaded it (`crate::blobs::may_read`).
+fn index_blobs(tx: &Transaction<'_>, record_id: &str, blobs: &[String], writer: i64) -> Result<()> {
+    let mut insert = tx.prepare_cached(
+        "INSERT OR IGNORE INTO record_blobs (record_id, sha256, inspector_id) VALUES (?1, ?2, ?3)",
+    )?;
     for blob in blobs {
-        insert.execute(params![record_id, blob])?;
+        insert.execute(params![record_id, blob, writer])?;
     }
     Ok(())
 }
@@ -718,6 +721,7 @@ pub fn store_round(
         missing_blobs: missing_blobs(tx, &asked, &assigned)?,
     };
     let mut states = Vec::new();
+    let writer = plan.syncer.inspector_id;
     let mut docs = plan.parsed;
     let mut save_state = tx.prepare_cached(
         "INSERT INTO sync_states (record_id, device, state) VALUES (?1, ?2, ?3)
@@ -728,7 +732,7 @@ pub fn store_round(
             insert_chunk(tx, &id, chunk)?;
         }
         if let Some(mut changed) = step.changed {
-            index_blobs(tx, &id, &changed.blobs)?;
+            index_blobs(tx, &id, &changed.blobs, writer)?;
             changed.index.write(tx, &id)?;
             maybe_compact(tx, &id, &mut changed.doc)?;
             let version = doc_version(tx, &id)?;

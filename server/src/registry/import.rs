@@ -1,19 +1,33 @@
 //! Bulk import of targets from CSV (UTF-8 or GBK). Every row is checked before
-//! anything is written; the answer lists each bad row by line number and
-//! reason, and the caller chooses whether good rows are committed when some
-//! rows are bad (`mode=valid_rows`) or nothing is (`mode=all_or_nothing`, the
-//! default). Rows whose 统一社会信用代码 is already registered update that target.
+//! anything is written; the answer lists the bad rows by line number and
+//! reason (the first [`MAX_LISTED_ERRORS`], and how many more), and the caller
+//! chooses whether good rows are committed when some rows are bad
+//! (`mode=valid_rows`) or nothing is (`mode=all_or_nothing`, the default). Rows
+//! whose 统一社会信用代码 is already registered update that target.
+//!
+//! Bounded work: at most [`MAX_CONCURRENT_IMPORTS`] imports run at once, and one
+//! more is answered 503 with `Retry-After` before its body is read. The body is
+//! written to an unnamed temporary file as it arrives (never held whole in
+//! memory) and parsed from there, record by record, off the async runtime and
+//! outside the write lock; the write lock is taken only to write the rows that
+//! passed, in one transaction, so an import stays all or nothing.
 
 use std::collections::HashMap;
+use std::io::{Read, Seek, Write};
+use std::pin::Pin;
+use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::{Request, State};
-use axum::http::StatusCode;
+use axum::body::HttpBody;
+use axum::extract::{Extension, Request, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::routing::{MethodRouter, post};
 use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::TARGET_TYPES;
 use super::require_writer;
@@ -23,10 +37,28 @@ use crate::audit;
 use crate::auth::AuthUser;
 use crate::db::now;
 use crate::error::{Error, Result};
-use crate::extract::{ApiQuery, body_bytes};
+use crate::extract::ApiQuery;
 
 /// Largest CSV file accepted, in bytes (100,000 rows take about 20 MB).
 pub const IMPORT_BODY_LIMIT: usize = 128 * 1024 * 1024;
+/// Imports that run at once; one more is answered 503 with `Retry-After`.
+pub const MAX_CONCURRENT_IMPORTS: usize = 2;
+/// Bad rows listed in an answer; the rest are counted in `more_errors`.
+pub const MAX_LISTED_ERRORS: usize = 100;
+/// Seconds a refused import is asked to wait before it is sent again.
+pub const IMPORT_RETRY_AFTER_SECONDS: u64 = 5;
+
+/// The route of the import endpoint, with the permits that bound how many run at once (one
+/// set per router, so each server has its own).
+pub fn route() -> MethodRouter<AppState> {
+    post(import_handler).layer(Extension(ImportPermits(Arc::new(Semaphore::new(
+        MAX_CONCURRENT_IMPORTS,
+    )))))
+}
+
+/// Permits of the imports running now.
+#[derive(Clone)]
+struct ImportPermits(Arc<Semaphore>);
 
 /// What to do when some rows are bad.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -93,8 +125,17 @@ pub struct ImportReport {
     pub updated: usize,
     /// Whether anything was written.
     pub committed: bool,
-    /// Every bad row, in file order.
+    /// The first [`MAX_LISTED_ERRORS`] bad rows, in file order.
     pub errors: Vec<RowError>,
+    /// Bad rows after those listed.
+    pub more_errors: usize,
+}
+
+impl ImportReport {
+    /// Bad rows, listed or not.
+    pub fn refused(&self) -> usize {
+        self.errors.len() + self.more_errors
+    }
 }
 
 /// Column names understood in the header: our field name, then its aliases.
@@ -114,31 +155,50 @@ const COLUMNS: &[(&str, &[&str])] = &[
 ];
 const OPTIONAL: &[&str] = &["flag_abnormal", "flag_serious", "complaints"];
 
-fn decode(bytes: &[u8], encoding: CsvEncoding) -> Result<(String, CsvEncoding)> {
-    let utf8 = |b: &[u8]| {
-        let b = b.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(b);
-        std::str::from_utf8(b).map(str::to_owned)
-    };
-    let gbk = |b: &[u8]| {
-        let (text, had_errors) = encoding_rs::GBK.decode_without_bom_handling(b);
-        if had_errors {
-            Err(Error::invalid(
-                "body",
-                "the file is neither valid UTF-8 nor valid GBK",
-            ))
-        } else {
-            Ok(text.into_owned())
+/// How the fields of a file are read as text: the encoding chosen, and whether a field that
+/// does not decode fails the file (explicit) or makes an `auto` import try GBK instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reading {
+    Utf8 { explicit: bool },
+    Gbk,
+}
+
+/// A field that is not text in the encoding being tried.
+enum Undecodable {
+    /// Fails the whole file with this error.
+    Fatal(Error),
+    /// Not UTF-8: an `auto` import reads the file again as GBK.
+    NotUtf8,
+}
+
+impl Reading {
+    fn decode(self, field: &[u8], line: u64) -> std::result::Result<String, Undecodable> {
+        match self {
+            Reading::Utf8 { explicit } => match std::str::from_utf8(field) {
+                Ok(text) => Ok(text.trim().to_owned()),
+                Err(_) if explicit => Err(Undecodable::Fatal(Error::invalid(
+                    "body",
+                    format!("not valid UTF-8 (line {line}); try encoding=gbk"),
+                ))),
+                Err(_) => Err(Undecodable::NotUtf8),
+            },
+            Reading::Gbk => encoding_rs::GBK
+                .decode_without_bom_handling_and_without_replacement(field)
+                .map(|text| text.trim().to_owned())
+                .ok_or_else(|| {
+                    Undecodable::Fatal(Error::invalid(
+                        "body",
+                        "the file is neither valid UTF-8 nor valid GBK",
+                    ))
+                }),
         }
-    };
-    match encoding {
-        CsvEncoding::Utf8 => utf8(bytes)
-            .map(|s| (s, CsvEncoding::Utf8))
-            .map_err(|e| Error::invalid("body", format!("not valid UTF-8: {e}; try encoding=gbk"))),
-        CsvEncoding::Gbk => gbk(bytes).map(|s| (s, CsvEncoding::Gbk)),
-        CsvEncoding::Auto => match utf8(bytes) {
-            Ok(s) => Ok((s, CsvEncoding::Utf8)),
-            Err(_) => gbk(bytes).map(|s| (s, CsvEncoding::Gbk)),
-        },
+    }
+
+    fn encoding(self) -> CsvEncoding {
+        match self {
+            Reading::Utf8 { .. } => CsvEncoding::Utf8,
+            Reading::Gbk => CsvEncoding::Gbk,
+        }
     }
 }
 
@@ -164,74 +224,135 @@ fn target_type_code(value: &str) -> String {
 pub struct Parsed {
     /// Good rows with their line numbers.
     pub good: Vec<(u64, TargetInput)>,
-    /// Bad rows.
+    /// The first [`MAX_LISTED_ERRORS`] bad rows.
     pub bad: Vec<RowError>,
+    /// Bad rows after those in `bad`.
+    pub more_bad: usize,
     /// Data rows in the file (blank lines not counted).
     pub rows: usize,
     /// The encoding the file was read as.
     pub encoding: CsvEncoding,
 }
 
-/// Parses and checks every row; fails only if the file as a whole is
-/// unreadable (encoding, header).
+/// Parses and checks every row of a file held in memory; see [`parse_file`].
 pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
-    let (text, used) = decode(bytes, encoding)?;
+    parse_file(std::io::Cursor::new(bytes), encoding)
+}
+
+/// Parses and checks every row, reading `file` record by record (an `auto` file that turns
+/// out not to be UTF-8 is read again from the start as GBK); fails only if the file as a whole
+/// is unreadable (encoding, header). Blocking.
+pub fn parse_file(mut file: impl Read + Seek, encoding: CsvEncoding) -> Result<Parsed> {
+    let first = match encoding {
+        CsvEncoding::Gbk => Reading::Gbk,
+        CsvEncoding::Utf8 => Reading::Utf8 { explicit: true },
+        CsvEncoding::Auto => Reading::Utf8 { explicit: false },
+    };
+    match parse_as(&mut file, first) {
+        Ok(parsed) => Ok(parsed),
+        Err(Undecodable::Fatal(e)) => Err(e),
+        Err(Undecodable::NotUtf8) => {
+            file.rewind()?;
+            parse_as(&mut file, Reading::Gbk).map_err(|e| match e {
+                Undecodable::Fatal(e) => e,
+                Undecodable::NotUtf8 => Error::Internal("GBK taken for UTF-8".into()),
+            })
+        }
+    }
+}
+
+fn parse_as(file: impl Read, reading: Reading) -> std::result::Result<Parsed, Undecodable> {
+    let fatal = Undecodable::Fatal;
     let mut reader = csv::ReaderBuilder::new()
         .flexible(true)
-        .trim(csv::Trim::All)
-        .from_reader(text.as_bytes());
-    let headers = reader
-        .headers()
-        .map_err(|e| Error::invalid("header", format!("cannot read the header line: {e}")))?
+        .has_headers(true)
+        .from_reader(std::io::BufReader::with_capacity(256 * 1024, file));
+    let header_record = reader
+        .byte_headers()
+        .map_err(|e| {
+            fatal(Error::invalid(
+                "header",
+                format!("cannot read the header line: {e}"),
+            ))
+        })?
         .clone();
+    let mut headers = Vec::with_capacity(header_record.len());
+    for (i, field) in header_record.iter().enumerate() {
+        let field = if i == 0 {
+            field.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(field)
+        } else {
+            field
+        };
+        headers.push(reading.decode(field, 1)?);
+    }
     let mut index: HashMap<&str, usize> = HashMap::new();
     for (i, header) in headers.iter().enumerate() {
-        let header = header.trim();
+        let header = header.as_str();
         let Some((field, _)) = COLUMNS
             .iter()
             .find(|(field, aliases)| *field == header || aliases.contains(&header))
         else {
-            return Err(Error::invalid(
+            return Err(fatal(Error::invalid(
                 "header",
                 format!("unknown column `{header}` (column {})", i + 1),
-            ));
+            )));
         };
         if index.insert(field, i).is_some() {
-            return Err(Error::invalid(
+            return Err(fatal(Error::invalid(
                 "header",
                 format!("column `{field}` appears twice"),
-            ));
+            )));
         }
     }
     if let Some((missing, aliases)) = COLUMNS
         .iter()
         .find(|(f, _)| !OPTIONAL.contains(f) && !index.contains_key(f))
     {
-        return Err(Error::invalid(
+        return Err(fatal(Error::invalid(
             "header",
             format!("missing column `{missing}` ({})", aliases.join(" / ")),
-        ));
+        )));
     }
 
     let mut good = Vec::new();
     let mut bad = Vec::new();
+    let mut more_bad = 0;
+    let mut refuse = |e: RowError| {
+        if bad.len() < MAX_LISTED_ERRORS {
+            bad.push(e);
+        } else {
+            more_bad += 1;
+        }
+    };
     let mut seen: HashMap<String, u64> = HashMap::new();
     let mut rows = 0;
-    for record in reader.records() {
+    let mut raw = csv::ByteRecord::new();
+    loop {
         rows += 1;
-        let record = match record {
-            Ok(r) => r,
+        match reader.read_byte_record(&mut raw) {
+            Ok(true) => {}
+            Ok(false) => {
+                rows -= 1;
+                break;
+            }
             Err(e) => {
                 let line = e.position().map(|p| p.line()).unwrap_or(0);
-                bad.push(RowError {
+                refuse(RowError {
                     line,
                     field: None,
                     reason: format!("unreadable row: {e}"),
                 });
+                if matches!(e.kind(), csv::ErrorKind::Io(_)) {
+                    break;
+                }
                 continue;
             }
-        };
-        let line = record.position().map(|p| p.line()).unwrap_or(0);
+        }
+        let line = raw.position().map(|p| p.line()).unwrap_or(0);
+        let mut record = Vec::with_capacity(raw.len());
+        for field in &raw {
+            record.push(reading.decode(field, line)?);
+        }
         if record.iter().all(|f| f.is_empty()) {
             rows -= 1;
             continue;
@@ -240,8 +361,8 @@ pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
             index
                 .get(field)
                 .and_then(|&i| record.get(i))
-                .unwrap_or("")
-                .to_owned()
+                .cloned()
+                .unwrap_or_default()
         };
         let fail = |field: &str, reason: String| RowError {
             line,
@@ -257,7 +378,7 @@ pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
             }
         }
         if let Some(e) = flag_error {
-            bad.push(e);
+            refuse(e);
             continue;
         }
         let complaints_text = cell("complaints");
@@ -267,7 +388,7 @@ pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
             match complaints_text.parse::<u32>() {
                 Ok(n) => n,
                 Err(_) => {
-                    bad.push(fail(
+                    refuse(fail(
                         "complaints",
                         format!("`{complaints_text}` is not a count"),
                     ));
@@ -290,10 +411,10 @@ pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
             complaints,
         };
         match input.normalise() {
-            Err(Error::Invalid { field, reason }) => bad.push(fail(&field, reason)),
-            Err(other) => return Err(other),
+            Err(Error::Invalid { field, reason }) => refuse(fail(&field, reason)),
+            Err(other) => return Err(fatal(other)),
             Ok(target) => match seen.get(&target.uscc) {
-                Some(first) => bad.push(fail(
+                Some(first) => refuse(fail(
                     "uscc",
                     format!(
                         "统一社会信用代码 {} already appears on line {first}",
@@ -310,40 +431,75 @@ pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
     Ok(Parsed {
         good,
         bad,
+        more_bad,
         rows,
-        encoding: used,
+        encoding: reading.encoding(),
     })
 }
 
-/// Parses `bytes` and, as `params` says, writes the good rows in `tx`.
+/// The file an import was made from, as the audit log names it.
+#[derive(Debug, Clone)]
+pub struct ImportedFile {
+    /// SHA-256 of its bytes, hex.
+    pub sha256: String,
+    /// Its size in bytes.
+    pub bytes: u64,
+}
+
+/// Parses `bytes` and, as `params` says, writes the good rows in `tx`. The
+/// parse runs inside the caller's transaction: the API route parses first,
+/// outside the write lock, and calls [`write_rows`] itself.
 pub fn import(
     tx: &Transaction<'_>,
     actor: &str,
     bytes: &[u8],
     params: &ImportParams,
 ) -> Result<ImportReport> {
-    let Parsed {
-        good,
-        bad: errors,
-        rows,
-        encoding,
-    } = parse(bytes, params.encoding)?;
-    let mut report = ImportReport {
+    let file = ImportedFile {
+        sha256: hex::encode(Sha256::digest(bytes)),
+        bytes: bytes.len() as u64,
+    };
+    let (report, good) = checked(parse(bytes, params.encoding)?, params);
+    if !writes(&report, &good) {
+        return Ok(report);
+    }
+    write_rows(tx, actor, report, &good, &file)
+}
+
+/// The answer to a parsed file before anything is written, and the rows to write.
+pub fn checked(parsed: Parsed, params: &ImportParams) -> (ImportReport, Vec<(u64, TargetInput)>) {
+    let report = ImportReport {
         mode: params.mode,
-        encoding,
-        rows,
-        valid: good.len(),
+        encoding: parsed.encoding,
+        rows: parsed.rows,
+        valid: parsed.good.len(),
         created: 0,
         updated: 0,
         committed: false,
-        errors,
+        errors: parsed.bad,
+        more_errors: parsed.more_bad,
     };
-    if good.is_empty() || (params.mode == ImportMode::AllOrNothing && !report.errors.is_empty()) {
-        return Ok(report);
-    }
+    (report, parsed.good)
+}
+
+/// Whether an import of this outcome writes anything: good rows, and no bad one unless the
+/// mode keeps the good rows.
+pub fn writes(report: &ImportReport, good: &[(u64, TargetInput)]) -> bool {
+    !good.is_empty() && (report.mode == ImportMode::ValidRows || report.refused() == 0)
+}
+
+/// Writes the checked rows `good` of `report` in `tx`, creating or updating each target, and
+/// audits the import once.
+pub fn write_rows(
+    tx: &Transaction<'_>,
+    actor: &str,
+    mut report: ImportReport,
+    good: &[(u64, TargetInput)],
+    file: &ImportedFile,
+) -> Result<ImportReport> {
     let at = now();
     let mut lookup = tx.prepare_cached("SELECT id FROM targets WHERE uscc = ?1")?;
-    for (_, target) in &good {
+    for (_, target) in good {
         let existing: Option<i64> = lookup.query_row([&target.uscc], |r| r.get(0)).optional()?;
         match existing {
             Some(id) => {
@@ -364,50 +520,116 @@ pub fn import(
         "targets",
         None,
         Some(&json!({
-            "sha256": hex::encode(Sha256::digest(bytes)),
-            "bytes": bytes.len(),
+            "sha256": file.sha256,
+            "bytes": file.bytes,
             "rows": report.rows,
             "created": report.created,
             "updated": report.updated,
+            "refused": report.refused(),
             "refused_lines": report.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
         })),
     )?;
     Ok(report)
 }
 
-pub(super) async fn import_handler(
+/// The answer to an import refused because [`MAX_CONCURRENT_IMPORTS`] are running.
+fn busy() -> Response {
+    let message = format!(
+        "{MAX_CONCURRENT_IMPORTS} imports are running; send this one again in \
+         {IMPORT_RETRY_AFTER_SECONDS} seconds"
+    );
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::RETRY_AFTER, IMPORT_RETRY_AFTER_SECONDS.to_string())],
+        Json(json!({"error": {"code": "busy", "message": message}})),
+    )
+        .into_response()
+}
+
+/// Writes the request body to an unnamed temporary file in `dir` as it arrives, hashing it;
+/// refuses one over [`IMPORT_BODY_LIMIT`] without reading the rest.
+async fn spool(request: Request, dir: &std::path::Path) -> Result<(std::fs::File, ImportedFile)> {
+    let file = tempfile::tempfile_in(dir)?;
+    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
+    let mut hasher = Sha256::new();
+    let mut size = 0u64;
+    let mut body = request.into_body();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame =
+            frame.map_err(|e| Error::Malformed(format!("the body could not be read: {e}")))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        size += data.len() as u64;
+        if size > IMPORT_BODY_LIMIT as u64 {
+            return Err(Error::TooLarge {
+                limit: IMPORT_BODY_LIMIT,
+            });
+        }
+        hasher.update(&data);
+        // Small writes into a buffer; a full buffer is one write to the page cache.
+        writer.write_all(&data)?;
+    }
+    let mut file = writer.into_inner().map_err(|e| Error::Io(e.into_error()))?;
+    file.rewind()?;
+    Ok((
+        file,
+        ImportedFile {
+            sha256: hex::encode(hasher.finalize()),
+            bytes: size,
+        },
+    ))
+}
+
+async fn import_handler(
     State(state): State<AppState>,
+    Extension(permits): Extension<ImportPermits>,
     user: AuthUser,
     ApiQuery(params): ApiQuery<ImportParams>,
     request: Request,
 ) -> Result<Response> {
     require_writer(&user)?;
-    let bytes = body_bytes(request, &state, IMPORT_BODY_LIMIT).await?;
-    if bytes.is_empty() {
+    // Taken before the body is read, and held until the answer: a refused import costs
+    // nothing but its headers.
+    let Ok(_permit) = permits.0.try_acquire_owned() else {
+        return Ok(busy());
+    };
+    let (file, digest) = spool(request, &state.config.data_dir).await?;
+    if digest.bytes == 0 {
         return Err(Error::invalid(
             "body",
             "send the CSV file as the request body",
         ));
     }
     let started = std::time::Instant::now();
-    let report = state
-        .db
-        .write(move |tx| import(tx, &user.username, &bytes, &params))
-        .await?;
+    let encoding = params.encoding;
+    let parsed = tokio::task::spawn_blocking(move || parse_file(file, encoding)).await??;
+    let parsed_ms = started.elapsed().as_millis() as u64;
+    let (report, good) = checked(parsed, &params);
+    let report = if writes(&report, &good) {
+        let actor = user.username.clone();
+        state
+            .db
+            .write(move |tx| write_rows(tx, &actor, report, &good, &digest))
+            .await?
+    } else {
+        report
+    };
     tracing::info!(
         rows = report.rows,
         created = report.created,
         updated = report.updated,
-        refused = report.errors.len(),
+        refused = report.refused(),
+        parsed_ms,
         elapsed_ms = started.elapsed().as_millis() as u64,
         "target import"
     );
-    if report.committed || report.errors.is_empty() {
+    if report.committed || report.refused() == 0 {
         return Ok(Json(report).into_response());
     }
     let message = format!(
         "{} of {} rows are bad; nothing was imported (mode=valid_rows imports the good rows)",
-        report.errors.len(),
+        report.refused(),
         report.rows
     );
     let mut body = serde_json::to_value(&report)?;
@@ -441,6 +663,7 @@ mod tests {
             bad,
             rows,
             encoding: enc,
+            ..
         } = parse(csv.as_bytes(), CsvEncoding::Auto).unwrap();
         assert_eq!(rows, 4);
         assert_eq!(enc, CsvEncoding::Utf8);

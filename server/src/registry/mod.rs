@@ -34,12 +34,7 @@ pub fn routes() -> Router<AppState> {
         )
         .route("/api/v1/public/items", get(items::public_list))
         .route("/api/v1/targets", get(targets::list).post(targets::create))
-        .route(
-            "/api/v1/targets/import",
-            post(import::import_handler).layer(axum::extract::DefaultBodyLimit::max(
-                import::IMPORT_BODY_LIMIT,
-            )),
-        )
+        .route("/api/v1/targets/import", import::route())
         .route(
             "/api/v1/targets/{id}",
             get(targets::get_one).put(targets::update),

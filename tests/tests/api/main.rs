@@ -5,6 +5,7 @@ mod bad_input;
 mod confidentiality;
 mod draws;
 mod hardening_accounts;
+mod hardening_blobs;
 mod hardening_transport;
 mod plans;
 mod registry;
