@@ -340,8 +340,9 @@ impl BlobStore {
     }
 
     /// Hashes the file of a complete blob again. A file that no longer matches its name
-    /// (damaged on disk) is removed, for its phones to upload it again. The size of a sound
-    /// one, `None` for a removed or absent one. Blocking.
+    /// (damaged on disk) is moved aside to `damaged/`, kept for a look but no longer taken
+    /// for the blob, so that its phones upload it again. The size of a sound one, `None` for
+    /// a damaged or absent one. Blocking.
     pub fn verify(&self, hash: &str) -> Result<Option<u64>> {
         check_hash(hash)?;
         let path = self.path(hash);
@@ -357,9 +358,11 @@ impl BlobStore {
         }
         tracing::warn!(
             sha256 = hash,
-            "a stored blob no longer matches its name; removed"
+            "a stored blob no longer matches its name; moved to damaged/"
         );
-        std::fs::remove_file(&path)?;
+        let aside = self.dir.join("damaged");
+        std::fs::create_dir_all(&aside)?;
+        std::fs::rename(&path, aside.join(hash))?;
         Ok(None)
     }
 
@@ -446,7 +449,7 @@ fn has_row(conn: &Connection, hash: &str) -> Result<bool> {
 
 /// Gives a blob whose file is in place its row if a crash between the two left it without:
 /// the file is hashed again first (unless `verified` says this request just did), and a file
-/// that no longer matches is removed instead. Answers what the store then holds. Blocking.
+/// that no longer matches is moved aside instead. Answers what the store then holds. Blocking.
 fn settle(db: &Db, store: &BlobStore, hash: &str, verified: bool) -> Result<UploadStatus> {
     let status = store.status(hash)?;
     if !status.complete {
@@ -772,7 +775,7 @@ async fn download(
 /// How a downloaded blob is offered: an image the server recognised (and names by its type,
 /// which `nosniff` holds the browser to) may be shown inline; anything else is only saved.
 /// Either way named by its hash.
-fn content_disposition(hash: &str, content_type: &str) -> String {
+pub fn content_disposition(hash: &str, content_type: &str) -> String {
     match content_type {
         "image/jpeg" => format!("inline; filename=\"{hash}.jpg\""),
         "image/png" => format!("inline; filename=\"{hash}.png\""),
@@ -895,6 +898,33 @@ mod tests {
         for blob in &good {
             assert_eq!(store.read(&blob.sha256).unwrap(), blob.bytes);
         }
+    }
+
+    #[test]
+    fn a_damaged_blob_is_moved_aside_so_that_it_can_be_uploaded_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path(), 1024).unwrap();
+        let sound = b"a sound photo";
+        assert!(
+            store
+                .append(&sha(sound), 0, 13, sound, ok)
+                .unwrap()
+                .complete
+        );
+        assert_eq!(store.verify(&sha(sound)).unwrap(), Some(13));
+        let h = sha(b"the real photo");
+        std::fs::create_dir_all(store.path(&h).parent().unwrap()).unwrap();
+        std::fs::write(store.path(&h), b"bit rot").unwrap();
+        assert_eq!(store.verify(&h).unwrap(), None);
+        assert!(
+            !store.status(&h).unwrap().complete,
+            "no longer taken for the blob"
+        );
+        assert_eq!(
+            std::fs::read(dir.path().join("damaged").join(&h)).unwrap(),
+            b"bit rot"
+        );
+        assert_eq!(store.list().unwrap(), vec![sha(sound)]);
     }
 
     #[test]
