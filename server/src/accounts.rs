@@ -301,7 +301,7 @@ pub async fn log_in(
         tracing::info!(username = %req.username, ?peer, "login throttled");
         return Err(throttled.refusal.into());
     }
-    let permit = match state.throttle.login_permit().await {
+    let permit = match state.throttle.login_permit(peer).await {
         Ok(permit) => permit,
         Err(busy) => {
             // Turned away unchecked: the attempt does not count.

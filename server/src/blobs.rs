@@ -753,14 +753,18 @@ async fn download(
     let blobs = state.blobs.clone();
     let h = hash.clone();
     let bytes = tokio::task::spawn_blocking(move || blobs.read(&h)).await??;
+    Ok(served(&hash, bytes))
+}
+
+/// A blob's bytes as every download answers them, from the API and the console alike: typed by
+/// their first bytes, held to that type (`nosniff`), offered by [`content_disposition`], and
+/// cached for good by the one who may read it (a hash names the same bytes forever).
+pub fn served(hash: &str, bytes: Vec<u8>) -> Response {
     let kind = content_type(&bytes);
-    Ok((
+    (
         [
             (header::CONTENT_TYPE, kind.to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                content_disposition(&hash, kind),
-            ),
+            (header::CONTENT_DISPOSITION, content_disposition(hash, kind)),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff".to_owned()),
             (
                 header::CACHE_CONTROL,
@@ -769,7 +773,7 @@ async fn download(
         ],
         bytes,
     )
-        .into_response())
+        .into_response()
 }
 
 /// How a downloaded blob is offered: an image the server recognised (and names by its type,

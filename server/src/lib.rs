@@ -81,6 +81,8 @@ pub struct AppState {
     pub seal: Arc<draw::seal::SealKey>,
     /// Sign-in limits and the bound on password hashing.
     pub throttle: Arc<throttle::Throttle>,
+    /// The target imports running now, bounded for the API and the console together.
+    pub imports: registry::import::ImportPermits,
 }
 
 impl AppState {
@@ -124,6 +126,7 @@ pub fn open(config: Config) -> Result<AppState> {
         sync: Arc::new(sync::SyncMemory::default()),
         calendar: Arc::new(std::sync::RwLock::new(Arc::new(calendar))),
         throttle: Arc::new(throttle::Throttle::new(throttle::Limits::from_env())),
+        imports: registry::import::ImportPermits::default(),
     })
 }
 
@@ -192,7 +195,12 @@ pub fn router(state: AppState) -> Router {
         .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
         .with_state(state);
-    transport::layers(routes, &limits).layer(tower_http::trace::TraceLayer::new_for_http())
+    // Internal errors are logged at `error` where they happen, with their cause; a 5xx seen
+    // here is most often an expected refusal under load (503 `busy`), and a flood of those
+    // must not read as a flood of faults.
+    let trace = tower_http::trace::TraceLayer::new_for_http()
+        .on_failure(tower_http::trace::DefaultOnFailure::new().level(tracing::Level::WARN));
+    transport::layers(routes, &limits).layer(trace)
 }
 
 /// Serves `router(state)` on `listener` within the configured transport limits until

@@ -43,6 +43,10 @@ enum Command {
         /// more wait to be accepted.
         #[arg(long, default_value_t = suiji_server::transport::Limits::default().max_connections, env = "SUIJI_MAX_CONNECTIONS")]
         max_connections: usize,
+        /// Most connections one address may hold (default: a quarter of the connections,
+        /// at least 16). Behind a reverse proxy, set it to `--max-connections`.
+        #[arg(long, env = "SUIJI_MAX_CONNECTIONS_PER_ADDRESS")]
+        max_connections_per_address: Option<usize>,
     },
     /// Accounts, for setting up a server without demo data.
     User {
@@ -147,7 +151,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             demo,
             max_connections,
-        } => serve(data, listen, demo, max_connections),
+            max_connections_per_address,
+        } => serve(
+            data,
+            listen,
+            demo,
+            max_connections,
+            max_connections_per_address,
+        ),
         Command::Audit {
             command: AuditCommand::Verify { data },
         } => verify_audit(data),
@@ -208,14 +219,18 @@ fn serve(
     listen: SocketAddr,
     demo_mode: bool,
     max_connections: usize,
+    max_connections_per_address: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let open_files = suiji_server::transport::raise_open_file_limit();
     let transport = suiji_server::transport::Limits {
         max_connections,
+        max_connections_per_address,
         ..Default::default()
     };
     let connections = suiji_server::transport::connection_cap(max_connections, open_files);
+    let per_address =
+        suiji_server::transport::address_share(connections, max_connections_per_address);
     let config = Config {
         data_dir: data.clone(),
         demo: demo_mode,
@@ -266,6 +281,7 @@ fn serve(
             demo = demo_mode,
             startup_ms = started.elapsed().as_millis() as u64,
             max_connections = connections,
+            per_address,
             "suiji server listening"
         );
         println!("suiji is listening on http://{addr}");

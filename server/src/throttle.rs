@@ -15,12 +15,15 @@
 //! could evict an account's count that way only by spending a password hash per eviction,
 //! and hashes are bounded too: at most [`Limits::hashing_permits`] run at once and at most
 //! [`Limits::hashing_queue`] wait; anything beyond is refused with 503 and `Retry-After`
-//! before any work is done.
+//! before any work is done. One address holds at most [`Limits::hashing_per_address`] of those
+//! places, so a flood from one address is refused on its own while everyone else's logins
+//! still get in.
 //!
 //! The source address is the TCP peer ([`PeerAddr`]): behind a reverse proxy every visitor
 //! shares the proxy's address, so the per-address limit is set well above the per-account
 //! one. IPv6 peers are counted per /64, the block one subscriber usually holds.
 
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 use std::num::NonZeroUsize;
@@ -51,6 +54,9 @@ pub struct Limits {
     pub hashing_permits: usize,
     /// Logins that may wait for a hashing permit; more are refused with 503.
     pub hashing_queue: usize,
+    /// Logins from one address (IPv6: one /64) that may be running or waiting at once;
+    /// more from that address are refused with 503.
+    pub hashing_per_address: usize,
     /// A rotated refresh token used again within this long is refused but leaves its session
     /// alive (two tabs of the console refreshing at once); later, the session is revoked.
     pub refresh_reuse_grace: Duration,
@@ -68,6 +74,7 @@ impl Default for Limits {
             // that do not hash.
             hashing_permits: (cpus / 2).max(1),
             hashing_queue: 32,
+            hashing_per_address: 4,
             refresh_reuse_grace: Duration::from_secs(10),
         }
     }
@@ -224,6 +231,9 @@ pub struct Throttle {
     /// Logins admitted to hash: running plus waiting.
     admission: Arc<Semaphore>,
     hashing: Arc<Semaphore>,
+    /// Admitted logins by address key; an address is here only while it holds a place, so
+    /// the map never holds more than the admission bound.
+    places: Arc<Mutex<HashMap<IpAddr, usize>>>,
 }
 
 impl std::fmt::Debug for Throttle {
@@ -238,7 +248,33 @@ impl std::fmt::Debug for Throttle {
 #[derive(Debug)]
 pub struct HashPermit {
     _hashing: OwnedSemaphorePermit,
-    _admission: Option<OwnedSemaphorePermit>,
+    _admission: Option<Admission>,
+}
+
+/// A login's place among those admitted to hash (running or waiting), given back when dropped.
+#[derive(Debug)]
+pub struct Admission {
+    _place: OwnedSemaphorePermit,
+    _address: Option<AddressPlace>,
+}
+
+/// One of an address's places among the admitted logins, given back when dropped.
+#[derive(Debug)]
+struct AddressPlace {
+    ip: IpAddr,
+    places: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for AddressPlace {
+    fn drop(&mut self) {
+        let mut places = lock(&self.places);
+        if let Some(held) = places.get_mut(&self.ip) {
+            *held -= 1;
+            if *held == 0 {
+                places.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// Recovers a poisoned map: a panic while a count was updated leaves at worst one count off.
@@ -257,6 +293,7 @@ impl Throttle {
             addresses: Mutex::new(LruCache::new(limits.tracked)),
             admission: Arc::new(Semaphore::new(permits + limits.hashing_queue)),
             hashing: Arc::new(Semaphore::new(permits)),
+            places: Arc::default(),
             limits,
         }
     }
@@ -330,17 +367,46 @@ impl Throttle {
         }
     }
 
-    /// A permit to hash a login's password, or [`Refusal::Busy`] at once when
-    /// [`Limits::hashing_queue`] logins are already waiting.
-    pub async fn login_permit(&self) -> Result<HashPermit, Refusal> {
+    /// A place for a login from `address` among those admitted to hash, or
+    /// [`Refusal::Busy`] at once when [`Limits::hashing_queue`] logins are already waiting or
+    /// the address already holds [`Limits::hashing_per_address`] places.
+    pub fn admit(&self, address: Option<IpAddr>) -> Result<Admission, Refusal> {
         let busy = Refusal::Busy {
             retry_after: Duration::from_secs(1),
         };
-        let admission = self
+        // The address's count first, under its lock, so concurrent logins from one address
+        // cannot all pass the check before any of them is counted.
+        let address = match address.map(address_key) {
+            Some(ip) => {
+                let mut places = lock(&self.places);
+                let held = places.entry(ip).or_insert(0);
+                if *held >= self.limits.hashing_per_address.max(1) {
+                    return Err(busy);
+                }
+                *held += 1;
+                Some(AddressPlace {
+                    ip,
+                    places: self.places.clone(),
+                })
+            }
+            None => None,
+        };
+        // Should the shared bound refuse, dropping the address's place gives it back.
+        let place = self
             .admission
             .clone()
             .try_acquire_owned()
             .map_err(|_| busy)?;
+        Ok(Admission {
+            _place: place,
+            _address: address,
+        })
+    }
+
+    /// A permit to hash a login's password from `address`: an [`Throttle::admit`]ted place,
+    /// then the turn to hash.
+    pub async fn login_permit(&self, address: Option<IpAddr>) -> Result<HashPermit, Refusal> {
+        let admission = self.admit(address)?;
         let hashing = self.hashing_permit().await;
         Ok(HashPermit {
             _admission: Some(admission),
@@ -366,7 +432,7 @@ impl Throttle {
 
 /// The key an address is counted under: IPv4 as is (also when mapped into IPv6), IPv6 by
 /// its /64.
-fn address_key(ip: IpAddr) -> IpAddr {
+pub(crate) fn address_key(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V4(_) => ip,
         IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
@@ -459,6 +525,51 @@ mod tests {
             let _ = throttle.attempt(&format!("user-{i}"), Some(IpAddr::from([10, 0, 0, 1])));
         }
         assert_eq!(lock(&throttle.accounts).len(), 16);
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_place_in_the_hashing_queue() {
+        let throttle = Throttle::new(Limits {
+            hashing_permits: 1,
+            hashing_queue: 4,
+            hashing_per_address: 2,
+            ..Limits::default()
+        });
+        let flood_ip = IpAddr::from([127, 0, 0, 2]);
+        let flood = Some(flood_ip);
+        let user = Some(IpAddr::from([127, 0, 0, 1]));
+        let held = [
+            throttle.admit(flood).unwrap(),
+            throttle.admit(flood).unwrap(),
+        ];
+        assert!(
+            throttle.admit(flood).is_err(),
+            "the flood's third is refused"
+        );
+        let mine = throttle.admit(user).expect("another address still gets in");
+        // IPv4-mapped IPv6 is the same address.
+        let mapped: IpAddr = "::ffff:127.0.0.2".parse().unwrap();
+        assert!(throttle.admit(Some(mapped)).is_err());
+        drop(held);
+        assert!(
+            lock(&throttle.places).get(&flood_ip).is_none(),
+            "given back"
+        );
+        let _again = [
+            throttle.admit(flood).unwrap(),
+            throttle.admit(flood).unwrap(),
+        ];
+        // The shared bound still holds: 1 running + 4 waiting.
+        let _unknown = throttle.admit(None).unwrap();
+        let _fifth = throttle.admit(Some(IpAddr::from([127, 0, 0, 4]))).unwrap();
+        let other_ip = IpAddr::from([127, 0, 0, 3]);
+        let other = Some(other_ip);
+        assert!(throttle.admit(other).is_err(), "five places are taken");
+        assert!(
+            lock(&throttle.places).get(&other_ip).is_none(),
+            "a refused login holds no place of its address"
+        );
+        drop(mine);
     }
 
     #[test]

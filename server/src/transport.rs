@@ -13,7 +13,9 @@
 //! Connections are accepted only while one of [`connection_cap`] permits is free. A flood
 //! waits in the kernel's listen queue, spending no descriptor, instead of driving `accept`
 //! into `EMFILE` with the database and blob files starved beside it; the connections
-//! already served keep being answered. Accept errors that are not about one connection are
+//! already served keep being answered. One address (IPv6: one /64) holds at most
+//! [`address_share`] of the permits: its next connection is closed as soon as it is
+//! accepted, so one client's idle flood cannot keep everyone else in the listen queue. Accept errors that are not about one connection are
 //! backed off, doubling up to a second, and logged once per episode.
 //!
 //! Every answer is `nosniff`; HTML answers also carry a Content-Security-Policy that allows
@@ -25,6 +27,7 @@
 //! status, and the connection is closed.
 
 use std::future::Future;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -59,6 +62,10 @@ pub struct Limits {
     /// Most connections served at once; lowered to what the open-file limit allows
     /// (see [`connection_cap`]).
     pub max_connections: usize,
+    /// Most connections one address may hold at once; `None` for the default share of
+    /// [`address_share`]. Behind a reverse proxy every client has the proxy's address, so
+    /// raise it to the cap there.
+    pub max_connections_per_address: Option<usize>,
     /// Longest request target (path and query) answered, in bytes; longer is a 414.
     pub max_uri_bytes: usize,
     /// Most bytes of request header fields answered; more is a 431.
@@ -75,6 +82,7 @@ impl Default for Limits {
             body_deadline: Duration::from_secs(600),
             request_timeout: Duration::from_secs(60),
             max_connections: 1024,
+            max_connections_per_address: None,
             max_uri_bytes: 8 * 1024,
             max_header_bytes: 32 * 1024,
         }
@@ -107,6 +115,56 @@ pub fn connection_cap(configured: usize, open_file_limit: Option<u64>) -> usize 
     let affordable = limit.saturating_sub(RESERVED_DESCRIPTORS) / DESCRIPTORS_PER_CONNECTION;
     let affordable = usize::try_from(affordable).unwrap_or(usize::MAX);
     configured.min(affordable).max(1)
+}
+
+/// How many of `cap` connections one address may hold: `configured`, or a quarter of the cap
+/// but at least 16; never more than the cap, never less than one.
+pub fn address_share(cap: usize, configured: Option<usize>) -> usize {
+    configured.unwrap_or((cap / 4).max(16)).clamp(1, cap.max(1))
+}
+
+/// Connections held by each address key, shared by the accept loop and the connections.
+#[derive(Debug, Default)]
+struct Holders(std::sync::Mutex<std::collections::HashMap<IpAddr, usize>>);
+
+impl Holders {
+    fn lock(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<IpAddr, usize>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Counts one more connection of `ip`, or refuses it when `ip` holds `share` already.
+    fn take(self: &Arc<Self>, ip: IpAddr, share: usize) -> Option<Held> {
+        let mut held = self.lock();
+        let count = held.entry(ip).or_insert(0);
+        if *count >= share {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            holders: self.clone(),
+            ip,
+        })
+    }
+}
+
+/// One connection counted against its address until dropped.
+struct Held {
+    holders: Arc<Holders>,
+    ip: IpAddr,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut held = self.holders.lock();
+        if let Some(count) = held.get_mut(&self.ip) {
+            *count -= 1;
+            if *count == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The process's open-file limit (soft), `None` when unlimited.
@@ -143,8 +201,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let cap = connection_cap(limits.max_connections, open_file_limit());
-    tracing::debug!(max_connections = cap, "serving");
+    let share = address_share(cap, limits.max_connections_per_address);
+    tracing::debug!(max_connections = cap, per_address = share, "serving");
     let permits = Arc::new(Semaphore::new(cap));
+    let holders = Arc::new(Holders::default());
+    let mut refusals = RefusalLog::default();
     let mut http = hyper::server::conn::http1::Builder::new();
     http.timer(TokioTimer::new())
         .header_read_timeout(limits.header_read_timeout)
@@ -173,6 +234,11 @@ pub async fn serve(
             }
         };
         backoff.recovered();
+        let Some(held) = holders.take(crate::throttle::address_key(peer.ip()), share) else {
+            // Closed at once: the permit is free again for the next connection in the queue.
+            refusals.refused(peer.ip(), share);
+            continue;
+        };
         if let Err(e) = stream.set_nodelay(true) {
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
@@ -187,12 +253,41 @@ pub async fn serve(
                 // Timeouts, resets and malformed heads: the client's doing, not the server's.
                 tracing::debug!(%peer, error = %e, "connection ended with an error");
             }
+            drop(held);
             drop(permit);
         });
     }
     drop(listener);
     graceful.shutdown().await;
     Ok(())
+}
+
+/// Logs connections refused for their address's share, at most once a minute, with how
+/// many were refused since the last line.
+#[derive(Debug, Default)]
+struct RefusalLog {
+    since: usize,
+    last: Option<std::time::Instant>,
+}
+
+impl RefusalLog {
+    fn refused(&mut self, ip: IpAddr, share: usize) {
+        self.since += 1;
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_none_or(|at| now - at >= Duration::from_secs(60))
+        {
+            tracing::warn!(
+                %ip,
+                per_address = share,
+                refused = self.since,
+                "closing connections of an address that holds its share"
+            );
+            self.since = 0;
+            self.last = Some(now);
+        }
+    }
 }
 
 /// Errors of `accept` that concern one connection only: the next accept may succeed.

@@ -31,6 +31,8 @@ const LOGINS: usize = 200;
 const IDLE_CONNECTIONS: usize = 1_000;
 const BAD_IMPORTS: usize = 9;
 const VALID_IMPORT_ROWS: u32 = 200_000;
+/// How often one import is sent in all when it is answered 503 (busy).
+const IMPORT_TRIES: u32 = 20;
 /// How long the idle connections are held, at most, waiting for the server to close them.
 const IDLE_HOLD: Duration = Duration::from_secs(30);
 /// The flood's whole run is bounded by this.
@@ -331,34 +333,54 @@ async fn main() -> anyhow::Result<()> {
                     let (http, base, token) = (http.clone(), base.clone(), planner.clone());
                     tokio::spawn(async move {
                         let t = Instant::now();
-                        let answer = http
-                            .post(format!("{base}/api/v1/targets/import"))
-                            .bearer_auth(token)
-                            .header("content-type", "text/csv")
-                            .body(body)
-                            .send()
-                            .await;
-                        let size = match &answer {
-                            Ok(r) => r.content_length().unwrap_or(0),
-                            Err(_) => 0,
-                        };
-                        (outcome(answer), t.elapsed(), size)
+                        // As a real client does: a 503 is sent again after its Retry-After,
+                        // a bounded number of times.
+                        let mut tries = 0;
+                        loop {
+                            tries += 1;
+                            let answer = http
+                                .post(format!("{base}/api/v1/targets/import"))
+                                .bearer_auth(&token)
+                                .header("content-type", "text/csv")
+                                .body(body)
+                                .send()
+                                .await;
+                            let wait = match &answer {
+                                Ok(r) if r.status() == 503 && tries < IMPORT_TRIES => r
+                                    .headers()
+                                    .get("retry-after")
+                                    .and_then(|v| v.to_str().ok()?.parse().ok())
+                                    .map(Duration::from_secs),
+                                _ => None,
+                            };
+                            if let Some(wait) = wait {
+                                tokio::time::sleep(wait).await;
+                                continue;
+                            }
+                            let size = match &answer {
+                                Ok(r) => r.content_length().unwrap_or(0),
+                                Err(_) => 0,
+                            };
+                            break (outcome(answer), t.elapsed(), size, tries);
+                        }
                     })
                 })
                 .collect();
             let mut tally = Tally::default();
             let mut largest_answer = 0;
+            let mut sent = 0;
             for handle in all {
-                if let Ok((answer, took, size)) = handle.await {
+                if let Ok((answer, took, size, tries)) = handle.await {
                     tally.add(answer, took);
                     largest_answer = largest_answer.max(size);
+                    sent += tries;
                 }
             }
-            (tally, largest_answer)
+            (tally, largest_answer, sent)
         };
         tokio::join!(idle, logins, imports)
     };
-    let (idle, mut logins, (mut imports, largest_answer)) =
+    let (idle, mut logins, (mut imports, largest_answer, import_sends)) =
         tokio::time::timeout(FLOOD_LIMIT, flood).await?;
     let flood_time = started.elapsed();
     done.store(true, Ordering::Relaxed);
@@ -378,7 +400,8 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("flood logins: {}", logins.summary());
     println!(
-        "imports: {}; largest answer {largest_answer} bytes",
+        "imports: {}; {import_sends} sends in all (503s sent again after Retry-After); \
+         largest answer {largest_answer} bytes",
         imports.summary()
     );
     println!("real user /health: {}", health.summary());

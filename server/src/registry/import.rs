@@ -6,7 +6,8 @@
 //! whose 统一社会信用代码 is already registered update that target.
 //!
 //! Bounded work: at most [`MAX_CONCURRENT_IMPORTS`] imports run at once, and one
-//! more is answered 503 with `Retry-After` before its body is read. The body is
+//! more is answered 503 with `Retry-After` without its body being stored or parsed (and,
+//! when the client sent `Expect: 100-continue`, before it is sent at all). The body is
 //! written to an unnamed temporary file as it arrives (never held whole in
 //! memory) and parsed from there, record by record, off the async runtime and
 //! outside the write lock; the write lock is taken only to write the rows that
@@ -19,7 +20,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::body::HttpBody;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
@@ -27,7 +28,7 @@ use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::TARGET_TYPES;
 use super::require_writer;
@@ -48,17 +49,29 @@ pub const MAX_LISTED_ERRORS: usize = 100;
 /// Seconds a refused import is asked to wait before it is sent again.
 pub const IMPORT_RETRY_AFTER_SECONDS: u64 = 5;
 
-/// The route of the import endpoint, with the permits that bound how many run at once (one
-/// set per router, so each server has its own).
+/// The route of the import endpoint.
 pub fn route() -> MethodRouter<AppState> {
-    post(import_handler).layer(Extension(ImportPermits(Arc::new(Semaphore::new(
-        MAX_CONCURRENT_IMPORTS,
-    )))))
+    post(import_handler)
 }
 
-/// Permits of the imports running now.
-#[derive(Clone)]
-struct ImportPermits(Arc<Semaphore>);
+/// The imports running now: at most [`MAX_CONCURRENT_IMPORTS`], shared by the API and the
+/// console (one set per server).
+#[derive(Debug, Clone)]
+pub struct ImportPermits(Arc<Semaphore>);
+
+impl Default for ImportPermits {
+    fn default() -> Self {
+        ImportPermits(Arc::new(Semaphore::new(MAX_CONCURRENT_IMPORTS)))
+    }
+}
+
+impl ImportPermits {
+    /// A place for one more import, held until it is answered; `None` when
+    /// [`MAX_CONCURRENT_IMPORTS`] are running.
+    pub fn try_take(&self) -> Option<OwnedSemaphorePermit> {
+        self.0.clone().try_acquire_owned().ok()
+    }
+}
 
 /// What to do when some rows are bad.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -446,26 +459,6 @@ pub struct ImportedFile {
     pub bytes: u64,
 }
 
-/// Parses `bytes` and, as `params` says, writes the good rows in `tx`. The
-/// parse runs inside the caller's transaction: the API route parses first,
-/// outside the write lock, and calls [`write_rows`] itself.
-pub fn import(
-    tx: &Transaction<'_>,
-    actor: &str,
-    bytes: &[u8],
-    params: &ImportParams,
-) -> Result<ImportReport> {
-    let file = ImportedFile {
-        sha256: hex::encode(Sha256::digest(bytes)),
-        bytes: bytes.len() as u64,
-    };
-    let (report, good) = checked(parse(bytes, params.encoding)?, params);
-    if !writes(&report, &good) {
-        return Ok(report);
-    }
-    write_rows(tx, actor, report, &good, &file)
-}
-
 /// The answer to a parsed file before anything is written, and the rows to write.
 pub fn checked(parsed: Parsed, params: &ImportParams) -> (ImportReport, Vec<(u64, TargetInput)>) {
     let report = ImportReport {
@@ -533,7 +526,7 @@ pub fn write_rows(
 }
 
 /// The answer to an import refused because [`MAX_CONCURRENT_IMPORTS`] are running.
-fn busy() -> Response {
+pub fn busy() -> Response {
     let message = format!(
         "{MAX_CONCURRENT_IMPORTS} imports are running; send this one again in \
          {IMPORT_RETRY_AFTER_SECONDS} seconds"
@@ -546,68 +539,94 @@ fn busy() -> Response {
         .into_response()
 }
 
-/// Writes the request body to an unnamed temporary file in `dir` as it arrives, hashing it;
-/// refuses one over [`IMPORT_BODY_LIMIT`] without reading the rest.
-async fn spool(request: Request, dir: &std::path::Path) -> Result<(std::fs::File, ImportedFile)> {
-    let file = tempfile::tempfile_in(dir)?;
-    let mut writer = std::io::BufWriter::with_capacity(256 * 1024, file);
-    let mut hasher = Sha256::new();
-    let mut size = 0u64;
-    let mut body = request.into_body();
-    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
-        let frame =
-            frame.map_err(|e| Error::Malformed(format!("the body could not be read: {e}")))?;
-        let Ok(data) = frame.into_data() else {
-            continue;
-        };
-        size += data.len() as u64;
-        if size > IMPORT_BODY_LIMIT as u64 {
+/// A file being received: written to an unnamed temporary file as it arrives (never held
+/// whole in memory), hashed, and refused past [`IMPORT_BODY_LIMIT`] without reading the rest.
+pub struct Spool {
+    writer: std::io::BufWriter<std::fs::File>,
+    hasher: Sha256,
+    size: u64,
+}
+
+impl Spool {
+    /// An empty file in `dir` (the data directory, so a large import does not fill `/tmp`).
+    pub fn new(dir: &std::path::Path) -> Result<Spool> {
+        Ok(Spool {
+            writer: std::io::BufWriter::with_capacity(256 * 1024, tempfile::tempfile_in(dir)?),
+            hasher: Sha256::new(),
+            size: 0,
+        })
+    }
+
+    /// Appends the next bytes of the file.
+    pub fn push(&mut self, data: &[u8]) -> Result<()> {
+        self.size += data.len() as u64;
+        if self.size > IMPORT_BODY_LIMIT as u64 {
             return Err(Error::TooLarge {
                 limit: IMPORT_BODY_LIMIT,
             });
         }
-        hasher.update(&data);
+        self.hasher.update(data);
         // Small writes into a buffer; a full buffer is one write to the page cache.
-        writer.write_all(&data)?;
+        self.writer.write_all(data)?;
+        Ok(())
     }
-    let mut file = writer.into_inner().map_err(|e| Error::Io(e.into_error()))?;
-    file.rewind()?;
-    Ok((
-        file,
-        ImportedFile {
-            sha256: hex::encode(hasher.finalize()),
-            bytes: size,
-        },
-    ))
+
+    /// The whole file, read from its start, and what the audit log names it by.
+    pub fn finish(self) -> Result<(std::fs::File, ImportedFile)> {
+        let mut file = self
+            .writer
+            .into_inner()
+            .map_err(|e| Error::Io(e.into_error()))?;
+        file.rewind()?;
+        let digest = ImportedFile {
+            sha256: hex::encode(self.hasher.finalize()),
+            bytes: self.size,
+        };
+        Ok((file, digest))
+    }
 }
 
-async fn import_handler(
-    State(state): State<AppState>,
-    Extension(permits): Extension<ImportPermits>,
-    user: AuthUser,
-    ApiQuery(params): ApiQuery<ImportParams>,
-    request: Request,
-) -> Result<Response> {
-    require_writer(&user)?;
-    // Taken before the body is read, and held until the answer: a refused import costs
-    // nothing but its headers.
-    let Ok(_permit) = permits.0.try_acquire_owned() else {
-        return Ok(busy());
-    };
-    let (file, digest) = spool(request, &state.config.data_dir).await?;
-    if digest.bytes == 0 {
-        return Err(Error::invalid(
-            "body",
-            "send the CSV file as the request body",
-        ));
+/// Whether the client waits for `100 Continue` before it sends the body: then an answer
+/// given without reading the body spares it the upload.
+fn expects_continue(headers: &header::HeaderMap) -> bool {
+    headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// Reads a body to its end and drops it, holding none of it, within [`IMPORT_BODY_LIMIT`].
+async fn discard(mut body: axum::body::Body) -> Result<()> {
+    let mut size = 0u64;
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame =
+            frame.map_err(|e| Error::Malformed(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            size += data.len() as u64;
+            if size > IMPORT_BODY_LIMIT as u64 {
+                return Err(Error::TooLarge {
+                    limit: IMPORT_BODY_LIMIT,
+                });
+            }
+        }
     }
+    Ok(())
+}
+
+/// Parses the received `file` off the async runtime, then, as `params` says, writes its good
+/// rows in one transaction under the write lock, and logs how long each part took.
+pub async fn run(
+    state: &AppState,
+    actor: String,
+    file: std::fs::File,
+    digest: ImportedFile,
+    params: ImportParams,
+) -> Result<ImportReport> {
     let started = std::time::Instant::now();
     let encoding = params.encoding;
     let parsed = tokio::task::spawn_blocking(move || parse_file(file, encoding)).await??;
     let parsed_ms = started.elapsed().as_millis() as u64;
     let (report, good) = checked(parsed, &params);
     let report = if writes(&report, &good) {
-        let actor = user.username.clone();
         state
             .db
             .write(move |tx| write_rows(tx, &actor, report, &good, &digest))
@@ -624,6 +643,45 @@ async fn import_handler(
         elapsed_ms = started.elapsed().as_millis() as u64,
         "target import"
     );
+    Ok(report)
+}
+
+async fn import_handler(
+    State(state): State<AppState>,
+    user: AuthUser,
+    ApiQuery(params): ApiQuery<ImportParams>,
+    request: Request,
+) -> Result<Response> {
+    require_writer(&user)?;
+    // Taken before the body is read, and held until the answer: a refused import costs no
+    // disk and no parsing.
+    let Some(_permit) = state.imports.try_take() else {
+        if !expects_continue(request.headers()) {
+            // The client sends the body regardless. Closing the connection on it unread
+            // makes the kernel reset it, and a client still sending may lose the answer to
+            // the reset (1 of 27 refused 120 MiB imports in bench_abuse), so it is read and
+            // dropped first, bounded by the body limit and the transport's body timeouts.
+            discard(request.into_body()).await?;
+        }
+        return Ok(busy());
+    };
+    let mut spool = Spool::new(&state.config.data_dir)?;
+    let mut body = request.into_body();
+    while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {
+        let frame =
+            frame.map_err(|e| Error::Malformed(format!("the body could not be read: {e}")))?;
+        if let Ok(data) = frame.into_data() {
+            spool.push(&data)?;
+        }
+    }
+    let (file, digest) = spool.finish()?;
+    if digest.bytes == 0 {
+        return Err(Error::invalid(
+            "body",
+            "send the CSV file as the request body",
+        ));
+    }
+    let report = run(&state, user.username.clone(), file, digest, params).await?;
     if report.committed || report.refused() == 0 {
         return Ok(Json(report).into_response());
     }

@@ -38,8 +38,9 @@ pub fn routes() -> Router<AppState> {
         .route("/targets", get(targets_page))
         .route(
             "/targets/import",
+            // The form's other fields around the file: the file's own limit answers first.
             post(import_targets).layer(axum::extract::DefaultBodyLimit::max(
-                import::IMPORT_BODY_LIMIT,
+                import::IMPORT_BODY_LIMIT + 64 * 1024,
             )),
         )
         .route(
@@ -212,19 +213,34 @@ fn import_form(user: &WebUser, errors: &FieldErrors) -> Markup {
 }
 
 /// `POST /targets/import`: the file from a multipart form, through the
-/// API's own import, answered with its row-by-row report.
+/// API's own import (the same bound on imports at once, the same spooling to disk and
+/// parsing outside the write lock), answered with its row-by-row report.
 async fn import_targets(
     State(state): State<AppState>,
     user: WebUser,
     mut multipart: Multipart,
 ) -> WebResult<Response> {
     let mut csrf = String::new();
-    let mut file: Option<Vec<u8>> = None;
+    let mut received = None;
     let mut params = ImportParams::default();
     let bad = |e: axum::extract::multipart::MultipartError| {
         WebError::from(Error::Malformed(format!("上传未完成：{e}")))
     };
-    while let Some(field) = multipart.next_field().await.map_err(bad)? {
+    let form_error = |status: StatusCode, message: &str| {
+        let mut errors = FieldErrors::new();
+        errors.add("file", message);
+        (
+            status,
+            page(
+                "导入检查对象",
+                Some(&user),
+                html! { h1 { "导入检查对象" } (import_form(&user, &errors)) },
+            ),
+        )
+    };
+    // Held until the answer, as the API's import holds it.
+    let mut permit = None;
+    while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         match field.name().unwrap_or("") {
             "csrf" => csrf = field.text().await.map_err(bad)?,
             "mode" => {
@@ -240,7 +256,44 @@ async fn import_targets(
                     _ => CsvEncoding::Auto,
                 }
             }
-            "file" => file = Some(field.bytes().await.map_err(bad)?.to_vec()),
+            "file" if received.is_none() => {
+                // The form sends its token first: nothing of the file is read for a request
+                // that is not allowed to import.
+                if !state.csrf.check(user.auth.session_id, &csrf) {
+                    return Err(WebError::for_user(
+                        Error::Forbidden(CSRF_REFUSED.into()),
+                        &user,
+                    ));
+                }
+                user.require(WRITERS)?;
+                let Some(taken) = state.imports.try_take() else {
+                    let message = format!(
+                        "已有 {} 个导入正在进行，请 {} 秒后重新上传。",
+                        import::MAX_CONCURRENT_IMPORTS,
+                        import::IMPORT_RETRY_AFTER_SECONDS
+                    );
+                    // The browser sends the rest regardless: read and dropped (within the
+                    // route's body limit), so the answer is not lost to a reset connection.
+                    while field.chunk().await.map_err(bad)?.is_some() {}
+                    drop(field);
+                    while let Some(mut rest) = multipart.next_field().await.map_err(bad)? {
+                        while rest.chunk().await.map_err(bad)?.is_some() {}
+                    }
+                    let mut busy =
+                        form_error(StatusCode::SERVICE_UNAVAILABLE, &message).into_response();
+                    busy.headers_mut().insert(
+                        axum::http::header::RETRY_AFTER,
+                        import::IMPORT_RETRY_AFTER_SECONDS.into(),
+                    );
+                    return Ok(busy);
+                };
+                permit = Some(taken);
+                let mut spool = import::Spool::new(&state.config.data_dir)?;
+                while let Some(chunk) = field.chunk().await.map_err(bad)? {
+                    spool.push(&chunk)?;
+                }
+                received = Some(spool.finish()?);
+            }
             _ => {}
         }
     }
@@ -251,46 +304,24 @@ async fn import_targets(
         ));
     }
     user.require(WRITERS)?;
-    let bytes = file.unwrap_or_default();
-    if bytes.is_empty() {
-        let mut errors = FieldErrors::new();
-        errors.add("file", "请选择要导入的 CSV 文件。");
-        return Ok((
+    let Some((file, digest)) = received.filter(|(_, digest)| digest.bytes > 0) else {
+        return Ok(form_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            page(
-                "导入检查对象",
-                Some(&user),
-                html! { h1 { "导入检查对象" } (import_form(&user, &errors)) },
-            ),
+            "请选择要导入的 CSV 文件。",
         )
-            .into_response());
-    }
+        .into_response());
+    };
     let actor = user.auth.username.clone();
-    let result = state
-        .db
-        .write(move |tx| import::import(tx, &actor, &bytes, &params))
-        .await;
-    let report = match result {
+    let report = match import::run(&state, actor, file, digest, params).await {
         Ok(report) => report,
         Err(e @ Error::Invalid { .. }) => {
-            let mut errors = FieldErrors::new();
-            errors.add(
-                "file",
-                format!("文件无法读取：{}", super::form::reason_text(&e)),
-            );
-            return Ok((
-                StatusCode::UNPROCESSABLE_ENTITY,
-                page(
-                    "导入检查对象",
-                    Some(&user),
-                    html! { h1 { "导入检查对象" } (import_form(&user, &errors)) },
-                ),
-            )
-                .into_response());
+            let message = format!("文件无法读取：{}", super::form::reason_text(&e));
+            return Ok(form_error(StatusCode::UNPROCESSABLE_ENTITY, &message).into_response());
         }
         Err(e) => return Err(e.into()),
     };
-    let status = if report.committed || report.errors.is_empty() {
+    drop(permit);
+    let status = if report.committed || report.refused() == 0 {
         StatusCode::OK
     } else {
         StatusCode::UNPROCESSABLE_ENTITY
@@ -311,20 +342,23 @@ fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
             section.box #import-report {
                 @if report.committed {
                     p.notice { "已导入：新增 " (report.created) " 个，更新 " (report.updated) " 个检查对象。" }
-                } @else if report.errors.is_empty() {
+                } @else if report.refused() == 0 {
                     p.notice { "文件中没有数据行，未写入任何内容。" }
                 } @else {
-                    p.alert.error-text { "有 " (report.errors.len()) " 行有误，按“有错误行则全部不导入”未写入任何内容。改正后重新上传，或选择“导入正确行”。" }
+                    p.alert.error-text { "有 " (report.refused()) " 行有误，按“有错误行则全部不导入”未写入任何内容。改正后重新上传，或选择“导入正确行”。" }
                 }
                 dl.facts {
                     dt { "数据行" } dd { (report.rows) }
                     dt { "正确行" } dd { (report.valid) }
-                    dt { "错误行" } dd { (report.errors.len()) }
+                    dt { "错误行" } dd { (report.refused()) }
                     dt { "编码" } dd { (encoding) }
                 }
             }
             @if !report.errors.is_empty() {
                 h2 { "错误行" }
+                @if report.more_errors > 0 {
+                    p.hint { "下表列出前 " (report.errors.len()) " 行，另有 " (report.more_errors) " 行有误未列出。" }
+                }
                 div.table-wrap { table #import-errors {
                     thead { tr { th.num { "行号" } th { "字段" } th { "原因" } } }
                     tbody {

@@ -4,7 +4,7 @@
 
 use axum::Router;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
@@ -610,19 +610,9 @@ async fn photo(
         ));
     }
     let blobs = state.blobs.clone();
-    let bytes = tokio::task::spawn_blocking(move || blobs.read(&hash))
+    let h = hash.clone();
+    let bytes = tokio::task::spawn_blocking(move || blobs.read(&h))
         .await
         .map_err(Error::from)??;
-    let content_type = crate::blobs::content_type(&bytes);
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (
-                header::CACHE_CONTROL,
-                "private, max-age=31536000, immutable",
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    Ok(crate::blobs::served(&hash, bytes))
 }

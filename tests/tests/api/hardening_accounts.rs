@@ -1,6 +1,7 @@
 //! Accounts under attack: sign-in limits on the API and the console, the bound on password
 //! hashing, refresh-token reuse, deactivation, and input a name or a login must refuse.
 
+use std::net::IpAddr;
 use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,30 @@ impl LimitedServer {
 
     /// `POST /api/v1/auth/login`: status, `Retry-After` and body.
     async fn login(&self, username: &str, password: &str) -> (StatusCode, Option<u64>, Value) {
-        let response = http()
+        self.login_with(&http(), username, password).await
+    }
+
+    /// [`LimitedServer::login`] from the loopback address `from`.
+    async fn login_from(
+        &self,
+        from: IpAddr,
+        username: &str,
+        password: &str,
+    ) -> (StatusCode, Option<u64>, Value) {
+        let client = reqwest::Client::builder()
+            .local_address(from)
+            .build()
+            .unwrap();
+        self.login_with(&client, username, password).await
+    }
+
+    async fn login_with(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> (StatusCode, Option<u64>, Value) {
+        let response = client
             .post(format!("{}/api/v1/auth/login", self.base))
             .json(&json!({"username": username, "password": password}))
             .send()
@@ -236,13 +260,38 @@ async fn logins_beyond_the_hashing_queue_are_turned_away_with_503() {
     })
     .await;
     // The test holds the one place there is, as a login being hashed would.
-    let permit = server.state.throttle.login_permit().await.unwrap();
+    let permit = server.state.throttle.login_permit(None).await.unwrap();
     let (status, retry_after, body) = server.login("planner", PASSWORD).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
     assert_eq!(body["error"]["code"], "busy");
     assert_eq!(retry_after, Some(1));
     drop(permit);
     assert_eq!(server.login("planner", PASSWORD).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_login_flood_from_one_address_leaves_the_hashing_queue_to_everyone_else() {
+    let server = LimitedServer::start(Limits {
+        hashing_permits: 1,
+        hashing_queue: 2,
+        hashing_per_address: 1,
+        ..limits(10, 1_000, Duration::from_secs(600))
+    })
+    .await;
+    let flood = IpAddr::from([127, 0, 0, 2]);
+    let user = IpAddr::from([127, 0, 0, 1]);
+    // The test holds the flooding address's one place, as one of its logins waiting to be
+    // hashed would; the queue itself still has room.
+    let place = server.state.throttle.admit(Some(flood)).unwrap();
+    let (status, retry_after, body) = server.login_from(flood, "planner", PASSWORD).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(body["error"]["code"], "busy");
+    assert_eq!(retry_after, Some(1));
+    let (status, _, body) = server.login_from(user, "planner", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "another address signs in: {body}");
+    drop(place);
+    let (status, _, body) = server.login_from(flood, "planner", PASSWORD).await;
+    assert_eq!(status, StatusCode::OK, "the place was given back: {body}");
 }
 
 #[tokio::test]

@@ -9,7 +9,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::RecordId;
-use suiji_tests::{Phone, TestServer, answer_all, drawn_task, sign_and_submit};
+use suiji_tests::{
+    Phone, TestServer, answer_all, console_page, console_session, csrf_in, drawn_task, http,
+    sign_and_submit,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -129,6 +132,7 @@ async fn blob_downloads_say_nosniff_and_offer_images_inline_and_anything_else_as
     let server = TestServer::start().await;
     let admin = server.login("admin").await;
     let token = admin.token.clone().unwrap();
+    let cookies = console_session(&server, "admin").await;
     let photo = jpeg(3);
     let page = b"<html><script>alert(1)</script></html>".to_vec();
     for bytes in [&photo, &page] {
@@ -160,16 +164,30 @@ async fn blob_downloads_say_nosniff_and_offer_images_inline_and_anything_else_as
             format!("attachment; filename=\"{}.bin\"", sha(&page)),
         ),
     ] {
-        let answer = download(&server, &token, &sha(bytes)).await;
-        assert_eq!(
-            answer.status(),
-            StatusCode::OK,
-            "the uploader reads its blob"
-        );
-        let headers = answer.headers();
-        assert_eq!(headers["content-type"], kind);
-        assert_eq!(headers["x-content-type-options"], "nosniff");
-        assert_eq!(headers["content-disposition"], disposition.as_str());
+        let api = download(&server, &token, &sha(bytes)).await;
+        // The console's photo links answer the same bytes the same way.
+        let console = http()
+            .get(format!("{}/photos/{}", server.base, sha(bytes)))
+            .header(reqwest::header::COOKIE, &cookies)
+            .send()
+            .await
+            .unwrap();
+        for (answer, path) in [(api, "api"), (console, "console")] {
+            assert_eq!(
+                answer.status(),
+                StatusCode::OK,
+                "{path}: the uploader reads its blob"
+            );
+            let headers = answer.headers();
+            assert_eq!(headers["content-type"], kind, "{path}");
+            assert_eq!(headers["x-content-type-options"], "nosniff", "{path}");
+            assert_eq!(
+                headers["content-disposition"],
+                disposition.as_str(),
+                "{path}"
+            );
+            assert_eq!(answer.bytes().await.unwrap(), bytes.as_slice(), "{path}");
+        }
     }
 }
 
@@ -372,7 +390,7 @@ impl HeldImport {
 }
 
 #[tokio::test]
-async fn imports_beyond_the_bound_are_answered_503_with_retry_after_before_their_body_is_read() {
+async fn imports_beyond_the_bound_are_answered_503_with_retry_after_and_store_nothing() {
     let server = TestServer::start().await;
     let planner = server.login("planner").await;
     let token = planner.token.clone().unwrap();
@@ -418,6 +436,131 @@ async fn imports_beyond_the_bound_are_answered_503_with_retry_after_before_their
     }
     let (s, list) = planner.get("/api/v1/targets?per_page=1").await;
     assert_eq!(s, StatusCode::OK);
+    assert_eq!(list["total"], 3 * (bound + 1));
+}
+
+#[tokio::test]
+async fn a_refused_import_is_answered_whole_whether_or_not_its_body_is_sent() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    let token = planner.token.clone().unwrap();
+    let bound = suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32;
+    let mut held = Vec::new();
+    for n in 0..bound {
+        let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
+        held.push(HeldImport::start(&server, &token, body).await);
+    }
+    // A client that waits for `100 Continue` is refused before it sends anything.
+    let mut waiting = TcpStream::connect(server.addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/targets/import HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: text/csv\r\nContent-Length: 50000000\r\nExpect: 100-continue\r\n\r\n",
+        server.addr
+    );
+    waiting.write_all(head.as_bytes()).await.unwrap();
+    let mut status = [0u8; 12];
+    tokio::time::timeout(Duration::from_secs(10), waiting.read_exact(&mut status))
+        .await
+        .expect("answered without the body")
+        .unwrap();
+    assert_eq!(&status, b"HTTP/1.1 503");
+    // One that sends 24 MiB regardless gets its 503 too, after the server has read and
+    // dropped the body, not a reset connection under the answer.
+    let large = [HEADER.as_bytes(), &vec![b'x'; 24 << 20]].concat();
+    let refused = planner
+        .raw(reqwest::Method::POST, "/api/v1/targets/import")
+        .header("content-type", "text/csv")
+        .body(large)
+        .send()
+        .await
+        .expect("an answer, not a reset");
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "busy", "{body}");
+    for import in held {
+        let answer = import.finish().await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    // Nothing of the refused file was taken.
+    let (_, list) = planner.get("/api/v1/targets?per_page=1").await;
+    assert_eq!(list["total"], 3 * bound);
+}
+
+/// Posts `csv` through the console's import form as the holder of the session cookies `jar`.
+async fn console_import(server: &TestServer, jar: &str, csv: &[u8]) -> reqwest::Response {
+    let (status, page) = console_page(server, jar, "/targets").await;
+    assert_eq!(status, StatusCode::OK);
+    let csrf = csrf_in(&page, "import");
+    let boundary = "suiji-test-boundary";
+    let mut body = Vec::new();
+    for (name, value) in [("csrf", csrf.as_str()), ("mode", "all_or_nothing")] {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n{value}\r\n"
+            )
+            .as_bytes(),
+        );
+    }
+    body.extend_from_slice(
+        format!(
+            "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; \
+             filename=\"targets.csv\"\r\nContent-Type: text/csv\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    body.extend_from_slice(csv);
+    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    http()
+        .post(format!("{}/targets/import", server.base))
+        .header(reqwest::header::COOKIE, jar)
+        .header(
+            reqwest::header::CONTENT_TYPE,
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn the_console_import_counts_every_bad_row_and_shares_the_bound_on_imports() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    let token = planner.token.clone().unwrap();
+    let jar = console_session(&server, "planner").await;
+
+    let refused = console_import(&server, &jar, targets_csv(1, 150, "E").as_bytes()).await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let page = refused.text().await.unwrap();
+    assert!(page.contains("有 150 行有误"), "{page}");
+    assert!(page.contains("另有 50 行有误未列出"), "{page}");
+    assert_eq!(
+        page.matches("<tr><td class=\"num\">").count(),
+        100,
+        "rows listed"
+    );
+
+    // While the API's imports hold every place, the console's waits its turn too.
+    let bound = suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32;
+    let mut held = Vec::new();
+    for n in 0..bound {
+        let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
+        held.push(HeldImport::start(&server, &token, body).await);
+    }
+    let busy = console_import(&server, &jar, targets_csv(9_001, 3, "B").as_bytes()).await;
+    assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(busy.headers().contains_key(reqwest::header::RETRY_AFTER));
+    let page = busy.text().await.unwrap();
+    assert!(page.contains("秒后重新上传"), "{page}");
+    for import in held {
+        let answer = import.finish().await;
+        assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    }
+    let done = console_import(&server, &jar, targets_csv(9_001, 3, "B").as_bytes()).await;
+    assert_eq!(done.status(), StatusCode::OK);
+    assert!(done.text().await.unwrap().contains("新增 3 个"));
+    let (_, list) = planner.get("/api/v1/targets?per_page=1").await;
     assert_eq!(list["total"], 3 * (bound + 1));
 }
 

@@ -179,6 +179,64 @@ async fn connections_over_the_cap_wait_while_served_ones_keep_answering() {
 }
 
 #[tokio::test]
+async fn one_address_cannot_hold_every_connection() {
+    let server = TestServer::start_with(|config| {
+        // Long enough that nothing here is timed out: only the share can free a place.
+        config.transport.header_read_timeout = Duration::from_secs(60);
+        config.transport.max_connections = 8;
+        config.transport.max_connections_per_address = Some(4);
+    })
+    .await;
+    let flood = std::net::Ipv4Addr::new(127, 0, 0, 2);
+    let mut silent = Vec::new();
+    for _ in 0..8 {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind((flood, 0).into()).unwrap();
+        silent.push(socket.connect(server.addr).await.unwrap());
+    }
+    // Without the share all eight places are held for a minute and this waits in the queue.
+    let mut user = tokio::time::timeout(BOUND, TcpStream::connect(server.addr))
+        .await
+        .expect("connected")
+        .unwrap();
+    assert_eq!(health_on(&mut user).await, 200);
+    // The flood's connections were accepted before the user's: four are served, the rest
+    // were closed at once.
+    let mut closed = 0;
+    for stream in &mut silent {
+        let mut buf = [0u8; 16];
+        match tokio::time::timeout(Duration::from_millis(200), stream.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(n)) => panic!("an answer to nothing: {:?}", &buf[..n]),
+            Err(_) => {}
+        }
+    }
+    assert_eq!(closed, 4, "the connections beyond the address's share");
+    // Once the flood ends its connections, its address is served again (as soon as the
+    // server has seen them end).
+    drop(silent);
+    let served_again = tokio::time::timeout(BOUND, async {
+        loop {
+            let socket = tokio::net::TcpSocket::new_v4().unwrap();
+            socket.bind((flood, 0).into()).unwrap();
+            let mut again = socket.connect(server.addr).await.unwrap();
+            again
+                .write_all(b"GET /health HTTP/1.1\r\nHost: suiji\r\n\r\n")
+                .await
+                .unwrap();
+            let mut buf = [0u8; 12];
+            if again.read_exact(&mut buf).await.is_ok() {
+                return buf;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the flood's address is served again");
+    assert_eq!(&served_again, b"HTTP/1.1 200");
+}
+
+#[tokio::test]
 async fn a_body_that_stalls_is_answered_with_a_json_408() {
     let server = server_with(Duration::from_secs(10), Duration::from_millis(300), 1024).await;
     let mut stream = TcpStream::connect(server.addr).await.unwrap();
