@@ -10,8 +10,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::RecordId;
 use suiji_tests::{
-    Phone, TestServer, answer_all, console_page, console_session, csrf_in, drawn_task, http,
-    sign_and_submit,
+    Phone, TestServer, answer_all, console_session, csrf_in, drawn_task, http, sign_and_submit,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -488,9 +487,19 @@ async fn a_refused_import_is_answered_whole_whether_or_not_its_body_is_sent() {
 
 /// Posts `csv` through the console's import form as the holder of the session cookies `jar`.
 async fn console_import(server: &TestServer, jar: &str, csv: &[u8]) -> reqwest::Response {
-    let (status, page) = console_page(server, jar, "/targets").await;
-    assert_eq!(status, StatusCode::OK);
-    let csrf = csrf_in(&page, "import");
+    console_import_at(&server.base, jar, csv).await
+}
+
+/// [`console_import`] to the server at `base`.
+async fn console_import_at(base: &str, jar: &str, csv: &[u8]) -> reqwest::Response {
+    let page = http()
+        .get(format!("{base}/targets"))
+        .header(reqwest::header::COOKIE, jar)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), StatusCode::OK);
+    let csrf = csrf_in(&page.text().await.unwrap(), "import");
     let boundary = "suiji-test-boundary";
     let mut body = Vec::new();
     for (name, value) in [("csrf", csrf.as_str()), ("mode", "all_or_nothing")] {
@@ -511,7 +520,7 @@ async fn console_import(server: &TestServer, jar: &str, csv: &[u8]) -> reqwest::
     body.extend_from_slice(csv);
     body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
     http()
-        .post(format!("{}/targets/import", server.base))
+        .post(format!("{base}/targets/import"))
         .header(reqwest::header::COOKIE, jar)
         .header(
             reqwest::header::CONTENT_TYPE,
@@ -562,6 +571,64 @@ async fn the_console_import_counts_every_bad_row_and_shares_the_bound_on_imports
     assert!(done.text().await.unwrap().contains("新增 3 个"));
     let (_, list) = planner.get("/api/v1/targets?per_page=1").await;
     assert_eq!(list["total"], 3 * (bound + 1));
+}
+
+#[tokio::test]
+async fn a_large_import_is_parsed_outside_the_write_lock_from_the_api_and_the_console() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    let jar = console_session(&server, "planner").await;
+    // About 16 MiB of rows that each fail validation: seconds of parsing, nothing to write.
+    let mut csv = String::from(HEADER);
+    let row = "91330106BAD0000000,坏行有限公司,enterprise,餐饮业,西湖区,文三路1号,张三,存续,B\n";
+    while csv.len() < 16 << 20 {
+        csv.push_str(row);
+    }
+    let csv = csv.into_bytes();
+    for (n, via) in ["api", "console"].into_iter().enumerate() {
+        let import = {
+            let (server_base, token, jar, csv) = (
+                server.base.clone(),
+                planner.token.clone().unwrap(),
+                jar.clone(),
+                csv.clone(),
+            );
+            tokio::spawn(async move {
+                if via == "api" {
+                    http()
+                        .post(format!("{server_base}/api/v1/targets/import"))
+                        .bearer_auth(token)
+                        .header("content-type", "text/csv")
+                        .body(csv)
+                        .send()
+                        .await
+                        .unwrap()
+                        .status()
+                } else {
+                    console_import_at(&server_base, &jar, &csv).await.status()
+                }
+            })
+        };
+        // Once the file has arrived and is being parsed, another write goes through at once
+        // (with the parse inside the write lock it waited for the whole parse).
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let (s, body) = planner
+            .post(
+                "/api/v1/departments",
+                &serde_json::json!({"code": format!("D{n}"), "name": format!("部门{n}")}),
+            )
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "{body}");
+        assert!(
+            !import.is_finished(),
+            "{via}: the import was answered before a write it should not hold up"
+        );
+        assert_eq!(
+            import.await.unwrap(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{via}"
+        );
+    }
 }
 
 #[tokio::test]
