@@ -373,6 +373,16 @@ impl HeldImport {
         HeldImport { stream, body }
     }
 
+    /// Imports of 3 targets each (rows 1–3, 101–103, …) holding every place there is.
+    async fn every_place(server: &TestServer, token: &str) -> Vec<HeldImport> {
+        let mut held = Vec::new();
+        for n in 0..suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32 {
+            let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
+            held.push(HeldImport::start(server, token, body).await);
+        }
+        held
+    }
+
     /// Sends the body and reads the whole answer.
     async fn finish(mut self) -> String {
         self.stream.write_all(&self.body).await.unwrap();
@@ -394,11 +404,7 @@ async fn imports_beyond_the_bound_are_answered_503_with_retry_after_and_store_no
     let planner = server.login("planner").await;
     let token = planner.token.clone().unwrap();
     let bound = suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32;
-    let mut held = Vec::new();
-    for n in 0..bound {
-        let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
-        held.push(HeldImport::start(&server, &token, body).await);
-    }
+    let mut held = HeldImport::every_place(&server, &token).await;
 
     let refused = planner
         .raw(reqwest::Method::POST, "/api/v1/targets/import")
@@ -444,11 +450,7 @@ async fn a_refused_import_is_answered_whole_whether_or_not_its_body_is_sent() {
     let planner = server.login("planner").await;
     let token = planner.token.clone().unwrap();
     let bound = suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32;
-    let mut held = Vec::new();
-    for n in 0..bound {
-        let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
-        held.push(HeldImport::start(&server, &token, body).await);
-    }
+    let held = HeldImport::every_place(&server, &token).await;
     // A client that waits for `100 Continue` is refused before it sends anything.
     let mut waiting = TcpStream::connect(server.addr).await.unwrap();
     let head = format!(
@@ -552,11 +554,7 @@ async fn the_console_import_counts_every_bad_row_and_shares_the_bound_on_imports
 
     // While the API's imports hold every place, the console's waits its turn too.
     let bound = suiji_server::registry::import::MAX_CONCURRENT_IMPORTS as u32;
-    let mut held = Vec::new();
-    for n in 0..bound {
-        let body = targets_csv(100 * n + 1, 3, "B").into_bytes();
-        held.push(HeldImport::start(&server, &token, body).await);
-    }
+    let held = HeldImport::every_place(&server, &token).await;
     let busy = console_import(&server, &jar, targets_csv(9_001, 3, "B").as_bytes()).await;
     assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(busy.headers().contains_key(reqwest::header::RETRY_AFTER));
