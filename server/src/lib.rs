@@ -116,6 +116,7 @@ pub fn open(config: Config) -> Result<AppState> {
     let blob_store =
         blobs::BlobStore::open(&config.data_dir.join("blobs"), blobs::DEFAULT_MAX_BLOB)?;
     blobs::reconcile(&db, &blob_store)?;
+    sync::mark_originals_kept_on_phones(&db)?;
     Ok(AppState {
         db,
         keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),

@@ -210,22 +210,37 @@ fn record_exists(conn: &Connection, id: &str) -> Result<bool> {
     )?)
 }
 
-/// The blobs a record refers to: its photos' (photo, thumbnail, upload copy) and its
-/// handwritten signature images (the inspectors' and the party's).
-fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
+/// One blob a record refers to, and whether its phones upload it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct RecordBlob {
+    sha256: String,
+    /// False for a photo's original that has an upload copy: it stays on the phone.
+    expected: bool,
+}
+
+/// The blobs a record refers to: its photos' (thumbnail; the upload copy when the original is
+/// over the phone's pixel budget, which then stays on the phone; the original otherwise) and
+/// its handwritten signature images (the inspectors' and the party's).
+fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<RecordBlob>> {
     let err = |e: suiji_mobile_core::Error| Error::Internal(format!("reading {record_id}: {e}"));
     let photos = doc.photos().map_err(err)?;
-    let mut blobs = Vec::with_capacity(photos.len() * 2);
+    let mut blobs = Vec::with_capacity(photos.len() * 3);
+    let mut expect = |sha256: &str, expected: bool| {
+        blobs.push(RecordBlob {
+            sha256: sha256.to_owned(),
+            expected,
+        })
+    };
     for photo in photos {
-        blobs.push(photo.sha256.as_str().to_owned());
-        blobs.push(photo.thumbnail_sha256.as_str().to_owned());
+        expect(photo.sha256.as_str(), photo.upload_sha256.is_none());
+        expect(photo.thumbnail_sha256.as_str(), true);
         if let Some(upload) = &photo.upload_sha256 {
-            blobs.push(upload.as_str().to_owned());
+            expect(upload.as_str(), true);
         }
     }
     for signature in doc.signatures().map_err(err)? {
         if let Some(image) = signature.image_sha256 {
-            blobs.push(image.as_str().to_owned());
+            expect(image.as_str(), true);
         }
     }
     if let Some(PartySignature::Signed {
@@ -233,22 +248,60 @@ fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<String>> {
         ..
     }) = doc.party_signature().map_err(err)?
     {
-        blobs.push(image.as_str().to_owned());
+        expect(image.as_str(), true);
     }
     Ok(blobs)
 }
 
 /// Indexes the blobs a record's photos refer to, each with the inspector whose phone sent
 /// the reference first (`writer`): the readers of the record may download a blob when that
-/// inspector uploaded it (`crate::blobs::may_read`).
-fn index_blobs(tx: &Transaction<'_>, record_id: &str, blobs: &[String], writer: i64) -> Result<()> {
+/// inspector uploaded it (`crate::blobs::may_read`). Whether the phones upload it is kept up
+/// to date; who sent the reference first never changes.
+fn index_blobs(
+    tx: &Transaction<'_>,
+    record_id: &str,
+    blobs: &[RecordBlob],
+    writer: i64,
+) -> Result<()> {
     let mut insert = tx.prepare_cached(
-        "INSERT OR IGNORE INTO record_blobs (record_id, sha256, inspector_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO record_blobs (record_id, sha256, inspector_id, expected) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (record_id, sha256) DO UPDATE SET expected = excluded.expected",
     )?;
     for blob in blobs {
-        insert.execute(params![record_id, blob, writer])?;
+        insert.execute(params![record_id, blob.sha256, writer, blob.expected])?;
     }
     Ok(())
+}
+
+/// Marks the originals that stay on the phones (those with an upload copy) among the blobs
+/// this server lacks, as indexes from before `record_blobs.expected` listed them as missing;
+/// returns how many rows it changed. Reads only the records whose blobs are missing, so a
+/// server in order pays one query at start.
+pub fn mark_originals_kept_on_phones(db: &crate::db::Db) -> Result<usize> {
+    db.write_blocking(|tx| {
+        let records: Vec<String> = tx
+            .prepare(
+                "SELECT DISTINCT rb.record_id FROM record_blobs rb
+                 WHERE rb.expected = 1
+                   AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
+            )?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        let mut mark = tx.prepare_cached(
+            "UPDATE record_blobs SET expected = 0
+             WHERE record_id = ?1 AND sha256 = ?2 AND expected = 1",
+        )?;
+        let mut changed = 0;
+        for id in records {
+            let doc = crate::draw::records::load_document(tx, &id)?;
+            for blob in photo_blobs(&id, &doc)? {
+                if !blob.expected {
+                    changed += mark.execute(params![id, blob.sha256])?;
+                }
+            }
+        }
+        Ok(changed)
+    })
 }
 
 /// The blobs that records the phone listed without a message refer to and this server does
@@ -261,7 +314,7 @@ fn missing_blobs(
 ) -> Result<Vec<String>> {
     let mut missing = tx.prepare_cached(
         "SELECT rb.sha256 FROM record_blobs rb
-         WHERE rb.record_id = ?1
+         WHERE rb.record_id = ?1 AND rb.expected = 1
            AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
     )?;
     let mut found = std::collections::BTreeSet::new();
@@ -485,7 +538,7 @@ impl<'a> Asked<'a> {
 struct Changed {
     doc: RecordDoc,
     index: IndexRow,
-    blobs: Vec<String>,
+    blobs: Vec<RecordBlob>,
 }
 
 /// One record's part of a round, worked out from one version of its document.

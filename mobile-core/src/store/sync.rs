@@ -476,17 +476,26 @@ impl Store {
         for id in &messaged {
             tx.execute("DELETE FROM sync_refusals WHERE record_id = ?1", [id])?;
         }
-        // Blobs the server lost (a restored backup): whoever holds one sends it again.
+        // Blobs the server lost (a restored backup): whoever holds one sends it again. Never
+        // an original that has an upload copy: it stays on the phone, whatever a server from
+        // before `record_blobs.expected` still lists.
+        let mut kept_on_phone = tx.prepare_cached(
+            "SELECT EXISTS (SELECT 1 FROM photos WHERE sha256 = ?1 AND upload_sha256 IS NOT NULL)",
+        )?;
         for hash in &response.missing_blobs {
             let Some(hash) = BlobHash::parse(hash) else {
                 return Err(Error::Malformed(format!(
                     "the server names a missing blob {hash:?}"
                 )));
             };
+            if kept_on_phone.query_row([hash.as_str()], |r| r.get::<_, bool>(0))? {
+                continue;
+            }
             if self.blobs.path(&hash).exists() && outbox::enqueue_if_absent(&tx, &hash)? {
                 applied.requeued_blobs.push(hash);
             }
         }
+        drop(kept_on_phone);
         {
             let mut save = tx.prepare_cached(
                 "INSERT INTO sync_states (record_id, state)

@@ -671,6 +671,51 @@ fn a_withdrawn_record_leaves_nothing_behind_but_blobs_another_record_uses() {
 }
 
 #[test]
+fn a_server_naming_an_original_that_stays_on_the_phone_gets_only_the_rest_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::default();
+    let id = server.create("task-1/t-1");
+    let mut options = StoreOptions::new(insp(1));
+    options.photos.pixel_budget = 300_000;
+    let phone = Store::open(dir.path(), options).unwrap();
+    sync(&phone, &mut server);
+    let photo = phone
+        .import_photo(&id, &a01(), &fixtures::jpeg(1200, 900), "全景")
+        .unwrap();
+    let upload = photo.upload_sha256.clone().expect("over the small budget");
+    sync(&phone, &mut server);
+    // The uploads went through (this plain server takes none: acknowledged by hand).
+    for entry in phone.outbox().unwrap() {
+        phone.ack_outbox(&entry).unwrap();
+    }
+
+    // A server from before it knew which blobs stay on phones names the original with the
+    // others as lacking.
+    let mut session = phone.begin_sync().unwrap();
+    let round = phone.prepare_round(&session).unwrap();
+    let mut response: SyncResponse =
+        wire::decode(&server.exchange(&insp(1), round.request()).body).unwrap();
+    response.missing_blobs = vec![
+        photo.sha256.as_str().to_owned(),
+        photo.thumbnail_sha256.as_str().to_owned(),
+        upload.as_str().to_owned(),
+    ];
+    let applied = phone.apply_round(&mut session, round, &response).unwrap();
+    let mut requeued = applied.requeued_blobs.clone();
+    requeued.sort();
+    let mut expected = vec![photo.thumbnail_sha256.clone(), upload];
+    expected.sort();
+    assert_eq!(requeued, expected, "the original stays on the phone");
+    assert!(
+        !phone
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|e| e.item == OutboxItem::Blob(photo.sha256.clone()))
+    );
+}
+
+#[test]
 fn applying_a_round_is_all_or_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = Server::default();

@@ -250,7 +250,11 @@ pub fn record_view(
         .into_iter()
         .map(|p| {
             let mut v = serde_json::to_value(&p).unwrap_or(Value::Null);
-            v["url"] = json!(format!("/api/v1/blobs/{}", p.sha256));
+            // Over the phone's pixel budget the original stays on the phone and the upload
+            // copy is the full-size photo the server holds.
+            let full_size = p.upload_sha256.as_ref().unwrap_or(&p.sha256);
+            v["url"] = json!(format!("/api/v1/blobs/{full_size}"));
+            v["original_on_server"] = json!(p.upload_sha256.is_none());
             v["thumbnail_url"] = json!(format!("/api/v1/blobs/{}", p.thumbnail_sha256));
             v["upload_url"] = json!(
                 p.upload_sha256

@@ -269,8 +269,11 @@ async fn record_page(
             @if v["photos"].as_array().is_some_and(|p| !p.is_empty()) {
                 h2 { "现场照片" }
                 div.photos #photos { @for p in v["photos"].as_array().into_iter().flatten() {
+                    // The full-size photo the server holds: the upload copy when the
+                    // original (over the phone's pixel budget) stayed on the phone.
+                    @let full_size = if p["upload_sha256"].is_string() { &p["upload_sha256"] } else { &p["sha256"] };
                     figure {
-                        a href=(format!("/photos/{}", text(&p["sha256"]))) target="_blank" {
+                        a href=(format!("/photos/{}", text(full_size))) target="_blank" {
                             img src=(format!("/photos/{}", text(&p["thumbnail_sha256"]))) alt=(text(&p["caption"])) loading="lazy";
                         }
                         figcaption { (text(&p["caption"])) " · " (text(&p["taken_by_name"])) }

@@ -524,6 +524,109 @@ async fn a_server_that_lost_acknowledged_changes_and_photos_gets_them_again_from
     assert!(report.blobs_uploaded.is_empty(), "{report:?}");
 }
 
+/// A 12-megapixel JPEG, as a phone camera takes it (a smooth gradient: quick to encode).
+fn camera_jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(4000, 3000, |x, y| {
+        image::Rgb([(x / 16) as u8, (y / 12) as u8, ((x + y) / 28) as u8])
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+#[tokio::test]
+async fn a_photo_over_the_pixel_budget_goes_up_as_its_thumbnail_and_upload_copy_only() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 4).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let mut phone_a = Phone::open(&server, agency.username_of(a), a).await;
+    let mut phone_b = Phone::open(&server, agency.username_of(b), b).await;
+    phone_a.sync(&server.base).await.unwrap();
+    let id = record.id.clone();
+    let rid = RecordId::new(id.as_str());
+    let item = item_of(&phone_a, &id);
+    let photo = phone_a
+        .store
+        .import_photo(&rid, &item, &camera_jpeg(), "后厨全景")
+        .unwrap();
+    let upload = photo
+        .upload_sha256
+        .clone()
+        .expect("12 MP is over the budget");
+    let mut expected = vec![photo.thumbnail_sha256.clone(), upload.clone()];
+    expected.sort();
+
+    let report = phone_a.sync(&server.base).await.unwrap();
+    let mut uploaded = report.blobs_uploaded.clone();
+    uploaded.sort();
+    assert_eq!(uploaded, expected, "{report:?}");
+    assert!(report.blobs_requeued.is_empty(), "{report:?}");
+    // The next sync lists the record without a message, so the server names every blob of
+    // it that it lacks: the original is not one of them.
+    let report = phone_a.sync(&server.base).await.unwrap();
+    assert!(report.blobs_requeued.is_empty(), "{report:?}");
+    assert!(report.blobs_uploaded.is_empty(), "{report:?}");
+    assert_eq!(report.blob_bytes_sent, 0, "{report:?}");
+    assert!(server.state.blobs.read(photo.sha256.as_str()).is_err());
+    for hash in &expected {
+        assert_eq!(
+            server.state.blobs.read(hash.as_str()).unwrap(),
+            phone_a.store.blob(hash).unwrap()
+        );
+    }
+
+    // The supervisor's record view offers the upload copy as the full-size photo.
+    phone_a.store.edit(&rid, suiji_tests::answer_all).unwrap();
+    suiji_tests::sign_and_submit(&server, &mut phone_a, &mut phone_b, &rid).await;
+    let supervisor = server.login("supervisor").await;
+    let (s, view) = supervisor.get(&format!("/api/v1/records/{id}")).await;
+    assert_eq!(s, StatusCode::OK, "{view}");
+    let shown = &view["photos"][0];
+    assert_eq!(shown["url"], format!("/api/v1/blobs/{upload}"), "{shown}");
+    assert_eq!(shown["original_on_server"], false, "{shown}");
+    let (s, _) = supervisor.get(&format!("/api/v1/blobs/{upload}")).await;
+    assert_ne!(s, StatusCode::FORBIDDEN);
+    let jar = suiji_tests::console_session(&server, "supervisor").await;
+    let (s, page) = suiji_tests::console_page(&server, &jar, &format!("/records/{id}")).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        page.contains(&format!("href=\"/photos/{upload}\"")),
+        "{page}"
+    );
+
+    // A data directory from before the server knew which blobs stay on phones: its index
+    // lists the original as expected. The server corrects it at start.
+    let original = photo.sha256.as_str().to_owned();
+    server
+        .state
+        .db
+        .write_blocking(move |tx| {
+            tx.execute(
+                "UPDATE record_blobs SET expected = 1 WHERE sha256 = ?1",
+                [&original],
+            )?;
+            Ok(())
+        })
+        .unwrap();
+    let server = TestServer::start_in(server.stop_keeping_data().await).await;
+    let original = photo.sha256.as_str().to_owned();
+    let expected_flag: i64 = server
+        .state
+        .db
+        .read_blocking(move |c| {
+            Ok(c.query_row(
+                "SELECT expected FROM record_blobs WHERE sha256 = ?1",
+                [&original],
+                |r| r.get(0),
+            )?)
+        })
+        .unwrap();
+    assert_eq!(expected_flag, 0, "corrected at start");
+    let report = phone_a.sync(&server.base).await.unwrap();
+    assert!(report.blobs_uploaded.is_empty(), "{report:?}");
+}
+
 #[tokio::test]
 async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     let server = TestServer::start().await;
