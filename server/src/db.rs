@@ -24,6 +24,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0011_public_sealed_commitments.sql"),
     include_str!("../migrations/0012_accounts_retired_refresh_tokens.sql"),
     include_str!("../migrations/0013_blobs_uploaders.sql"),
+    include_str!("../migrations/0014_deadlines_provisional.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.
