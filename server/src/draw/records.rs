@@ -371,13 +371,13 @@ pub fn regroup(
 
 /// Brings the deadlines written at the draw up to date after an admin loaded
 /// (or replaced) the holiday schedule of `year`, with `calendar` the calendar
-/// that now includes it: every record in force whose deadline was provisional,
-/// or whose count from its window end runs through `year`, is counted again.
-/// Where the date or its provisional mark changes, `records` changes and so
-/// does the document's assignment (written as the server, so phones get the
-/// final date at their next sync; signatures do not cover the assignment).
-/// A published record's document is left as it was published. Returns the ids
-/// of the records whose deadline changed.
+/// that now includes it: every record whose deadline was provisional, or whose
+/// count from its window end runs through `year`, is counted again. Where the
+/// date or its provisional mark changes, `records` changes and, for a record
+/// in force, so does the document's assignment (written as the server, so
+/// phones get the final date at their next sync; signatures do not cover the
+/// assignment). The document of a published or withdrawn record is left as it
+/// was. Returns the ids of the records whose deadline changed.
 pub fn finalise_deadlines(
     tx: &Transaction<'_>,
     calendar: &Calendar,
@@ -385,10 +385,9 @@ pub fn finalise_deadlines(
 ) -> Result<Vec<String>> {
     let days = rules::load(tx)?.result_publication_days;
     let mut stmt = tx.prepare(
-        "SELECT r.id, t.window_end, r.deadline, r.deadline_provisional
+        "SELECT r.id, t.window_end, r.deadline, r.deadline_provisional, r.withdrawn_at IS NOT NULL
          FROM records r JOIN tasks t ON t.id = r.task_id
-         WHERE r.withdrawn_at IS NULL
-           AND (r.deadline_provisional = 1 OR (t.window_end <= ?2 AND r.deadline >= ?1))
+         WHERE r.deadline_provisional = 1 OR (t.window_end <= ?2 AND r.deadline >= ?1)
          ORDER BY r.id",
     )?;
     let candidates = stmt
@@ -400,12 +399,13 @@ pub fn finalise_deadlines(
                     r.get::<_, chrono::NaiveDate>(1)?,
                     r.get::<_, chrono::NaiveDate>(2)?,
                     r.get::<_, bool>(3)?,
+                    r.get::<_, bool>(4)?,
                 ))
             },
         )?
         .collect::<Result<Vec<_>, _>>()?;
     let mut changed = Vec::new();
-    for (id, window_end, stored, stored_provisional) in candidates {
+    for (id, window_end, stored, stored_provisional, withdrawn) in candidates {
         let deadline = calendar.deadline(window_end, days);
         if (deadline.value, deadline.provisional()) == (stored, stored_provisional) {
             continue;
@@ -414,6 +414,10 @@ pub fn finalise_deadlines(
             "UPDATE records SET deadline = ?1, deadline_provisional = ?2 WHERE id = ?3",
             params![deadline.value.to_string(), deadline.provisional(), id],
         )?;
+        changed.push(id.clone());
+        if withdrawn {
+            continue;
+        }
         let mut doc = load_document(tx, &id)?;
         let published = doc
             .review()
@@ -432,7 +436,6 @@ pub fn finalise_deadlines(
                 .map_err(|e| Error::Internal(format!("updating the deadline of {id}: {e}")))?;
             append_changes(tx, &id, &mut doc)?;
         }
-        changed.push(id);
     }
     Ok(changed)
 }
