@@ -150,6 +150,7 @@ fn assignment(n: usize) -> Assignment {
         window_start: date(5, 1),
         window_end: date(6, 1 + (n % 29) as u32),
         publication_deadline: date(7, 29),
+        publication_deadline_provisional: false,
     }
 }
 

@@ -5,8 +5,17 @@
 //!
 //! A day is a working day if the schedule lists it with `isOffDay: false`
 //! (a make-up day, even on a weekend), a rest day if listed with `isOffDay:
-//! true`, and otherwise Monday to Friday. A date in a year the calendar has no
-//! schedule for is an error, never a guess: an admin loads the newer year.
+//! true`, and otherwise Monday to Friday.
+//!
+//! A year the calendar has no schedule for (the State Council publishes next
+//! year's in November or December; agencies plan before that) is answered two
+//! ways. The strict questions (`is_working_day`, `add_working_days`,
+//! `working_days_between`) refuse it: statistics that judge whether a result
+//! was published on time must not judge by a guess. Deadlines (`deadline`,
+//! `working_days_left`) count its Mondays to Fridays as working days and say
+//! that the answer is provisional, naming the years; the answer becomes final
+//! when an admin loads the year, and may then move (a holiday week pushes a
+//! deadline later, a make-up Saturday pulls it earlier).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -49,6 +58,23 @@ struct DayEntry {
     date: NaiveDate,
     #[serde(rename = "isOffDay")]
     is_off_day: bool,
+}
+
+/// A date counted in working days, with the years whose schedule it had to do
+/// without (counting their Mondays to Fridays as working days).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counted<T> {
+    /// The date or the count.
+    pub value: T,
+    /// Years without a schedule the count went through; empty when it is final.
+    pub unscheduled_years: Vec<i32>,
+}
+
+impl<T> Counted<T> {
+    /// Whether the answer is provisional: some year on the way has no schedule.
+    pub fn provisional(&self) -> bool {
+        !self.unscheduled_years.is_empty()
+    }
 }
 
 /// Working days for the years whose schedules are loaded.
@@ -95,6 +121,67 @@ impl Calendar {
     /// Years with a schedule.
     pub fn years(&self) -> impl Iterator<Item = i32> + '_ {
         self.years.iter().copied()
+    }
+
+    /// Whether a schedule for `year` is loaded.
+    pub fn covers(&self, year: i32) -> bool {
+        self.years.contains(&year)
+    }
+
+    /// Whether `date` is a working day, counting Monday to Friday in a year
+    /// without a schedule (the caller learns which through `covers`).
+    fn is_working_day_or_weekday(&self, date: NaiveDate) -> bool {
+        match self.is_working_day(date) {
+            Ok(working) => working,
+            Err(_) => !matches!(date.weekday(), Weekday::Sat | Weekday::Sun),
+        }
+    }
+
+    /// The years in `from` (exclusive) to `to` (inclusive) without a schedule.
+    fn unscheduled_between(&self, from: NaiveDate, to: NaiveDate) -> Vec<i32> {
+        let (start, end) = if from <= to { (from, to) } else { (to, from) };
+        let first = start.succ_opt().map_or(start.year(), |d| d.year());
+        (first..=end.year()).filter(|y| !self.covers(*y)).collect()
+    }
+
+    /// The deadline `n` working days after `date`, as `add_working_days`
+    /// counts it, except that a year without a schedule never refuses: its
+    /// Mondays to Fridays count, and the answer is provisional.
+    pub fn deadline(&self, date: NaiveDate, n: u32) -> Counted<NaiveDate> {
+        let mut day = date;
+        let mut left = n;
+        while left > 0 {
+            // Dates end in the year 262143; a deadline never gets near it.
+            day = day.succ_opt().unwrap_or(day);
+            if self.is_working_day_or_weekday(day) {
+                left -= 1;
+            }
+        }
+        Counted {
+            value: day,
+            unscheduled_years: self.unscheduled_between(date, day),
+        }
+    }
+
+    /// Working days after `today` up to and including `deadline` (negative
+    /// once it has passed), as `working_days_between` counts them, except that
+    /// a year without a schedule counts its Mondays to Fridays, provisionally.
+    pub fn working_days_left(&self, today: NaiveDate, deadline: NaiveDate) -> Counted<i64> {
+        let (start, end, sign) = if today <= deadline {
+            (today, deadline, 1)
+        } else {
+            (deadline, today, -1)
+        };
+        let count = start
+            .iter_days()
+            .skip(1)
+            .take_while(|d| *d <= end)
+            .filter(|d| self.is_working_day_or_weekday(*d))
+            .count() as i64;
+        Counted {
+            value: sign * count,
+            unscheduled_years: self.unscheduled_between(today, deadline),
+        }
     }
 
     /// Whether `date` is a working day.
@@ -256,6 +343,44 @@ mod tests {
         assert_eq!(
             cal.is_working_day(d("2018-06-01")),
             Err(CalendarError::NoData(2018))
+        );
+    }
+
+    #[test]
+    fn a_deadline_in_a_year_without_data_is_provisional_and_final_once_loaded() {
+        let mut cal = Calendar::official();
+        // 21 December 2026 + 20 working days, 2027 counted Monday to Friday:
+        // 22–25, 28–31 December, 1, 4–8, 11–15, 18 January.
+        let provisional = cal.deadline(d("2026-12-21"), 20);
+        assert_eq!(provisional.value, d("2027-01-18"));
+        assert_eq!(provisional.unscheduled_years, vec![2027]);
+        assert!(provisional.provisional());
+        let left = cal.working_days_left(d("2026-12-21"), provisional.value);
+        assert_eq!((left.value, left.provisional()), (20, true));
+        // Within 2026 nothing changes: final, and as the strict count.
+        let within = cal.deadline(d("2026-09-30"), 20);
+        assert_eq!(within.value, d("2026-11-03"));
+        assert!(!within.provisional());
+        assert_eq!(
+            cal.working_days_left(d("2026-11-04"), within.value),
+            Counted {
+                value: -1,
+                unscheduled_years: vec![]
+            }
+        );
+        // A deadline ending on 31 December is final even though 1 January is not covered.
+        assert!(!cal.deadline(d("2026-12-30"), 1).provisional());
+
+        // The schedule arrives: New Year's Day is a rest day, and the deadline moves a day later.
+        cal.load_year(r#"{"year": 2027, "papers": [], "days": [{"name": "元旦", "date": "2027-01-01", "isOffDay": true}]}"#)
+            .unwrap();
+        let fin = cal.deadline(d("2026-12-21"), 20);
+        assert_eq!(fin.value, d("2027-01-19"));
+        assert!(!fin.provisional());
+        assert_eq!(
+            cal.add_working_days(d("2026-12-21"), 20).unwrap(),
+            fin.value,
+            "the final deadline is the strict count"
         );
     }
 

@@ -18,6 +18,7 @@ use serde_json::json;
 use crate::AppState;
 use crate::audit;
 use crate::auth::AuthUser;
+use crate::calendar::Calendar;
 use crate::db::now;
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath};
@@ -379,6 +380,66 @@ pub fn insert_plan(tx: &Transaction<'_>, actor: &str, plan: &NewPlan) -> Result<
     Ok(created)
 }
 
+/// A task as its creation answers it: the task and what the planner should know.
+#[derive(Debug, Clone, Serialize)]
+pub struct CreatedTask {
+    /// The task.
+    #[serde(flatten)]
+    pub task: Task,
+    /// Warnings about it (`task_warnings`); the task is created all the same.
+    pub warnings: Vec<TaskWarning>,
+}
+
+/// Something about a task the planner should know, which does not stop it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TaskWarning {
+    /// What kind of warning: `provisional_deadline`.
+    pub code: &'static str,
+    /// The task field it concerns.
+    pub field: &'static str,
+    /// In words.
+    pub message: String,
+    /// The deadline it concerns, as counted now.
+    pub deadline: NaiveDate,
+    /// The years on the way to it that have no holiday schedule.
+    pub unscheduled_years: Vec<i32>,
+}
+
+/// What a planner should know about `task` as the calendar stands: its
+/// results' publication deadline (the window end plus the rules' working
+/// days, the date the draw writes into each record) runs into a year without a
+/// holiday schedule, so it is provisional until an admin loads that year, and
+/// may then move. The task can still be drawn.
+pub fn task_warnings(
+    conn: &Connection,
+    task: &Task,
+    calendar: &Calendar,
+) -> Result<Vec<TaskWarning>> {
+    let days = crate::registry::rules::load(conn)?.result_publication_days;
+    let deadline = calendar.deadline(task.window_end, days);
+    if !deadline.provisional() {
+        return Ok(Vec::new());
+    }
+    let years: Vec<String> = deadline
+        .unscheduled_years
+        .iter()
+        .map(i32::to_string)
+        .collect();
+    Ok(vec![TaskWarning {
+        code: "provisional_deadline",
+        field: "window_end",
+        message: format!(
+            "the results' publication deadline ({days} working days after the window end) is \
+             provisional: the working-day calendar has no holiday schedule for {}, so it is \
+             counted Monday to Friday there; it becomes final, and may move, when an admin \
+             loads that schedule",
+            years.join(", ")
+        ),
+        deadline: deadline.value,
+        unscheduled_years: deadline.unscheduled_years,
+    }])
+}
+
 /// Creates a task in a plan, pinning each item to a version.
 pub fn insert_task(
     tx: &Transaction<'_>,
@@ -629,11 +690,16 @@ async fn create_task(
     user: AuthUser,
     ApiPath(plan_id): ApiPath<i64>,
     ApiJson(task): ApiJson<NewTask>,
-) -> Result<(StatusCode, Json<Task>)> {
+) -> Result<(StatusCode, Json<CreatedTask>)> {
     require_writer(&user)?;
+    let current = state.clone();
     let created = state
         .db
-        .write(move |tx| insert_task(tx, &user.username, plan_id, &task))
+        .write(move |tx| {
+            let task = insert_task(tx, &user.username, plan_id, &task)?;
+            let warnings = task_warnings(tx, &task, &current.calendar())?;
+            Ok(CreatedTask { task, warnings })
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(created)))
 }

@@ -246,6 +246,9 @@ pub struct AssignmentView {
     pub window_end: String,
     /// Publication deadline (YYYY-MM-DD).
     pub publication_deadline: String,
+    /// Whether the deadline is provisional (a year on the way has no holiday schedule yet);
+    /// show it as such. The server sends the final date once the schedule is loaded.
+    pub publication_deadline_provisional: bool,
 }
 
 /// One member of the inspector group.
@@ -972,6 +975,7 @@ impl InspectionRecord {
             window_start: a.window_start.to_string(),
             window_end: a.window_end.to_string(),
             publication_deadline: a.publication_deadline.to_string(),
+            publication_deadline_provisional: a.publication_deadline_provisional,
         })
     }
 

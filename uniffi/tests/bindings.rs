@@ -117,6 +117,7 @@ fn assignment() -> Assignment {
         window_start: date(2025, 5, 1),
         window_end: date(2025, 6, 30),
         publication_deadline: date(2025, 7, 29),
+        publication_deadline_provisional: false,
     }
 }
 

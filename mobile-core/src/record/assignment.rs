@@ -29,6 +29,11 @@ pub struct Assignment {
     pub window_end: NaiveDate,
     /// Date by which the result must be public (一抽查一公示).
     pub publication_deadline: NaiveDate,
+    /// Whether `publication_deadline` is provisional: it runs into a year whose holiday
+    /// schedule the server did not have (counted Monday to Friday there). The server writes
+    /// the final date into the assignment when the schedule is loaded; it may move.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub publication_deadline_provisional: bool,
 }
 
 /// A plan as the record names it.

@@ -63,6 +63,7 @@ pub(crate) fn sample_assignment() -> Assignment {
         window_start: NaiveDate::from_ymd_opt(2025, 5, 1).unwrap(),
         window_end: NaiveDate::from_ymd_opt(2025, 6, 30).unwrap(),
         publication_deadline: NaiveDate::from_ymd_opt(2025, 7, 29).unwrap(),
+        publication_deadline_provisional: false,
     }
 }
 

@@ -180,6 +180,7 @@ mod tests {
             window_start: "2026-09-01".parse().unwrap(),
             window_end: "2026-09-30".parse().unwrap(),
             publication_deadline: "2026-10-30".parse().unwrap(),
+            publication_deadline_provisional: false,
         };
         RecordDoc::create(&RecordId::new(id.to_owned()), &assignment).unwrap()
     }

@@ -2,17 +2,25 @@
 //! (task, target), created at the draw with its `assignment` filled in,
 //! regrouped on recusal and withdrawn when a target is out of scope. The
 //! document model itself is `suiji_mobile_core::RecordDoc`.
+//!
+//! The draw writes the record's publication deadline (its window end plus the
+//! rules' working days) into the assignment, for the phones, and into
+//! `records.deadline`. A deadline that runs into a year without a holiday
+//! schedule is provisional (counted Monday to Friday there; the draw is never
+//! refused for it) and says so in both places; `finalise_deadlines` rewrites
+//! both when an admin loads the year. The review API does not read this copy:
+//! it counts every deadline when read (`review::deadline_fields`).
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use suiji_mobile_core::record::{
     AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef, server_actor,
 };
-use suiji_mobile_core::vocab::Method;
+use suiji_mobile_core::vocab::{Method, ReviewState};
 use suiji_mobile_core::{InspectorId, ItemCode, RecordDoc, RecordId};
 
 use super::algorithm::DrawnTarget;
-use crate::calendar::Calendar;
+use crate::calendar::{Calendar, Counted};
 use crate::db::now;
 use crate::error::{Error, Result};
 use crate::plans::{self, Task};
@@ -84,7 +92,7 @@ struct TaskContext {
     task: TaskRef,
     agency: String,
     items: Vec<AssignedItem>,
-    deadline: chrono::NaiveDate,
+    deadline: Counted<chrono::NaiveDate>,
 }
 
 fn task_context(conn: &Connection, task: &Task, calendar: &Calendar) -> Result<TaskContext> {
@@ -112,14 +120,7 @@ fn task_context(conn: &Connection, task: &Task, calendar: &Calendar) -> Result<T
         });
     }
     let rules = rules::load(conn)?;
-    let deadline = calendar
-        .add_working_days(task.window_end, rules.result_publication_days)
-        .map_err(|e| {
-            Error::invalid(
-                "window_end",
-                format!("cannot compute the publication deadline: {e}"),
-            )
-        })?;
+    let deadline = calendar.deadline(task.window_end, rules.result_publication_days);
     Ok(TaskContext {
         plan: PlanRef {
             id: plan.id.to_string(),
@@ -195,7 +196,8 @@ fn assignment(
             inspectors,
             window_start: task.window_start,
             window_end: task.window_end,
-            publication_deadline: ctx.deadline,
+            publication_deadline: ctx.deadline.value,
+            publication_deadline_provisional: ctx.deadline.provisional(),
         },
     ))
 }
@@ -250,10 +252,12 @@ pub fn create_for_draw(
     }
     let docs = build_documents(&work)?;
     let at = now();
-    let deadline = ctx.deadline.to_string();
+    let deadline = ctx.deadline.value.to_string();
+    let provisional = ctx.deadline.provisional();
     let mut insert_record = tx.prepare_cached(
-        "INSERT INTO records (id, task_id, target_id, draw_id, target_name, deadline, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO records (id, task_id, target_id, draw_id, target_name, deadline,
+            deadline_provisional, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     )?;
     let mut insert_member = tx.prepare_cached(
         "INSERT INTO record_inspectors (record_id, inspector_id, lead) VALUES (?1, ?2, ?3)",
@@ -273,6 +277,7 @@ pub fn create_for_draw(
             draw_id,
             a.target.name,
             deadline,
+            provisional,
             at
         ])?;
         for (n, inspector) in d.group.iter().enumerate() {
@@ -353,10 +358,86 @@ pub fn regroup(
         )?;
     }
     tx.execute(
-        "UPDATE records SET draw_id = ?1 WHERE id = ?2",
-        params![draw_id, record],
+        "UPDATE records SET draw_id = ?1, deadline = ?2, deadline_provisional = ?3 WHERE id = ?4",
+        params![
+            draw_id,
+            ctx.deadline.value.to_string(),
+            ctx.deadline.provisional(),
+            record
+        ],
     )?;
     Ok(())
+}
+
+/// Brings the deadlines written at the draw up to date after an admin loaded
+/// (or replaced) the holiday schedule of `year`, with `calendar` the calendar
+/// that now includes it: every record whose deadline was provisional, or whose
+/// count from its window end runs through `year`, is counted again. Where the
+/// date or its provisional mark changes, `records` changes and, for a record
+/// in force, so does the document's assignment (written as the server, so
+/// phones get the final date at their next sync; signatures do not cover the
+/// assignment). The document of a published or withdrawn record is left as it
+/// was. Returns the ids of the records whose deadline changed.
+pub fn finalise_deadlines(
+    tx: &Transaction<'_>,
+    calendar: &Calendar,
+    year: i32,
+) -> Result<Vec<String>> {
+    let days = rules::load(tx)?.result_publication_days;
+    let mut stmt = tx.prepare(
+        "SELECT r.id, t.window_end, r.deadline, r.deadline_provisional, r.withdrawn_at IS NOT NULL
+         FROM records r JOIN tasks t ON t.id = r.task_id
+         WHERE r.deadline_provisional = 1 OR (t.window_end <= ?2 AND r.deadline >= ?1)
+         ORDER BY r.id",
+    )?;
+    let candidates = stmt
+        .query_map(
+            params![format!("{year}-01-01"), format!("{year}-12-31")],
+            |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, chrono::NaiveDate>(1)?,
+                    r.get::<_, chrono::NaiveDate>(2)?,
+                    r.get::<_, bool>(3)?,
+                    r.get::<_, bool>(4)?,
+                ))
+            },
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut changed = Vec::new();
+    for (id, window_end, stored, stored_provisional, withdrawn) in candidates {
+        let deadline = calendar.deadline(window_end, days);
+        if (deadline.value, deadline.provisional()) == (stored, stored_provisional) {
+            continue;
+        }
+        tx.execute(
+            "UPDATE records SET deadline = ?1, deadline_provisional = ?2 WHERE id = ?3",
+            params![deadline.value.to_string(), deadline.provisional(), id],
+        )?;
+        changed.push(id.clone());
+        if withdrawn {
+            continue;
+        }
+        let mut doc = load_document(tx, &id)?;
+        let published = doc
+            .review()
+            .map_err(|e| Error::Internal(format!("record {id}: {e}")))?
+            .state
+            == ReviewState::Published;
+        if !published {
+            let mut assignment = doc
+                .assignment()
+                .map_err(|e| Error::Internal(format!("record {id}: {e}")))?;
+            assignment.publication_deadline = deadline.value;
+            assignment.publication_deadline_provisional = deadline.provisional();
+            doc.save_incremental();
+            doc.set_actor(server_actor());
+            doc.replace_assignment(&assignment)
+                .map_err(|e| Error::Internal(format!("updating the deadline of {id}: {e}")))?;
+            append_changes(tx, &id, &mut doc)?;
+        }
+    }
+    Ok(changed)
 }
 
 /// Withdraws a record (its target was out of scope); phones drop it at their next sync.
@@ -381,8 +462,10 @@ pub struct RecordSummary {
     pub target_id: i64,
     /// Target name.
     pub target_name: String,
-    /// Publication deadline.
+    /// Publication deadline, as written at the draw (see the module doc).
     pub deadline: String,
+    /// Whether that deadline is provisional (a year on the way has no holiday schedule).
+    pub deadline_provisional: bool,
     /// Inspector ids, the lead first.
     pub group: Vec<i64>,
     /// Whether withdrawn (recusal of the target, out of scope).
@@ -397,6 +480,7 @@ pub fn list(
 ) -> Result<Vec<RecordSummary>> {
     let mut stmt = conn.prepare(
         "SELECT r.id, r.task_id, t.number, r.target_id, r.target_name, r.deadline, r.withdrawn_at IS NOT NULL,
+            r.deadline_provisional,
             (SELECT json_group_array(inspector_id) FROM
                 (SELECT inspector_id FROM record_inspectors WHERE record_id = r.id ORDER BY lead DESC, inspector_id))
          FROM records r JOIN tasks t ON t.id = r.task_id
@@ -406,7 +490,7 @@ pub fn list(
          ORDER BY r.task_id, r.id",
     )?;
     let rows = stmt.query_map(params![task_id, inspector_id], |r| {
-        let group: String = r.get(7)?;
+        let group: String = r.get(8)?;
         Ok(RecordSummary {
             id: r.get(0)?,
             task_id: r.get(1)?,
@@ -415,6 +499,7 @@ pub fn list(
             target_name: r.get(4)?,
             deadline: r.get(5)?,
             withdrawn: r.get(6)?,
+            deadline_provisional: r.get(7)?,
             group: serde_json::from_str(&group).unwrap_or_default(),
         })
     })?;

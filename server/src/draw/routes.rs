@@ -83,11 +83,16 @@ async fn execute(
     ApiJson(ceremony): ApiJson<Ceremony>,
 ) -> Result<(StatusCode, Json<DrawSummary>)> {
     user.require(DRAWERS)?;
-    let calendar = state.calendar();
+    // Read under the writer lock, as a schedule is loaded: a deadline counted
+    // provisionally here is finalised by any later load.
+    let current = state.clone();
     let seal = state.seal.clone();
     let summary = state
         .db
-        .write(move |tx| super::execute(tx, &user.username, task_id, ceremony, &seal, &calendar))
+        .write(move |tx| {
+            let calendar = current.calendar();
+            super::execute(tx, &user.username, task_id, ceremony, &seal, &calendar)
+        })
         .await?;
     Ok((StatusCode::CREATED, Json(summary)))
 }
@@ -113,10 +118,12 @@ async fn redraw(
     ApiJson(req): ApiJson<RedrawRequest>,
 ) -> Result<(StatusCode, Json<DrawSummary>)> {
     user.require(DRAWERS)?;
-    let calendar = state.calendar();
+    // Read under the writer lock, as a schedule is loaded: a deadline counted
+    // provisionally here is finalised by any later load.
+    let current = state.clone();
     let summary = state
         .db
-        .write(move |tx| super::redraw(tx, &user.username, task_id, req, &calendar))
+        .write(move |tx| super::redraw(tx, &user.username, task_id, req, &current.calendar()))
         .await?;
     Ok((StatusCode::CREATED, Json(summary)))
 }

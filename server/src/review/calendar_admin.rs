@@ -1,6 +1,12 @@
 //! Loading newer holiday schedules: an admin posts a year in holiday-cn's JSON
 //! format; it is checked, stored in `calendar_years` (so it survives
 //! restarts), applied at once and again over the shipped years at every start.
+//!
+//! Loading a year makes the deadlines that ran into it final. Those the server
+//! counts when read (the review API, the console) are final from the next
+//! read; those written at the draw (`records.deadline` and each document's
+//! assignment) are counted again in the same transaction
+//! (`draw::records::finalise_deadlines`), and the answer says how many moved.
 
 use std::sync::Arc;
 
@@ -68,21 +74,25 @@ async fn load(
                     loaded_by = excluded.loaded_by",
                 params![year, text, now(), user.username],
             )?;
+            // Rebuilt under the writer lock, so concurrent loads cannot drop a year.
+            let calendar = build_calendar(tx)?;
+            let finalised = crate::draw::records::finalise_deadlines(tx, &calendar, year)?;
+            let answer = json!({"year": year, "days": days, "replaced": replaced,
+                                "deadlines_updated": finalised.len()});
             audit::append(
                 tx,
                 &user.username,
                 "calendar.load",
                 &format!("calendar:{year}"),
                 None,
-                Some(&json!({"year": year, "days": days, "replaced": replaced})),
+                Some(&answer),
             )?;
-            // Rebuilt under the writer lock, so concurrent loads cannot drop a year.
-            let calendar = build_calendar(tx)?;
+            // Shared only now: a failure above rolls back and leaves the old calendar.
             match shared.write() {
                 Ok(mut guard) => *guard = Arc::new(calendar),
                 Err(poisoned) => *poisoned.into_inner() = Arc::new(calendar),
             }
-            Ok(json!({"year": year, "days": days, "replaced": replaced}))
+            Ok(answer)
         })
         .await?;
     Ok((StatusCode::CREATED, Json(answer)))

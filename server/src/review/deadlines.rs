@@ -8,8 +8,11 @@
 //! - a 经营异常名录 candidate: `abnormal_list_days` working days after the
 //!   finding was verified (approved), while pending.
 //!
-//! A date in a year the calendar has no schedule for is reported on the
-//! entry (`deadline_error`), never guessed.
+//! Every deadline is computed when read, from the calendar as it stands. One
+//! that runs through a year without a holiday schedule is counted Monday to
+//! Friday there and marked `provisional` (with its `unscheduled_years`); it is
+//! listed and sorted like any other, and is final as soon as an admin loads
+//! the year (`review::calendar_admin`).
 
 use axum::extract::State;
 use axum::routing::get;
@@ -47,7 +50,8 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
 }
 
 /// Every open deadline `user` may see, each entry with its `deadline`,
-/// `working_days_left`, `overdue` and `deadline_error`. A record's deadline
+/// `working_days_left`, `overdue`, `provisional` and `unscheduled_years`
+/// (`review::deadline_fields`). A record's deadline
 /// is listed only to those the rule of docs/draw.md ("Who sees a drawn list")
 /// lets see the record at least as a line; each such entry says with
 /// `may_open` whether they may open the record itself. A drawn list's
@@ -164,14 +168,12 @@ async fn deadlines(
     Ok(Json(sort_deadlines(all, today, within)))
 }
 
-/// Sorts open deadlines into `overdue`, `due_soon` (at most `within` working
-/// days left) and `unknown` (the calendar lacks the year), by deadline.
+/// Sorts open deadlines into `overdue` and `due_soon` (at most `within`
+/// working days left), by deadline; provisional ones among the others.
 pub fn sort_deadlines(all: Vec<Value>, today: NaiveDate, within: i64) -> Value {
-    let (mut overdue, mut due_soon, mut unknown) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut overdue, mut due_soon) = (Vec::new(), Vec::new());
     for entry in all {
-        if !entry["deadline_error"].is_null() && entry["overdue"] != json!(true) {
-            unknown.push(entry);
-        } else if entry["overdue"] == json!(true) {
+        if entry["overdue"] == json!(true) {
             overdue.push(entry);
         } else if entry["working_days_left"]
             .as_i64()
@@ -190,6 +192,6 @@ pub fn sort_deadlines(all: Vec<Value>, today: NaiveDate, within: i64) -> Value {
     due_soon.sort_by(by_deadline);
     json!({
         "as_of": today, "within_days": within,
-        "overdue": overdue, "due_soon": due_soon, "unknown": unknown,
+        "overdue": overdue, "due_soon": due_soon,
     })
 }

@@ -58,19 +58,21 @@ pub fn china_today() -> NaiveDate {
 }
 
 /// A deadline `days` working days after `from`, and how many working days are
-/// left from `today`, as JSON fields. A calendar without the year's schedule
-/// gives an `error` instead of a guess.
+/// left from `today`, as JSON fields. A year on the way without a holiday
+/// schedule is counted Monday to Friday: `provisional` is then true and
+/// `unscheduled_years` names the years (the answer is final, and may move,
+/// once an admin loads them). Computed when read, so it is final the moment
+/// the schedule is loaded.
 pub fn deadline_fields(calendar: &Calendar, from: NaiveDate, days: u32, today: NaiveDate) -> Value {
-    match calendar.add_working_days(from, days) {
-        Ok(deadline) => match calendar.working_days_between(today, deadline) {
-            Ok(left) => json!({"deadline": deadline, "working_days_left": left,
-                               "overdue": deadline < today, "deadline_error": null}),
-            Err(e) => json!({"deadline": deadline, "working_days_left": null,
-                             "overdue": deadline < today, "deadline_error": e.to_string()}),
-        },
-        Err(e) => json!({"deadline": null, "working_days_left": null, "overdue": null,
-                         "deadline_error": e.to_string()}),
-    }
+    let deadline = calendar.deadline(from, days);
+    let left = calendar.working_days_left(today, deadline.value);
+    let mut years = deadline.unscheduled_years;
+    years.extend(left.unscheduled_years);
+    years.sort_unstable();
+    years.dedup();
+    json!({"deadline": deadline.value, "working_days_left": left.value,
+           "overdue": deadline.value < today, "provisional": !years.is_empty(),
+           "unscheduled_years": years})
 }
 
 /// The inspector id linked to a user account, if any.

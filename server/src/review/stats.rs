@@ -11,8 +11,10 @@
 //!   results first published in the period, as their current version says.
 //!   Items count for the department that checks them; result categories for
 //!   every department of the task. On time means first published no later
-//!   than the record's deadline; a deadline the calendar cannot compute is
-//!   counted as `deadline_unknown`.
+//!   than the record's deadline. A deadline that runs into a year without a
+//!   holiday schedule (shown as provisional elsewhere) is counted as
+//!   `deadline_unknown` until an admin loads that year: on time or late is not
+//!   judged against a provisional date, which may still move either way.
 
 use std::collections::BTreeMap;
 
@@ -66,7 +68,7 @@ pub struct StatsRow {
     pub published_on_time: i64,
     /// Of which late.
     pub published_late: i64,
-    /// Of which the deadline could not be computed (calendar without the year).
+    /// Of which the deadline is not final yet (a year on the way without a holiday schedule).
     pub deadline_unknown: i64,
 }
 

@@ -286,7 +286,8 @@ async fn execute(
     if errors.is_empty()
         && let Some(commitment_id) = commitment_id
     {
-        let calendar = state.calendar();
+        // Read under the writer lock (see draw::routes).
+        let current = state.clone();
         let actor = user.auth.username.clone();
         let beacon_value = Some(form.get("beacon_value").to_owned()).filter(|v| !v.is_empty());
         let ceremony = Ceremony {
@@ -297,7 +298,10 @@ async fn execute(
         let seal = state.seal.clone();
         match state
             .db
-            .write(move |tx| draw::execute(tx, &actor, task_id, ceremony, &seal, &calendar))
+            .write(move |tx| {
+                let calendar = current.calendar();
+                draw::execute(tx, &actor, task_id, ceremony, &seal, &calendar)
+            })
             .await
         {
             Ok(summary) => return Ok(see_other(&format!("/draws/{}", summary.id))),

@@ -125,11 +125,37 @@ pub fn method_label(code: &str) -> &str {
         .unwrap_or(code)
 }
 
+/// The mark beside a provisional deadline: counted Monday to Friday in a year
+/// whose holiday schedule the State Council has not published (or an admin
+/// has not loaded) yet.
+pub fn provisional_mark(years: &[i64]) -> Markup {
+    let years: Vec<String> = years.iter().map(|y| format!("{y} 年")).collect();
+    let years = if years.is_empty() {
+        "该年度".to_owned()
+    } else {
+        years.join("、")
+    };
+    html! {
+        span.badge.warn.provisional title=(format!("{years}节假日安排未公布，暂按周一至周五计算工作日；载入后自动更正")) {
+            "（暂定，节假日安排未公布）"
+        }
+    }
+}
+
+/// A deadline entry's date (`deadline`), marked when it is `provisional`.
+pub fn deadline_date(entry: &Value) -> Markup {
+    let years: Vec<i64> = entry["unscheduled_years"]
+        .as_array()
+        .map(|ys| ys.iter().filter_map(Value::as_i64).collect())
+        .unwrap_or_default();
+    html! {
+        (text(&entry["deadline"]))
+        @if entry["provisional"] == Value::Bool(true) { " " (provisional_mark(&years)) }
+    }
+}
+
 /// "Working days left" in words, with a class for colour.
 pub fn days_left(entry: &Value) -> Markup {
-    if entry["deadline_error"].is_string() {
-        return html! { span.badge.warn title=(text(&entry["deadline_error"])) { "无法计算（缺少节假日安排）" } };
-    }
     let overdue = entry["overdue"] == Value::Bool(true);
     let left = entry["working_days_left"].as_i64();
     html! {

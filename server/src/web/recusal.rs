@@ -267,11 +267,12 @@ async fn redraw(
             explanation,
             entropy,
         };
-        let calendar = state.calendar();
+        // Read under the writer lock (see draw::routes).
+        let current = state.clone();
         let actor = user.auth.username.clone();
         match state
             .db
-            .write(move |tx| draw::redraw(tx, &actor, task_id, request, &calendar))
+            .write(move |tx| draw::redraw(tx, &actor, task_id, request, &current.calendar()))
             .await
         {
             Ok(summary) => return Ok(see_other(&format!("/draws/{}", summary.id))),

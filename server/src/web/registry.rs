@@ -886,16 +886,18 @@ pub(super) async fn task_view(
     errors: FieldErrors,
 ) -> WebResult<Markup> {
     let auth = user.auth.clone();
-    let (task, visible, drawn, names) = state
+    let current = state.clone();
+    let (task, visible, drawn, names, warnings) = state
         .db
         .write(move |tx| {
             let task = plans::get_task_by_id(tx, id)?;
+            let warnings = plans::task_warnings(tx, &task, &current.calendar())?;
             crate::review::refresh_stale(tx)?;
             // Only the records the user may see (docs/draw.md, "Who sees a drawn list").
             let visible = visibility::visible_records(tx, &auth, Some(id))?;
             let drawn = !crate::draw::draws_of_task(tx, id)?.is_empty();
             let names = super::draw::inspector_names(tx)?;
-            Ok((task, visible, drawn, names))
+            Ok((task, visible, drawn, names, warnings))
         })
         .await?;
     let list: Vec<records::RecordSummary> = visible.iter().map(|(r, _)| r.clone()).collect();
@@ -909,6 +911,13 @@ pub(super) async fn task_view(
         html! {
             p.muted { a href="/plans" { "抽查计划" } " › " a href=(format!("/plans/{}", task.plan_id)) { "计划" } " › " (task.number) }
             h1 { (task.name) }
+            @for w in &warnings {
+                p.notice #provisional-deadline {
+                    "本任务检查结果的公示期限 " (w.deadline) " 为暂定："
+                    (w.unscheduled_years.iter().map(|y| format!("{y} 年")).collect::<Vec<_>>().join("、"))
+                    "节假日安排尚未公布（或尚未载入），暂按周一至周五计算工作日。仍可摇号；管理员载入该年度安排后期限自动更正，可能变动。"
+                }
+            }
             dl.facts {
                 dt { "任务编号" } dd { (task.number) }
                 dt { "抽查类型" } dd { @if task.directed { "定向" } @else { "不定向" } @if task.joint { "，联合抽查" } }
@@ -945,7 +954,7 @@ pub(super) async fn task_view(
                         tr {
                             td { @if opens(sight) { a href=(format!("/records/{}", r.id)) { (r.target_name) } } @else { (r.target_name) } }
                             td { (r.group.iter().map(|g| names.get(g).cloned().unwrap_or_else(|| g.to_string())).collect::<Vec<_>>().join("、")) }
-                            td { (r.deadline) }
+                            td { (r.deadline) @if r.deadline_provisional { " " (super::layout::provisional_mark(&[])) } }
                             td { @if r.withdrawn { span.badge.warn { "已撤回" } } @else { "有效" } }
                         }
                     }

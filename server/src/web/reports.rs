@@ -12,7 +12,7 @@ use suiji_mobile_core::vocab::ResultCategory;
 
 use super::WebResult;
 use super::form::{FieldErrors, input, select};
-use super::layout::{days_left, page, state_label, text};
+use super::layout::{days_left, deadline_date, page, state_label, text};
 use super::session::WebUser;
 use crate::AppState;
 use crate::auth::Role;
@@ -88,7 +88,7 @@ async fn deadlines(
                                 }
                             }
                             td { (text(&e["counted_from"])) }
-                            td { (text(&e["deadline"])) }
+                            td { (deadline_date(e)) }
                             td { (days_left(e)) }
                         }
                     }
@@ -102,7 +102,7 @@ async fn deadlines(
         Some(&user),
         html! {
             h1 { "公示期限" }
-            p.muted { "按工作日计算（含调休），截至 " (today) "。" }
+            p.muted { "按工作日计算（含调休），截至 " (today) "。标“暂定”的期限经过尚未公布节假日安排的年度，暂按周一至周五计算，管理员载入该年度安排后自动更正。" }
             form.filters.box method="get" action="/deadlines" {
                 (input("“即将到期”指剩余工作日不超过", "within", "number", &within.to_string(), &errors))
                 div.field { button.primary type="submit" { "刷新" } }
@@ -111,10 +111,6 @@ async fn deadlines(
             (table("overdue", &report["overdue"]))
             h2 { "即将到期（" (report["due_soon"].as_array().map_or(0, Vec::len)) "）" }
             (table("due-soon", &report["due_soon"]))
-            @if report["unknown"].as_array().is_some_and(|u| !u.is_empty()) {
-                h2 { "无法计算（缺少该年度节假日安排）" }
-                (table("unknown", &report["unknown"]))
-            }
         },
     ))
 }

@@ -13,7 +13,7 @@ use serde_json::Value;
 use suiji_mobile_core::vocab::ResultCategory;
 
 use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, input};
-use super::layout::{days_left, page, state_label, text, time};
+use super::layout::{days_left, deadline_date, page, state_label, text, time};
 use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
 use crate::AppState;
@@ -100,7 +100,7 @@ async fn queue(
                             td { (state_label(r["state"].as_str().unwrap_or(""))) }
                             td.num { (text(&r["round"])) }
                             td { (r["submitted_at"].as_str().map(time).unwrap_or_else(|| "—".into())) }
-                            td { (text(&r["deadline"])) }
+                            td { (deadline_date(r)) }
                             td { (days_left(r)) }
                             td {
                                 @if r["has_conflicts"] == Value::Bool(true) { span.badge.warn { "有冲突" } " " }
@@ -199,7 +199,7 @@ async fn record_page(
                     dt { "检查组" } dd { (inspectors.iter().map(|i| text(&i["name"])).collect::<Vec<_>>().join("、")) }
                     dt { "检查期间" } dd { (text(&v["window_start"])) " 至 " (text(&v["window_end"])) }
                     dt { "公示期限" } dd {
-                        (text(&publication["deadline"])) " " (days_left(publication))
+                        (deadline_date(publication)) " " (days_left(publication))
                         br;
                         span.muted { "自" @if publication["counted_from_kind"] == "inspection_ended" { "检查完成日 " } @else { "检查期间结束日 " }
                             (text(&publication["counted_from"])) " 起 " (text(&publication["working_days"])) " 个工作日" }

@@ -8,6 +8,7 @@ mod hardening_accounts;
 mod hardening_blobs;
 mod hardening_transport;
 mod plans;
+mod provisional_deadlines;
 mod registry;
 mod review;
 mod sync;

@@ -803,7 +803,10 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
         json!({"count": 1, "window_end": "2026-09-30"}),
     )
     .await;
-    // Window ends in mid-December: 20 working days reach into 2027.
+    // Window ends in mid-December: 20 working days reach into 2027, which has
+    // no schedule. The draw goes ahead with a provisional deadline (16–18,
+    // 21–25, 28–31 December, 1, 4–8, 11, 12 January, 2027 counted Monday to
+    // Friday); tests/tests/api/provisional_deadlines.rs follows it further.
     let winter = make_task(
         &planner,
         agency.plan_id,
@@ -811,22 +814,9 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
         json!({"count": 1, "window_end": "2026-12-15"}),
     )
     .await;
-    let (s, err) = planner
-        .post(&format!("/api/v1/tasks/{winter}/draw/commit"), &json!({}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{err}");
-    // The draw itself computes the record's deadline and so needs 2027: refused.
-    let (s, err) = planner
-        .post(
-            &format!("/api/v1/tasks/{winter}/draw"),
-            &json!({"commitment_id": err["id"], "entropy": suiji_tests::observers()}),
-        )
-        .await;
-    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{err}");
-    assert!(
-        err["error"]["message"].as_str().unwrap().contains("2027"),
-        "{err}"
-    );
+    let winter_records = draw(&server, &planner, winter).await;
+    assert_eq!(winter_records[0].deadline, "2027-01-12");
+    assert!(winter_records[0].deadline_provisional);
     let autumn_records = draw(&server, &planner, autumn).await;
 
     let supervisor = server.login("supervisor").await;
@@ -855,7 +845,7 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     assert_eq!(record["working_days_left"], 2, "2 and 3 November");
     // The drawn list: 5 working days after the draw (today), until published.
     let drawn_on = suiji_server::review::china_today();
-    let list_deadline = Calendar::official().add_working_days(drawn_on, 5).unwrap();
+    let list_deadline = Calendar::official().deadline(drawn_on, 5).value;
     let (_, due) = supervisor
         .get(&format!("/api/v1/deadlines?within_days=5&as_of={drawn_on}"))
         .await;
@@ -887,7 +877,11 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
         .get(&format!("/api/v1/deadlines?within_days=5&as_of={drawn_on}"))
         .await;
     assert!(
-        !text(&due).contains("drawn_list"),
+        !due["due_soon"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "drawn_list" && e["task_id"] == autumn),
         "published lists have no deadline: {due}"
     );
     // The overdue filter of the queue uses the same clock.
@@ -897,7 +891,8 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     assert_eq!(queue["total"], 0, "nothing submitted yet: {queue}");
 
     // An inspection that ended on 21 December has its deadline in 2027, for
-    // which the calendar has no schedule: reported on the entry, not guessed.
+    // which the calendar has no schedule: provisional, 2027 counted Monday to
+    // Friday (22–25, 28–31 December, 1, 4–8, 11–15, 18 January).
     let id = autumn_records[0].id.clone();
     let (mut a, mut b) = phones(&server, &autumn_records[0]).await;
     fill(
@@ -920,31 +915,32 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
     backdate_submission(a.doc(&id).unwrap(), "2026-12-21T02:00:00Z");
     sync(&mut a, &server);
     let (_, due) = supervisor
-        .get("/api/v1/deadlines?within_days=5&as_of=2026-12-22")
+        .get("/api/v1/deadlines?within_days=20&as_of=2026-12-22")
         .await;
-    let unknown = due["unknown"].as_array().unwrap();
-    assert_eq!(unknown.len(), 1, "{due}");
-    assert_eq!(unknown[0]["record_id"], id.as_str());
-    assert_eq!(unknown[0]["counted_from"], "2026-12-21");
-    assert!(unknown[0]["deadline"].is_null(), "{due}");
-    assert!(
-        unknown[0]["deadline_error"]
-            .as_str()
-            .unwrap()
-            .contains("2027"),
-        "{due}"
-    );
+    let entry = due["due_soon"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["record_id"] == id.as_str())
+        .unwrap_or_else(|| panic!("{due}"))
+        .clone();
+    assert_eq!(entry["counted_from"], "2026-12-21");
+    assert_eq!(entry["deadline"], "2027-01-18");
+    assert_eq!(entry["working_days_left"], 19);
+    assert_eq!(entry["provisional"], true);
+    assert_eq!(entry["unscheduled_years"], json!([2027]));
     let (_, view) = supervisor.get(&format!("/api/v1/records/{id}")).await;
-    assert!(view["publication"]["deadline_error"].is_string(), "{view}");
+    assert_eq!(view["publication"]["deadline"], "2027-01-18", "{view}");
+    assert_eq!(view["publication"]["provisional"], true, "{view}");
 
-    // Loading 2027 fixes it: 22–25, 28–31 December, 4–8, 11–15, 18, 19 January.
+    // Loading 2027 makes it final, a day later for New Year's Day: 22–25,
+    // 28–31 December, 4–8, 11–15, 18, 19 January.
     let admin = server.login("admin").await;
     let (s, body) = admin.post("/api/v1/admin/calendar", &year_2027()).await;
     assert_eq!(s, StatusCode::CREATED, "{body}");
     let (_, due) = supervisor
         .get("/api/v1/deadlines?within_days=20&as_of=2026-12-22")
         .await;
-    assert_eq!(due["unknown"].as_array().unwrap().len(), 0, "{due}");
     let entry = due["due_soon"]
         .as_array()
         .unwrap()
@@ -954,6 +950,7 @@ async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years
         .clone();
     assert_eq!(entry["deadline"], "2027-01-19");
     assert_eq!(entry["working_days_left"], 19);
+    assert_eq!(entry["provisional"], false);
     let (_, queue) = supervisor.get("/api/v1/review/queue").await;
     assert_eq!(queue["items"][0]["inspection_ended_on"], "2026-12-21");
 }
