@@ -1,5 +1,6 @@
-//! The generated bindings against a real server on 127.0.0.1: Kotlin compiled with a real
-//! Kotlin compiler and run on the JVM through JNA, as an Android app runs them.
+//! The generated bindings against a real server on 127.0.0.1: Python with two phones, and
+//! Kotlin compiled with a real Kotlin compiler and run on the JVM through JNA, as an Android
+//! app runs them.
 //!
 //! The tools come from the test command (`scripts/test` installs JetBrains' compiler from
 //! npm and Debian's JNA, and sets `SUIJI_KOTLINC` and `SUIJI_JNA_JAR`); run alone without
@@ -73,6 +74,65 @@ fn photo(dir: &Path) -> PathBuf {
     path
 }
 
+/// A program of the binding tests run step by step: it prints `STEP <name>` and waits for
+/// `go` on stdin while the test does the other side's part.
+struct Driver {
+    child: tokio::process::Child,
+    stdin: tokio::process::ChildStdin,
+    lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    stdout: Vec<String>,
+}
+
+impl Driver {
+    fn new(mut child: tokio::process::Child) -> Driver {
+        let stdin = child.stdin.take().expect("stdin piped");
+        let lines = BufReader::new(child.stdout.take().expect("stdout piped")).lines();
+        Driver {
+            child,
+            stdin,
+            lines,
+            stdout: Vec::new(),
+        }
+    }
+
+    /// The next step the program waits at, or `None` once its output ends.
+    async fn next_step(&mut self) -> Option<String> {
+        while let Some(line) = self.lines.next_line().await.unwrap() {
+            self.stdout.push(line.clone());
+            if let Some(step) = line.strip_prefix("STEP ") {
+                return Some(step.to_owned());
+            }
+        }
+        None
+    }
+
+    /// Lets the program go on past its step.
+    async fn go(&mut self) {
+        self.stdin.write_all(b"go\n").await.unwrap();
+        self.stdin.flush().await.unwrap();
+    }
+
+    /// Waits for the program to end: its exit and stderr, and all it printed.
+    async fn finish(self) -> (std::process::Output, String) {
+        (
+            self.child.wait_with_output().await.unwrap(),
+            self.stdout.join("\n"),
+        )
+    }
+}
+
+/// The supervisor sends record `id` back to its inspectors with `comment`.
+async fn return_record(server: &TestServer, id: &RecordId, comment: &str) {
+    let supervisor = server.login("supervisor").await;
+    let (s, body) = supervisor
+        .post(
+            &format!("/api/v1/records/{}/return", id.as_str()),
+            &json!({ "comment": comment }),
+        )
+        .await;
+    assert!(s.is_success(), "return: {s} {body}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kotlin_on_the_jvm_drives_an_inspection_against_a_real_server() {
     let Some(kotlinc) = support::tool("SUIJI_KOTLINC", &default_kotlinc()) else {
@@ -99,7 +159,7 @@ async fn kotlin_on_the_jvm_drives_an_inspection_against_a_real_server() {
     let mut partner = Phone::open(&server, agency.username_of(b), b).await;
     partner.sync(&server.base).await.unwrap();
 
-    let mut app = Command::new("java")
+    let app = Command::new("java")
         .arg(format!("-Djna.library.path={}", native.display()))
         .arg("-cp")
         .arg(format!("{}:{}", jar.display(), jna.display()))
@@ -117,42 +177,28 @@ async fn kotlin_on_the_jvm_drives_an_inspection_against_a_real_server() {
         .kill_on_drop(true)
         .spawn()
         .expect("java runs");
-    let mut stdin = app.stdin.take().unwrap();
-    let mut lines = BufReader::new(app.stdout.take().unwrap()).lines();
-    let mut stdout = Vec::new();
+    let mut app = Driver::new(app);
     let comment = "现场照片不清晰，请补拍门头照片";
     let run = async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            stdout.push(line.clone());
-            match line.as_str() {
-                "STEP signed" => {
+        while let Some(step) = app.next_step().await {
+            match step.as_str() {
+                "signed" => {
                     // The partner signs on their own phone.
                     partner.sync(&server.base).await.unwrap();
                     partner.sign(&id).unwrap();
                     let report = partner.sync(&server.base).await.unwrap();
                     assert_eq!(report.sent, vec![id.clone()], "{report:?}");
                 }
-                "STEP submitted" => {
-                    let supervisor = server.login("supervisor").await;
-                    let (s, body) = supervisor
-                        .post(
-                            &format!("/api/v1/records/{}/return", id.as_str()),
-                            &json!({ "comment": comment }),
-                        )
-                        .await;
-                    assert!(s.is_success(), "return: {s} {body}");
-                }
-                _ => continue,
+                "submitted" => return_record(&server, &id, comment).await,
+                other => panic!("unknown step {other}"),
             }
-            stdin.write_all(b"go\n").await.unwrap();
-            stdin.flush().await.unwrap();
+            app.go().await;
         }
-        app.wait_with_output().await.unwrap()
+        app.finish().await
     };
-    let output = tokio::time::timeout(RUN_BOUND, run)
+    let (output, stdout) = tokio::time::timeout(RUN_BOUND, run)
         .await
         .expect("the Kotlin program finished in time");
-    let stdout = stdout.join("\n");
     assert!(
         output.status.success(),
         "the Kotlin program failed:\n{stdout}\n{}",
@@ -164,4 +210,75 @@ async fn kotlin_on_the_jvm_drives_an_inspection_against_a_real_server() {
     let doc = suiji_tests::server_record(&server, id.as_str());
     assert_eq!(doc.signatures().unwrap().len(), 2);
     assert_eq!(doc.photos().unwrap().len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_two_phones_conflict_settle_sign_submit_return_and_resubmit_against_a_real_server() {
+    let work = tempfile::tempdir().unwrap();
+    let bindings = work.path().join("bindings");
+    support::generate("python", &bindings);
+    let lib = support::library();
+    std::fs::copy(&lib, bindings.join(lib.file_name().unwrap())).unwrap();
+
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 4).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let id = RecordId::new(record.id.as_str());
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/python/two_phones.py");
+    let python = Command::new("python3")
+        .arg(script)
+        .arg(&bindings)
+        .arg(&server.base)
+        .arg(PASSWORD)
+        .arg(id.as_str())
+        .arg(agency.username_of(a))
+        .arg(a.to_string())
+        .arg(work.path().join("phone-a"))
+        .arg(agency.username_of(b))
+        .arg(b.to_string())
+        .arg(work.path().join("phone-b"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("python3 runs");
+    let mut python = Driver::new(python);
+    let comment = "执法证号与检查人员不符，请核对后重新提交";
+    let supervisor = server.login("supervisor").await;
+    let run = async {
+        while let Some(step) = python.next_step().await {
+            match step.as_str() {
+                "submitted" => return_record(&server, &id, comment).await,
+                "resubmitted" => {
+                    let (s, view) = supervisor
+                        .get(&format!("/api/v1/records/{}", id.as_str()))
+                        .await;
+                    assert!(s.is_success(), "{s} {view}");
+                    assert_eq!(view["review"]["state"], "submitted", "{view}");
+                    assert_eq!(view["review"]["round"], 2, "{view}");
+                }
+                other => panic!("unknown step {other}"),
+            }
+            python.go().await;
+        }
+        python.finish().await
+    };
+    let (output, stdout) = tokio::time::timeout(RUN_BOUND, run)
+        .await
+        .expect("the Python program finished in time");
+    assert!(
+        output.status.success(),
+        "the Python program failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        stdout.matches(&format!("RETURNED {comment}")).count(),
+        2,
+        "both phones saw the return: {stdout}"
+    );
+    assert!(stdout.contains("python two phones: ok"), "{stdout}");
+    let doc = suiji_tests::server_record(&server, id.as_str());
+    assert!(doc.conflicts().unwrap().is_empty());
 }
