@@ -1,6 +1,9 @@
 //! What the binding tests share: the built library, binding generation, and the tools a
 //! binding test needs (a Kotlin compiler, JNA), found where the test command installs them.
 
+// Each test binary that includes this module uses a part of it.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
