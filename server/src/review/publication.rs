@@ -8,8 +8,8 @@
 //! inspector, finding text, photo or note ever enters `result_versions`.
 
 use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::BTreeMap;
@@ -35,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Page, Paging};
 use crate::plans;
 use crate::registry::rules;
+use crate::spreadsheet::{Cell, Format, Table};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -46,6 +47,7 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/public/results/{id}", get(public_result))
         .route("/api/v1/public/tasks/{id}/results.json", get(task_json))
         .route("/api/v1/public/tasks/{id}/results.csv", get(task_csv))
+        .route("/api/v1/public/tasks/{id}/results.xlsx", get(task_xlsx))
         .route("/api/v1/abnormal-candidates", get(abnormal_candidates))
         .route("/api/v1/follow-ups", get(follow_ups))
         .route("/api/v1/targets/{id}/outcome", get(outcome_of_target))
@@ -764,21 +766,17 @@ pub const CSV_HEADER: &[&str] = &[
     "更正说明",
 ];
 
-/// A task's published results as CSV, UTF-8 with a byte-order mark so that
-/// Excel reads it as UTF-8.
-pub fn results_csv(results: &[Value]) -> Result<Vec<u8>> {
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        let csv_err = |e: csv::Error| Error::Internal(format!("writing CSV: {e}"));
-        w.write_record(CSV_HEADER).map_err(csv_err)?;
-        // Every text cell is defused: names come from imports and forms.
-        let s = |v: &Value| match v {
-            Value::String(s) => crate::spreadsheet::cell(s).into_owned(),
-            Value::Null => String::new(),
-            other => other.to_string(),
-        };
-        for r in results {
+/// A task's published results as a spreadsheet table, one row per result version, in the
+/// columns of [`CSV_HEADER`].
+pub fn results_table(results: &[Value]) -> Table {
+    let s = |v: &Value| match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    };
+    let rows = results
+        .iter()
+        .map(|r| {
             let items = r["items"]
                 .as_array()
                 .into_iter()
@@ -792,52 +790,50 @@ pub fn results_csv(results: &[Value]) -> Result<Vec<u8>> {
             } else {
                 String::new()
             };
-            w.write_record([
-                s(&r["plan_number"]),
-                s(&r["plan_name"]),
-                s(&r["task_number"]),
-                s(&r["task_name"]),
-                s(&r["inspection_type"]),
-                s(&r["agency"]),
-                s(&r["target_name"]),
-                s(&r["uscc"]),
-                s(&r["completed_on"]),
-                s(&r["result"]),
-                items,
-                version.to_string(),
-                note,
-            ])
-            .map_err(csv_err)?;
-        }
-        w.flush()?;
+            let mut row: Vec<Cell> = [
+                "plan_number",
+                "plan_name",
+                "task_number",
+                "task_name",
+                "inspection_type",
+                "agency",
+                "target_name",
+                "uscc",
+                "completed_on",
+                "result",
+            ]
+            .iter()
+            .map(|key| Cell::Text(s(&r[*key])))
+            .collect();
+            row.extend([Cell::Text(items), version.into(), Cell::Text(note)]);
+            row
+        })
+        .collect();
+    Table {
+        sheet: "抽查结果".into(),
+        header: CSV_HEADER.iter().map(|h| (*h).to_owned()).collect(),
+        rows,
     }
-    Ok(out)
 }
 
-/// A CSV download response.
-pub fn csv_response(bytes: Vec<u8>, filename: &str) -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
-            (
-                header::CONTENT_DISPOSITION,
-                format!("attachment; filename=\"{filename}\""),
-            ),
-        ],
-        bytes,
-    )
-        .into_response()
+/// `GET /api/v1/public/tasks/{id}/results.csv` and `….xlsx`: the task's published results.
+async fn task_results_file(state: AppState, task_id: i64, format: Format) -> Result<Response> {
+    let results = state.db.read(move |c| task_results(c, task_id)).await?;
+    results_table(&results).download(format, &format!("task-{task_id}-results"))
 }
 
 async fn task_csv(
     State(state): State<AppState>,
     ApiPath(task_id): ApiPath<i64>,
 ) -> Result<Response> {
-    let results = state.db.read(move |c| task_results(c, task_id)).await?;
-    Ok(csv_response(
-        results_csv(&results)?,
-        &format!("task-{task_id}-results.csv"),
-    ))
+    task_results_file(state, task_id, Format::Csv).await
+}
+
+async fn task_xlsx(
+    State(state): State<AppState>,
+    ApiPath(task_id): ApiPath<i64>,
+) -> Result<Response> {
+    task_results_file(state, task_id, Format::Xlsx).await
 }
 
 #[derive(Debug, Deserialize)]
@@ -1058,7 +1054,7 @@ mod tests {
             "result": "未发现问题", "version": 1,
             "items": [{"name": "=1+1", "result": "未发现问题"}],
         });
-        let bytes = super::results_csv(&[result]).unwrap();
+        let bytes = super::results_table(&[result]).to_csv().unwrap();
         let text = String::from_utf8(bytes).unwrap();
         let mut reader = csv::Reader::from_reader(text.trim_start_matches('\u{feff}').as_bytes());
         let row = reader.records().next().unwrap().unwrap();

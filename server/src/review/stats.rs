@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use suiji_mobile_core::vocab::ResultCategory;
 
-use super::publication::{PublicContent, csv_response};
+use super::publication::PublicContent;
 use super::{china_date_of, refresh_stale};
 use crate::AppState;
 use crate::auth::{AuthUser, Role};
@@ -37,6 +37,7 @@ use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::plans;
 use crate::registry::rules;
+use crate::spreadsheet::{Cell, Format, Table};
 
 /// Routes of this module.
 pub fn routes() -> Router<AppState> {
@@ -256,62 +257,58 @@ pub fn compute(
     })
 }
 
-/// The table as CSV (UTF-8 with a byte-order mark), department lines then 合计.
-pub fn to_csv(stats: &Stats) -> Result<Vec<u8>> {
-    let mut out = "\u{feff}".as_bytes().to_vec();
-    {
-        let mut w = csv::Writer::from_writer(&mut out);
-        let csv_err = |e: csv::Error| Error::Internal(format!("writing CSV: {e}"));
-        let mut header: Vec<String> = [
-            "部门代码",
-            "部门",
-            "抽查任务数",
-            "检查对象数",
-            "抽取数",
-            "抽查比例",
-            "检查事项数",
-        ]
+/// The statistics as a spreadsheet table: one row per department, then the agency's total
+/// (合计), with Chinese headers.
+pub fn to_table(stats: &Stats) -> Table {
+    let mut header: Vec<String> = [
+        "部门代码",
+        "部门",
+        "抽查任务数",
+        "检查对象数",
+        "抽取数",
+        "抽查比例",
+        "检查事项数",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    header.extend(ResultCategory::ALL.iter().map(|c| c.label().to_owned()));
+    header.extend(["公示数", "按时公示", "逾期公示", "期限无法计算"].map(str::to_owned));
+    let rows = stats
+        .departments
         .iter()
-        .map(|s| (*s).to_owned())
-        .collect();
-        header.extend(ResultCategory::ALL.iter().map(|c| c.label().to_owned()));
-        header.extend(["公示数", "按时公示", "逾期公示", "期限无法计算"].map(str::to_owned));
-        w.write_record(&header).map_err(csv_err)?;
-        for row in stats
-            .departments
-            .iter()
-            .chain(std::iter::once(&stats.agency))
-        {
-            let mut line = vec![
-                row.department.as_deref().map_or_else(
-                    || "合计".into(),
-                    |d| crate::spreadsheet::cell(d).into_owned(),
-                ),
-                crate::spreadsheet::cell(&row.department_name).into_owned(),
-                row.tasks.to_string(),
-                row.targets_in_scope.to_string(),
-                row.drawn.to_string(),
+        .chain(std::iter::once(&stats.agency))
+        .map(|row| {
+            let mut line: Vec<Cell> = vec![
+                row.department.as_deref().unwrap_or("合计").into(),
+                row.department_name.as_str().into(),
+                row.tasks.into(),
+                row.targets_in_scope.into(),
+                row.drawn.into(),
                 row.ratio
                     .map(|r| format!("{:.2}%", r * 100.0))
-                    .unwrap_or_default(),
-                row.items_checked.to_string(),
+                    .unwrap_or_default()
+                    .into(),
+                row.items_checked.into(),
             ];
             line.extend(
                 ResultCategory::ALL
                     .iter()
-                    .map(|c| row.results.get(c.code()).copied().unwrap_or(0).to_string()),
+                    .map(|c| row.results.get(c.code()).copied().unwrap_or(0).into()),
             );
             line.extend([
-                row.published.to_string(),
-                row.published_on_time.to_string(),
-                row.published_late.to_string(),
-                row.deadline_unknown.to_string(),
+                row.published.into(),
+                row.published_on_time.into(),
+                row.published_late.into(),
+                row.deadline_unknown.into(),
             ]);
-            w.write_record(&line).map_err(csv_err)?;
-        }
-        w.flush()?;
+            line
+        })
+        .collect();
+    Table {
+        sheet: "抽查统计".into(),
+        header,
+        rows,
     }
-    Ok(out)
 }
 
 #[derive(Debug, Deserialize)]
@@ -328,10 +325,11 @@ async fn stats(
     ApiQuery(q): ApiQuery<StatsQuery>,
 ) -> Result<Response> {
     user.require(&[Role::Supervisor, Role::Admin, Role::Planner])?;
-    let csv = match q.format.as_deref() {
-        None | Some("json") => false,
-        Some("csv") => true,
-        Some(_) => return Err(Error::invalid("format", "json or csv")),
+    let format = match q.format.as_deref() {
+        None | Some("json") => None,
+        Some("csv") => Some(Format::Csv),
+        Some("xlsx") => Some(Format::Xlsx),
+        Some(_) => return Err(Error::invalid("format", "json, csv or xlsx")),
     };
     let calendar = state.calendar();
     let (year, month) = (q.year, q.month);
@@ -342,12 +340,12 @@ async fn stats(
             compute(tx, &calendar, year, month)
         })
         .await?;
-    if csv {
-        let name = match month {
-            Some(m) => format!("stats-{year}-{m:02}.csv"),
-            None => format!("stats-{year}.csv"),
+    if let Some(format) = format {
+        let stem = match month {
+            Some(m) => format!("stats-{year}-{m:02}"),
+            None => format!("stats-{year}"),
         };
-        return Ok(csv_response(to_csv(&stats)?, &name));
+        return to_table(&stats).download(format, &stem);
     }
     Ok(Json(json!(stats)).into_response())
 }

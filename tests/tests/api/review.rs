@@ -1161,4 +1161,89 @@ async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
             "{export} CSV cells that would run: {live:?}"
         );
     }
+
+    // The same exports as XLSX keep every name exactly as entered, as text: no cell is a
+    // formula. The header is frozen and the sheet named in Chinese.
+    let results_xlsx = reqwest::get(format!(
+        "{}/api/v1/public/tasks/{task_id}/results.xlsx",
+        server.base
+    ))
+    .await
+    .unwrap();
+    assert_eq!(results_xlsx.status(), StatusCode::OK);
+    assert_eq!(
+        results_xlsx.headers()["content-type"],
+        "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+    );
+    let results_xlsx = results_xlsx.bytes().await.unwrap().to_vec();
+    let stats_xlsx = supervisor
+        .raw(
+            reqwest::Method::GET,
+            &format!(
+                "/api/v1/stats?year={}&format=xlsx",
+                &suiji_server::review::china_today().to_string()[..4]
+            ),
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    for (export, bytes, sheet, header, hostile) in [
+        (
+            "results",
+            &results_xlsx,
+            "抽查结果",
+            "抽查计划编号",
+            &[TASK_NAME, TARGET_NAME, "-1+1"][..],
+        ),
+        (
+            "statistics",
+            &stats_xlsx,
+            "抽查统计",
+            "部门代码",
+            &[DEPARTMENT_NAME][..],
+        ),
+    ] {
+        use calamine::Reader;
+        let mut book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes.clone())).unwrap();
+        assert_eq!(book.sheet_names(), vec![sheet.to_owned()], "{export}");
+        let range = book.worksheet_range(sheet).unwrap();
+        let cells: Vec<String> = range.cells().map(|(_, _, c)| c.to_string()).collect();
+        assert_eq!(cells[0], header, "{export}");
+        for name in hostile {
+            assert!(
+                cells.iter().any(|c| c.starts_with(name)),
+                "{export} XLSX holds {name} as entered: {cells:?}"
+            );
+        }
+        let formulas = book.worksheet_formula(sheet).unwrap();
+        assert!(
+            formulas.cells().all(|(_, _, f)| f.is_empty()),
+            "{export} XLSX has no formula cell"
+        );
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes.clone())).unwrap();
+        let mut xml = String::new();
+        std::io::Read::read_to_string(
+            &mut zip.by_name("xl/worksheets/sheet1.xml").unwrap(),
+            &mut xml,
+        )
+        .unwrap();
+        assert!(
+            xml.contains("state=\"frozen\"") && xml.contains("topLeftCell=\"A2\""),
+            "{export}: the header row is frozen"
+        );
+    }
+    // Only staff read statistics, in any form.
+    let inspector = server.login("inspector").await;
+    let (s, _) = inspector
+        .get(&format!(
+            "/api/v1/stats?year={}&format=xlsx",
+            &suiji_server::review::china_today().to_string()[..4]
+        ))
+        .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }
