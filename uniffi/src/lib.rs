@@ -38,6 +38,10 @@ pub enum SuijiError {
     /// The server no longer accepts the login: the inspector must log in again.
     #[error("not logged in: {0}")]
     Unauthorized(String),
+    /// The sync listener cancelled the sync (`SyncListener.is_cancelled`). What was applied
+    /// before stays applied; sync again later.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// The phone's storage failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -68,6 +72,7 @@ impl From<suiji_mobile_core::Error> for SuijiError {
             | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
             E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
             E::Network(_) => SuijiError::Network(message),
+            E::Cancelled => SuijiError::Cancelled(message),
             E::Unauthorized(_) | E::SignerNotLoggedIn { .. } => SuijiError::Unauthorized(message),
             E::Server { status, .. } if status >= 500 => SuijiError::Network(message),
             E::Server { status: 404, .. } => SuijiError::NotFound(message),

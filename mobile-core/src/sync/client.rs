@@ -78,6 +78,27 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// How a client waits on the server. A request that fails a timeout is an [`Error::Network`],
+/// with the store as it was before the failed round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Longest wait to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for each read or write on a connection: a server that accepts and then
+    /// stays silent fails the request after this.
+    pub io_timeout: Duration,
+}
+
+impl Default for SyncOptions {
+    /// 20 s to connect, 60 s for each read or write.
+    fn default() -> Self {
+        SyncOptions {
+            connect_timeout: Duration::from_secs(20),
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// How far a sync has got.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncProgress {
@@ -93,7 +114,7 @@ pub struct SyncProgress {
     pub bytes_total: u64,
 }
 
-/// Told about a sync as it runs. Both methods do nothing by default; `()` listens to nothing.
+/// Told about a sync as it runs. Every method does nothing by default; `()` listens to nothing.
 pub trait SyncListener {
     /// Called after every round and every blob chunk.
     fn progress(&self, progress: &SyncProgress) {
@@ -104,6 +125,13 @@ pub trait SyncListener {
     /// store these now (the sync may still fail later).
     fn credentials_refreshed(&self, credentials: &Credentials) {
         let _ = credentials;
+    }
+
+    /// Asked before every request of a sync (each round, blob batch, chunk and status query):
+    /// `true` stops the sync there with [`Error::Cancelled`]. A request already under way is
+    /// not interrupted; it ends with its answer or the client's timeouts.
+    fn is_cancelled(&self) -> bool {
+        false
     }
 }
 
@@ -295,7 +323,17 @@ impl Client {
     /// A client for the server at `server_url` (`http://` or `https://`, with or without a
     /// trailing slash), with 20 s to connect and 60 s for each read or write.
     pub fn new(server_url: &str) -> Result<Client> {
-        Client::with_timeouts(server_url, Duration::from_secs(20), Duration::from_secs(60))
+        Client::with_options(server_url, &SyncOptions::default())
+    }
+
+    /// A client with the timeouts of `options`.
+    pub fn with_options(server_url: &str, options: &SyncOptions) -> Result<Client> {
+        Client::with_timeouts(server_url, options.connect_timeout, options.io_timeout)
+    }
+
+    /// The server's address, without a trailing slash.
+    pub fn server_url(&self) -> &str {
+        &self.base
     }
 
     /// A client with its own timeouts: `connect` to open a connection, `io` for each read or
@@ -686,6 +724,22 @@ impl Client {
         }
     }
 
+    /// Ends the session of `credentials` on the server (`POST /api/v1/auth/logout`); its
+    /// access and refresh tokens are refused from then on. An expired access token is
+    /// refreshed first. Fails as any request does when the server cannot be reached.
+    pub fn log_out(&self, credentials: &mut Credentials) -> Result<()> {
+        let mut http = Http::new(credentials, &());
+        let answer = self.authorized(
+            &mut http,
+            MAX_SMALL_ANSWER,
+            Call::Post(LOGOUT_PATH, b"{}", "application/json"),
+        )?;
+        match answer.status {
+            200 | 204 => Ok(()),
+            _ => Err(answer.into_error()),
+        }
+    }
+
     /// Ends a session; a failure only leaves it to expire.
     fn close_session(&self, credentials: &mut Credentials) {
         let mut http = Http::new(credentials, &());
@@ -702,6 +756,9 @@ impl Client {
     /// Sends a request with the access token; on a 401 refreshes the tokens once and sends it
     /// again.
     fn authorized(&self, http: &mut Http<'_>, limit: u64, call: Call<'_>) -> Result<Answer> {
+        if http.listener.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let token = http.credentials.access_token.clone();
         let answer = self.send(call, Some(&token), limit, http)?;
         if answer.status != 401 {
@@ -863,6 +920,9 @@ pub(crate) fn run_rounds(
         if tally.report.rounds >= MAX_ROUNDS {
             tally.tick();
             break;
+        }
+        if tally.listener.is_cancelled() {
+            return Err(Error::Cancelled);
         }
         tally.report.rounds += 1;
         tally.progress.round = tally.report.rounds;

@@ -904,3 +904,70 @@ fn a_second_sync_started_while_one_runs_is_refused_and_the_first_completes() {
     assert!(report.received.is_empty());
     assert_eq!(heads(&background, &record), server.doc(&record).heads_hex());
 }
+
+/// Cancels a sync once it has sent `rounds` rounds.
+struct CancelAfter {
+    rounds: u32,
+    seen: std::cell::Cell<u32>,
+}
+
+impl super::SyncListener for CancelAfter {
+    fn progress(&self, progress: &super::SyncProgress) {
+        self.seen.set(progress.round);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.seen.get() >= self.rounds
+    }
+}
+
+#[test]
+fn a_sync_cancelled_between_rounds_keeps_what_was_applied_and_a_later_sync_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::default();
+    let bad = server.create("task-1/t-1");
+    let good = server.create("task-1/t-2");
+    let phone = open(dir.path(), 1);
+    sync(&phone, &mut server);
+    // The refused record takes a round of its own, so the good one needs a second round.
+    phone
+        .edit(&bad, |d| {
+            d.automerge_mut()
+                .put(automerge::ROOT, "extra", "x")
+                .map_err(Error::from)
+        })
+        .unwrap();
+    phone
+        .edit(&good, |d| d.set_finding(&a01(), "正常"))
+        .unwrap();
+    let before = server.doc(&good).heads_hex();
+
+    let listener = CancelAfter {
+        rounds: 1,
+        seen: Default::default(),
+    };
+    let mut tally = Tally::new(&listener);
+    let inspector = phone.inspector_id().clone();
+    let mut exchanges = 0;
+    let result = run_rounds(&phone, &mut tally, &mut |request| {
+        exchanges += 1;
+        Ok(server.exchange(&inspector, request))
+    });
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    assert_eq!(exchanges, 1, "stopped before the second round");
+    // The first round's refusal is kept; the good record's change is still queued.
+    assert!(phone.sync_refusal(&bad).unwrap().is_some());
+    assert_eq!(server.doc(&good).heads_hex(), before);
+    assert!(
+        phone
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|e| e.item == OutboxItem::Record(good.clone()))
+    );
+
+    // The cancelled sync released the store: the next one completes.
+    let report = sync(&phone, &mut server);
+    assert_eq!(report.sent, vec![good.clone()]);
+    assert_eq!(heads(&phone, &good), server.doc(&good).heads_hex());
+}
