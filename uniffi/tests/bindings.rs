@@ -175,6 +175,10 @@ fn kotlin_and_swift_bindings_generate() {
     let source = std::fs::read_to_string(&kt[0]).unwrap();
     assert!(source.contains("class MobileStore"));
     assert!(source.contains("sealed class SuijiException"));
+    assert!(
+        source.contains("enum class Method"),
+        "vocabularies cross as enums"
+    );
 
     let swift = work.path().join("swift");
     generate("swift", &swift);
