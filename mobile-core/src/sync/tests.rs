@@ -971,3 +971,46 @@ fn a_sync_cancelled_between_rounds_keeps_what_was_applied_and_a_later_sync_compl
     assert_eq!(report.sent, vec![good.clone()]);
     assert_eq!(heads(&phone, &good), server.doc(&good).heads_hex());
 }
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_login_and_sync_within_the_timeouts() {
+    use super::{SyncOptions, session};
+    use std::time::Duration;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    // Takes every connection and holds it open without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let phone = std::sync::Arc::new(open(dir.path(), 1));
+    phone
+        .keep_session(&crate::store::Session {
+            server_url: url.clone(),
+            credentials: super::Credentials {
+                access_token: "a".into(),
+                refresh_token: "r".into(),
+            },
+        })
+        .unwrap();
+    let options = SyncOptions {
+        connect_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_millis(300),
+    };
+    let (done, results) = std::sync::mpsc::channel();
+    let store = phone.clone();
+    std::thread::spawn(move || {
+        let login = session::login(&store, &url, "inspector", "pw", &options);
+        let sync = session::sync(&store, &options, &());
+        done.send((login, sync)).unwrap();
+    });
+    let (login, sync) = results
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the timeouts end both within a generous bound");
+    assert!(matches!(login, Err(Error::Network(_))), "{login:?}");
+    assert!(matches!(sync, Err(Error::Network(_))), "{sync:?}");
+    assert!(phone.session().unwrap().is_some(), "a timeout is no logout");
+}
