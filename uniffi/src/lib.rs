@@ -107,47 +107,76 @@ fn date(text: &str) -> Result<chrono::NaiveDate> {
 /// How an item was checked (核查方式); a record may use several per item.
 #[uniffi::remote(Enum)]
 pub enum Method {
+    /// 实地检查
     OnSite,
+    /// 书面检查
     Documentary,
+    /// 行政部门检查结果或专业意见
     OfficialOpinion,
+    /// 检验检测
     Testing,
+    /// 网络监测
     OnlineMonitoring,
+    /// 委托专业机构辅助
     ProfessionalAgency,
 }
 
 /// The statutory result categories (检查结果); a record may carry several.
 #[uniffi::remote(Enum)]
 pub enum ResultCategory {
+    /// 未发现问题
     NoProblem,
+    /// 未按规定公示应当公示的信息
     NotPublicized,
+    /// 公示信息隐瞒真实情况、弄虚作假
     FalsePublicity,
+    /// 通过登记的住所（经营场所）无法联系
     Unreachable,
+    /// 发现问题已责令改正
     Rectified,
+    /// 不配合检查情节严重
     Uncooperative,
+    /// 未发现开展本次抽查涉及的经营活动
     NoActivity,
+    /// 发现问题待后续处理
     PendingFollowup,
+    /// 已关闭停业或正在组织清算
     Closed,
+    /// 已注销、被吊销、被撤销或已迁出
     Deregistered,
 }
 
-/// Follow-up measures (后续处置措施).
+/// Follow-up measures (后续处置措施). The core's `None` crosses as `NoFollowUp`, so that
+/// Swift's `.none` stays `Optional`'s.
 #[uniffi::remote(Enum)]
 pub enum FollowUpMeasure {
+    /// 无需后续处置
+    #[uniffi(name = "NoFollowUp")]
     None,
+    /// 责令改正, always with a deadline
     OrderRectification,
+    /// 移送办案机构
     ReferCaseUnit,
+    /// 抄告相关部门
     NotifyDepartment,
+    /// 移送公安/司法机关
     ReferPolice,
+    /// 其他
     Other,
 }
 
 /// Where a record stands in review.
 #[uniffi::remote(Enum)]
 pub enum ReviewState {
+    /// Drawn and assigned; inspectors are filling it in (待检查).
     Open,
+    /// The inspectors submitted it; a supervisor is to review it (已提交).
     Submitted,
+    /// A supervisor sent it back with comments; inspectors may edit and submit again (已退回).
     Returned,
+    /// A supervisor approved it (已审核).
     Approved,
+    /// Its result is public (已公示).
     Published,
 }
 

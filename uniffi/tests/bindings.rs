@@ -184,6 +184,10 @@ fn kotlin_and_swift_bindings_generate() {
     generate("swift", &swift);
     let swift_source = std::fs::read_to_string(swift.join("suiji_uniffi.swift")).unwrap();
     assert!(swift_source.contains("class MobileStore"));
+    assert!(
+        !swift_source.contains("case none"),
+        "no enum case shadows Optional.none"
+    );
     assert!(swift.join("suiji_uniffiFFI.h").exists());
     assert!(swift.join("suiji_uniffiFFI.modulemap").exists());
 }

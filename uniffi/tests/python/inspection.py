@@ -60,7 +60,7 @@ def inspect():
     record.set_follow_up(suiji.FollowUpMeasure.ORDER_RECTIFICATION, "2025-08-01", "限期三十日改正")
 
     # Errors cross as the flat enum.
-    expect_error(suiji.SuijiError.InvalidInput, record.set_follow_up, suiji.FollowUpMeasure.NONE, "soon", None)
+    expect_error(suiji.SuijiError.InvalidInput, record.set_follow_up, suiji.FollowUpMeasure.NO_FOLLOW_UP, "soon", None)
     expect_error(suiji.SuijiError.NotFound, record.set_finding, "Z99", "x")
     expect_error(suiji.SuijiError.NotFound, store.record, "no-such-record")
     expect_error(suiji.SuijiError.InvalidInput, record.import_photo, "A01", b"not a photo", "x")
