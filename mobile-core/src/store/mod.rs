@@ -626,15 +626,16 @@ impl Store {
     }
 
     /// Marks an entry as uploaded. Returns false (and keeps it queued) if the record changed
-    /// again since the entry was read, so the newer state still goes out.
-    pub fn ack_outbox(&self, entry: &OutboxEntry) -> Result<bool> {
+    /// again since the entry was read, so the newer state still goes out. Only the sync client
+    /// calls this, once the server holds the entry's upload: nothing else may drop one.
+    pub(crate) fn ack_outbox(&self, entry: &OutboxEntry) -> Result<bool> {
         let w = self.lock_writer();
         outbox::ack(&w.conn, entry)
     }
 
     /// [`Store::ack_outbox`] for many entries, in one transaction. Returns how many were
     /// removed.
-    pub fn ack_outbox_all<'a>(
+    pub(crate) fn ack_outbox_all<'a>(
         &self,
         entries: impl IntoIterator<Item = &'a OutboxEntry>,
     ) -> Result<usize> {
