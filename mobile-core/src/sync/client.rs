@@ -11,7 +11,8 @@
 //! How each answer is handled:
 //! - 200: applied; a malformed body is an [`Error::Server`] and nothing is applied.
 //! - 401: the tokens are refreshed once (`POST /api/v1/auth/refresh`) and the same request is
-//!   sent again; a 401 from the refresh, or again after it, is [`Error::Unauthorized`].
+//!   sent again; a 400, 401 or 403 from the refresh, or a 401 again after it, is
+//!   [`Error::Unauthorized`] (the kept session is then forgotten: `sync::session`).
 //! - 422 (a change broke a rule), 403 (`not_assigned`) or 404 (`unknown_record`) naming a
 //!   record this round carried a message for: nothing of the round was stored, so the round
 //!   is dropped, the record is marked refused (rule and message, shown in the task list) with
@@ -790,9 +791,13 @@ impl Client {
         )?;
         if answer.status != 200 {
             return Err(match answer.into_error() {
+                // The refresh token itself was refused. Anything else (a 429 from a busy
+                // server, a 5xx) says nothing about it: the session is kept for a retry.
                 Error::Server {
-                    status, message, ..
-                } if status < 500 => Error::Unauthorized(message),
+                    status: 400 | 403,
+                    message,
+                    ..
+                } => Error::Unauthorized(message),
                 other => other,
             });
         }

@@ -182,3 +182,34 @@ async fn a_sync_cancelled_mid_upload_keeps_the_rest_queued_and_a_later_sync_resu
     );
     assert!(store.pending().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn a_session_the_server_revoked_is_forgotten_at_the_next_sync() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 1).await;
+    let inspector = records[0].group[0];
+    let username = agency.username_of(inspector).to_owned();
+    let (_dir, store) = phone_store(inspector);
+    let (s, url) = (store.clone(), server.base.clone());
+    blocking(move || session::login(&s, &url, &username, PASSWORD, &SyncOptions::default()))
+        .await
+        .unwrap();
+    // Revoked elsewhere (here with a copy of its tokens, as an administrator's revocation).
+    let mut copy = store.session().unwrap().unwrap().credentials;
+    let url = server.base.clone();
+    blocking(move || client::Client::new(&url)?.log_out(&mut copy))
+        .await
+        .unwrap();
+
+    let s = store.clone();
+    let refused = blocking(move || session::sync(&s, &SyncOptions::default(), &())).await;
+    assert!(
+        matches!(refused, Err(Error::Unauthorized(_))),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.session().unwrap(),
+        None,
+        "the app shows its login screen"
+    );
+}
