@@ -118,7 +118,8 @@ pub struct PhotoEntry {
 /// What waits to go to the server, as a background scheduler asks before it wakes a sync.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Pending {
-    /// Records with local changes the server may not have.
+    /// Records with local changes the server may not have. A record the server refused
+    /// stays counted (its changes are kept) until a sync of it goes through.
     pub records: u32,
     /// Blobs (photos, thumbnails, upload copies, signature images) queued for upload.
     pub blobs: u32,
