@@ -283,11 +283,14 @@ impl<'a> Tally<'a> {
     }
 }
 
-/// The HTTP side of one sync or download: the tokens (refreshed in place) and the bytes
-/// moved.
+/// The HTTP side of one sync or download: the tokens (refreshed in place), the bytes moved,
+/// and the connections to use.
 struct Http<'a> {
     credentials: &'a mut Credentials,
     listener: &'a dyn SyncListener,
+    /// Connections of their own, once a refused request may have left the client's pooled
+    /// one closing (see [`Client::send`]).
+    agent: Option<ureq::Agent>,
     refreshed: bool,
     requests: u32,
     bytes_sent: u64,
@@ -299,6 +302,7 @@ impl<'a> Http<'a> {
         Http {
             credentials,
             listener,
+            agent: None,
             refreshed: false,
             requests: 0,
             bytes_sent: 0,
@@ -312,6 +316,8 @@ impl<'a> Http<'a> {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    connect: Duration,
+    io: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -346,18 +352,11 @@ impl Client {
                 "server address {server_url:?} is not an http:// or https:// URL"
             )));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(connect))
-            .timeout_per_read(Some(io))
-            .timeout_per_write(Some(io))
-            .user_agent(concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Ok(Client {
             base: base.to_owned(),
-            agent,
+            agent: new_agent(connect, io),
+            connect,
+            io,
         })
     }
 
@@ -812,6 +811,12 @@ impl Client {
     }
 
     /// Sends one request and reads the whole answer, whatever its status.
+    ///
+    /// A server may refuse a request with a body before reading the body (a 401 from the
+    /// authentication, a 413) and then close the connection without saying so; the pool
+    /// would hand that connection to the next request (the token refresh that follows a 401),
+    /// which would fail as a network error. So after such an answer the rest of this sync or
+    /// download goes on connections of its own.
     fn send(
         &self,
         call: Call<'_>,
@@ -820,17 +825,17 @@ impl Client {
         http: &mut Http<'_>,
     ) -> Result<Answer> {
         let bearer = token.map(|t| format!("Bearer {t}"));
+        let agent = http.agent.as_ref().unwrap_or(&self.agent);
         let (result, sent) = match call {
             Call::Get(path) => {
-                let mut request = self.agent.get(format!("{}{path}", self.base));
+                let mut request = agent.get(format!("{}{path}", self.base));
                 if let Some(bearer) = &bearer {
                     request = request.header("Authorization", bearer);
                 }
                 (request.call(), 0)
             }
             Call::Post(path, body, content_type) => {
-                let mut request = self
-                    .agent
+                let mut request = agent
                     .post(format!("{}{path}", self.base))
                     .header("Content-Type", content_type);
                 if let Some(bearer) = &bearer {
@@ -839,8 +844,7 @@ impl Client {
                 (request.send(body), body.len())
             }
             Call::Put(path, body) => {
-                let mut request = self
-                    .agent
+                let mut request = agent
                     .put(format!("{}{path}", self.base))
                     .header("Content-Type", "application/octet-stream");
                 if let Some(bearer) = &bearer {
@@ -866,8 +870,24 @@ impl Client {
             .read_to_vec()
             .map_err(network)?;
         http.bytes_received += body.len() as u64;
+        if status >= 400 && !matches!(call, Call::Get(_)) {
+            http.agent = Some(new_agent(self.connect, self.io));
+        }
         Ok(Answer { status, body })
     }
+}
+
+/// An agent (a pool of connections) with the client's settings.
+fn new_agent(connect: Duration, io: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(connect))
+        .timeout_per_read(Some(io))
+        .timeout_per_write(Some(io))
+        .user_agent(concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// The blobs queued for upload with their sizes, thumbnails first.

@@ -1014,3 +1014,94 @@ fn a_server_that_accepts_and_never_answers_fails_login_and_sync_within_the_timeo
     assert!(matches!(sync, Err(Error::Network(_))), "{sync:?}");
     assert!(phone.session().unwrap().is_some(), "a timeout is no logout");
 }
+
+/// Reads one HTTP/1.1 request from `stream`: its path and `Authorization` header, or `None`
+/// once the client has closed the connection.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Option<String>)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let path = head.split(' ').nth(1)?.to_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length").map_or(0, |n| n.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((path, header("authorization")))
+}
+
+fn answer(stream: &mut std::net::TcpStream, status: &str, body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
+fn the_refresh_after_a_401_goes_on_a_new_connection_when_the_server_drops_the_old_one() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let reused = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = reused.clone();
+    // A server that, like one refusing a request before reading its body, answers the stale
+    // token's 401 and then drops the connection at the next request on it.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                while let Some((path, auth)) = read_request(&mut stream) {
+                    match (path.as_str(), auth.as_deref()) {
+                        ("/api/v1/auth/logout", Some("Bearer stale")) => {
+                            answer(
+                                &mut stream,
+                                "401 Unauthorized",
+                                r#"{"error":{"code":"unauthorized","message":"expired"}}"#,
+                            );
+                            if read_request(&mut stream).is_some() {
+                                seen.store(true, Ordering::SeqCst);
+                            }
+                            return;
+                        }
+                        ("/api/v1/auth/refresh", _) => answer(
+                            &mut stream,
+                            "200 OK",
+                            r#"{"access_token":"fresh","refresh_token":"r2"}"#,
+                        ),
+                        ("/api/v1/auth/logout", Some("Bearer fresh")) => {
+                            answer(&mut stream, "200 OK", r#"{"logged_out":true}"#)
+                        }
+                        _ => answer(&mut stream, "404 Not Found", "{}"),
+                    }
+                }
+            });
+        }
+    });
+    let mut credentials = super::Credentials {
+        access_token: "stale".into(),
+        refresh_token: "r1".into(),
+    };
+    let client = super::Client::new(&url).unwrap();
+    let result = client.log_out(&mut credentials);
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(credentials.access_token, "fresh");
+    assert!(
+        !reused.load(Ordering::SeqCst),
+        "nothing was sent on the refused connection"
+    );
+}
