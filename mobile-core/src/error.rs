@@ -117,6 +117,12 @@ pub enum Error {
     #[error("network: {0}")]
     Network(String),
 
+    /// The sync listener asked to stop ([`crate::sync::SyncListener::is_cancelled`]). Every
+    /// round applied before it stays applied, and nothing half-done was kept: sync again later.
+    #[cfg(feature = "phone")]
+    #[error("the sync was cancelled")]
+    Cancelled,
+
     /// The server no longer accepts this login (the access token was refused and could not be
     /// refreshed): the inspector must log in again.
     #[cfg(feature = "phone")]

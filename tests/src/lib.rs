@@ -362,12 +362,10 @@ pub async fn seed_agency(server: &TestServer, per_department: usize, targets: u3
 }
 
 /// A simulated phone: a real mobile-core store in a temporary directory,
-/// logged in as one inspector.
+/// logged in as one inspector with the session kept in the store, as an app is.
 pub struct Phone {
     /// The phone's store.
     pub store: std::sync::Arc<suiji_mobile_core::Store>,
-    /// The inspector's tokens.
-    pub credentials: suiji_mobile_core::sync::client::Credentials,
     /// Inspector id.
     pub inspector_id: i64,
     /// Login name.
@@ -376,8 +374,9 @@ pub struct Phone {
 }
 
 impl Phone {
-    /// Opens an empty store for `inspector_id` and logs `username` in on it, as an app does:
-    /// the session is bound to the store's device and the inspector's signing key registered.
+    /// Opens an empty store for `inspector_id` and logs `username` in on it, as an app does
+    /// (`sync::session::login`): the session is bound to the store's device, the inspector's
+    /// signing key registered, and the session kept in the store.
     pub async fn open(server: &TestServer, username: &str, inspector_id: i64) -> Phone {
         let dir = tempfile::tempdir().expect("phone dir");
         let options = suiji_mobile_core::StoreOptions::new(suiji_mobile_core::InspectorId::new(
@@ -385,22 +384,36 @@ impl Phone {
         ));
         let store = suiji_mobile_core::Store::open(dir.path(), options).expect("open phone store");
         let store = std::sync::Arc::new(store);
-        let credentials = {
+        {
             let (store, url, name) = (store.clone(), server.base.clone(), username.to_owned());
             tokio::task::spawn_blocking(move || {
-                suiji_mobile_core::sync::client::log_in(&store, &url, &name, PASSWORD)
+                suiji_mobile_core::sync::session::login(
+                    &store,
+                    &url,
+                    &name,
+                    PASSWORD,
+                    &suiji_mobile_core::sync::SyncOptions::default(),
+                )
             })
             .await
             .expect("login thread")
-            .unwrap_or_else(|e| panic!("log {username} in on a phone: {e}"))
-        };
+            .unwrap_or_else(|e| panic!("log {username} in on a phone: {e}"));
+        }
         Phone {
             store,
-            credentials,
             inspector_id,
             username: username.to_owned(),
             _dir: dir,
         }
+    }
+
+    /// The tokens the store keeps now (they change when a sync refreshes them).
+    pub fn credentials(&self) -> suiji_mobile_core::sync::client::Credentials {
+        self.store
+            .session()
+            .expect("read the session")
+            .expect("the phone is logged in")
+            .credentials
     }
 
     /// Signs record `id` as the phone's own inspector, without a handwritten image.
@@ -410,22 +423,28 @@ impl Phone {
             .map(drop)
     }
 
-    /// Syncs with the server at `url` (the client blocks, so off the runtime).
+    /// Syncs (the client blocks, so off the runtime): with the kept session when `url` is the
+    /// server it logged in on, else with the kept tokens through `url` (a proxy in front of
+    /// the server), keeping any tokens refreshed on the way.
     pub async fn sync(
         &mut self,
         url: &str,
     ) -> suiji_mobile_core::Result<suiji_mobile_core::sync::client::SyncReport> {
+        use suiji_mobile_core::sync::{SyncOptions, client, session};
         let store = self.store.clone();
-        let mut credentials = self.credentials.clone();
-        let url = url.to_owned();
-        let (result, credentials) = tokio::task::spawn_blocking(move || {
-            let result = suiji_mobile_core::sync::client::sync(&store, &url, &mut credentials, &());
-            (result, credentials)
+        let url = url.trim_end_matches('/').to_owned();
+        tokio::task::spawn_blocking(move || {
+            let kept = store.session()?.expect("the phone is logged in");
+            if kept.server_url == url {
+                return session::sync(&store, &SyncOptions::default(), &());
+            }
+            let mut credentials = kept.credentials;
+            let result = client::sync(&store, &url, &mut credentials, &());
+            store.keep_credentials(&credentials)?;
+            result
         })
         .await
-        .expect("sync thread");
-        self.credentials = credentials;
-        result
+        .expect("sync thread")
     }
 
     /// Ids of the records on the phone.

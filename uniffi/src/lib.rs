@@ -1,6 +1,6 @@
 //! uniffi bindings over suiji-mobile-core. Logic lives in mobile-core; this crate only wraps
-//! its types in `uniffi::Object`s, turns vocabularies into their string codes and flattens
-//! errors into one enum an app can act on.
+//! its types in `uniffi::Object`s, exposes its vocabularies as enums and flattens errors into
+//! one enum an app can act on.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
@@ -9,9 +9,10 @@ use suiji_mobile_core::record::{
     Conflict, EvidenceNote, Missing, NoteKind, PartySignature, PhotoMeta, SignatureStatus,
     SubmitOutcome,
 };
-use suiji_mobile_core::store::{OutboxEntry, OutboxItem, TaskSummary};
+use suiji_mobile_core::store::{OutboxEntry, OutboxItem, Pending, TaskSummary};
 use suiji_mobile_core::sync::client as core_sync;
-use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
+use suiji_mobile_core::sync::session as core_session;
+pub use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory, ReviewState};
 use suiji_mobile_core::{BlobHash, InspectorId, ItemCode, NoteId, RecordId, Store, StoreOptions};
 
 uniffi::setup_scaffolding!();
@@ -38,6 +39,10 @@ pub enum SuijiError {
     /// The server no longer accepts the login: the inspector must log in again.
     #[error("not logged in: {0}")]
     Unauthorized(String),
+    /// The sync listener cancelled the sync (`SyncListener.is_cancelled`). What was applied
+    /// before stays applied; sync again later.
+    #[error("cancelled: {0}")]
+    Cancelled(String),
     /// The phone's storage failed.
     #[error("storage: {0}")]
     Storage(String),
@@ -68,6 +73,7 @@ impl From<suiji_mobile_core::Error> for SuijiError {
             | E::UnsupportedSchema { .. } => SuijiError::InvalidInput(message),
             E::Sqlite(_) | E::Io(_) => SuijiError::Storage(message),
             E::Network(_) => SuijiError::Network(message),
+            E::Cancelled => SuijiError::Cancelled(message),
             E::Unauthorized(_) | E::SignerNotLoggedIn { .. } => SuijiError::Unauthorized(message),
             E::Server { status, .. } if status >= 500 => SuijiError::Network(message),
             E::Server { status: 404, .. } => SuijiError::NotFound(message),
@@ -87,24 +93,132 @@ fn blob_hash(text: &str) -> Result<BlobHash> {
     BlobHash::parse(text).ok_or_else(|| invalid(format!("not a SHA-256 hash: {text:?}")))
 }
 
-fn method(code: &str) -> Result<Method> {
-    Method::from_code(code).ok_or_else(|| invalid(format!("unknown method {code:?}")))
-}
-
-fn result_category(code: &str) -> Result<ResultCategory> {
-    ResultCategory::from_code(code).ok_or_else(|| invalid(format!("unknown result {code:?}")))
-}
-
 fn date(text: &str) -> Result<chrono::NaiveDate> {
     suiji_mobile_core::record::parse_date(text).map_err(invalid)
 }
 
 // ----- vocabularies ------------------------------------------------------------------------
+//
+// The core's own enums cross as they are (`uniffi::remote` restates their variants and checks
+// them against the core's at compile time); each list function gives every value in the
+// official order with its stable code (as the server's API and documents spell it) and its
+// official wording to show.
 
-/// One entry of a closed vocabulary: its stable code and official wording.
+/// How an item was checked (核查方式); a record may use several per item.
+#[uniffi::remote(Enum)]
+pub enum Method {
+    /// 实地检查
+    OnSite,
+    /// 书面检查
+    Documentary,
+    /// 行政部门检查结果或专业意见
+    OfficialOpinion,
+    /// 检验检测
+    Testing,
+    /// 网络监测
+    OnlineMonitoring,
+    /// 委托专业机构辅助
+    ProfessionalAgency,
+}
+
+/// The statutory result categories (检查结果); a record may carry several.
+#[uniffi::remote(Enum)]
+pub enum ResultCategory {
+    /// 未发现问题
+    NoProblem,
+    /// 未按规定公示应当公示的信息
+    NotPublicized,
+    /// 公示信息隐瞒真实情况、弄虚作假
+    FalsePublicity,
+    /// 通过登记的住所（经营场所）无法联系
+    Unreachable,
+    /// 发现问题已责令改正
+    Rectified,
+    /// 不配合检查情节严重
+    Uncooperative,
+    /// 未发现开展本次抽查涉及的经营活动
+    NoActivity,
+    /// 发现问题待后续处理
+    PendingFollowup,
+    /// 已关闭停业或正在组织清算
+    Closed,
+    /// 已注销、被吊销、被撤销或已迁出
+    Deregistered,
+}
+
+/// Follow-up measures (后续处置措施). The core's `None` crosses as `NoFollowUp`, so that
+/// Swift's `.none` stays `Optional`'s.
+#[uniffi::remote(Enum)]
+pub enum FollowUpMeasure {
+    /// 无需后续处置
+    #[uniffi(name = "NoFollowUp")]
+    None,
+    /// 责令改正, always with a deadline
+    OrderRectification,
+    /// 移送办案机构
+    ReferCaseUnit,
+    /// 抄告相关部门
+    NotifyDepartment,
+    /// 移送公安/司法机关
+    ReferPolice,
+    /// 其他
+    Other,
+}
+
+/// Where a record stands in review.
+#[uniffi::remote(Enum)]
+pub enum ReviewState {
+    /// Drawn and assigned; inspectors are filling it in (待检查).
+    Open,
+    /// The inspectors submitted it; a supervisor is to review it (已提交).
+    Submitted,
+    /// A supervisor sent it back with comments; inspectors may edit and submit again (已退回).
+    Returned,
+    /// A supervisor approved it (已审核).
+    Approved,
+    /// Its result is public (已公示).
+    Published,
+}
+
+/// One inspection method with its code and official wording.
 #[derive(Debug, Clone, uniffi::Record)]
-pub struct VocabEntry {
-    /// Code to pass back to the core.
+pub struct MethodEntry {
+    /// The method.
+    pub method: Method,
+    /// Its stable code.
+    pub code: String,
+    /// Official Chinese wording to show.
+    pub label: String,
+}
+
+/// One result category with its code and official wording.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ResultCategoryEntry {
+    /// The category.
+    pub category: ResultCategory,
+    /// Its stable code.
+    pub code: String,
+    /// Official Chinese wording to show.
+    pub label: String,
+}
+
+/// One follow-up measure with its code and official wording.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct FollowUpMeasureEntry {
+    /// The measure.
+    pub measure: FollowUpMeasure,
+    /// Its stable code.
+    pub code: String,
+    /// Official Chinese wording to show.
+    pub label: String,
+}
+
+/// One review state with its code and official wording.
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct ReviewStateEntry {
+    /// The state.
+    pub state: ReviewState,
+    /// Its stable code.
     pub code: String,
     /// Official Chinese wording to show.
     pub label: String,
@@ -112,36 +226,52 @@ pub struct VocabEntry {
 
 /// Inspection methods (核查方式).
 #[uniffi::export]
-pub fn methods() -> Vec<VocabEntry> {
+pub fn methods() -> Vec<MethodEntry> {
     Method::ALL
         .iter()
-        .map(|m| VocabEntry {
-            code: m.code().into(),
-            label: m.label().into(),
+        .map(|&method| MethodEntry {
+            method,
+            code: method.code().into(),
+            label: method.label().into(),
         })
         .collect()
 }
 
 /// Statutory result categories (检查结果).
 #[uniffi::export]
-pub fn result_categories() -> Vec<VocabEntry> {
+pub fn result_categories() -> Vec<ResultCategoryEntry> {
     ResultCategory::ALL
         .iter()
-        .map(|m| VocabEntry {
-            code: m.code().into(),
-            label: m.label().into(),
+        .map(|&category| ResultCategoryEntry {
+            category,
+            code: category.code().into(),
+            label: category.label().into(),
         })
         .collect()
 }
 
 /// Follow-up measures (后续处置措施).
 #[uniffi::export]
-pub fn follow_up_measures() -> Vec<VocabEntry> {
+pub fn follow_up_measures() -> Vec<FollowUpMeasureEntry> {
     FollowUpMeasure::ALL
         .iter()
-        .map(|m| VocabEntry {
-            code: m.code().into(),
-            label: m.label().into(),
+        .map(|&measure| FollowUpMeasureEntry {
+            measure,
+            code: measure.code().into(),
+            label: measure.label().into(),
+        })
+        .collect()
+}
+
+/// Review states (审核状态).
+#[uniffi::export]
+pub fn review_states() -> Vec<ReviewStateEntry> {
+    ReviewState::ALL
+        .iter()
+        .map(|&state| ReviewStateEntry {
+            state,
+            code: state.code().into(),
+            label: state.label().into(),
         })
         .collect()
 }
@@ -180,8 +310,8 @@ pub struct TaskRow {
     pub window_end: String,
     /// Publication deadline (YYYY-MM-DD).
     pub publication_deadline: String,
-    /// Status code: open, submitted, returned, approved, published.
-    pub status: String,
+    /// Where the record stands.
+    pub status: ReviewState,
     /// Assigned items.
     pub items_total: u32,
     /// Items answered.
@@ -206,7 +336,7 @@ impl From<TaskSummary> for TaskRow {
             target_address: t.target_address,
             window_end: t.window_end.to_string(),
             publication_deadline: t.publication_deadline.to_string(),
-            status: t.status.code().into(),
+            status: t.status,
             items_total: t.items_total,
             items_answered: t.items_answered,
             photo_count: t.photo_count,
@@ -275,10 +405,12 @@ pub struct ItemView {
     pub legal_basis: String,
     /// 检查内容.
     pub content: String,
+    /// The methods the item list foresees for this item (to offer first).
+    pub foreseen_methods: Vec<Method>,
     /// Checked, not checked, or unanswered (null).
     pub checked: Option<bool>,
-    /// Method codes used.
-    pub methods: Vec<String>,
+    /// Methods used.
+    pub methods: Vec<Method>,
     /// Finding.
     pub finding: Option<String>,
     /// Disposition.
@@ -379,8 +511,8 @@ impl From<EvidenceNote> for NoteView {
 /// The follow-up measure.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct FollowUpView {
-    /// Measure code.
-    pub measure: Option<String>,
+    /// The measure.
+    pub measure: Option<FollowUpMeasure>,
     /// Deadline (YYYY-MM-DD).
     pub deadline: Option<String>,
     /// Detail.
@@ -462,15 +594,36 @@ pub struct SubmitResult {
 /// The review part.
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct ReviewView {
-    /// State code.
-    pub state: String,
+    /// Where the record stands.
+    pub state: ReviewState,
     /// Round.
     pub round: u64,
     /// Comment of the latest review step, e.g. why it was returned.
     pub last_comment: Option<String>,
 }
 
-/// An outbox entry.
+/// What waits to go to the server (`MobileStore.pending`).
+#[derive(Debug, Clone, uniffi::Record)]
+pub struct PendingView {
+    /// Records with local changes the server may not have.
+    pub records: u32,
+    /// Photos, thumbnails and signature images queued for upload.
+    pub blobs: u32,
+    /// Their bytes.
+    pub blob_bytes: u64,
+}
+
+impl From<Pending> for PendingView {
+    fn from(p: Pending) -> Self {
+        PendingView {
+            records: p.records,
+            blobs: p.blobs,
+            blob_bytes: p.blob_bytes,
+        }
+    }
+}
+
+/// An outbox entry (read-only: only a sync clears entries, once the server holds them).
 #[derive(Debug, Clone, uniffi::Record)]
 pub struct OutboxRow {
     /// Row id.
@@ -498,22 +651,6 @@ impl From<OutboxEntry> for OutboxRow {
             generation: e.generation,
             queued_at: e.queued_at,
         }
-    }
-}
-
-impl OutboxRow {
-    fn to_core(&self) -> Result<OutboxEntry> {
-        let item = match self.kind.as_str() {
-            "record" => OutboxItem::Record(RecordId(self.key.clone())),
-            "blob" => OutboxItem::Blob(blob_hash(&self.key)?),
-            other => return Err(invalid(format!("unknown outbox kind {other:?}"))),
-        };
-        Ok(OutboxEntry {
-            id: self.id,
-            item,
-            generation: self.generation,
-            queued_at: self.queued_at.clone(),
-        })
     }
 }
 
@@ -601,9 +738,10 @@ impl MobileStore {
             .collect())
     }
 
-    /// Marks an outbox entry uploaded; false if it changed since and stays queued.
-    pub fn ack_outbox(&self, row: OutboxRow) -> Result<bool> {
-        Ok(self.store.ack_outbox(&row.to_core()?)?)
+    /// What waits to go to the server, cheaply (one query, no record is read): for a
+    /// background job (WorkManager, BGTaskScheduler) to decide whether to sync.
+    pub fn pending(&self) -> Result<PendingView> {
+        Ok(self.store.pending()?.into())
     }
 
     /// A blob's bytes (photo, thumbnail), verified against its hash.
@@ -620,49 +758,82 @@ impl MobileStore {
             .into_owned())
     }
 
-    /// Syncs with the server at `server_url`: sends local changes, takes in the server's,
-    /// new and withdrawn records, then uploads queued photos. Blocks until done: call it from
-    /// a background thread. Network failures leave the store as before the failed round
-    /// (`SuijiError.Network`: retry later); `SuijiError.Unauthorized` means log in again.
-    /// Refreshed tokens are handed to `listener` as soon as they are issued, and returned.
-    pub fn sync(
+    /// Logs the store's own inspector in on the server at `server_url` and keeps the session
+    /// in the store: later syncs need no tokens, and refreshed ones are kept as they come.
+    /// Opens a session bound to this phone's device and registers the inspector's signing
+    /// key. A wrong password is `SuijiError.Unauthorized`; another inspector's account
+    /// `Conflict`. Blocks.
+    #[uniffi::method(default(options = None))]
+    pub fn login(
         &self,
         server_url: String,
-        credentials: Credentials,
-        listener: Option<Arc<dyn SyncListener>>,
-    ) -> Result<SyncReport> {
-        let mut credentials = credentials.into();
-        let report = core_sync::sync(
+        username: String,
+        password: String,
+        options: Option<SyncOptions>,
+    ) -> Result<()> {
+        Ok(core_session::login(
             &self.store,
             &server_url,
-            &mut credentials,
+            &username,
+            &password,
+            &options.unwrap_or_default().into(),
+        )?)
+    }
+
+    /// Logs out: revokes the session on the server if it can be reached, and forgets it on
+    /// the phone in any case. Returns whether the server revoked it (false offline, or when
+    /// not logged in). Records, photos and queued uploads stay for the next login. Blocks.
+    #[uniffi::method(default(options = None))]
+    pub fn logout(&self, options: Option<SyncOptions>) -> Result<bool> {
+        Ok(core_session::logout(
+            &self.store,
+            &options.unwrap_or_default().into(),
+        )?)
+    }
+
+    /// The server the inspector is logged in on, or null when not logged in (never, logged
+    /// out, or the server refused the session at a sync): then show the login screen.
+    pub fn logged_in_server(&self) -> Result<Option<String>> {
+        Ok(self.store.session()?.map(|s| s.server_url))
+    }
+
+    /// Syncs with the server of the login: sends local changes, takes in the server's, new
+    /// and withdrawn records, then uploads queued photos. Blocks until done: call it from a
+    /// background thread. `listener` hears the progress and can cancel
+    /// (`SuijiError.Cancelled`, at the next request). Network failures and timeouts leave the
+    /// store as before the failed round (`SuijiError.Network`: retry later);
+    /// `SuijiError.Unauthorized` means log in again (the session was forgotten).
+    #[uniffi::method(default(listener = None, options = None))]
+    pub fn sync(
+        &self,
+        listener: Option<Arc<dyn SyncListener>>,
+        options: Option<SyncOptions>,
+    ) -> Result<SyncReport> {
+        let report = core_session::sync(
+            &self.store,
+            &options.unwrap_or_default().into(),
             &Forward(listener),
         )?;
         Ok(report.into())
     }
 
-    /// Logs the store's own inspector in: opens a session bound to this phone's device and
-    /// registers the inspector's signing key. Returns the tokens to sync with. A wrong
-    /// password is `SuijiError.Unauthorized`; another inspector's account `Conflict`. Blocks.
-    pub fn log_in(
-        &self,
-        server_url: String,
-        username: String,
-        password: String,
-    ) -> Result<Credentials> {
-        Ok(core_sync::log_in(&self.store, &server_url, &username, &password)?.into())
-    }
-
     /// A partner logs in on this phone with their own password so that they can sign here
-    /// (`InspectionRecord.sign_for`): registers a signing key for them on this device. Returns
-    /// their inspector id. Blocks.
+    /// (`InspectionRecord.sign_for`): registers a signing key for them on this device, on the
+    /// server of this store's login. Returns their inspector id. Blocks.
+    #[uniffi::method(default(options = None))]
     pub fn add_signer(
         &self,
-        server_url: String,
         username: String,
         password: String,
+        options: Option<SyncOptions>,
     ) -> Result<String> {
-        Ok(core_sync::add_signer(&self.store, &server_url, &username, &password)?.0)
+        Ok(core_session::add_signer(
+            &self.store,
+            &username,
+            &password,
+            &options.unwrap_or_default().into(),
+        )?
+        .0)
     }
 
     /// The public key (hex) of the store's own inspector on this phone, created if needed.
@@ -686,25 +857,20 @@ impl MobileStore {
 
     /// Downloads a blob a record refers to (a partner's thumbnail or photo) unless it is
     /// already on the phone, and returns its path. Blocks.
+    #[uniffi::method(default(listener = None, options = None))]
     pub fn fetch_blob(
         &self,
-        server_url: String,
-        credentials: Credentials,
         sha256: String,
         listener: Option<Arc<dyn SyncListener>>,
-    ) -> Result<FetchedBlob> {
-        let given: core_sync::Credentials = credentials.into();
-        let mut credentials = given.clone();
-        let path = core_sync::Client::new(&server_url)?.fetch_blob(
+        options: Option<SyncOptions>,
+    ) -> Result<String> {
+        let path = core_session::fetch_blob(
             &self.store,
-            &mut credentials,
             &blob_hash(&sha256)?,
+            &options.unwrap_or_default().into(),
             &Forward(listener),
         )?;
-        Ok(FetchedBlob {
-            path: path.to_string_lossy().into_owned(),
-            credentials: (credentials != given).then(|| credentials.into()),
-        })
+        Ok(path.to_string_lossy().into_owned())
     }
 }
 
@@ -740,29 +906,39 @@ pub struct SignatureCheckView {
 
 // ----- sync --------------------------------------------------------------------------------
 
-/// An inspector's tokens, as the login answer gives them.
+/// How long the phone waits on the server. Leave out for 20 s to connect and 60 s for each
+/// read or write.
 #[derive(Debug, Clone, uniffi::Record)]
-pub struct Credentials {
-    /// Bearer token for API calls.
-    pub access_token: String,
-    /// Buys a new pair when the access token expires; each works once.
-    pub refresh_token: String,
+pub struct SyncOptions {
+    /// Longest wait to open a connection, in milliseconds.
+    #[uniffi(default = 20000)]
+    pub connect_timeout_ms: u64,
+    /// Longest wait for each read or write on a connection, in milliseconds: a server that
+    /// stops answering fails the sync (`SuijiError.Network`) after this.
+    #[uniffi(default = 60000)]
+    pub io_timeout_ms: u64,
 }
 
-impl From<Credentials> for core_sync::Credentials {
-    fn from(c: Credentials) -> Self {
-        core_sync::Credentials {
-            access_token: c.access_token,
-            refresh_token: c.refresh_token,
+impl Default for SyncOptions {
+    fn default() -> Self {
+        core_sync::SyncOptions::default().into()
+    }
+}
+
+impl From<core_sync::SyncOptions> for SyncOptions {
+    fn from(o: core_sync::SyncOptions) -> Self {
+        SyncOptions {
+            connect_timeout_ms: o.connect_timeout.as_millis() as u64,
+            io_timeout_ms: o.io_timeout.as_millis() as u64,
         }
     }
 }
 
-impl From<core_sync::Credentials> for Credentials {
-    fn from(c: core_sync::Credentials) -> Self {
-        Credentials {
-            access_token: c.access_token,
-            refresh_token: c.refresh_token,
+impl From<SyncOptions> for core_sync::SyncOptions {
+    fn from(o: SyncOptions) -> Self {
+        core_sync::SyncOptions {
+            connect_timeout: std::time::Duration::from_millis(o.connect_timeout_ms),
+            io_timeout: std::time::Duration::from_millis(o.io_timeout_ms),
         }
     }
 }
@@ -787,8 +963,10 @@ pub struct SyncProgress {
 pub trait SyncListener: Send + Sync {
     /// After every round and every photo chunk.
     fn on_progress(&self, progress: SyncProgress);
-    /// The tokens were refreshed: store these at once (the old refresh token is spent).
-    fn on_credentials_refreshed(&self, credentials: Credentials);
+    /// Asked before every request of the sync: true stops it there with
+    /// `SuijiError.Cancelled` (a request under way ends first, within the timeouts). Return
+    /// true once the user cancelled or the background job's time is up.
+    fn is_cancelled(&self) -> bool;
 }
 
 /// Hands the core's sync events to the app's listener.
@@ -807,10 +985,10 @@ impl core_sync::SyncListener for Forward {
         }
     }
 
-    fn credentials_refreshed(&self, credentials: &core_sync::Credentials) {
-        if let Some(listener) = &self.0 {
-            listener.on_credentials_refreshed(credentials.clone().into());
-        }
+    fn is_cancelled(&self) -> bool {
+        self.0
+            .as_ref()
+            .is_some_and(|listener| listener.is_cancelled())
     }
 }
 
@@ -860,12 +1038,12 @@ pub struct SyncReport {
     pub blobs_failed: Vec<FailedBlob>,
     /// Photos the server had lost that this phone sent again.
     pub blobs_requeued: Vec<String>,
-    /// Body bytes sent.
+    /// Body bytes sent (blob uploads included).
     pub bytes_sent: u64,
+    /// Of those, the bytes of photo (blob) uploads.
+    pub blob_bytes_sent: u64,
     /// Body bytes received.
     pub bytes_received: u64,
-    /// New tokens, if they were refreshed.
-    pub credentials: Option<Credentials>,
 }
 
 impl From<core_sync::SyncReport> for SyncReport {
@@ -899,19 +1077,10 @@ impl From<core_sync::SyncReport> for SyncReport {
                 .collect(),
             blobs_requeued: r.blobs_requeued.into_iter().map(String::from).collect(),
             bytes_sent: r.bytes_sent,
+            blob_bytes_sent: r.blob_bytes_sent,
             bytes_received: r.bytes_received,
-            credentials: r.credentials.map(Credentials::from),
         }
     }
-}
-
-/// A downloaded blob.
-#[derive(Debug, Clone, uniffi::Record)]
-pub struct FetchedBlob {
-    /// Where it is on the phone.
-    pub path: String,
-    /// New tokens, if they were refreshed.
-    pub credentials: Option<Credentials>,
 }
 
 /// One inspection record in the store. Every edit is saved at once.
@@ -944,9 +1113,9 @@ impl InspectionRecord {
         self.id.0.clone()
     }
 
-    /// Status code: open, submitted, returned, approved, published.
-    pub fn status(&self) -> Result<String> {
-        self.read(|d| Ok(d.status()?.code().to_owned()))
+    /// Where the record stands.
+    pub fn status(&self) -> Result<ReviewState> {
+        self.read(|d| d.status())
     }
 
     /// The assignment.
@@ -989,8 +1158,9 @@ impl InspectionRecord {
                 name: item.name,
                 legal_basis: item.legal_basis,
                 content: item.content,
+                foreseen_methods: item.methods,
                 checked: answer.checked,
-                methods: answer.methods.iter().map(|m| m.code().to_owned()).collect(),
+                methods: answer.methods.into_iter().collect(),
                 finding: answer.finding,
                 disposition: answer.disposition,
             })
@@ -1002,12 +1172,8 @@ impl InspectionRecord {
         self.edit(|d| d.set_checked(&ItemCode(item), checked))
     }
 
-    /// Sets the methods used for an item (method codes).
-    pub fn set_methods(&self, item: String, methods: Vec<String>) -> Result<()> {
-        let methods = methods
-            .iter()
-            .map(|m| method(m))
-            .collect::<Result<Vec<_>>>()?;
+    /// Sets the methods used for an item.
+    pub fn set_methods(&self, item: String, methods: Vec<Method>) -> Result<()> {
         self.edit(|d| d.set_methods(&ItemCode(item), &methods))
     }
 
@@ -1021,18 +1187,14 @@ impl InspectionRecord {
         self.edit(|d| d.set_disposition(&ItemCode(item), &disposition))
     }
 
-    /// Result category codes selected.
-    pub fn result_categories(&self) -> Result<Vec<String>> {
+    /// Result categories selected, in the official order.
+    pub fn result_categories(&self) -> Result<Vec<ResultCategory>> {
         let set: BTreeSet<ResultCategory> = self.read(|d| d.result_categories())?;
-        Ok(set.iter().map(|c| c.code().to_owned()).collect())
+        Ok(set.into_iter().collect())
     }
 
-    /// Sets the selected result categories (codes).
-    pub fn set_result_categories(&self, categories: Vec<String>) -> Result<()> {
-        let categories = categories
-            .iter()
-            .map(|c| result_category(c))
-            .collect::<Result<Vec<_>>>()?;
+    /// Sets the selected result categories.
+    pub fn set_result_categories(&self, categories: Vec<ResultCategory>) -> Result<()> {
         self.edit(|d| d.set_result_categories(&categories))
     }
 
@@ -1040,25 +1202,19 @@ impl InspectionRecord {
     pub fn follow_up(&self) -> Result<FollowUpView> {
         let f = self.read(|d| d.follow_up())?;
         Ok(FollowUpView {
-            measure: f.measure.map(|m| m.code().to_owned()),
+            measure: f.measure,
             deadline: f.deadline.map(|d| d.to_string()),
             detail: f.detail,
         })
     }
 
-    /// Sets the follow-up measure (code), its deadline (YYYY-MM-DD) and detail.
+    /// Sets the follow-up measure, its deadline (YYYY-MM-DD) and detail.
     pub fn set_follow_up(
         &self,
-        measure: Option<String>,
+        measure: Option<FollowUpMeasure>,
         deadline: Option<String>,
         detail: Option<String>,
     ) -> Result<()> {
-        let measure = measure
-            .map(|m| {
-                FollowUpMeasure::from_code(&m)
-                    .ok_or_else(|| invalid(format!("unknown follow-up measure {m:?}")))
-            })
-            .transpose()?;
         let deadline = deadline.as_deref().map(date).transpose()?;
         self.edit(|d| d.set_follow_up(measure, deadline, detail.as_deref()))
     }
@@ -1079,6 +1235,28 @@ impl InspectionRecord {
             .store
             .import_photo(&self.id, &ItemCode(item), &bytes, &caption)?
             .into())
+    }
+
+    /// Imports a photo for an item from a file the app can read (the camera's or the
+    /// gallery's copy): the core reads it, so the bytes do not cross into the app's runtime.
+    /// The same checks and limits as `import_photo` hold; a missing file is `NotFound`. The
+    /// file is left where it is.
+    pub fn import_photo_file(
+        &self,
+        item: String,
+        path: String,
+        caption: String,
+    ) -> Result<PhotoView> {
+        Ok(self
+            .store
+            .import_photo_file(&self.id, &ItemCode(item), path, &caption)?
+            .into())
+    }
+
+    /// Removes a photo: it leaves the record, and its files and queued uploads go unless
+    /// another record uses the same photo.
+    pub fn remove_photo(&self, sha256: String) -> Result<()> {
+        Ok(self.store.remove_photo(&self.id, &blob_hash(&sha256)?)?)
     }
 
     /// Photos attached.
@@ -1139,7 +1317,7 @@ impl InspectionRecord {
 
     /// Signs as the store's inspector with their key on this phone, with their handwritten
     /// signature (PNG from a signature pad) if one was drawn. The key is registered with the
-    /// server at `MobileStore.log_in`; the server refuses signatures of an unregistered key.
+    /// server at `MobileStore.login`; the server refuses signatures of an unregistered key.
     pub fn sign(&self, image_png: Option<Vec<u8>>) -> Result<()> {
         let me = self.store.inspector_id().clone();
         self.store.sign(&self.id, &me, image_png.as_deref())?;
@@ -1248,7 +1426,7 @@ impl InspectionRecord {
     pub fn review(&self) -> Result<ReviewView> {
         let r = self.read(|d| d.review())?;
         Ok(ReviewView {
-            state: r.state.code().into(),
+            state: r.state,
             round: r.round,
             last_comment: r.history.last().and_then(|e| e.comment.clone()),
         })

@@ -1,64 +1,17 @@
 //! Generates the Python, Kotlin and Swift bindings with this crate's `uniffi-bindgen` from the
 //! built library, then runs a whole inspection from Python against it.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
+
 use suiji_mobile_core::record::{
     AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef,
 };
 use suiji_mobile_core::vocab::Method;
 use suiji_mobile_core::{InspectorId, ItemCode, RecordDoc, RecordId};
-
-/// The built cdylib. `cargo test` builds it into `deps/` beside the `uniffi-bindgen` binary's
-/// directory (only `cargo build` copies it up beside the binary), so look in both and take
-/// the newer.
-fn library() -> PathBuf {
-    let bindgen = Path::new(env!("CARGO_BIN_EXE_uniffi-bindgen"));
-    let dir = bindgen.parent().expect("binary has a directory");
-    let name = format!(
-        "{}suiji_uniffi{}",
-        std::env::consts::DLL_PREFIX,
-        std::env::consts::DLL_SUFFIX
-    );
-    [dir.join("deps").join(&name), dir.join(&name)]
-        .into_iter()
-        .filter_map(|p| {
-            let modified = std::fs::metadata(&p).ok()?.modified().ok()?;
-            Some((modified, p))
-        })
-        .max()
-        .map(|(_, p)| p)
-        .unwrap_or_else(|| panic!("cdylib {name} not built under {}", dir.display()))
-}
-
-fn generate(language: &str, out: &Path) {
-    let output = Command::new(env!("CARGO_BIN_EXE_uniffi-bindgen"))
-        .args(["generate", "--library"])
-        .arg(library())
-        .args(["--language", language, "--no-format", "--out-dir"])
-        .arg(out)
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .expect("run uniffi-bindgen");
-    assert!(
-        output.status.success(),
-        "uniffi-bindgen {language} failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-}
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(files_under(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
+use support::{files_under, generate, library};
 
 fn assignment() -> Assignment {
     let date = |y, m, d| chrono::NaiveDate::from_ymd_opt(y, m, d).unwrap();
@@ -176,11 +129,19 @@ fn kotlin_and_swift_bindings_generate() {
     let source = std::fs::read_to_string(&kt[0]).unwrap();
     assert!(source.contains("class MobileStore"));
     assert!(source.contains("sealed class SuijiException"));
+    assert!(
+        source.contains("enum class Method"),
+        "vocabularies cross as enums"
+    );
 
     let swift = work.path().join("swift");
     generate("swift", &swift);
     let swift_source = std::fs::read_to_string(swift.join("suiji_uniffi.swift")).unwrap();
     assert!(swift_source.contains("class MobileStore"));
+    assert!(
+        !swift_source.contains("case none"),
+        "no enum case shadows Optional.none"
+    );
     assert!(swift.join("suiji_uniffiFFI.h").exists());
     assert!(swift.join("suiji_uniffiFFI.modulemap").exists());
 }

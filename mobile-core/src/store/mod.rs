@@ -14,11 +14,13 @@
 mod blobs;
 mod keys;
 mod outbox;
+mod session;
 mod sync;
 
 pub use blobs::BlobRole;
 pub use keys::{MAX_SIGNATURE_IMAGE, MAX_SIGNATURE_PIXELS, Signer};
 pub use outbox::{OutboxEntry, OutboxItem};
+pub use session::Session;
 pub use sync::{AppliedRound, PreparedRound, SyncRefusal, SyncSession};
 
 use crate::error::{Error, Result};
@@ -111,6 +113,25 @@ pub struct PhotoEntry {
     pub thumbnail_sha256: BlobHash,
     /// Upload copy blob, if any.
     pub upload_sha256: Option<BlobHash>,
+}
+
+/// What waits to go to the server, as a background scheduler asks before it wakes a sync.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pending {
+    /// Records with local changes the server may not have. A record the server refused
+    /// stays counted (its changes are kept) until a sync of it goes through.
+    pub records: u32,
+    /// Blobs (photos, thumbnails, upload copies, signature images) queued for upload.
+    pub blobs: u32,
+    /// Their bytes.
+    pub blob_bytes: u64,
+}
+
+impl Pending {
+    /// Whether nothing waits.
+    pub fn is_empty(&self) -> bool {
+        self.records == 0 && self.blobs == 0
+    }
 }
 
 /// A loaded document and the heads already persisted.
@@ -471,6 +492,68 @@ impl Store {
         )
     }
 
+    /// [`Store::import_photo`] from a file (the camera's or the gallery's copy), read here so
+    /// that an app hands over a path, not the bytes. A file over the size limit is refused
+    /// before it is read; a missing file is [`Error::NotFound`].
+    pub fn import_photo_file(
+        &self,
+        id: &RecordId,
+        item: &ItemCode,
+        path: impl AsRef<Path>,
+        caption: &str,
+    ) -> Result<PhotoMeta> {
+        let path = path.as_ref();
+        let open = |e: std::io::Error| match e.kind() {
+            std::io::ErrorKind::NotFound => {
+                Error::NotFound(format!("photo file {}", path.display()))
+            }
+            _ => Error::Io(e),
+        };
+        let file = std::fs::File::open(path).map_err(open)?;
+        let size = file.metadata()?.len();
+        let limit = self.options.photos.max_bytes;
+        if size > limit as u64 {
+            return Err(Error::PhotoTooLarge {
+                size: usize::try_from(size).unwrap_or(usize::MAX),
+                limit,
+            });
+        }
+        let mut bytes = Vec::with_capacity(size as usize);
+        // Read one byte past the limit so a file that grew since its size was read is caught.
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, limit as u64 + 1), &mut bytes)?;
+        self.import_photo(id, item, &bytes, caption)
+    }
+
+    /// Removes a photo from a record: it leaves the document, and its original, thumbnail and
+    /// upload copy leave the outbox and the blob directory unless another record's photo uses
+    /// them. The server's copy of the record loses it at the next sync.
+    pub fn remove_photo(&self, id: &RecordId, sha256: &BlobHash) -> Result<()> {
+        let mut orphans = Vec::new();
+        self.edit_with(
+            id,
+            |doc| {
+                let photo = doc
+                    .photo(sha256)?
+                    .ok_or_else(|| Error::NotFound(format!("photo {sha256}")))?;
+                doc.remove_photo(sha256)?;
+                Ok(photo)
+            },
+            |tx, photo| {
+                // The index rows of the record's photos were rewritten before this runs.
+                let hashes = [Some(&photo.sha256), Some(&photo.thumbnail_sha256)]
+                    .into_iter()
+                    .chain([photo.upload_sha256.as_ref()])
+                    .flatten()
+                    .map(|h| h.as_str().to_owned())
+                    .collect();
+                orphans = drop_unused_blobs(tx, hashes)?;
+                Ok(())
+            },
+        )?;
+        self.blobs.remove_files(&orphans);
+        Ok(())
+    }
+
     /// Photos of a record, from the index.
     pub fn list_photos(&self, id: &RecordId) -> Result<Vec<PhotoEntry>> {
         let conn = self.lock_reader();
@@ -526,16 +609,34 @@ impl Store {
         outbox::list(&self.lock_reader())
     }
 
+    /// What waits to go to the server, in one query of the outbox (no document is read).
+    pub fn pending(&self) -> Result<Pending> {
+        let conn = self.lock_reader();
+        let (records, blobs, blob_bytes): (i64, i64, i64) = conn
+            .prepare_cached(
+                "SELECT COALESCE(SUM(o.kind = 'record'), 0), COALESCE(SUM(o.kind = 'blob'), 0),
+                        COALESCE(SUM(CASE WHEN o.kind = 'blob' THEN b.size END), 0)
+                 FROM outbox o LEFT JOIN blobs b ON o.kind = 'blob' AND b.sha256 = o.key",
+            )?
+            .query_row([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+        Ok(Pending {
+            records: records as u32,
+            blobs: blobs as u32,
+            blob_bytes: blob_bytes as u64,
+        })
+    }
+
     /// Marks an entry as uploaded. Returns false (and keeps it queued) if the record changed
-    /// again since the entry was read, so the newer state still goes out.
-    pub fn ack_outbox(&self, entry: &OutboxEntry) -> Result<bool> {
+    /// again since the entry was read, so the newer state still goes out. Only the sync client
+    /// calls this, once the server holds the entry's upload: nothing else may drop one.
+    pub(crate) fn ack_outbox(&self, entry: &OutboxEntry) -> Result<bool> {
         let w = self.lock_writer();
         outbox::ack(&w.conn, entry)
     }
 
     /// [`Store::ack_outbox`] for many entries, in one transaction. Returns how many were
     /// removed.
-    pub fn ack_outbox_all<'a>(
+    pub(crate) fn ack_outbox_all<'a>(
         &self,
         entries: impl IntoIterator<Item = &'a OutboxEntry>,
     ) -> Result<usize> {
@@ -693,8 +794,14 @@ fn delete_record(tx: &Transaction<'_>, id: &RecordId) -> Result<Option<Vec<BlobH
     }
     tx.prepare_cached("DELETE FROM outbox WHERE kind = 'record' AND key = ?1")?
         .execute([id.as_str()])?;
+    Ok(Some(drop_unused_blobs(tx, referenced)?))
+}
+
+/// Deletes the rows and outbox entries of those of `hashes` that no photo in the index refers
+/// to any more. Returns them, for the caller to remove their files once `tx` has committed.
+fn drop_unused_blobs(tx: &Transaction<'_>, hashes: Vec<String>) -> Result<Vec<BlobHash>> {
     let mut orphans = Vec::new();
-    for hash in referenced {
+    for hash in hashes {
         let still_used: bool = tx.query_row(
             "SELECT EXISTS (SELECT 1 FROM photos
                             WHERE sha256 = ?1 OR thumbnail_sha256 = ?1 OR upload_sha256 = ?1)",
@@ -712,7 +819,7 @@ fn delete_record(tx: &Transaction<'_>, id: &RecordId) -> Result<Option<Vec<BlobH
             orphans.push(hash);
         }
     }
-    Ok(Some(orphans))
+    Ok(orphans)
 }
 
 /// Loads a record from its chunks.

@@ -561,3 +561,159 @@ fn malformed_or_foreign_documents_are_refused() {
     ));
     assert!(store.list_tasks().unwrap().is_empty());
 }
+
+#[test]
+fn pending_counts_queued_records_blobs_and_their_bytes_until_acknowledged() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_record(dir.path());
+    assert!(
+        store.pending().unwrap().is_empty(),
+        "a record handed over is not pending"
+    );
+    store
+        .edit(&rid(), |doc| doc.set_finding(&a01(), "待同步"))
+        .unwrap();
+    let photo = store
+        .import_photo(&rid(), &a01(), &fixtures::jpeg(320, 240), "门头")
+        .unwrap();
+    let thumbnail = store.blob(&photo.thumbnail_sha256).unwrap().len() as u64;
+    // Under the pixel budget: the original and its thumbnail go up.
+    assert_eq!(
+        store.pending().unwrap(),
+        Pending {
+            records: 1,
+            blobs: 2,
+            blob_bytes: photo.size + thumbnail,
+        }
+    );
+    let outbox = store.outbox().unwrap();
+    store.ack_outbox_all(&outbox).unwrap();
+    assert!(store.pending().unwrap().is_empty());
+}
+
+#[test]
+fn a_photo_imported_from_a_file_is_the_same_as_from_its_bytes_and_limits_still_hold() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_record(dir.path());
+    let bytes = fixtures::jpeg(320, 240);
+    let path = dir.path().join("camera.jpg");
+    std::fs::write(&path, &bytes).unwrap();
+    let photo = store
+        .import_photo_file(&rid(), &a01(), &path, "门头")
+        .unwrap();
+    assert_eq!(photo.sha256, BlobHash::of(&bytes));
+    assert_eq!(store.blob(&photo.sha256).unwrap(), bytes);
+    assert_eq!(store.record(&rid()).unwrap().photos().unwrap(), vec![photo]);
+
+    let missing = dir.path().join("gone.jpg");
+    assert!(matches!(
+        store.import_photo_file(&rid(), &a01(), &missing, "x"),
+        Err(Error::NotFound(_))
+    ));
+    let not_a_photo = dir.path().join("notes.txt");
+    std::fs::write(&not_a_photo, b"not a photo").unwrap();
+    assert!(matches!(
+        store.import_photo_file(&rid(), &a01(), &not_a_photo, "x"),
+        Err(Error::UnsupportedImage(_))
+    ));
+    drop(store);
+    let mut options = StoreOptions::new(insp(1));
+    options.photos.max_bytes = 100;
+    let small = Store::open(dir.path(), options).unwrap();
+    assert!(matches!(
+        small.import_photo_file(&rid(), &a01(), &path, "x"),
+        Err(Error::PhotoTooLarge { limit: 100, .. })
+    ));
+    assert_eq!(small.record(&rid()).unwrap().photos().unwrap().len(), 1);
+}
+
+#[test]
+fn a_removed_photo_leaves_the_record_outbox_and_disk_but_blobs_another_record_uses_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = store_with_record(dir.path());
+    let other = RecordId::new("task-1/t-2");
+    let mut doc = RecordDoc::create(&other, &sample_assignment()).unwrap();
+    store.put_assigned_doc(&mut doc).unwrap();
+    let mut options = store.options().clone();
+    options.photos.pixel_budget = 100_000;
+    drop(store);
+    let store = Store::open(dir.path(), options).unwrap();
+
+    let shared = fixtures::jpeg(160, 120);
+    let big = fixtures::jpeg(800, 600);
+    let kept = store.import_photo(&rid(), &a01(), &shared, "共用").unwrap();
+    store.import_photo(&other, &a01(), &shared, "共用").unwrap();
+    let gone = store.import_photo(&rid(), &a01(), &big, "全景").unwrap();
+    let upload = gone.upload_sha256.clone().expect("over the budget");
+    let blobs_queued = |store: &Store| -> Vec<BlobHash> {
+        let mut hashes: Vec<BlobHash> = store
+            .outbox()
+            .unwrap()
+            .into_iter()
+            .filter_map(|e| match e.item {
+                OutboxItem::Blob(h) => Some(h),
+                OutboxItem::Record(_) => None,
+            })
+            .collect();
+        hashes.sort();
+        hashes
+    };
+
+    store.remove_photo(&rid(), &gone.sha256).unwrap();
+    store.remove_photo(&rid(), &kept.sha256).unwrap();
+    let photos = |id: &RecordId| store.record(id).unwrap().photos().unwrap();
+    assert!(photos(&rid()).is_empty());
+    assert_eq!(photos(&other).len(), 1);
+    for hash in [&gone.sha256, &gone.thumbnail_sha256, &upload] {
+        assert!(store.blob_path(hash).is_err(), "file of {hash} removed");
+    }
+    let mut expected = vec![kept.sha256.clone(), kept.thumbnail_sha256.clone()];
+    expected.sort();
+    assert_eq!(
+        blobs_queued(&store),
+        expected,
+        "the other record's photo still goes up"
+    );
+    assert_eq!(store.blob(&kept.sha256).unwrap(), shared);
+    assert_eq!(store.list_tasks().unwrap()[0].photo_count, 0);
+    assert!(matches!(
+        store.remove_photo(&rid(), &gone.sha256),
+        Err(Error::NotFound(_))
+    ));
+    // Reopened, the photo stays removed.
+    drop(store);
+    let store = open(dir.path(), 1);
+    assert!(store.record(&rid()).unwrap().photos().unwrap().is_empty());
+}
+
+#[test]
+fn a_kept_session_survives_reopening_takes_refreshed_tokens_and_is_forgotten() {
+    use crate::sync::client::Credentials;
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path(), 1);
+    assert_eq!(store.session().unwrap(), None);
+    let tokens = |a: &str, r: &str| Credentials {
+        access_token: a.into(),
+        refresh_token: r.into(),
+    };
+    // Tokens refreshed without a kept session (a logout while a sync ran) are not kept.
+    store.keep_credentials(&tokens("a0", "r0")).unwrap();
+    assert_eq!(store.session().unwrap(), None);
+    let session = Session {
+        server_url: "https://suiji.example".into(),
+        credentials: tokens("a1", "r1"),
+    };
+    store.keep_session(&session).unwrap();
+    store.keep_credentials(&tokens("a2", "r2")).unwrap();
+    drop(store);
+    let store = open(dir.path(), 1);
+    assert_eq!(
+        store.session().unwrap(),
+        Some(Session {
+            credentials: tokens("a2", "r2"),
+            ..session
+        })
+    );
+    store.forget_session().unwrap();
+    assert_eq!(store.session().unwrap(), None);
+}

@@ -11,7 +11,8 @@
 //! How each answer is handled:
 //! - 200: applied; a malformed body is an [`Error::Server`] and nothing is applied.
 //! - 401: the tokens are refreshed once (`POST /api/v1/auth/refresh`) and the same request is
-//!   sent again; a 401 from the refresh, or again after it, is [`Error::Unauthorized`].
+//!   sent again; a 400, 401 or 403 from the refresh, or a 401 again after it, is
+//!   [`Error::Unauthorized`] (the kept session is then forgotten: `sync::session`).
 //! - 422 (a change broke a rule), 403 (`not_assigned`) or 404 (`unknown_record`) naming a
 //!   record this round carried a message for: nothing of the round was stored, so the round
 //!   is dropped, the record is marked refused (rule and message, shown in the task list) with
@@ -78,6 +79,27 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
+/// How a client waits on the server. A request that fails a timeout is an [`Error::Network`],
+/// with the store as it was before the failed round.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SyncOptions {
+    /// Longest wait to open a connection.
+    pub connect_timeout: Duration,
+    /// Longest wait for each read or write on a connection: a server that accepts and then
+    /// stays silent fails the request after this.
+    pub io_timeout: Duration,
+}
+
+impl Default for SyncOptions {
+    /// 20 s to connect, 60 s for each read or write.
+    fn default() -> Self {
+        SyncOptions {
+            connect_timeout: Duration::from_secs(20),
+            io_timeout: Duration::from_secs(60),
+        }
+    }
+}
+
 /// How far a sync has got.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncProgress {
@@ -93,7 +115,7 @@ pub struct SyncProgress {
     pub bytes_total: u64,
 }
 
-/// Told about a sync as it runs. Both methods do nothing by default; `()` listens to nothing.
+/// Told about a sync as it runs. Every method does nothing by default; `()` listens to nothing.
 pub trait SyncListener {
     /// Called after every round and every blob chunk.
     fn progress(&self, progress: &SyncProgress) {
@@ -104,6 +126,13 @@ pub trait SyncListener {
     /// store these now (the sync may still fail later).
     fn credentials_refreshed(&self, credentials: &Credentials) {
         let _ = credentials;
+    }
+
+    /// Asked before every request of a sync (each round, blob batch, chunk and status query):
+    /// `true` stops the sync there with [`Error::Cancelled`]. A request already under way is
+    /// not interrupted; it ends with its answer or the client's timeouts.
+    fn is_cancelled(&self) -> bool {
+        false
     }
 }
 
@@ -254,11 +283,14 @@ impl<'a> Tally<'a> {
     }
 }
 
-/// The HTTP side of one sync or download: the tokens (refreshed in place) and the bytes
-/// moved.
+/// The HTTP side of one sync or download: the tokens (refreshed in place), the bytes moved,
+/// and the connections to use.
 struct Http<'a> {
     credentials: &'a mut Credentials,
     listener: &'a dyn SyncListener,
+    /// Connections of their own, once a refused request may have left the client's pooled
+    /// one closing (see [`Client::send`]).
+    agent: Option<ureq::Agent>,
     refreshed: bool,
     requests: u32,
     bytes_sent: u64,
@@ -270,6 +302,7 @@ impl<'a> Http<'a> {
         Http {
             credentials,
             listener,
+            agent: None,
             refreshed: false,
             requests: 0,
             bytes_sent: 0,
@@ -283,6 +316,8 @@ impl<'a> Http<'a> {
 pub struct Client {
     base: String,
     agent: ureq::Agent,
+    connect: Duration,
+    io: Duration,
 }
 
 impl std::fmt::Debug for Client {
@@ -295,7 +330,17 @@ impl Client {
     /// A client for the server at `server_url` (`http://` or `https://`, with or without a
     /// trailing slash), with 20 s to connect and 60 s for each read or write.
     pub fn new(server_url: &str) -> Result<Client> {
-        Client::with_timeouts(server_url, Duration::from_secs(20), Duration::from_secs(60))
+        Client::with_options(server_url, &SyncOptions::default())
+    }
+
+    /// A client with the timeouts of `options`.
+    pub fn with_options(server_url: &str, options: &SyncOptions) -> Result<Client> {
+        Client::with_timeouts(server_url, options.connect_timeout, options.io_timeout)
+    }
+
+    /// The server's address, without a trailing slash.
+    pub fn server_url(&self) -> &str {
+        &self.base
     }
 
     /// A client with its own timeouts: `connect` to open a connection, `io` for each read or
@@ -307,18 +352,11 @@ impl Client {
                 "server address {server_url:?} is not an http:// or https:// URL"
             )));
         }
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .max_redirects(0)
-            .timeout_connect(Some(connect))
-            .timeout_per_read(Some(io))
-            .timeout_per_write(Some(io))
-            .user_agent(concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .into();
         Ok(Client {
             base: base.to_owned(),
-            agent,
+            agent: new_agent(connect, io),
+            connect,
+            io,
         })
     }
 
@@ -686,6 +724,22 @@ impl Client {
         }
     }
 
+    /// Ends the session of `credentials` on the server (`POST /api/v1/auth/logout`); its
+    /// access and refresh tokens are refused from then on. An expired access token is
+    /// refreshed first. Fails as any request does when the server cannot be reached.
+    pub fn log_out(&self, credentials: &mut Credentials) -> Result<()> {
+        let mut http = Http::new(credentials, &());
+        let answer = self.authorized(
+            &mut http,
+            MAX_SMALL_ANSWER,
+            Call::Post(LOGOUT_PATH, b"{}", "application/json"),
+        )?;
+        match answer.status {
+            200 | 204 => Ok(()),
+            _ => Err(answer.into_error()),
+        }
+    }
+
     /// Ends a session; a failure only leaves it to expire.
     fn close_session(&self, credentials: &mut Credentials) {
         let mut http = Http::new(credentials, &());
@@ -702,6 +756,9 @@ impl Client {
     /// Sends a request with the access token; on a 401 refreshes the tokens once and sends it
     /// again.
     fn authorized(&self, http: &mut Http<'_>, limit: u64, call: Call<'_>) -> Result<Answer> {
+        if http.listener.is_cancelled() {
+            return Err(Error::Cancelled);
+        }
         let token = http.credentials.access_token.clone();
         let answer = self.send(call, Some(&token), limit, http)?;
         if answer.status != 401 {
@@ -733,9 +790,13 @@ impl Client {
         )?;
         if answer.status != 200 {
             return Err(match answer.into_error() {
+                // The refresh token itself was refused. Anything else (a 429 from a busy
+                // server, a 5xx) says nothing about it: the session is kept for a retry.
                 Error::Server {
-                    status, message, ..
-                } if status < 500 => Error::Unauthorized(message),
+                    status: 400 | 403,
+                    message,
+                    ..
+                } => Error::Unauthorized(message),
                 other => other,
             });
         }
@@ -750,6 +811,12 @@ impl Client {
     }
 
     /// Sends one request and reads the whole answer, whatever its status.
+    ///
+    /// A server may refuse a request with a body before reading the body (a 401 from the
+    /// authentication, a 413) and then close the connection without saying so; the pool
+    /// would hand that connection to the next request (the token refresh that follows a 401),
+    /// which would fail as a network error. So after such an answer the rest of this sync or
+    /// download goes on connections of its own.
     fn send(
         &self,
         call: Call<'_>,
@@ -758,17 +825,17 @@ impl Client {
         http: &mut Http<'_>,
     ) -> Result<Answer> {
         let bearer = token.map(|t| format!("Bearer {t}"));
+        let agent = http.agent.as_ref().unwrap_or(&self.agent);
         let (result, sent) = match call {
             Call::Get(path) => {
-                let mut request = self.agent.get(format!("{}{path}", self.base));
+                let mut request = agent.get(format!("{}{path}", self.base));
                 if let Some(bearer) = &bearer {
                     request = request.header("Authorization", bearer);
                 }
                 (request.call(), 0)
             }
             Call::Post(path, body, content_type) => {
-                let mut request = self
-                    .agent
+                let mut request = agent
                     .post(format!("{}{path}", self.base))
                     .header("Content-Type", content_type);
                 if let Some(bearer) = &bearer {
@@ -777,8 +844,7 @@ impl Client {
                 (request.send(body), body.len())
             }
             Call::Put(path, body) => {
-                let mut request = self
-                    .agent
+                let mut request = agent
                     .put(format!("{}{path}", self.base))
                     .header("Content-Type", "application/octet-stream");
                 if let Some(bearer) = &bearer {
@@ -804,8 +870,24 @@ impl Client {
             .read_to_vec()
             .map_err(network)?;
         http.bytes_received += body.len() as u64;
+        if status >= 400 && !matches!(call, Call::Get(_)) {
+            http.agent = Some(new_agent(self.connect, self.io));
+        }
         Ok(Answer { status, body })
     }
+}
+
+/// An agent (a pool of connections) with the client's settings.
+fn new_agent(connect: Duration, io: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_connect(Some(connect))
+        .timeout_per_read(Some(io))
+        .timeout_per_write(Some(io))
+        .user_agent(concat!("suiji-mobile-core/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .into()
 }
 
 /// The blobs queued for upload with their sizes, thumbnails first.
@@ -863,6 +945,9 @@ pub(crate) fn run_rounds(
         if tally.report.rounds >= MAX_ROUNDS {
             tally.tick();
             break;
+        }
+        if tally.listener.is_cancelled() {
+            return Err(Error::Cancelled);
         }
         tally.report.rounds += 1;
         tally.progress.round = tally.report.rounds;

@@ -1,5 +1,6 @@
 //! Syncing records between phones and the server: the wire format both sides speak
-//! ([`wire`]) and, on phones, the HTTP client that runs a sync (`client`, feature `phone`).
+//! ([`wire`]) and, on phones, the HTTP client that runs a sync (`client`, feature `phone`)
+//! and the session the store keeps for it (`session`).
 
 pub mod wire;
 
@@ -9,11 +10,13 @@ use std::collections::BTreeSet;
 
 #[cfg(feature = "phone")]
 pub mod client;
+#[cfg(feature = "phone")]
+pub mod session;
 
 #[cfg(feature = "phone")]
 pub use client::{
-    Client, Credentials, FailedBlob, RefusedRecord, SyncListener, SyncProgress, SyncReport,
-    fetch_blob, sync,
+    Client, Credentials, FailedBlob, RefusedRecord, SyncListener, SyncOptions, SyncProgress,
+    SyncReport, fetch_blob, sync,
 };
 
 /// Makes a message carry every change the peer lacks, in the smaller of two forms: the

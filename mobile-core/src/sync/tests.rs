@@ -904,3 +904,204 @@ fn a_second_sync_started_while_one_runs_is_refused_and_the_first_completes() {
     assert!(report.received.is_empty());
     assert_eq!(heads(&background, &record), server.doc(&record).heads_hex());
 }
+
+/// Cancels a sync once it has sent `rounds` rounds.
+struct CancelAfter {
+    rounds: u32,
+    seen: std::cell::Cell<u32>,
+}
+
+impl super::SyncListener for CancelAfter {
+    fn progress(&self, progress: &super::SyncProgress) {
+        self.seen.set(progress.round);
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.seen.get() >= self.rounds
+    }
+}
+
+#[test]
+fn a_sync_cancelled_between_rounds_keeps_what_was_applied_and_a_later_sync_completes() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = Server::default();
+    let bad = server.create("task-1/t-1");
+    let good = server.create("task-1/t-2");
+    let phone = open(dir.path(), 1);
+    sync(&phone, &mut server);
+    // The refused record takes a round of its own, so the good one needs a second round.
+    phone
+        .edit(&bad, |d| {
+            d.automerge_mut()
+                .put(automerge::ROOT, "extra", "x")
+                .map_err(Error::from)
+        })
+        .unwrap();
+    phone
+        .edit(&good, |d| d.set_finding(&a01(), "正常"))
+        .unwrap();
+    let before = server.doc(&good).heads_hex();
+
+    let listener = CancelAfter {
+        rounds: 1,
+        seen: Default::default(),
+    };
+    let mut tally = Tally::new(&listener);
+    let inspector = phone.inspector_id().clone();
+    let mut exchanges = 0;
+    let result = run_rounds(&phone, &mut tally, &mut |request| {
+        exchanges += 1;
+        Ok(server.exchange(&inspector, request))
+    });
+    assert!(matches!(result, Err(Error::Cancelled)), "{result:?}");
+    assert_eq!(exchanges, 1, "stopped before the second round");
+    // The first round's refusal is kept; the good record's change is still queued.
+    assert!(phone.sync_refusal(&bad).unwrap().is_some());
+    assert_eq!(server.doc(&good).heads_hex(), before);
+    assert!(
+        phone
+            .outbox()
+            .unwrap()
+            .iter()
+            .any(|e| e.item == OutboxItem::Record(good.clone()))
+    );
+
+    // The cancelled sync released the store: the next one completes.
+    let report = sync(&phone, &mut server);
+    assert_eq!(report.sent, vec![good.clone()]);
+    assert_eq!(heads(&phone, &good), server.doc(&good).heads_hex());
+}
+
+#[test]
+fn a_server_that_accepts_and_never_answers_fails_login_and_sync_within_the_timeouts() {
+    use super::{SyncOptions, session};
+    use std::time::Duration;
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    // Takes every connection and holds it open without a word.
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let phone = std::sync::Arc::new(open(dir.path(), 1));
+    phone
+        .keep_session(&crate::store::Session {
+            server_url: url.clone(),
+            credentials: super::Credentials {
+                access_token: "a".into(),
+                refresh_token: "r".into(),
+            },
+        })
+        .unwrap();
+    let options = SyncOptions {
+        connect_timeout: Duration::from_secs(2),
+        io_timeout: Duration::from_millis(300),
+    };
+    let (done, results) = std::sync::mpsc::channel();
+    let store = phone.clone();
+    std::thread::spawn(move || {
+        let login = session::login(&store, &url, "inspector", "pw", &options);
+        let sync = session::sync(&store, &options, &());
+        done.send((login, sync)).unwrap();
+    });
+    let (login, sync) = results
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the timeouts end both within a generous bound");
+    assert!(matches!(login, Err(Error::Network(_))), "{login:?}");
+    assert!(matches!(sync, Err(Error::Network(_))), "{sync:?}");
+    assert!(phone.session().unwrap().is_some(), "a timeout is no logout");
+}
+
+/// Reads one HTTP/1.1 request from `stream`: its path and `Authorization` header, or `None`
+/// once the client has closed the connection.
+fn read_request(stream: &mut std::net::TcpStream) -> Option<(String, Option<String>)> {
+    use std::io::Read;
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return None,
+        }
+    }
+    let head = String::from_utf8(head).unwrap();
+    let path = head.split(' ').nth(1)?.to_owned();
+    let header = |name: &str| {
+        head.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            key.eq_ignore_ascii_case(name)
+                .then(|| value.trim().to_owned())
+        })
+    };
+    let length: usize = header("content-length").map_or(0, |n| n.parse().unwrap());
+    let mut body = vec![0; length];
+    stream.read_exact(&mut body).ok()?;
+    Some((path, header("authorization")))
+}
+
+fn answer(stream: &mut std::net::TcpStream, status: &str, body: &str) {
+    use std::io::Write;
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+#[test]
+fn the_refresh_after_a_401_goes_on_a_new_connection_when_the_server_drops_the_old_one() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let reused = std::sync::Arc::new(AtomicBool::new(false));
+    let seen = reused.clone();
+    // A server that, like one refusing a request before reading its body, answers the stale
+    // token's 401 and then drops the connection at the next request on it.
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            let seen = seen.clone();
+            std::thread::spawn(move || {
+                while let Some((path, auth)) = read_request(&mut stream) {
+                    match (path.as_str(), auth.as_deref()) {
+                        ("/api/v1/auth/logout", Some("Bearer stale")) => {
+                            answer(
+                                &mut stream,
+                                "401 Unauthorized",
+                                r#"{"error":{"code":"unauthorized","message":"expired"}}"#,
+                            );
+                            if read_request(&mut stream).is_some() {
+                                seen.store(true, Ordering::SeqCst);
+                            }
+                            return;
+                        }
+                        ("/api/v1/auth/refresh", _) => answer(
+                            &mut stream,
+                            "200 OK",
+                            r#"{"access_token":"fresh","refresh_token":"r2"}"#,
+                        ),
+                        ("/api/v1/auth/logout", Some("Bearer fresh")) => {
+                            answer(&mut stream, "200 OK", r#"{"logged_out":true}"#)
+                        }
+                        _ => answer(&mut stream, "404 Not Found", "{}"),
+                    }
+                }
+            });
+        }
+    });
+    let mut credentials = super::Credentials {
+        access_token: "stale".into(),
+        refresh_token: "r1".into(),
+    };
+    let client = super::Client::new(&url).unwrap();
+    let result = client.log_out(&mut credentials);
+    assert!(result.is_ok(), "{result:?}");
+    assert_eq!(credentials.access_token, "fresh");
+    assert!(
+        !reused.load(Ordering::SeqCst),
+        "nothing was sent on the refused connection"
+    );
+}

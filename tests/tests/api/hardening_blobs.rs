@@ -84,7 +84,7 @@ async fn a_photo_hash_copied_into_another_groups_record_gets_403_while_partner_a
     let ix = other.group[0];
     let mut x = Phone::open(&server, agency.username_of(ix), ix).await;
     x.sync(&server.base).await.unwrap();
-    let denied = download(&server, &x.credentials.access_token, &hash).await;
+    let denied = download(&server, &x.credentials().access_token, &hash).await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     let xid = RecordId::new(other.id.as_str());
     let mut borrowed = photo.clone();
@@ -98,7 +98,7 @@ async fn a_photo_hash_copied_into_another_groups_record_gets_403_while_partner_a
         report.sent.contains(&xid),
         "the server took the reference: {report:?}"
     );
-    let borrowing = download(&server, &x.credentials.access_token, &hash).await;
+    let borrowing = download(&server, &x.credentials().access_token, &hash).await;
     assert_eq!(
         borrowing.status(),
         StatusCode::FORBIDDEN,
@@ -106,7 +106,7 @@ async fn a_photo_hash_copied_into_another_groups_record_gets_403_while_partner_a
     );
 
     // The partner reads it at once; the supervisor once the record is submitted.
-    let partner = download(&server, &b.credentials.access_token, &hash).await;
+    let partner = download(&server, &b.credentials().access_token, &hash).await;
     assert_eq!(partner.status(), StatusCode::OK);
     assert_eq!(
         partner.bytes().await.unwrap(),
@@ -287,7 +287,7 @@ async fn a_blob_file_left_without_its_row_is_repaired_and_nothing_is_uploaded_ag
     // The partner still reads it: the uploader was recorded before the file was in place.
     let partner = record.group[1];
     let other = Phone::open(&server, agency.username_of(partner), partner).await;
-    let answer = download(&server, &other.credentials.access_token, &chunked).await;
+    let answer = download(&server, &other.credentials().access_token, &chunked).await;
     assert_eq!(answer.status(), StatusCode::OK);
 }
 

@@ -177,7 +177,7 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
     let http = reqwest::Client::new();
     let response = http
         .post(format!("{}{}", server.base, wire::SYNC_PATH))
-        .bearer_auth(&other.credentials.access_token)
+        .bearer_auth(&other.credentials().access_token)
         .header("content-type", wire::CONTENT_TYPE)
         .body(body)
         .send()
@@ -195,7 +195,7 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
     );
     let denied = http
         .get(&url)
-        .bearer_auth(&other.credentials.access_token)
+        .bearer_auth(&other.credentials().access_token)
         .send()
         .await
         .unwrap();
@@ -205,7 +205,7 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
     partner_phone.sync(&server.base).await.unwrap();
     let allowed = http
         .get(&url)
-        .bearer_auth(&partner_phone.credentials.access_token)
+        .bearer_auth(&partner_phone.credentials().access_token)
         .send()
         .await
         .unwrap();
@@ -634,7 +634,7 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     let member = records[0].group[0];
     let phone = Phone::open(&server, agency.username_of(member), member).await;
     let http = reqwest::Client::new();
-    let token = phone.credentials.access_token.clone();
+    let token = phone.credentials().access_token.clone();
     let post = |body: Vec<u8>, content_type: &'static str| {
         http.post(format!("{}{}", server.base, wire::SYNC_PATH))
             .bearer_auth(&token)
@@ -778,7 +778,7 @@ async fn a_blob_batch_stores_each_good_blob_once_and_refuses_each_bad_one_alone(
         }
         request.send()
     };
-    let token = Some(phone.credentials.access_token.clone());
+    let token = Some(phone.credentials().access_token.clone());
 
     // Without a login nothing is stored.
     let anonymous = send(wire::encode(&batch), None).await.unwrap();

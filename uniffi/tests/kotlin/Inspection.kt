@@ -22,11 +22,12 @@ fun main(args: Array<String>) {
     val storeDir = args[5]
     val photoFile = File(args[6])
 
+    // The store keeps the session: log in once, then sync without handling tokens.
     val store = MobileStore.open(storeDir, inspectorId)
-    var credentials = store.logIn(url, username, password)
+    store.login(url, username, password)
+    check(store.loggedInServer() == url)
     fun sync(): SyncReport {
-        val report = store.sync(url, credentials, null)
-        report.credentials?.let { credentials = it }
+        val report = store.sync()
         check(report.complete) { "sync incomplete: $report" }
         return report
     }
@@ -34,7 +35,7 @@ fun main(args: Array<String>) {
     val first = sync()
     check(recordId in first.newRecords) { "the assigned record arrives: $first" }
     val task = store.listTasks().single { it.recordId == recordId }
-    check(task.status == "open") { task.toString() }
+    check(task.status == ReviewState.OPEN) { task.toString() }
 
     // Answer every item on the phone, offline.
     val record = store.record(recordId)
@@ -42,13 +43,17 @@ fun main(args: Array<String>) {
     check(items.isNotEmpty())
     for (item in items) {
         record.setChecked(item.code, true)
-        record.setMethods(item.code, listOf("on_site"))
+        check(item.foreseenMethods.isNotEmpty()) { item.toString() }
+        record.setMethods(item.code, item.foreseenMethods)
         record.setFinding(item.code, "现场核查，未发现问题")
     }
-    record.setResultCategories(listOf("no_problem"))
-    record.setFollowUp("none", null, null)
-    val photo = record.importPhoto(items[0].code, photoFile.readBytes(), "门头照片")
+    record.setResultCategories(listOf(ResultCategory.NO_PROBLEM))
+    record.setFollowUp(FollowUpMeasure.NO_FOLLOW_UP, null, null)
+    // From the camera's file: the photo's bytes never cross the FFI.
+    val photo = record.importPhotoFile(items[0].code, photoFile.path, "门头照片")
     check(record.photos().map { it.sha256 } == listOf(photo.sha256))
+    val waiting = store.pending()
+    check(waiting.records == 1u && waiting.blobs >= 2u) { "queued for sync: $waiting" }
 
     // Errors cross as exceptions of their kind.
     try {
@@ -57,9 +62,9 @@ fun main(args: Array<String>) {
     } catch (e: SuijiException.NotFound) {
     }
     try {
-        record.setMethods(items[0].code, listOf("divination"))
-        error("an unknown method must be refused")
-    } catch (e: SuijiException.InvalidInput) {
+        record.setFinding("Z99", "x")
+        error("an unknown item must be refused")
+    } catch (e: SuijiException.NotFound) {
     }
 
     // Sign on this phone, send the answers, the photo and the signature.
@@ -67,6 +72,7 @@ fun main(args: Array<String>) {
     val sent = sync()
     check(recordId in sent.sent) { "the answers went up: $sent" }
     check(photo.thumbnailSha256 in sent.blobsUploaded) { "the thumbnail went up: $sent" }
+    check(store.pending().blobs == 0u) { "nothing left to upload: ${store.pending()}" }
     step("signed") // the partner signs on their own phone
 
     sync()
@@ -78,8 +84,16 @@ fun main(args: Array<String>) {
 
     sync()
     val review = record.review()
-    check(review.state == "returned") { review.toString() }
+    check(review.state == ReviewState.RETURNED) { review.toString() }
     println("RETURNED ${review.lastComment}")
-    check(store.listTasks().single { it.recordId == recordId }.status == "returned")
+    check(store.listTasks().single { it.recordId == recordId }.status == ReviewState.RETURNED)
+
+    // Logging out revokes the session on the server; a sync then needs a login again.
+    check(store.logout()) { "the server revoked the session" }
+    try {
+        store.sync()
+        error("a sync after logging out must be refused")
+    } catch (e: SuijiException.Unauthorized) {
+    }
     println("kotlin inspection: ok")
 }

@@ -27,13 +27,12 @@ def step(name):
 
 class Phone:
     def __init__(self, username, inspector_id, store_dir):
+        # The store keeps the session: one login, then syncs without tokens.
         self.store = suiji.MobileStore.open(store_dir, inspector_id)
-        self.credentials = self.store.log_in(url, username, password)
+        self.store.login(url, username, password, None)
 
     def sync(self):
-        report = self.store.sync(url, self.credentials, None)
-        if report.credentials is not None:
-            self.credentials = report.credentials
+        report = self.store.sync(None, None)
         assert report.complete, report
         return report
 
@@ -60,7 +59,7 @@ first = items[0].code
 # Offline on both: different fields, and the same field with different answers.
 for item in items:
     ra.set_checked(item.code, True)
-    ra.set_methods(item.code, ["on_site"])
+    ra.set_methods(item.code, item.foreseen_methods)
     ra.set_finding(item.code, "证照齐全")
 rb.set_finding(first, "健康证过期")
 rb.set_party_statement("对检查结果无异议")
@@ -77,8 +76,8 @@ assert rb.party_statement() == "对检查结果无异议" and ra.party_statement
 
 # A settles it by writing the answer again; both see it settled.
 ra.set_finding(first, "健康证过期，已当场责令改正")
-ra.set_result_categories(["no_problem"])
-ra.set_follow_up("none", None, None)
+ra.set_result_categories([suiji.ResultCategory.NO_PROBLEM])
+ra.set_follow_up(suiji.FollowUpMeasure.NO_FOLLOW_UP, None, None)
 both_sync(a, b)
 for record in (ra, rb):
     assert record.conflicts() == [], record.conflicts()
@@ -107,7 +106,7 @@ a.sync()
 b.sync()
 for record in (ra, rb):
     review = record.review()
-    assert review.state == "returned", review
+    assert review.state == suiji.ReviewState.RETURNED, review
     print(f"RETURNED {review.last_comment}", flush=True)
 
 # B fixes the finding; the record changed, so both sign again; A resubmits.
@@ -117,5 +116,5 @@ a.sync()
 sign_and_submit(2)
 step("resubmitted")
 b.sync()
-assert rb.status() == "submitted", rb.status()
+assert rb.status() == suiji.ReviewState.SUBMITTED, rb.status()
 print("python two phones: ok")
