@@ -1,6 +1,7 @@
-//! The generated Swift bindings compile, wherever a Swift compiler exists. Debian has none
-//! (nor do these CI machines): there the test says that it skipped, and the bindings are
-//! still generated and checked by `bindings.rs`.
+//! The generated Swift bindings compile, with the inspection an iOS app runs
+//! (`tests/swift/main.swift`), wherever a Swift compiler exists. Debian has none (nor do these
+//! CI machines): there the test says that it skipped, and the bindings are still generated
+//! and checked by `bindings.rs`.
 
 mod support;
 
@@ -20,9 +21,10 @@ fn swift_bindings_compile_where_swiftc_exists() {
     support::generate("swift", &swift);
     let lib = support::library();
     let lib_dir = lib.parent().unwrap();
+    let program = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/swift/main.swift");
     let output = Command::new("swiftc")
-        .args(["-module-name", "suiji_uniffi", "-emit-library", "-o"])
-        .arg(work.path().join("libsuiji_swift.dylib"))
+        .args(["-module-name", "inspection", "-o"])
+        .arg(work.path().join("inspection"))
         .arg("-Xcc")
         .arg(format!(
             "-fmodule-map-file={}",
@@ -34,6 +36,7 @@ fn swift_bindings_compile_where_swiftc_exists() {
         .arg(lib_dir)
         .arg("-lsuiji_uniffi")
         .arg(swift.join("suiji_uniffi.swift"))
+        .arg(program)
         .output()
         .expect("run swiftc");
     assert!(
