@@ -310,6 +310,9 @@ pub struct TaskRow {
     pub window_end: String,
     /// Publication deadline (YYYY-MM-DD).
     pub publication_deadline: String,
+    /// Whether the deadline is provisional (its year's holiday schedule was not loaded on the
+    /// server yet): show it as such; it may move.
+    pub publication_deadline_provisional: bool,
     /// Where the record stands.
     pub status: ReviewState,
     /// Assigned items.
@@ -336,6 +339,7 @@ impl From<TaskSummary> for TaskRow {
             target_address: t.target_address,
             window_end: t.window_end.to_string(),
             publication_deadline: t.publication_deadline.to_string(),
+            publication_deadline_provisional: t.publication_deadline_provisional,
             status: t.status,
             items_total: t.items_total,
             items_answered: t.items_answered,

@@ -41,6 +41,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("../../migrations/001_init.sql"),
     include_str!("../../migrations/002_sync.sql"),
     include_str!("../../migrations/003_signing_keys.sql"),
+    include_str!("../../migrations/004_deadline_provisional.sql"),
 ];
 
 /// Name of the database file inside the store directory.
@@ -85,6 +86,9 @@ pub struct TaskSummary {
     pub window_end: NaiveDate,
     /// Publication deadline.
     pub publication_deadline: NaiveDate,
+    /// Whether the deadline is provisional (its year's holiday schedule was not loaded on the
+    /// server yet): show it as such; it may move.
+    pub publication_deadline_provisional: bool,
     /// Where the record stands.
     pub status: ReviewState,
     /// Assigned items.
@@ -297,7 +301,7 @@ impl Store {
         let mut stmt = conn.prepare_cached(
             "SELECT r.record_id, r.task_name, r.target_name, r.target_address, r.window_end,
                     r.publication_deadline, r.status, r.items_total, r.items_answered,
-                    r.photo_count, r.conflict_count, f.rule, f.message
+                    r.photo_count, r.conflict_count, f.rule, f.message, r.deadline_provisional
              FROM records r LEFT JOIN sync_refusals f USING (record_id)
              ORDER BY r.window_end, r.record_id",
         )?;
@@ -316,6 +320,7 @@ impl Store {
                 r.get::<_, u32>(10)?,
                 r.get::<_, Option<String>>(11)?,
                 r.get::<_, Option<String>>(12)?,
+                r.get::<_, bool>(13)?,
             ))
         })?;
         let mut out = Vec::new();
@@ -334,6 +339,7 @@ impl Store {
                 conflicts,
                 rule,
                 message,
+                provisional,
             ) = row?;
             let date = |s: &str| crate::record::parse_date(s).map_err(Error::Malformed);
             out.push(TaskSummary {
@@ -343,6 +349,7 @@ impl Store {
                 target_address: address,
                 window_end: date(&end)?,
                 publication_deadline: date(&deadline)?,
+                publication_deadline_provisional: provisional,
                 status: ReviewState::from_code(&status)
                     .ok_or_else(|| Error::Malformed(format!("unknown status {status:?}")))?,
                 items_total: total,
@@ -865,15 +872,17 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &mut RecordDoc) -> Resu
     tx.prepare_cached(
         "INSERT INTO records (record_id, task_name, target_name, target_address, window_end,
                               publication_deadline, status, items_total, items_answered,
-                              photo_count, conflict_count, updated_at, heads)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+                              photo_count, conflict_count, updated_at, heads,
+                              deadline_provisional)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)
          ON CONFLICT (record_id) DO UPDATE SET
              task_name = excluded.task_name, target_name = excluded.target_name,
              target_address = excluded.target_address, window_end = excluded.window_end,
              publication_deadline = excluded.publication_deadline, status = excluded.status,
              items_total = excluded.items_total, items_answered = excluded.items_answered,
              photo_count = excluded.photo_count, conflict_count = excluded.conflict_count,
-             updated_at = excluded.updated_at, heads = excluded.heads",
+             updated_at = excluded.updated_at, heads = excluded.heads,
+             deadline_provisional = excluded.deadline_provisional",
     )?
     .execute(params![
         id.as_str(),
@@ -889,6 +898,7 @@ fn write_index(tx: &Transaction<'_>, id: &RecordId, doc: &mut RecordDoc) -> Resu
         conflicts as i64,
         Utc::now().to_rfc3339(),
         heads,
+        assignment.publication_deadline_provisional,
     ])?;
     tx.prepare_cached("DELETE FROM photos WHERE record_id = ?1")?
         .execute([id.as_str()])?;

@@ -113,6 +113,22 @@ fn phone_document_deadline(phone: &Phone, record: &str) -> (String, bool) {
         .unwrap()
         .assignment()
         .unwrap();
+    // The task list (from the phone's index) says the same as the document.
+    let task = phone
+        .store
+        .list_tasks()
+        .unwrap()
+        .into_iter()
+        .find(|t| t.record_id.as_str() == record)
+        .expect("the record is in the task list");
+    assert_eq!(
+        (
+            task.publication_deadline,
+            task.publication_deadline_provisional
+        ),
+        (a.publication_deadline, a.publication_deadline_provisional),
+        "the task list follows the document"
+    );
     (
         a.publication_deadline.to_string(),
         a.publication_deadline_provisional,
