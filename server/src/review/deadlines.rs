@@ -15,6 +15,7 @@
 //! the year (`review::calendar_admin`).
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
@@ -30,6 +31,7 @@ use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 use crate::extract::ApiQuery;
 use crate::registry::rules;
+use crate::spreadsheet::{Cell, Format, Table};
 use crate::visibility::{self, Sight};
 
 /// Routes of this module.
@@ -42,6 +44,7 @@ pub fn routes() -> Router<AppState> {
 struct DeadlineQuery {
     within_days: Option<i64>,
     as_of: Option<NaiveDate>,
+    format: Option<String>,
 }
 
 fn parse_date(text: &str) -> Result<NaiveDate> {
@@ -150,8 +153,14 @@ async fn deadlines(
     State(state): State<AppState>,
     user: AuthUser,
     ApiQuery(q): ApiQuery<DeadlineQuery>,
-) -> Result<Json<Value>> {
+) -> Result<Response> {
     user.require(&[Role::Supervisor, Role::Admin, Role::Planner])?;
+    let format = match q.format.as_deref() {
+        None | Some("json") => None,
+        Some("csv") => Some(Format::Csv),
+        Some("xlsx") => Some(Format::Xlsx),
+        Some(_) => return Err(Error::invalid("format", "json, csv or xlsx")),
+    };
     let within = q.within_days.unwrap_or(5);
     if !(0..=365).contains(&within) {
         return Err(Error::invalid("within_days", "between 0 and 365"));
@@ -165,7 +174,64 @@ async fn deadlines(
             open_deadlines(tx, &user, &calendar, today)
         })
         .await?;
-    Ok(Json(sort_deadlines(all, today, within)))
+    let sorted = sort_deadlines(all, today, within);
+    match format {
+        None => Ok(Json(sorted).into_response()),
+        Some(format) => deadlines_table(&sorted).download(format, &format!("deadlines-{today}")),
+    }
+}
+
+/// The sorted deadlines as a spreadsheet table: the overdue first, then those due soon.
+pub fn deadlines_table(sorted: &Value) -> Table {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let mut rows = Vec::new();
+    for (list, standing) in [("overdue", "已逾期"), ("due_soon", "即将到期")] {
+        for e in sorted[list].as_array().into_iter().flatten() {
+            let kind = match e["kind"].as_str() {
+                Some("record_result") => "检查结果公示",
+                Some("drawn_list") => "抽查名单公示",
+                Some("abnormal_candidate") => "列入经营异常名录",
+                _ => "",
+            };
+            let subject = e["target_name"]
+                .as_str()
+                .or(e["task_name"].as_str())
+                .unwrap_or_default();
+            rows.push(vec![
+                Cell::from(standing),
+                kind.into(),
+                text(&e["task_number"]).into(),
+                subject.into(),
+                text(&e["counted_from"]).into(),
+                text(&e["deadline"]).into(),
+                e["working_days_left"]
+                    .as_i64()
+                    .map_or(Cell::Text(String::new()), Cell::from),
+                if e["provisional"] == json!(true) {
+                    "是（节假日安排未公布）"
+                } else {
+                    "否"
+                }
+                .into(),
+            ]);
+        }
+    }
+    Table {
+        sheet: "公示期限".into(),
+        header: [
+            "状态",
+            "类型",
+            "任务编号",
+            "检查对象或任务",
+            "起算日",
+            "期限",
+            "剩余工作日",
+            "暂定",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows,
+    }
 }
 
 /// Sorts open deadlines into `overdue` and `due_soon` (at most `within`

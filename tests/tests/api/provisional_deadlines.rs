@@ -94,6 +94,28 @@ async fn deadline_entry(client: &Client, record: &str, as_of: &str) -> Value {
         .clone()
 }
 
+/// `/api/v1/deadlines` on `as_of` as an XLSX, read back: every row's cells as text.
+async fn deadline_rows(client: &Client, as_of: &str) -> Vec<Vec<String>> {
+    use calamine::Reader;
+    let answer = client
+        .raw(
+            reqwest::Method::GET,
+            &format!("/api/v1/deadlines?within_days=60&as_of={as_of}&format=xlsx"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    let bytes = answer.bytes().await.unwrap().to_vec();
+    let mut book: calamine::Xlsx<_> =
+        calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+    let range = book.worksheet_range("公示期限").unwrap();
+    range
+        .rows()
+        .map(|r| r.iter().map(|c| c.to_string()).collect())
+        .collect()
+}
+
 /// (deadline, provisional) as the server's copy of the record document holds them.
 fn server_document_deadline(server: &TestServer, record: &str) -> (String, bool) {
     let a = suiji_tests::server_record(server, record)
@@ -206,6 +228,36 @@ async fn a_december_window_is_warned_drawn_and_provisional_until_2027_is_loaded_
     assert_eq!(entry["provisional"], true, "{entry}");
     assert_eq!(entry["unscheduled_years"], json!([2027]), "{entry}");
     assert_eq!(entry["working_days_left"], 19, "{entry}");
+    // And in the deadlines list as a spreadsheet, marked provisional there too.
+    let rows = deadline_rows(&supervisor, "2026-12-22").await;
+    assert_eq!(
+        rows[0],
+        [
+            "状态",
+            "类型",
+            "任务编号",
+            "检查对象或任务",
+            "起算日",
+            "期限",
+            "剩余工作日",
+            "暂定"
+        ]
+    );
+    let target = entry["target_name"].as_str().unwrap();
+    let row = rows
+        .iter()
+        .find(|r| r[3] == target && r[1] == "检查结果公示")
+        .unwrap_or_else(|| panic!("no row for {target}: {rows:?}"));
+    assert_eq!(
+        (
+            row[0].as_str(),
+            row[5].as_str(),
+            row[6].as_str(),
+            row[7].as_str()
+        ),
+        ("即将到期", "2027-01-18", "19", "是（节假日安排未公布）"),
+        "{row:?}"
+    );
     let admin = server.login("admin").await;
     let (s, view) = admin.get(&format!("/api/v1/records/{record}")).await;
     assert_eq!(s, StatusCode::OK, "{view}");
