@@ -4,6 +4,7 @@
 //! reaches the inspectors' phones at their next sync.
 
 use axum::extract::State;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
@@ -23,6 +24,7 @@ use crate::draw::records::{append_changes, load_document};
 use crate::error::{Error, Result};
 use crate::extract::{ApiJson, ApiPath, ApiQuery, Page, Paging};
 use crate::registry::rules;
+use crate::spreadsheet::{Cell, Format, Table};
 use crate::visibility::{self, Sight};
 
 /// Routes of this module.
@@ -55,6 +57,8 @@ pub struct QueueQuery {
     pub page: Option<u32>,
     /// Page size.
     pub per_page: Option<u32>,
+    /// `json` (default, paged), or `csv` / `xlsx`: every matching line, unpaged.
+    pub format: Option<String>,
 }
 
 /// The lines of the review queue matching `q` (unpaged), as `user` sees
@@ -160,8 +164,14 @@ async fn queue(
     State(state): State<AppState>,
     user: AuthUser,
     ApiQuery(q): ApiQuery<QueueQuery>,
-) -> Result<Json<Page<Value>>> {
+) -> Result<Response> {
     user.require(REVIEW_READERS)?;
+    let format = match q.format.as_deref() {
+        None | Some("json") => None,
+        Some("csv") => Some(Format::Csv),
+        Some("xlsx") => Some(Format::Xlsx),
+        Some(_) => return Err(Error::invalid("format", "json, csv or xlsx")),
+    };
     let paging = Paging {
         page: q.page.unwrap_or(1),
         per_page: q.per_page.unwrap_or(50),
@@ -176,6 +186,9 @@ async fn queue(
             queue_rows(tx, &user, &q, &calendar, today)
         })
         .await?;
+    if let Some(format) = format {
+        return queue_table(&rows).download(format, &format!("review-queue-{today}"));
+    }
     let total = rows.len() as i64;
     let items = rows
         .into_iter()
@@ -187,7 +200,63 @@ async fn queue(
         total,
         page: paging.page,
         per_page: paging.per_page,
-    }))
+    })
+    .into_response())
+}
+
+/// Review queue lines as a spreadsheet table, in the queue's order.
+pub fn queue_table(rows: &[Value]) -> Table {
+    let text = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+    let yes_no = |v: &Value| if v == &json!(true) { "是" } else { "否" };
+    let rows = rows
+        .iter()
+        .map(|r| {
+            let state = r["state"]
+                .as_str()
+                .and_then(suiji_mobile_core::vocab::ReviewState::from_code)
+                .map_or_else(|| text(&r["state"]), |s| s.label().to_owned());
+            vec![
+                Cell::Text(text(&r["task_number"])),
+                Cell::Text(text(&r["task_name"])),
+                Cell::Text(text(&r["department"])),
+                Cell::Text(text(&r["target_name"])),
+                Cell::Text(text(&r["uscc"])),
+                Cell::Text(state),
+                r["round"].as_i64().unwrap_or(0).into(),
+                Cell::Text(text(&r["submitted_at"])),
+                Cell::Text(text(&r["inspection_ended_on"])),
+                Cell::Text(text(&r["deadline"])),
+                r["working_days_left"]
+                    .as_i64()
+                    .map_or(Cell::Text(String::new()), Cell::from),
+                yes_no(&r["overdue"]).into(),
+                yes_no(&r["provisional"]).into(),
+                yes_no(&r["has_conflicts"]).into(),
+            ]
+        })
+        .collect();
+    Table {
+        sheet: "审核队列".into(),
+        header: [
+            "任务编号",
+            "任务名称",
+            "部门",
+            "检查对象",
+            "统一社会信用代码",
+            "审核状态",
+            "提交轮次",
+            "提交时间",
+            "检查结束日",
+            "公示期限",
+            "剩余工作日",
+            "已逾期",
+            "期限暂定",
+            "有冲突",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+        rows,
+    }
 }
 
 /// A record as a supervisor sees it; not found (404) for a record `user` may

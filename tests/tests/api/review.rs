@@ -1191,7 +1191,26 @@ async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
         .await
         .unwrap()
         .to_vec();
+    let queue_xlsx = supervisor
+        .raw(
+            reqwest::Method::GET,
+            "/api/v1/review/queue?status=all&format=xlsx",
+        )
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
     for (export, bytes, sheet, header, hostile) in [
+        (
+            "review queue",
+            &queue_xlsx,
+            "审核队列",
+            "任务编号",
+            &[TASK_NAME, TARGET_NAME][..],
+        ),
         (
             "results",
             &results_xlsx,
