@@ -219,7 +219,26 @@ pub fn cell(text: &str) -> Cow<'_, str> {
 
 #[cfg(test)]
 mod tests {
-    use super::cell;
+    use super::{Cell, Table, cell};
+
+    #[test]
+    fn an_empty_table_is_still_a_workbook_and_a_csv_with_its_header() {
+        let table = Table {
+            sheet: "公示期限".into(),
+            header: vec!["状态".into(), "期限".into()],
+            rows: Vec::new(),
+        };
+        let xlsx = table.to_xlsx().unwrap();
+        assert_eq!(&xlsx[..2], b"PK", "a zip");
+        let csv = String::from_utf8(table.to_csv().unwrap()).unwrap();
+        assert_eq!(csv, "\u{feff}状态,期限\n");
+        let one = Table {
+            rows: vec![vec![Cell::from("=1+1"), Cell::from(3i64)]],
+            ..table
+        };
+        let csv = String::from_utf8(one.to_csv().unwrap()).unwrap();
+        assert!(csv.ends_with("'=1+1,3\n"), "{csv:?}");
+    }
 
     #[test]
     fn formula_starts_get_an_apostrophe_and_plain_text_is_kept() {
