@@ -3,6 +3,7 @@
 
 use axum::Router;
 use axum::extract::{Query, State};
+use axum::response::Response;
 use axum::routing::get;
 use chrono::Datelike;
 use maud::{Markup, html};
@@ -16,9 +17,10 @@ use super::layout::{days_left, deadline_date, page, state_label, text};
 use super::session::WebUser;
 use crate::AppState;
 use crate::auth::Role;
-use crate::review::deadlines::{open_deadlines, sort_deadlines};
-use crate::review::stats::{Stats, StatsRow, compute};
+use crate::review::deadlines::{deadlines_table, open_deadlines, sort_deadlines};
+use crate::review::stats::{Stats, StatsRow, compute, to_table};
 use crate::review::{china_today, refresh_stale};
+use crate::spreadsheet::Format;
 
 /// Who reads deadlines and statistics.
 pub const READERS: &[Role] = &[Role::Supervisor, Role::Admin, Role::Planner];
@@ -27,7 +29,99 @@ pub const READERS: &[Role] = &[Role::Supervisor, Role::Admin, Role::Planner];
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/deadlines", get(deadlines))
+        .route("/deadlines/export", get(deadlines_export))
         .route("/stats", get(stats))
+        .route("/stats/export", get(stats_export))
+}
+
+/// The spreadsheet form a console export asks for: `xlsx` (the default) or `csv`.
+pub fn export_format(format: &str) -> Format {
+    match format {
+        "csv" => Format::Csv,
+        _ => Format::Xlsx,
+    }
+}
+
+/// Links to a page's export, as Excel and as CSV; `query` is the page's own query string.
+pub fn export_links(path: &str, query: &str) -> Markup {
+    let sep = if query.is_empty() { "" } else { "&" };
+    html! {
+        p.exports {
+            "导出："
+            a.button href=(format!("{path}?{query}{sep}format=xlsx")) download { "Excel（XLSX）" }
+            " "
+            a.button href=(format!("{path}?{query}{sep}format=csv")) download { "CSV" }
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct ExportParams {
+    #[serde(default)]
+    within: String,
+    #[serde(default)]
+    year: String,
+    #[serde(default)]
+    month: String,
+    #[serde(default)]
+    format: String,
+}
+
+/// `GET /deadlines/export`: the deadlines page's lists as a spreadsheet.
+async fn deadlines_export(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(p): Query<ExportParams>,
+) -> WebResult<Response> {
+    user.require(READERS)?;
+    let within = p
+        .within
+        .parse::<i64>()
+        .ok()
+        .filter(|n| (0..=365).contains(n))
+        .unwrap_or(5);
+    let calendar = state.calendar();
+    let today = china_today();
+    let auth = user.auth.clone();
+    let all = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            open_deadlines(tx, &auth, &calendar, today)
+        })
+        .await?;
+    let sorted = sort_deadlines(all, today, within);
+    Ok(deadlines_table(&sorted)
+        .download(export_format(&p.format), &format!("deadlines-{today}"))?)
+}
+
+/// `GET /stats/export`: the statistics page's table by department as a spreadsheet.
+async fn stats_export(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(p): Query<ExportParams>,
+) -> WebResult<Response> {
+    user.require(READERS)?;
+    let year = p
+        .year
+        .parse::<i32>()
+        .ok()
+        .filter(|y| (2000..=2100).contains(y))
+        .unwrap_or_else(|| china_today().year());
+    let month = p.month.parse::<u32>().ok().filter(|m| (1..=12).contains(m));
+    let calendar = state.calendar();
+    let stats = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            compute(tx, &calendar, year, month)
+        })
+        .await?;
+    let stem = match month {
+        Some(m) => format!("stats-{year}-{m:02}"),
+        None => format!("stats-{year}"),
+    };
+    Ok(to_table(&stats).download(export_format(&p.format), &stem)?)
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -107,6 +201,7 @@ async fn deadlines(
                 (input("“即将到期”指剩余工作日不超过", "within", "number", &within.to_string(), &errors))
                 div.field { button.primary type="submit" { "刷新" } }
             }
+            (export_links("/deadlines/export", &format!("within={within}")))
             h2 { "已超期（" (report["overdue"].as_array().map_or(0, Vec::len)) "）" }
             (table("overdue", &report["overdue"]))
             h2 { "即将到期（" (report["due_soon"].as_array().map_or(0, Vec::len)) "）" }
@@ -184,6 +279,10 @@ async fn stats(
                 (select("月份", "month", &month_options, &month.map(|m| m.to_string()).unwrap_or_default(), &errors))
                 div.field { button.primary type="submit" { "统计" } }
             }
+            (export_links("/stats/export", &match month {
+                Some(m) => format!("year={year}&month={m}"),
+                None => format!("year={year}"),
+            }))
             h2 { (title) "：按部门" }
             (stats_table(&period))
             h2 { (title) "：检查结果分类" }

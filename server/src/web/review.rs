@@ -34,6 +34,7 @@ const DECIDERS: &[Role] = &[Role::Supervisor];
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/review", get(queue))
+        .route("/review/export", get(queue_export))
         .route("/records/{id}", get(record))
         .route("/records/{id}/return", post(return_record))
         .route("/records/{id}/approve", post(approve_record))
@@ -46,6 +47,46 @@ pub fn routes() -> Router<AppState> {
 struct QueueParams {
     #[serde(default)]
     status: String,
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct QueueExportParams {
+    #[serde(default)]
+    status: String,
+    #[serde(default)]
+    format: String,
+}
+
+/// `GET /review/export`: the review queue of one status as a spreadsheet, every line.
+async fn queue_export(
+    State(state): State<AppState>,
+    user: WebUser,
+    Query(p): Query<QueueExportParams>,
+) -> WebResult<Response> {
+    user.require(REVIEW_READERS)?;
+    let status = STATUSES
+        .iter()
+        .find(|(code, _)| *code == p.status)
+        .map(|(code, _)| *code)
+        .unwrap_or("submitted");
+    let q = QueueQuery {
+        status: Some(status.to_owned()),
+        ..QueueQuery::default()
+    };
+    let calendar = state.calendar();
+    let auth = user.auth.clone();
+    let today = china_today();
+    let rows = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            queue_rows(tx, &auth, &q, &calendar, today)
+        })
+        .await?;
+    Ok(crate::review::records::queue_table(&rows).download(
+        super::reports::export_format(&p.format),
+        &format!("review-queue-{status}-{today}"),
+    )?)
 }
 
 const STATUSES: &[(&str, &str)] = &[
@@ -85,6 +126,7 @@ async fn queue(
         Some(&user),
         html! {
             h1 { "审核队列" }
+            (super::reports::export_links("/review/export", &format!("status={status}")))
             nav.row {
                 @for (code, label) in STATUSES {
                     @if *code == status { strong { (label) } } @else { a href=(format!("/review?status={code}")) { (label) } }

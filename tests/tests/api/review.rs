@@ -1256,7 +1256,76 @@ async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
             "{export}: the header row is frozen"
         );
     }
+    // The console offers the same exports from its pages, on its own session.
+    let jar = suiji_tests::console_session(&server, "supervisor").await;
+    let year = &suiji_server::review::china_today().to_string()[..4];
+    for (page, export, sheet) in [
+        (
+            "/stats",
+            format!("/stats/export?year={year}&format=xlsx"),
+            "抽查统计",
+        ),
+        (
+            "/review?status=all",
+            "/review/export?status=all&format=xlsx".to_owned(),
+            "审核队列",
+        ),
+        (
+            "/deadlines",
+            "/deadlines/export?within=5&format=xlsx".to_owned(),
+            "公示期限",
+        ),
+    ] {
+        let (s, html) = suiji_tests::console_page(&server, &jar, page).await;
+        assert_eq!(s, StatusCode::OK);
+        let link = export.replace('&', "&amp;");
+        assert!(
+            html.contains(&format!("href=\"{link}\"")),
+            "{page} links {export}: {html}"
+        );
+        let answer = suiji_tests::http()
+            .get(format!("{}{export}", server.base))
+            .header(reqwest::header::COOKIE, &jar)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), StatusCode::OK, "{export}");
+        let bytes = answer.bytes().await.unwrap().to_vec();
+        use calamine::Reader;
+        let book: calamine::Xlsx<_> =
+            calamine::open_workbook_from_rs(std::io::Cursor::new(bytes)).unwrap();
+        assert_eq!(book.sheet_names(), vec![sheet.to_owned()], "{export}");
+    }
+    let csv = suiji_tests::http()
+        .get(format!(
+            "{}/review/export?status=all&format=csv",
+            server.base
+        ))
+        .header(reqwest::header::COOKIE, &jar)
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let rows = csv_of(&csv);
+    assert_eq!(rows[0][0], "任务编号");
+    assert!(
+        rows.iter()
+            .flatten()
+            .any(|f| f.starts_with(&format!("'{TARGET_NAME}"))),
+        "the console's CSV is defused too: {rows:?}"
+    );
+
     // Only staff read statistics, in any form.
+    let inspector_jar = suiji_tests::console_session(&server, "inspector").await;
+    let (s, _) = suiji_tests::console_page(
+        &server,
+        &inspector_jar,
+        &format!("/stats/export?year={year}&format=xlsx"),
+    )
+    .await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
     let inspector = server.login("inspector").await;
     let (s, _) = inspector
         .get(&format!(
