@@ -198,6 +198,8 @@ pub fn stored_record(c: &rusqlite::Connection, id: i64, published_only: bool) ->
 pub struct PublicDraw {
     /// Draw id.
     pub id: i64,
+    /// The task drawn (its published results: `/api/v1/public/tasks/{task_id}/results.*`).
+    pub task_id: i64,
     /// `initial` or `redraw`.
     pub kind: String,
     /// The draw replaced, for redraws.
@@ -255,7 +257,8 @@ async fn public_draws(State(state): State<AppState>) -> Result<Json<Vec<PublicDr
 pub fn published_draws(c: &rusqlite::Connection) -> Result<Vec<PublicDraw>> {
     let mut stmt = c.prepare(
                 "SELECT d.id, d.kind, d.parent_id, d.reason, p.number, p.name, t.number, t.name,
-                    json_array_length(d.record, '$.result.targets'), d.record_sha256, d.drawn_at, d.published_at
+                    json_array_length(d.record, '$.result.targets'), d.record_sha256, d.drawn_at, d.published_at,
+                    t.id
                  FROM draws d JOIN tasks t ON t.id = d.task_id JOIN plans p ON p.id = t.plan_id
                  WHERE d.published_at IS NOT NULL ORDER BY d.id DESC",
             )?;
@@ -273,6 +276,7 @@ pub fn published_draws(c: &rusqlite::Connection) -> Result<Vec<PublicDraw>> {
             record_sha256: r.get(9)?,
             drawn_at: r.get(10)?,
             published_at: r.get(11)?,
+            task_id: r.get(12)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -247,6 +247,12 @@ async fn draw(
                 dt { "公示时间" } dd { (time(&found.published_at)) }
                 dt { "记录 SHA-256" } dd { code.hash #record-sha { (found.record_sha256) } }
             }
+            p.exports {
+                "本任务已公示的检查结果："
+                a.button href=(format!("/api/v1/public/tasks/{}/results.xlsx", found.task_id)) download { "Excel（XLSX）" }
+                " "
+                a.button href=(format!("/api/v1/public/tasks/{}/results.csv", found.task_id)) download { "CSV" }
+            }
             section.verify #verify {
                 h2 { "如何验证" }
                 ol {

@@ -1256,6 +1256,26 @@ async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
             "{export}: the header row is frozen"
         );
     }
+    // The public draw page of the task links its published results as files anyone may fetch.
+    let (s, draws) = anonymous.get("/api/v1/public/draws").await;
+    assert_eq!(s, StatusCode::OK, "{draws}");
+    let draw = draws
+        .as_array()
+        .or(draws["items"].as_array())
+        .into_iter()
+        .flatten()
+        .find(|d| d["task_id"] == task_id)
+        .unwrap_or_else(|| panic!("the task's draw is listed: {draws}"));
+    let (s, html) =
+        suiji_tests::console_page(&server, "", &format!("/public/draws/{}", draw["id"])).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(&format!(
+            "href=\"/api/v1/public/tasks/{task_id}/results.xlsx\""
+        )),
+        "{html}"
+    );
+
     // The console offers the same exports from its pages, on its own session.
     let jar = suiji_tests::console_session(&server, "supervisor").await;
     let year = &suiji_server::review::china_today().to_string()[..4];
