@@ -793,7 +793,10 @@ fn year_2027() -> Value {
 #[tokio::test]
 async fn deadlines_count_working_days_around_holidays_and_report_uncovered_years() {
     let server = TestServer::start().await;
-    let agency = seed_agency(&server, 3, 30).await;
+    // Two tasks are drawn from the same few A-class targets; when both draw the same target,
+    // its second group may not repeat the first (the last-group rule), which three
+    // inspectors of the department (a group of two, and one left) could not satisfy.
+    let agency = seed_agency(&server, 6, 30).await;
     let planner = server.login("planner").await;
     // Window ends the day before the National Day holiday (1–7 October 2026).
     let autumn = make_task(
