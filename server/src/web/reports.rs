@@ -55,6 +55,26 @@ pub fn export_links(path: &str, query: &str) -> Markup {
     }
 }
 
+/// The open deadlines `user` may see, sorted into overdue and due within `within` working
+/// days of `today`, as the deadlines page and its export show them.
+async fn sorted_deadlines(
+    state: &AppState,
+    user: &WebUser,
+    today: chrono::NaiveDate,
+    within: i64,
+) -> WebResult<Value> {
+    let calendar = state.calendar();
+    let auth = user.auth.clone();
+    let all = state
+        .db
+        .write(move |tx| {
+            refresh_stale(tx)?;
+            open_deadlines(tx, &auth, &calendar, today)
+        })
+        .await?;
+    Ok(sort_deadlines(all, today, within))
+}
+
 #[derive(Debug, Default, Deserialize)]
 struct ExportParams {
     #[serde(default)]
@@ -80,17 +100,8 @@ async fn deadlines_export(
         .ok()
         .filter(|n| (0..=365).contains(n))
         .unwrap_or(5);
-    let calendar = state.calendar();
     let today = china_today();
-    let auth = user.auth.clone();
-    let all = state
-        .db
-        .write(move |tx| {
-            refresh_stale(tx)?;
-            open_deadlines(tx, &auth, &calendar, today)
-        })
-        .await?;
-    let sorted = sort_deadlines(all, today, within);
+    let sorted = sorted_deadlines(&state, &user, today, within).await?;
     Ok(deadlines_table(&sorted)
         .download(export_format(&p.format), &format!("deadlines-{today}"))?)
 }
@@ -147,17 +158,8 @@ async fn deadlines(
             }
         },
     };
-    let calendar = state.calendar();
     let today = china_today();
-    let auth = user.auth.clone();
-    let all = state
-        .db
-        .write(move |tx| {
-            refresh_stale(tx)?;
-            open_deadlines(tx, &auth, &calendar, today)
-        })
-        .await?;
-    let report = sort_deadlines(all, today, within);
+    let report = sorted_deadlines(&state, &user, today, within).await?;
     let table = |id: &str, entries: &Value| -> Markup {
         let list = entries.as_array().cloned().unwrap_or_default();
         html! {

@@ -64,9 +64,25 @@ async fn queue_export(
     Query(p): Query<QueueExportParams>,
 ) -> WebResult<Response> {
     user.require(REVIEW_READERS)?;
+    let today = china_today();
+    let (status, rows) = queue_lines(&state, &user, &p.status, today).await?;
+    Ok(crate::review::records::queue_table(&rows).download(
+        super::reports::export_format(&p.format),
+        &format!("review-queue-{status}-{today}"),
+    )?)
+}
+
+/// The review queue lines of status `wanted` (one of [`STATUSES`], else `submitted`) that
+/// `user` may see, counted as of `today`; with the status used.
+async fn queue_lines(
+    state: &AppState,
+    user: &WebUser,
+    wanted: &str,
+    today: chrono::NaiveDate,
+) -> WebResult<(&'static str, Vec<Value>)> {
     let status = STATUSES
         .iter()
-        .find(|(code, _)| *code == p.status)
+        .find(|(code, _)| *code == wanted)
         .map(|(code, _)| *code)
         .unwrap_or("submitted");
     let q = QueueQuery {
@@ -75,7 +91,6 @@ async fn queue_export(
     };
     let calendar = state.calendar();
     let auth = user.auth.clone();
-    let today = china_today();
     let rows = state
         .db
         .write(move |tx| {
@@ -83,10 +98,7 @@ async fn queue_export(
             queue_rows(tx, &auth, &q, &calendar, today)
         })
         .await?;
-    Ok(crate::review::records::queue_table(&rows).download(
-        super::reports::export_format(&p.format),
-        &format!("review-queue-{status}-{today}"),
-    )?)
+    Ok((status, rows))
 }
 
 const STATUSES: &[(&str, &str)] = &[
@@ -103,24 +115,7 @@ async fn queue(
     Query(p): Query<QueueParams>,
 ) -> WebResult<Markup> {
     user.require(REVIEW_READERS)?;
-    let status = STATUSES
-        .iter()
-        .find(|(code, _)| *code == p.status)
-        .map(|(code, _)| *code)
-        .unwrap_or("submitted");
-    let q = QueueQuery {
-        status: Some(status.to_owned()),
-        ..QueueQuery::default()
-    };
-    let calendar = state.calendar();
-    let auth = user.auth.clone();
-    let rows = state
-        .db
-        .write(move |tx| {
-            refresh_stale(tx)?;
-            queue_rows(tx, &auth, &q, &calendar, china_today())
-        })
-        .await?;
+    let (status, rows) = queue_lines(&state, &user, &p.status, china_today()).await?;
     Ok(page(
         "审核队列",
         Some(&user),
