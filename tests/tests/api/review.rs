@@ -1342,14 +1342,40 @@ async fn exports_defuse_names_that_would_run_as_formulas_in_a_spreadsheet() {
 
     // Only staff read statistics, in any form.
     let inspector_jar = suiji_tests::console_session(&server, "inspector").await;
-    let (s, _) = suiji_tests::console_page(
-        &server,
-        &inspector_jar,
-        &format!("/stats/export?year={year}&format=xlsx"),
-    )
-    .await;
-    assert_eq!(s, StatusCode::FORBIDDEN);
+    for export in [
+        format!("/stats/export?year={year}&format=xlsx"),
+        "/review/export?status=all&format=xlsx".to_owned(),
+        "/deadlines/export?format=csv".to_owned(),
+    ] {
+        let (s, _) = suiji_tests::console_page(&server, &inspector_jar, &export).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "an inspector exports {export}");
+    }
+    let anonymous_export = suiji_tests::http()
+        .get(format!(
+            "{}/review/export?status=all&format=xlsx",
+            server.base
+        ))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        anonymous_export.status(),
+        StatusCode::SEE_OTHER,
+        "no session: to the login page"
+    );
     let inspector = server.login("inspector").await;
+    for path in [
+        "/api/v1/review/queue?status=all&format=xlsx",
+        "/api/v1/deadlines?format=csv",
+    ] {
+        assert_eq!(inspector.get(path).await.0, StatusCode::FORBIDDEN, "{path}");
+    }
+    let (s, body) = supervisor.get("/api/v1/review/queue?format=xls").await;
+    assert_eq!(
+        s,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "an unknown format: {body}"
+    );
     let (s, _) = inspector
         .get(&format!(
             "/api/v1/stats?year={}&format=xlsx",
