@@ -66,6 +66,7 @@ fn main() -> anyhow::Result<()> {
         data_dir: dir.path().to_owned(),
         demo: false,
         transport: Default::default(),
+        public_url: None,
     })?;
     let db = state.db.clone();
     let mut rng = ChaCha8Rng::seed_from_u64(7);

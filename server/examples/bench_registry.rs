@@ -47,6 +47,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().join("demo"),
         demo: true,
         transport: Default::default(),
+        public_url: None,
     })?;
     let opened = started.elapsed();
     let summary = tokio::task::spawn_blocking({
@@ -72,6 +73,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().join("import"),
         demo: false,
         transport: Default::default(),
+        public_url: None,
     })?;
     let hash = auth::hash_password("benchmark-password-1")?;
     state.db.write_blocking(|tx| {

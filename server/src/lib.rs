@@ -23,6 +23,7 @@ pub mod blobs;
 pub mod calendar;
 pub mod db;
 pub mod demo;
+pub mod documents;
 pub mod draw;
 pub mod error;
 pub mod extract;
@@ -50,6 +51,9 @@ pub struct Config {
     pub demo: bool,
     /// Timeouts, connection cap and head sizes of the HTTP transport.
     pub transport: transport::Limits,
+    /// The address the public reaches the server at (`https://host`), printed on
+    /// documents and in their QR codes; unset, a request's own `Host` is used.
+    pub public_url: Option<String>,
 }
 
 impl Config {
@@ -192,6 +196,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::routes())
         .merge(signing::routes())
         .merge(review::routes())
+        .merge(documents::routes())
         .merge(web::routes(state.clone()))
         .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))

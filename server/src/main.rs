@@ -47,6 +47,11 @@ enum Command {
         /// at least 16). Behind a reverse proxy, set it to `--max-connections`.
         #[arg(long, env = "SUIJI_MAX_CONNECTIONS_PER_ADDRESS")]
         max_connections_per_address: Option<usize>,
+        /// The address the public reaches this server at (for example
+        /// `https://spotcheck.example.gov.cn`), printed on PDF documents and in their QR codes.
+        /// Unset, each request's own Host is used, which is right only without a proxy.
+        #[arg(long, env = "SUIJI_PUBLIC_URL")]
+        public_url: Option<String>,
     },
     /// Accounts, for setting up a server without demo data.
     User {
@@ -152,12 +157,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             demo,
             max_connections,
             max_connections_per_address,
+            public_url,
         } => serve(
             data,
             listen,
             demo,
             max_connections,
             max_connections_per_address,
+            public_url,
         ),
         Command::Audit {
             command: AuditCommand::Verify { data },
@@ -205,6 +212,7 @@ fn create_user(
         data_dir: data,
         demo: false,
         transport: Default::default(),
+        public_url: None,
     })?;
     let hash = suiji_server::auth::hash_password(&password)?;
     let user = state.db.write_blocking(|tx| {
@@ -220,6 +228,7 @@ fn serve(
     demo_mode: bool,
     max_connections: usize,
     max_connections_per_address: Option<usize>,
+    public_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let open_files = suiji_server::transport::raise_open_file_limit();
@@ -235,6 +244,7 @@ fn serve(
         data_dir: data.clone(),
         demo: demo_mode,
         transport,
+        public_url,
     };
     let _claim = suiji_server::lock_for_serving(&data)?;
     let state = suiji_server::open(config)

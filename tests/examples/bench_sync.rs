@@ -81,6 +81,7 @@ fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),
+        public_url: None,
     })?;
     let hash = hash_password(PASSWORD)?;
     let calendar = state.calendar();

@@ -45,11 +45,28 @@ impl TestServer {
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
+            public_url: None,
         };
         tweak(&mut config);
         let state = suiji_server::open(config).expect("open server state");
         let hash = hash_password(PASSWORD).expect("hash");
         Self::create_accounts(&state, &hash);
+        Self::serve(dir, state).await
+    }
+
+    /// A server on the demo agency, as `suiji-server serve --demo` starts it: demo accounts
+    /// (password [`suiji_server::demo::DEMO_PASSWORD`]), registry, draws and the walked
+    /// records, some published.
+    pub async fn start_demo() -> TestServer {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let state = suiji_server::open(Config {
+            data_dir: dir.path().to_owned(),
+            demo: true,
+            transport: Default::default(),
+            public_url: None,
+        })
+        .expect("open server state");
+        suiji_server::demo::seed(&state.db, &state.calendar()).expect("seed the demo");
         Self::serve(dir, state).await
     }
 
@@ -59,6 +76,7 @@ impl TestServer {
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
+            public_url: None,
         })
         .expect("reopen server state");
         Self::serve(dir, state).await
@@ -114,11 +132,16 @@ impl TestServer {
 
     /// A client logged in as `username` with [`PASSWORD`].
     pub async fn login(&self, username: &str) -> Client {
+        self.login_with(username, PASSWORD).await
+    }
+
+    /// A client logged in as `username` with `password`.
+    pub async fn login_with(&self, username: &str, password: &str) -> Client {
         let mut client = Client::anonymous(&self.base);
         let (status, body) = client
             .post(
                 "/api/v1/auth/login",
-                &json!({"username": username, "password": PASSWORD}),
+                &json!({"username": username, "password": password}),
             )
             .await;
         assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
@@ -750,4 +773,82 @@ pub fn peak_mb(pid: u32) -> f64 {
                 .and_then(|kb| kb.parse::<f64>().ok())
         })
         .map_or(0.0, |kb| kb / 1024.0)
+}
+
+// PDF documents, read back with poppler's tools (Debian's poppler-utils, installed by
+// ./scripts/test).
+
+/// Runs a poppler tool on `pdf` (written to a temporary file) with `args` before the file
+/// name and `after` behind it; its standard output.
+fn poppler(tool: &str, args: &[&str], pdf: &[u8], after: &[&str]) -> Vec<u8> {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let file = dir.path().join("document.pdf");
+    std::fs::write(&file, pdf).expect("write the PDF");
+    let output = std::process::Command::new(tool)
+        .args(args)
+        .arg(&file)
+        .args(after)
+        .current_dir(dir.path())
+        .output()
+        .unwrap_or_else(|e| panic!("{tool} (poppler-utils) runs: {e}"));
+    assert!(
+        output.status.success(),
+        "{tool} read the PDF: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output.stdout
+}
+
+/// The text of a PDF as `pdftotext` extracts it, in reading order.
+pub fn pdf_text(pdf: &[u8]) -> String {
+    String::from_utf8(poppler("pdftotext", &["-enc", "UTF-8"], pdf, &["-"])).expect("UTF-8 text")
+}
+
+/// [`pdf_text`] with every white space removed, so that words a table cell wrapped over two
+/// lines are found whole.
+pub fn pdf_text_joined(pdf: &[u8]) -> String {
+    pdf_text(pdf)
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect()
+}
+
+/// The number of pages `pdfinfo` counts.
+pub fn pdf_pages(pdf: &[u8]) -> usize {
+    let info = String::from_utf8(poppler("pdfinfo", &[], pdf, &[])).expect("UTF-8 info");
+    info.lines()
+        .find_map(|l| l.strip_prefix("Pages:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("pdfinfo names the page count")
+}
+
+/// The images embedded in a PDF, as `pdfimages -list` lists them: (page, width, height).
+pub fn pdf_images(pdf: &[u8]) -> Vec<(usize, u32, u32)> {
+    let list = String::from_utf8(poppler("pdfimages", &["-list"], pdf, &[])).expect("UTF-8");
+    list.lines()
+        .skip(2)
+        .filter_map(|line| {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            Some((
+                cols.first()?.parse().ok()?,
+                cols.get(3)?.parse().ok()?,
+                cols.get(4)?.parse().ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Page `page` (from 1) drawn by `pdftoppm` at `dpi`, as PNG bytes.
+pub fn pdf_page_png(pdf: &[u8], page: usize, dpi: u32) -> Vec<u8> {
+    let (p, r) = (page.to_string(), dpi.to_string());
+    let dir = tempfile::tempdir().expect("temp dir");
+    let root = dir.path().join("page");
+    let root = root.to_str().expect("a UTF-8 path");
+    poppler(
+        "pdftoppm",
+        &["-png", "-r", &r, "-f", &p, "-l", &p, "-singlefile"],
+        pdf,
+        &[root],
+    );
+    std::fs::read(dir.path().join("page.png")).expect("pdftoppm wrote page.png")
 }

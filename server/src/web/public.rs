@@ -27,6 +27,85 @@ pub fn routes() -> Router<AppState> {
         .route("/public/commitments", get(commitments))
         .route("/public/draws", get(draws))
         .route("/public/draws/{id}", get(draw))
+        .route("/public/check", get(check))
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct CheckParams {
+    #[serde(default)]
+    record: String,
+    #[serde(default)]
+    digest: String,
+}
+
+/// `GET /public/check`: whether a printed document (its record id and digest,
+/// as its footer and QR code carry them) matches what the server holds.
+async fn check(
+    State(state): State<AppState>,
+    session: Session,
+    Query(p): Query<CheckParams>,
+) -> WebResult<Markup> {
+    let asked = !p.record.trim().is_empty() || !p.digest.trim().is_empty();
+    let query = crate::documents::CheckQuery {
+        record: p.record.trim().to_owned(),
+        digest: p.digest.trim().to_owned(),
+    };
+    let mut errors = FieldErrors::new();
+    let answer = if asked {
+        match state
+            .db
+            .read(move |c| crate::documents::check(c, &query))
+            .await
+        {
+            Ok(answer) => Some(answer),
+            Err(crate::error::Error::Invalid { .. }) => {
+                errors.add("digest", "摘要是 64 位十六进制字符，见文书页脚。");
+                None
+            }
+            Err(e) => return Err(e.into()),
+        }
+    } else {
+        None
+    };
+    Ok(page(
+        "文书核对",
+        session.user.as_ref(),
+        html! {
+            h1 { "文书核对" }
+            p.lead { "检查通知书、检查记录表和责令改正通知书的页脚印有记录编号和摘要，首页二维码指向本页。核对结果说明纸质文书是否与系统中的记录一致。" }
+            form.filters.box method="get" action="/public/check" {
+                (input("记录编号", "record", "text", &p.record, &FieldErrors::new()))
+                (input("摘要（SHA-256）", "digest", "text", &p.digest, &errors))
+                div.field { button.primary type="submit" { "核对" } }
+            }
+            @if let Some(answer) = answer {
+                @match (&answer.record, answer.matched) {
+                    (Some(r), Some(matched)) => {
+                        section.box #check-result {
+                            p.notice #check-verdict { @match matched {
+                                "notice" => "一致：这份检查通知书与系统中的检查安排一致。",
+                                "current" => "一致：这份文书与系统中该记录的当前内容一致。",
+                                _ => "曾经一致：这份文书与签名时的记录内容一致，此后记录有修改，请以最新文书为准。",
+                            } }
+                            dl.facts {
+                                dt { "记录编号" } dd { code { (r.id) } }
+                                dt { "检查实施机关" } dd { (r.agency) }
+                                dt { "抽查任务" } dd { (r.task_number) }
+                                dt { "检查对象" } dd { (r.target_name) }
+                                dt { "记录状态" } dd { (super::layout::state_label(&r.state)) }
+                            }
+                            @if r.result_id.is_some() {
+                                p { a href=(format!("/public/results?q={}", super::session::form_urlencode(&r.target_name))) { "查看公示的抽查结果" } }
+                            }
+                        }
+                    }
+                    _ => {
+                        p.alert #check-verdict { "不一致：没有与该记录编号和摘要相符的文书。请核对输入，或向检查实施机关咨询。" }
+                    }
+                }
+            }
+        },
+    ))
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -18,6 +18,7 @@ use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
 use crate::AppState;
 use crate::auth::Role;
+use crate::documents::{self, Kind};
 use crate::error::Error;
 use crate::review::publication::{
     Correction, ItemCorrection, correct_result, public_entry, publish_record, result_of_record,
@@ -41,6 +42,31 @@ pub fn routes() -> Router<AppState> {
         .route("/records/{id}/publish", post(publish))
         .route("/records/{id}/correct", post(correct))
         .route("/photos/{hash}", get(photo))
+        .route("/records/{id}/{document}", get(document))
+}
+
+/// `GET /records/{id}/notice.pdf`, `record.pdf` or `rectification.pdf`: a record's
+/// documents (the same as the API's), for whoever may see the whole record.
+async fn document(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: axum::http::HeaderMap,
+    Path((id, document)): Path<(String, String)>,
+) -> WebResult<Response> {
+    let Some(kind) = Kind::ALL
+        .into_iter()
+        .find(|k| document == format!("{}.pdf", k.stem()))
+    else {
+        return Err(WebError::for_user(
+            Error::NotFound(format!("document {document}")),
+            &user,
+        ));
+    };
+    let base = documents::public_base(&state, &headers);
+    let bytes = documents::document(&state, &user.auth, &id, kind, base)
+        .await
+        .map_err(|e| WebError::for_user(e, &user))?;
+    Ok(documents::pdf_response(kind, &id, bytes))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -242,6 +268,14 @@ async fn record_page(
                             (text(&publication["counted_from"])) " 起 " (text(&publication["working_days"])) " 个工作日" }
                     }
                 }
+            }
+            p #documents { "打印文书："
+                a href=(format!("/records/{id}/notice.pdf")) { "检查通知书" } " · "
+                a #record-pdf href=(format!("/records/{id}/record.pdf")) { "检查记录表" }
+                @if v["follow_up"]["measure"]["code"] == "order_rectification" {
+                    " · " a href=(format!("/records/{id}/rectification.pdf")) { "责令改正通知书" }
+                }
+                span.muted { "（PDF，页脚印有记录编号和摘要，可在" a href="/public/check" { "文书核对" } "页核对）" }
             }
             @if !conflicts.is_empty() {
                 section.conflict #conflicts {

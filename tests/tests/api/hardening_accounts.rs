@@ -35,6 +35,7 @@ impl LimitedServer {
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
+            public_url: None,
         })
         .unwrap();
         state.throttle = Arc::new(Throttle::new(limits));

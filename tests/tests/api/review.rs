@@ -1003,6 +1003,7 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
         data_dir: dir,
         demo: false,
         transport: Default::default(),
+        public_url: None,
     })
     .unwrap();
     let cal = reopened.calendar();

@@ -1,0 +1,524 @@
+//! A small flow layout for A4 documents: paragraphs that wrap Chinese and
+//! Latin text, bordered tables whose rows grow with their text, images, and
+//! page breaks. Layout is done first, into pages of drawing operations, so
+//! that each page's footer can say how many pages there are; [`Sheet::render`]
+//! then writes the PDF with krilla.
+
+use std::sync::{Arc, OnceLock};
+
+use krilla::Document;
+use krilla::geom::{PathBuilder, Point, Rect, Size};
+use krilla::image::Image;
+use krilla::metadata::Metadata;
+use krilla::page::PageSettings;
+use krilla::paint::{Fill, Stroke};
+use krilla::text::{Font, GlyphId, KrillaGlyph};
+use skrifa::MetadataProvider;
+use skrifa::instance::{LocationRef, Size as FontSize};
+
+/// A4 in PDF points.
+pub const PAGE_WIDTH: f32 = 595.28;
+/// A4 in PDF points.
+pub const PAGE_HEIGHT: f32 = 841.89;
+/// Left and right margin.
+pub const MARGIN_X: f32 = 56.0;
+/// Top margin.
+pub const MARGIN_TOP: f32 = 56.0;
+/// Bottom margin; the footer sits inside it.
+pub const MARGIN_BOTTOM: f32 = 72.0;
+/// Width of the text column.
+pub const COLUMN: f32 = PAGE_WIDTH - 2.0 * MARGIN_X;
+
+/// Space between lines, as a share of the font size.
+const LEADING: f32 = 1.45;
+/// Padding inside table cells.
+const CELL_PAD: f32 = 4.0;
+
+/// The document font: WenQuanYi Micro Hei (Apache-2.0), shipped in the
+/// project; krilla embeds only the glyphs a document uses.
+static FONT_DATA: &[u8] = include_bytes!("../../assets/fonts/wqy-microhei.ttc");
+
+/// The font, measured and ready to draw.
+pub struct Typeface {
+    font: Font,
+    units_per_em: f32,
+    ascent: f32,
+}
+
+impl Typeface {
+    /// The shipped font, loaded once.
+    pub fn shipped() -> &'static Typeface {
+        static FACE: OnceLock<Typeface> = OnceLock::new();
+        FACE.get_or_init(|| {
+            let data: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(FONT_DATA);
+            let font = Font::new(data.into(), 0).expect("the shipped font parses");
+            let skrifa =
+                skrifa::FontRef::from_index(FONT_DATA, 0).expect("the shipped font parses");
+            let metrics = skrifa.metrics(FontSize::unscaled(), LocationRef::default());
+            Typeface {
+                font,
+                units_per_em: f32::from(metrics.units_per_em),
+                ascent: metrics.ascent,
+            }
+        })
+    }
+
+    /// Glyphs of `text` with their advances in em, one per character.
+    fn glyphs(&self, text: &str) -> Vec<KrillaGlyph> {
+        let face = skrifa::FontRef::from_index(FONT_DATA, 0).expect("the shipped font parses");
+        let charmap = face.charmap();
+        let metrics = face.glyph_metrics(FontSize::unscaled(), LocationRef::default());
+        text.char_indices()
+            .map(|(at, c)| {
+                let id = charmap.map(c).unwrap_or_default();
+                let advance = metrics.advance_width(id).unwrap_or(0.0) / self.units_per_em;
+                KrillaGlyph::new(
+                    GlyphId::new(id.to_u32()),
+                    advance,
+                    0.0,
+                    0.0,
+                    0.0,
+                    at..at + c.len_utf8(),
+                    None,
+                )
+            })
+            .collect()
+    }
+
+    /// Width of `text` at `size` points.
+    pub fn width(&self, text: &str, size: f32) -> f32 {
+        self.glyphs(text).iter().map(|g| g.x_advance).sum::<f32>() * size
+    }
+
+    /// `text` broken into lines no wider than `width` at `size`: Chinese
+    /// breaks between any two characters, Latin words and numbers stay whole
+    /// where they fit, and closing punctuation never starts a line.
+    pub fn wrap(&self, text: &str, size: f32, width: f32) -> Vec<String> {
+        let mut lines = Vec::new();
+        for paragraph in text.split('\n') {
+            let mut line = String::new();
+            let mut line_width = 0.0;
+            for token in tokens(paragraph) {
+                let w = self.width(token, size);
+                if line_width + w > width && !line.is_empty() && !is_closing(token) {
+                    if token.chars().all(|c| c.is_ascii_alphanumeric()) && w > width {
+                        // A run wider than the column is broken by characters.
+                        for c in token.chars() {
+                            let cw = self.width(c.encode_utf8(&mut [0; 4]), size);
+                            if line_width + cw > width && !line.is_empty() {
+                                lines.push(std::mem::take(&mut line));
+                                line_width = 0.0;
+                            }
+                            line.push(c);
+                            line_width += cw;
+                        }
+                        continue;
+                    }
+                    lines.push(std::mem::take(&mut line).trim_end().to_owned());
+                    line_width = 0.0;
+                    if token == " " {
+                        continue;
+                    }
+                }
+                line.push_str(token);
+                line_width += w;
+            }
+            lines.push(line);
+        }
+        lines
+    }
+}
+
+/// Splits text into what may not be broken: runs of ASCII letters and digits,
+/// and single other characters.
+fn tokens(text: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (at, c) in text.char_indices() {
+        let word = c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/' | ':');
+        match (word, start) {
+            (true, None) => start = Some(at),
+            (true, Some(_)) => {}
+            (false, s) => {
+                if let Some(s) = s {
+                    out.push(&text[s..at]);
+                    start = None;
+                }
+                out.push(&text[at..at + c.len_utf8()]);
+            }
+        }
+    }
+    if let Some(s) = start {
+        out.push(&text[s..]);
+    }
+    out
+}
+
+fn is_closing(token: &str) -> bool {
+    token.chars().count() == 1 && "，。、；：？！）》」』”’,.;:?!)".contains(token)
+}
+
+/// Text weight: the font has one weight, so bold is drawn with an outline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weight {
+    /// Body text.
+    Regular,
+    /// Headings and labels.
+    Bold,
+}
+
+/// Horizontal placement of a line of text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Align {
+    /// Flush left.
+    Left,
+    /// Centred.
+    Center,
+    /// Flush right.
+    Right,
+}
+
+enum Op {
+    Text {
+        at: Point,
+        size: f32,
+        text: String,
+        weight: Weight,
+    },
+    Line {
+        from: Point,
+        to: Point,
+        width: f32,
+    },
+    Image {
+        at: Point,
+        size: Size,
+        image: Image,
+    },
+    Squares {
+        at: Point,
+        module: f32,
+        dark: Vec<(u32, u32)>,
+    },
+}
+
+/// One column of a [`Table`].
+#[derive(Debug, Clone)]
+pub struct Column {
+    /// Header text.
+    pub header: String,
+    /// Share of the table's width.
+    pub share: f32,
+}
+
+/// What a page footer says, given the page number and the page count.
+pub type Footer<'a> = dyn Fn(usize, usize) -> Vec<String> + 'a;
+
+/// A document being laid out.
+pub struct Sheet {
+    face: &'static Typeface,
+    pages: Vec<Vec<Op>>,
+    y: f32,
+    title: String,
+}
+
+impl Sheet {
+    /// An empty document with its PDF title.
+    pub fn new(title: &str) -> Sheet {
+        Sheet {
+            face: Typeface::shipped(),
+            pages: vec![Vec::new()],
+            y: MARGIN_TOP,
+            title: title.to_owned(),
+        }
+    }
+
+    fn ops(&mut self) -> &mut Vec<Op> {
+        self.pages.last_mut().expect("a sheet has a page")
+    }
+
+    /// Starts a new page unless `height` still fits on this one.
+    pub fn ensure(&mut self, height: f32) {
+        if self.y + height > PAGE_HEIGHT - MARGIN_BOTTOM && self.y > MARGIN_TOP {
+            self.pages.push(Vec::new());
+            self.y = MARGIN_TOP;
+        }
+    }
+
+    /// Vertical space.
+    pub fn gap(&mut self, height: f32) {
+        self.y += height;
+    }
+
+    fn text_at(&mut self, x: f32, top: f32, size: f32, text: &str, weight: Weight) {
+        let baseline = top + self.face.ascent / self.face.units_per_em * size;
+        self.ops().push(Op::Text {
+            at: Point::from_xy(x, baseline),
+            size,
+            text: text.to_owned(),
+            weight,
+        });
+    }
+
+    /// One line, placed within the column.
+    pub fn line(&mut self, text: &str, size: f32, weight: Weight, align: Align) {
+        self.ensure(size * LEADING);
+        let w = self.face.width(text, size);
+        let x = match align {
+            Align::Left => MARGIN_X,
+            Align::Center => MARGIN_X + (COLUMN - w) / 2.0,
+            Align::Right => MARGIN_X + COLUMN - w,
+        };
+        let top = self.y;
+        self.text_at(x, top, size, text, weight);
+        self.y += size * LEADING;
+    }
+
+    /// A wrapped paragraph; `indent` shifts its first line (two characters is
+    /// the Chinese custom).
+    pub fn paragraph(&mut self, text: &str, size: f32, indent: f32) {
+        let lines = self.wrap_indented(text, size, indent);
+        for (i, line) in lines.iter().enumerate() {
+            self.ensure(size * LEADING);
+            let x = MARGIN_X + if i == 0 { indent } else { 0.0 };
+            let top = self.y;
+            self.text_at(x, top, size, line, Weight::Regular);
+            self.y += size * LEADING;
+        }
+    }
+
+    fn wrap_indented(&self, text: &str, size: f32, indent: f32) -> Vec<String> {
+        if indent == 0.0 {
+            return self.face.wrap(text, size, COLUMN);
+        }
+        // Wrap the first line narrower, then the rest at full width.
+        let first = self.face.wrap(text, size, COLUMN - indent);
+        let Some(head) = first.first() else {
+            return first;
+        };
+        let rest = text[head.len()..].trim_start();
+        let mut lines = vec![head.clone()];
+        if !rest.is_empty() {
+            lines.extend(self.face.wrap(rest, size, COLUMN));
+        }
+        lines
+    }
+
+    /// A bordered table; rows grow with their wrapped text, a row never
+    /// splits across pages and the header repeats on each page.
+    pub fn table(&mut self, columns: &[Column], rows: &[Vec<String>], size: f32) {
+        let total: f32 = columns.iter().map(|c| c.share).sum();
+        let widths: Vec<f32> = columns.iter().map(|c| c.share / total * COLUMN).collect();
+        let header: Vec<String> = columns.iter().map(|c| c.header.clone()).collect();
+        let has_header = header.iter().any(|h| !h.is_empty());
+        let header_height = self.row_height(&widths, &header, size);
+        if has_header {
+            self.ensure(header_height + size * LEADING * 2.0);
+            self.row(&widths, &header, size, Weight::Bold);
+        }
+        for row in rows {
+            let height = self.row_height(&widths, row, size);
+            let page = self.pages.len();
+            self.ensure(height);
+            if self.pages.len() != page && has_header {
+                self.row(&widths, &header, size, Weight::Bold);
+            }
+            self.row(&widths, row, size, Weight::Regular);
+        }
+    }
+
+    /// Label and value pairs as a two-column table.
+    pub fn fields(&mut self, pairs: &[(&str, String)], size: f32) {
+        let columns = [
+            Column {
+                header: String::new(),
+                share: 1.0,
+            },
+            Column {
+                header: String::new(),
+                share: 3.0,
+            },
+        ];
+        let rows: Vec<Vec<String>> = pairs
+            .iter()
+            .map(|(label, value)| vec![(*label).to_owned(), value.clone()])
+            .collect();
+        self.table(&columns, &rows, size);
+    }
+
+    fn row_height(&self, widths: &[f32], cells: &[String], size: f32) -> f32 {
+        let lines = widths
+            .iter()
+            .zip(cells)
+            .map(|(w, cell)| self.face.wrap(cell, size, w - 2.0 * CELL_PAD).len())
+            .max()
+            .unwrap_or(1);
+        lines as f32 * size * LEADING + 2.0 * CELL_PAD
+    }
+
+    fn row(&mut self, widths: &[f32], cells: &[String], size: f32, weight: Weight) {
+        let height = self.row_height(widths, cells, size);
+        let top = self.y;
+        let mut x = MARGIN_X;
+        for (w, cell) in widths.iter().zip(cells) {
+            let lines = self.face.wrap(cell, size, w - 2.0 * CELL_PAD);
+            for (i, line) in lines.iter().enumerate() {
+                let line_top = top + CELL_PAD + i as f32 * size * LEADING + size * 0.2;
+                self.text_at(x + CELL_PAD, line_top, size, line, weight);
+            }
+            x += w;
+        }
+        let bottom = top + height;
+        let mut edge = MARGIN_X;
+        let mut lines = vec![
+            (
+                Point::from_xy(MARGIN_X, top),
+                Point::from_xy(MARGIN_X + COLUMN, top),
+            ),
+            (
+                Point::from_xy(MARGIN_X, bottom),
+                Point::from_xy(MARGIN_X + COLUMN, bottom),
+            ),
+            (Point::from_xy(edge, top), Point::from_xy(edge, bottom)),
+        ];
+        for w in widths {
+            edge += w;
+            lines.push((Point::from_xy(edge, top), Point::from_xy(edge, bottom)));
+        }
+        for (from, to) in lines {
+            self.ops().push(Op::Line {
+                from,
+                to,
+                width: 0.6,
+            });
+        }
+        self.y = bottom;
+    }
+
+    /// An image scaled to `width`, with lines of text beside it.
+    pub fn figure(&mut self, image: Image, width: f32, text: &[String], size: f32) {
+        let (w, h) = image.size();
+        let height = width * h as f32 / w.max(1) as f32;
+        let text_height = text.len() as f32 * size * LEADING;
+        self.ensure(height.max(text_height) + 6.0);
+        let top = self.y;
+        self.ops().push(Op::Image {
+            at: Point::from_xy(MARGIN_X, top),
+            size: Size::from_wh(width, height).unwrap_or(Size::from_wh(1.0, 1.0).unwrap()),
+            image,
+        });
+        let x = MARGIN_X + width + 10.0;
+        for (i, line) in text.iter().enumerate() {
+            let wrapped = self.face.wrap(line, size, COLUMN - width - 10.0);
+            for (j, part) in wrapped.iter().enumerate() {
+                let line_top = top + (i + j) as f32 * size * LEADING;
+                self.text_at(x, line_top, size, part, Weight::Regular);
+            }
+        }
+        self.y = top + height.max(text_height) + 6.0;
+    }
+
+    /// A QR code of `matrix` (dark modules by column and row, `width`
+    /// modules a side) in the top right corner of the first page.
+    pub fn qr_first_page(&mut self, width: u32, dark: Vec<(u32, u32)>, side: f32) {
+        let module = side / width as f32;
+        let at = Point::from_xy(PAGE_WIDTH - MARGIN_X - side, MARGIN_TOP - 36.0);
+        self.pages[0].push(Op::Squares { at, module, dark });
+    }
+
+    /// The PDF, each page with the lines `footer` gives for it.
+    pub fn render(self, footer: &Footer<'_>) -> Result<Vec<u8>, String> {
+        let face = self.face;
+        let mut document = Document::new();
+        document.set_metadata(
+            Metadata::new()
+                .title(self.title.clone())
+                .language("zh-CN".to_owned())
+                .creator("suiji".to_owned()),
+        );
+        let count = self.pages.len();
+        for (index, ops) in self.pages.into_iter().enumerate() {
+            let settings = PageSettings::from_wh(PAGE_WIDTH, PAGE_HEIGHT).ok_or("page size")?;
+            let mut page = document.start_page_with(settings);
+            let mut surface = page.surface();
+            let mut footer_ops = Vec::new();
+            for (i, line) in footer(index + 1, count).iter().enumerate() {
+                let size = 7.5;
+                let w = face.width(line, size);
+                let top = PAGE_HEIGHT - MARGIN_BOTTOM + 24.0 + i as f32 * size * LEADING;
+                footer_ops.push(Op::Text {
+                    at: Point::from_xy(
+                        (PAGE_WIDTH - w) / 2.0,
+                        top + face.ascent / face.units_per_em * size,
+                    ),
+                    size,
+                    text: line.clone(),
+                    weight: Weight::Regular,
+                });
+            }
+            for op in ops.into_iter().chain(footer_ops) {
+                match op {
+                    Op::Text {
+                        at,
+                        size,
+                        text,
+                        weight,
+                    } => {
+                        let glyphs = face.glyphs(&text);
+                        surface.set_fill(Some(Fill::default()));
+                        surface.set_stroke(match weight {
+                            Weight::Regular => None,
+                            Weight::Bold => Some(Stroke {
+                                width: size * 0.035,
+                                ..Stroke::default()
+                            }),
+                        });
+                        surface.draw_glyphs(at, &glyphs, face.font.clone(), &text, size, false);
+                        surface.set_stroke(None);
+                    }
+                    Op::Line { from, to, width } => {
+                        let mut path = PathBuilder::new();
+                        path.move_to(from.x, from.y);
+                        path.line_to(to.x, to.y);
+                        if let Some(path) = path.finish() {
+                            surface.set_fill(None);
+                            surface.set_stroke(Some(Stroke {
+                                width,
+                                ..Stroke::default()
+                            }));
+                            surface.draw_path(&path);
+                            surface.set_stroke(None);
+                        }
+                    }
+                    Op::Image { at, size, image } => {
+                        surface
+                            .push_transform(&krilla::geom::Transform::from_translate(at.x, at.y));
+                        surface.draw_image(image, size);
+                        surface.pop();
+                    }
+                    Op::Squares { at, module, dark } => {
+                        let mut path = PathBuilder::new();
+                        for (x, y) in dark {
+                            if let Some(rect) = Rect::from_xywh(
+                                at.x + x as f32 * module,
+                                at.y + y as f32 * module,
+                                module,
+                                module,
+                            ) {
+                                path.push_rect(rect);
+                            }
+                        }
+                        if let Some(path) = path.finish() {
+                            surface.set_stroke(None);
+                            surface.set_fill(Some(Fill::default()));
+                            surface.draw_path(&path);
+                        }
+                    }
+                }
+            }
+            surface.finish();
+            page.finish();
+        }
+        document.finish().map_err(|e| format!("{e:?}"))
+    }
+}
