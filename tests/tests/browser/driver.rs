@@ -22,6 +22,7 @@ pub struct Browser {
     session: Option<String>,
     driver: Child,
     shots: PathBuf,
+    downloads: PathBuf,
     _profile: TempDir,
 }
 
@@ -47,6 +48,8 @@ impl Browser {
             .spawn()
             .expect("start chromedriver");
         let profile = tempfile::tempdir().expect("profile dir");
+        let downloads = profile.path().join("downloads");
+        std::fs::create_dir_all(&downloads).expect("download dir");
         let webdriver = format!("http://127.0.0.1:{port}");
         let mut caps = serde_json::Map::new();
         caps.insert(
@@ -60,6 +63,13 @@ impl Browser {
                     "--disable-dev-shm-usage", "--lang=zh-CN", "--window-size=1280,1000",
                     format!("--user-data-dir={}", profile.path().display()),
                 ],
+                // Downloads land in the profile, without asking.
+                "prefs": {
+                    "download.default_directory": downloads,
+                    "download.prompt_for_download": false,
+                    "download.directory_upgrade": true,
+                    "plugins.always_open_pdf_externally": true,
+                },
             }),
         );
         // chromedriver takes a moment to listen.
@@ -95,8 +105,28 @@ impl Browser {
             session,
             driver,
             shots,
+            downloads,
             _profile: profile,
         }
+    }
+
+    /// The bytes of the file the browser downloaded as `name`, waiting up to 20 s for the
+    /// download to finish.
+    pub async fn downloaded(&self, name: &str) -> Vec<u8> {
+        let file = self.downloads.join(name);
+        for _ in 0..200 {
+            // Chromium writes to a `.crdownload` file and renames it when done.
+            if let Ok(bytes) = std::fs::read(&file)
+                && !bytes.is_empty()
+            {
+                return bytes;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let seen: Vec<_> = std::fs::read_dir(&self.downloads)
+            .map(|d| d.filter_map(|e| e.ok()).map(|e| e.file_name()).collect())
+            .unwrap_or_default();
+        panic!("no download {name} within 20 s; the download folder holds {seen:?}");
     }
 
     /// Opens `path` of the server.

@@ -170,6 +170,31 @@ async fn planner_draws_with_observers_supervisor_returns_then_approves_and_the_p
     );
     assert!(browser.text("#deadline").await.contains("个工作日"));
     browser.screenshot("06-record").await;
+
+    // The record's 检查记录表 downloads from its page, as a PDF naming the target, the
+    // finding and the photo's caption.
+    // A download leaves the page in place, so no new page is waited for.
+    browser
+        .find("#record-pdf")
+        .await
+        .click()
+        .await
+        .expect("click");
+    let pdf = browser
+        .downloaded(&format!("record-{}.pdf", record.id))
+        .await;
+    let text = suiji_tests::pdf_text_joined(&pdf);
+    for needle in [
+        record.target_name.as_str(),
+        "检查记录表",
+        "后厨卫生良好",
+        "后厨操作间",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} in the downloaded PDF: {text}"
+        );
+    }
     browser.click("#return-form button[type=submit]").await;
     let error = browser.text("#comment-error").await;
     assert!(error.contains("请写明"), "{error}");
