@@ -280,8 +280,8 @@ fn record(sheet: &mut Sheet, p: &Papers) {
                 ),
                 checked.to_owned(),
                 methods.join("、"),
-                answer.finding.clone().unwrap_or_default(),
-                answer.disposition.clone().unwrap_or_default(),
+                clip(answer.finding.as_deref().unwrap_or_default()),
+                clip(answer.disposition.as_deref().unwrap_or_default()),
             ]
         })
         .collect();
@@ -333,12 +333,16 @@ fn record(sheet: &mut Sheet, p: &Papers) {
         follow.push(("改正期限", chinese_date(&deadline.to_string())));
     }
     if let Some(detail) = &p.follow_up.detail {
-        follow.push(("说明", detail.clone()));
+        follow.push(("说明", clip(detail)));
     }
     sheet.fields(&follow, SMALL);
 
     sections.next(sheet, "当事人意见");
-    sheet.paragraph(p.party_statement.as_deref().unwrap_or("（无）"), BODY, 0.0);
+    sheet.paragraph(
+        &clip(p.party_statement.as_deref().unwrap_or("（无）")),
+        BODY,
+        0.0,
+    );
 
     if !p.notes.is_empty() {
         sections.next(sheet, "证据记录");
@@ -356,7 +360,7 @@ fn record(sheet: &mut Sheet, p: &Papers) {
                 vec![
                     n.item.as_str().to_owned(),
                     kind,
-                    n.text.clone(),
+                    clip(&n.text),
                     china_time(&n.created_at),
                 ]
             })
@@ -386,7 +390,7 @@ fn record(sheet: &mut Sheet, p: &Papers) {
                 if photo.caption.is_empty() {
                     "（无说明）".to_owned()
                 } else {
-                    photo.caption.clone()
+                    clip(&photo.caption)
                 },
                 format!("事项：{}", photo.item.as_str()),
                 format!(
@@ -475,7 +479,8 @@ fn record(sheet: &mut Sheet, p: &Papers) {
                 .map_or(recorded_by.as_str(), |i| i.name.as_str());
             sheet.paragraph(
                 &format!(
-                    "当事人拒绝签字。情况：{reason}（{by}记录于{}）",
+                    "当事人拒绝签字。情况：{}（{by}记录于{}）",
+                    clip(reason),
                     china_time(recorded_at)
                 ),
                 BODY,
@@ -539,7 +544,7 @@ fn rectification(sheet: &mut Sheet, p: &Papers) {
             vec![
                 (n + 1).to_string(),
                 item.name.clone(),
-                answer.finding.clone().unwrap_or_default(),
+                clip(answer.finding.as_deref().unwrap_or_default()),
                 item.legal_basis.clone(),
             ]
         })
@@ -569,7 +574,7 @@ fn rectification(sheet: &mut Sheet, p: &Papers) {
         BODY * 2.0,
     );
     if let Some(detail) = &p.follow_up.detail {
-        sheet.paragraph(&format!("改正要求：{detail}"), BODY, BODY * 2.0);
+        sheet.paragraph(&format!("改正要求：{}", clip(detail)), BODY, BODY * 2.0);
     }
     sheet.paragraph(
         "你单位对本通知有异议的，可以向本机关陈述、申辩；不服本通知的，可以自收到本通知书之日起六十日内\
@@ -594,6 +599,22 @@ fn rectification(sheet: &mut Sheet, p: &Papers) {
         Weight::Regular,
         Align::Left,
     );
+}
+
+/// Most characters of one field a document prints; the phones may send far
+/// more, and the electronic record keeps it all.
+const MAX_FIELD_CHARS: usize = 3_000;
+
+/// `text`, cut after [`MAX_FIELD_CHARS`] characters with a note of how many
+/// were left out.
+fn clip(text: &str) -> String {
+    match text.char_indices().nth(MAX_FIELD_CHARS) {
+        None => text.to_owned(),
+        Some((at, _)) => {
+            let left = text[at..].chars().count();
+            format!("{}……（以下 {left} 字未印出，以电子记录为准）", &text[..at])
+        }
+    }
 }
 
 /// An image a PDF can carry, if the bytes are a JPEG or PNG that parses.

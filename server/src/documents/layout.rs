@@ -211,6 +211,10 @@ pub struct Column {
     pub share: f32,
 }
 
+fn height_of(cells: &[Vec<String>], line: f32) -> f32 {
+    cells.iter().map(Vec::len).max().unwrap_or(1).max(1) as f32 * line + 2.0 * CELL_PAD
+}
+
 /// What a page footer says, given the page number and the page count.
 pub type Footer<'a> = dyn Fn(usize, usize) -> Vec<String> + 'a;
 
@@ -218,9 +222,17 @@ pub type Footer<'a> = dyn Fn(usize, usize) -> Vec<String> + 'a;
 pub struct Sheet {
     face: &'static Typeface,
     pages: Vec<Vec<Op>>,
+    /// Set once the content ran past [`MAX_PAGES`]: what follows is laid out
+    /// into `spill` and dropped.
+    overflow: bool,
+    spill: Vec<Op>,
     y: f32,
     title: String,
 }
+
+/// Most pages a document has; a record that would need more (its phones can
+/// send a great deal of text) is printed up to here, and the last page says so.
+pub const MAX_PAGES: usize = 200;
 
 impl Sheet {
     /// An empty document with its PDF title.
@@ -228,20 +240,34 @@ impl Sheet {
         Sheet {
             face: Typeface::shipped(),
             pages: vec![Vec::new()],
+            overflow: false,
+            spill: Vec::new(),
             y: MARGIN_TOP,
             title: title.to_owned(),
         }
     }
 
     fn ops(&mut self) -> &mut Vec<Op> {
+        if self.overflow {
+            return &mut self.spill;
+        }
         self.pages.last_mut().expect("a sheet has a page")
+    }
+
+    fn new_page(&mut self) {
+        if self.pages.len() >= MAX_PAGES {
+            self.overflow = true;
+            self.spill.clear();
+        } else {
+            self.pages.push(Vec::new());
+        }
+        self.y = MARGIN_TOP;
     }
 
     /// Starts a new page unless `height` still fits on this one.
     pub fn ensure(&mut self, height: f32) {
         if self.y + height > PAGE_HEIGHT - MARGIN_BOTTOM && self.y > MARGIN_TOP {
-            self.pages.push(Vec::new());
-            self.y = MARGIN_TOP;
+            self.new_page();
         }
     }
 
@@ -304,26 +330,47 @@ impl Sheet {
         lines
     }
 
-    /// A bordered table; rows grow with their wrapped text, a row never
-    /// splits across pages and the header repeats on each page.
+    /// A bordered table; rows grow with their wrapped text and the header
+    /// repeats on each page. A row that fits on a page is never split; a
+    /// longer one continues on the next page, line by line.
     pub fn table(&mut self, columns: &[Column], rows: &[Vec<String>], size: f32) {
         let total: f32 = columns.iter().map(|c| c.share).sum();
         let widths: Vec<f32> = columns.iter().map(|c| c.share / total * COLUMN).collect();
-        let header: Vec<String> = columns.iter().map(|c| c.header.clone()).collect();
-        let has_header = header.iter().any(|h| !h.is_empty());
-        let header_height = self.row_height(&widths, &header, size);
+        let header = self.wrap_cells(
+            &widths,
+            &columns.iter().map(|c| c.header.clone()).collect::<Vec<_>>(),
+            size,
+        );
+        let has_header = columns.iter().any(|c| !c.header.is_empty());
+        let line = size * LEADING;
         if has_header {
-            self.ensure(header_height + size * LEADING * 2.0);
-            self.row(&widths, &header, size, Weight::Bold);
+            self.ensure(height_of(&header, line) + 2.0 * line);
+            self.row(&widths, &header, None, size, Weight::Bold);
         }
         for row in rows {
-            let height = self.row_height(&widths, row, size);
+            let cells = self.wrap_cells(&widths, row, size);
+            let lines = cells.iter().map(Vec::len).max().unwrap_or(1);
             let page = self.pages.len();
-            self.ensure(height);
-            if self.pages.len() != page && has_header {
-                self.row(&widths, &header, size, Weight::Bold);
+            self.ensure(height_of(&cells, line));
+            let mut from = 0;
+            loop {
+                if self.pages.len() != page && has_header && from == 0 {
+                    self.row(&widths, &header, None, size, Weight::Bold);
+                }
+                let room = ((PAGE_HEIGHT - MARGIN_BOTTOM - self.y - 2.0 * CELL_PAD) / line)
+                    .floor()
+                    .max(1.0) as usize;
+                let to = (from + room).min(lines);
+                self.row(&widths, &cells, Some(from..to), size, Weight::Regular);
+                if to == lines {
+                    break;
+                }
+                from = to;
+                self.new_page();
+                if has_header {
+                    self.row(&widths, &header, None, size, Weight::Bold);
+                }
             }
-            self.row(&widths, row, size, Weight::Regular);
         }
     }
 
@@ -346,23 +393,39 @@ impl Sheet {
         self.table(&columns, &rows, size);
     }
 
-    fn row_height(&self, widths: &[f32], cells: &[String], size: f32) -> f32 {
-        let lines = widths
+    fn wrap_cells(&self, widths: &[f32], cells: &[String], size: f32) -> Vec<Vec<String>> {
+        widths
             .iter()
             .zip(cells)
-            .map(|(w, cell)| self.face.wrap(cell, size, w - 2.0 * CELL_PAD).len())
-            .max()
-            .unwrap_or(1);
-        lines as f32 * size * LEADING + 2.0 * CELL_PAD
+            .map(|(w, cell)| self.face.wrap(cell, size, w - 2.0 * CELL_PAD))
+            .collect()
     }
 
-    fn row(&mut self, widths: &[f32], cells: &[String], size: f32, weight: Weight) {
-        let height = self.row_height(widths, cells, size);
+    /// Draws lines `range` (all with `None`) of each wrapped cell as one
+    /// bordered row.
+    fn row(
+        &mut self,
+        widths: &[f32],
+        cells: &[Vec<String>],
+        range: Option<std::ops::Range<usize>>,
+        size: f32,
+        weight: Weight,
+    ) {
+        let count = match &range {
+            Some(r) => r.len(),
+            None => cells.iter().map(Vec::len).max().unwrap_or(1),
+        };
+        let height = count.max(1) as f32 * size * LEADING + 2.0 * CELL_PAD;
         let top = self.y;
         let mut x = MARGIN_X;
         for (w, cell) in widths.iter().zip(cells) {
-            let lines = self.face.wrap(cell, size, w - 2.0 * CELL_PAD);
-            for (i, line) in lines.iter().enumerate() {
+            let shown = match &range {
+                Some(r) => cell
+                    .get(r.start.min(cell.len())..r.end.min(cell.len()))
+                    .unwrap_or(&[]),
+                None => cell.as_slice(),
+            };
+            for (i, line) in shown.iter().enumerate() {
                 let line_top = top + CELL_PAD + i as f32 * size * LEADING + size * 0.2;
                 self.text_at(x + CELL_PAD, line_top, size, line, weight);
             }
@@ -442,7 +505,13 @@ impl Sheet {
             let mut page = document.start_page_with(settings);
             let mut surface = page.surface();
             let mut footer_ops = Vec::new();
-            for (i, line) in footer(index + 1, count).iter().enumerate() {
+            let mut lines = footer(index + 1, count);
+            if self.overflow && index + 1 == count {
+                lines.push(format!(
+                    "本文书超过 {MAX_PAGES} 页，其后内容未印出，以电子记录为准。"
+                ));
+            }
+            for (i, line) in lines.iter().enumerate() {
                 let size = 7.5;
                 let w = face.width(line, size);
                 let top = PAGE_HEIGHT - MARGIN_BOTTOM + 24.0 + i as f32 * size * LEADING;

@@ -473,3 +473,62 @@ async fn a_record_printed_from_phones_shows_its_photos_and_signature_images_to_t
         "the order's detail",
     );
 }
+
+#[tokio::test]
+async fn a_record_swollen_by_its_phone_prints_within_bounds_and_says_what_it_left_out() {
+    let server = TestServer::start().await;
+    let (agency, records) = drawn_task(&server, 3, 1).await;
+    let record = records[0].clone();
+    let (ia, _) = (record.group[0], record.group[1]);
+    let rid = RecordId::new(record.id.as_str());
+    let mut a = Phone::open(&server, agency.username_of(ia), ia).await;
+    a.sync(&server.base).await.unwrap();
+    // A finding of 200,000 characters with a mark at its very end, and 4,000 notes: far more
+    // than any inspection writes, as a hostile or broken phone might send.
+    let me = a.store.inspector_id().clone();
+    a.store
+        .edit(&rid, |doc| {
+            let code = doc.assignment()?.items[0].code.clone();
+            doc.set_finding(&code, &format!("{}末尾标记", "检".repeat(200_000)))?;
+            for n in 0..4_000 {
+                doc.add_note(
+                    &me,
+                    &code,
+                    &format!("第{n}条记录"),
+                    &[],
+                    suiji_mobile_core::record::NoteKind::Note,
+                )?;
+            }
+            Ok(())
+        })
+        .unwrap();
+    a.sync(&server.base).await.unwrap();
+    let lead = server.login(agency.username_of(ia)).await;
+    let record_pdf = pdf(&lead, &format!("/api/v1/records/{}/record.pdf", record.id)).await;
+    let pages = pdf_pages(&record_pdf);
+    assert_eq!(
+        pages,
+        suiji_server::documents::layout::MAX_PAGES,
+        "printed up to the page limit"
+    );
+    let text = pdf_text_joined(&record_pdf);
+    assert_has(
+        &text,
+        "以下197004字未印出，以电子记录为准",
+        "the clipped finding says so",
+    );
+    assert!(
+        !text.contains("末尾标记"),
+        "the rest of the finding is not printed"
+    );
+    assert_has(
+        &text,
+        "其后内容未印出，以电子记录为准",
+        "the last page says it stops",
+    );
+    assert_has(
+        &text,
+        &format!("第{pages}页共{pages}页"),
+        "page numbers stay right",
+    );
+}
