@@ -16,6 +16,7 @@ use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 
 pub mod calendar_admin;
+pub mod candidates;
 pub mod deadlines;
 pub mod demo;
 pub mod index;
@@ -30,6 +31,7 @@ pub fn routes() -> Router<AppState> {
     Router::new()
         .merge(records::routes())
         .merge(publication::routes())
+        .merge(candidates::routes())
         .merge(deadlines::routes())
         .merge(stats::routes())
         .merge(calendar_admin::routes())

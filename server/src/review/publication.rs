@@ -1013,6 +1013,8 @@ pub fn target_outcome(conn: &Connection, user: &AuthUser, target_id: i64) -> Res
             "status": r.get::<_, String>(3)?})))?
             .collect::<Result<Vec<_>, _>>()?
     );
+    v["abnormal_listing"] = json!(super::candidates::target_listing(conn, target_id)?);
+    v["abnormal_decisions"] = json!(super::candidates::decisions_of_target(conn, target_id)?);
     let mut stmt = conn.prepare(
         "SELECT id, measure, deadline, status FROM follow_ups WHERE target_id = ?1 ORDER BY id",
     )?;

@@ -8,6 +8,7 @@ mod draws;
 mod hardening_accounts;
 mod hardening_blobs;
 mod hardening_transport;
+mod outcomes;
 mod phone_session;
 mod plans;
 mod provisional_deadlines;

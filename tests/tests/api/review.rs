@@ -17,7 +17,7 @@ use suiji_tests::{Client, TestServer, seed_agency};
 /// Syncs a phone through `suiji_server::sync::exchange` on the server's database, each
 /// round in a write transaction of its own (blocking briefly: the test awaits nothing else
 /// meanwhile).
-fn sync(phone: &mut Phone, server: &TestServer) {
+pub(crate) fn sync(phone: &mut Phone, server: &TestServer) {
     let (db, memory) = (&server.state.db, &server.state.sync);
     let syncer = phone.syncer();
     phone
@@ -28,7 +28,7 @@ fn sync(phone: &mut Phone, server: &TestServer) {
 }
 
 /// Answers every item as checked on site with `finding`, and sets results and follow-up.
-fn fill(
+pub(crate) fn fill(
     doc: &mut RecordDoc,
     finding: &str,
     results: &[ResultCategory],
@@ -55,7 +55,7 @@ fn fill(
 
 /// Both phones converge, both inspectors sign (syncing in between), then the
 /// first submits and syncs.
-async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: &str) {
+pub(crate) async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: &str) {
     sync(a, server);
     sync(b, server);
     sync(a, server);
@@ -77,9 +77,9 @@ async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut Phone, id: 
     sync(a, server);
 }
 
-struct Scenario {
-    task_id: i64,
-    records: Vec<RecordSummary>,
+pub(crate) struct Scenario {
+    pub(crate) task_id: i64,
+    pub(crate) records: Vec<RecordSummary>,
 }
 
 async fn make_task(planner: &Client, plan_id: i64, number: &str, extra: Value) -> i64 {
@@ -119,7 +119,7 @@ async fn draw(server: &TestServer, planner: &Client, task_id: i64) -> Vec<Record
         .unwrap()
 }
 
-async fn scenario(server: &TestServer, count: u32) -> Scenario {
+pub(crate) async fn scenario(server: &TestServer, count: u32) -> Scenario {
     let agency = seed_agency(server, 3, 30).await;
     let planner = server.login("planner").await;
     let task_id = make_task(&planner, agency.plan_id, "T-REV-1", json!({"count": count})).await;
@@ -129,7 +129,7 @@ async fn scenario(server: &TestServer, count: u32) -> Scenario {
 }
 
 /// Phones for both members of a record's group.
-async fn phones(server: &TestServer, record: &RecordSummary) -> (Phone, Phone) {
+pub(crate) async fn phones(server: &TestServer, record: &RecordSummary) -> (Phone, Phone) {
     let a = Phone::new(record.group[0], "a1").unwrap();
     let b = Phone::new(record.group[1], "b2").unwrap();
     server
