@@ -35,6 +35,7 @@ pub fn page(title: &str, user: Option<&WebUser>, body: Markup) -> Markup {
                             @if user.has_any(&[Role::Admin, Role::Planner, Role::Supervisor]) {
                                 a href="/deadlines" { "期限" }
                                 a href="/stats" { "统计" }
+                                a href="/outcomes" { "处置" }
                             }
                         }
                         a href="/public/results" { "结果公示" }

@@ -23,6 +23,7 @@ mod form;
 mod inspectors;
 mod items;
 mod layout;
+mod outcomes;
 mod public;
 mod recusal;
 mod registry;
@@ -53,6 +54,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(recusal::routes())
         .merge(review::routes())
         .merge(reports::routes())
+        .merge(outcomes::routes())
         .merge(public::routes())
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -105,6 +107,7 @@ async fn home(session: session::Session) -> Markup {
                     @if user.has_any(reports::READERS) {
                         a.card href="/deadlines" { h2 { "公示期限" } p { "即将到期与已超期事项" } }
                         a.card href="/stats" { h2 { "统计" } p { "按月统计与检查结果分类" } }
+                        a.card href="/outcomes" { h2 { "处置" } p { "经营异常名录决定与后续处置" } }
                     }
                 }
                 a.card href="/public/results" { h2 { "抽查结果公示" } p { "按名称或统一社会信用代码查询（无需登录）" } }

@@ -234,3 +234,101 @@ async fn candidates_are_listed_not_listed_and_removed_with_the_flag_following_an
         .write_blocking(|tx| Ok(tx.execute("UPDATE abnormal_decisions SET reason = 'x'", [])?));
     assert!(edited.is_err(), "decisions are never edited");
 }
+
+#[tokio::test]
+async fn the_console_lists_candidates_with_their_deadline_and_decides_them() {
+    use suiji_tests::{console_page, console_post, console_session, csrf_of};
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 1).await;
+    let supervisor = server.login("supervisor").await;
+    let record = &sc.records[0];
+    let (mut a, mut b) = phones(&server, record).await;
+    fill(
+        a.doc(&record.id).unwrap(),
+        "登记住所无人",
+        &[ResultCategory::Unreachable],
+        None,
+    );
+    sign_and_submit(&server, &mut a, &mut b, &record.id).await;
+    approve_and_publish(&supervisor, &record.id).await;
+    let (_, list) = supervisor.get("/api/v1/abnormal-candidates").await;
+    let candidate = candidate_of(&list, record.target_id, "unreachable");
+
+    // A planner sees the candidate and its deadline, with no form to decide.
+    let planner = console_session(&server, "planner").await;
+    let (s, html) = console_page(&server, &planner, "/outcomes").await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(
+        html.contains(&format!("id=\"candidate-{candidate}\"")),
+        "{html}"
+    );
+    assert!(
+        html.contains("决定期限") && html.contains("待决定"),
+        "{html}"
+    );
+    assert!(
+        !html.contains("提交决定"),
+        "a planner does not decide: {html}"
+    );
+    let inspector = console_session(&server, "inspector").await;
+    let (s, _) = console_page(&server, &inspector, "/outcomes").await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    // The supervisor's form: a missing reason is refused beside the field, then it lists.
+    let jar = console_session(&server, "supervisor").await;
+    let (_, html) = console_page(&server, &jar, "/outcomes").await;
+    let csrf = csrf_of(&html);
+    let action = format!("/abnormal-candidates/{candidate}/decision");
+    let refused = console_post(
+        &server,
+        &jar,
+        &action,
+        &[("csrf", &csrf), ("decision", "list"), ("reason", "")],
+    )
+    .await;
+    assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(refused.text().await.unwrap().contains("请写明理由"));
+    let forged = console_post(
+        &server,
+        &jar,
+        &action,
+        &[("csrf", "forged"), ("decision", "list"), ("reason", "x")],
+    )
+    .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN, "CSRF");
+    let done = console_post(
+        &server,
+        &jar,
+        &action,
+        &[
+            ("csrf", &csrf),
+            ("decision", "list"),
+            ("reason", "实地核查两次无法联系"),
+        ],
+    )
+    .await;
+    assert_eq!(done.status(), StatusCode::SEE_OTHER);
+    let (_, html) = console_page(&server, &jar, "/outcomes?done=list").await;
+    assert!(html.contains("已列入经营异常名录。"), "{html}");
+    assert!(
+        html.contains("移出经营异常名录"),
+        "a listed candidate offers removal: {html}"
+    );
+    let (_, outcome) = supervisor
+        .get(&format!("/api/v1/targets/{}/outcome", record.target_id))
+        .await;
+    assert_eq!(
+        outcome["abnormal_listing"]["flag_abnormal"], true,
+        "{outcome}"
+    );
+    // Listing twice from a stale page is refused with the reason shown.
+    let again = console_post(
+        &server,
+        &jar,
+        &action,
+        &[("csrf", &csrf), ("decision", "list"), ("reason", "再次")],
+    )
+    .await;
+    assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(again.text().await.unwrap().contains("与现有数据冲突"));
+}
