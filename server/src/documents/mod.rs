@@ -284,6 +284,15 @@ pub fn public_base(state: &AppState, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
+/// Renders at once at most one per core; more wait their turn, so a burst of downloads
+/// queues instead of taking every core from sync and review.
+fn renders() -> &'static tokio::sync::Semaphore {
+    static RENDERS: std::sync::OnceLock<tokio::sync::Semaphore> = std::sync::OnceLock::new();
+    RENDERS.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    })
+}
+
 /// Reads and renders document `kind` of record `id` for `user`.
 pub async fn document(
     state: &AppState,
@@ -292,6 +301,10 @@ pub async fn document(
     kind: Kind,
     check_base: String,
 ) -> Result<Vec<u8>> {
+    let _turn = renders()
+        .acquire()
+        .await
+        .map_err(|_| Error::Internal("the render queue is closed".into()))?;
     let (user, id, blobs) = (user.clone(), id.to_owned(), state.blobs.clone());
     let papers = state
         .db

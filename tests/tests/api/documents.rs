@@ -200,6 +200,24 @@ async fn the_demo_records_documents_carry_the_statutory_wording_every_id_and_a_d
         .await;
     assert_eq!(s, StatusCode::CONFLICT, "{body}");
 
+    // Sixteen downloads at once all come back, byte for byte the same document: rendering
+    // queues one per core and depends on nothing but the record.
+    let downloads: Vec<_> = (0..16)
+        .map(|_| {
+            let (client, path) = (
+                supervisor.clone(),
+                format!("/api/v1/records/{ordered}/record.pdf"),
+            );
+            tokio::spawn(async move { pdf(&client, &path).await })
+        })
+        .collect();
+    for download in downloads {
+        assert!(
+            download.await.unwrap() == record,
+            "the same bytes every time"
+        );
+    }
+
     // One page drawn to PNG: A4 at 50 dpi, white paper with dark text on it.
     let png = pdf_page_png(&record, 1, 50);
     let page = image::load_from_memory(&png)
