@@ -27,6 +27,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0014_sync_blobs_expected.sql"),
     include_str!("../migrations/0015_deadlines_provisional.sql"),
     include_str!("../migrations/0018_abnormal_decisions.sql"),
+    include_str!("../migrations/0020_risk_classes.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

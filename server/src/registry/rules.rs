@@ -62,6 +62,13 @@ pub struct Rules {
     pub general_ratio_max: f64,
     /// Observers' entries a draw needs at least (distinct observers, 1 to 50).
     pub min_observers: u32,
+    /// A published result with problems found makes its target one risk class riskier.
+    pub risk_raise_on_problems: bool,
+    /// This many clean results (未发现问题) in a row make a target one class lower; 0 never
+    /// (0 to 20).
+    pub risk_lower_after_clean: u32,
+    /// A target on the 严重违法失信 list goes to class D when a result of it is published.
+    pub risk_serious_to_d: bool,
     /// When the rules last changed (ignored on input).
     #[serde(default, skip_deserializing)]
     pub updated_at: String,
@@ -116,6 +123,12 @@ impl Rules {
                 ),
             ));
         }
+        if self.risk_lower_after_clean > 20 {
+            return Err(Error::invalid(
+                "risk_lower_after_clean",
+                "0 (never) to 20 clean results in a row",
+            ));
+        }
         if !(1..=52).contains(&self.frequency_cap) {
             return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
         }
@@ -138,7 +151,8 @@ pub fn load(conn: &Connection) -> Result<Rules> {
         "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
             result_publication_days, list_publication_days, abnormal_list_days,
             must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
-            general_ratio_min, general_ratio_max, min_observers
+            general_ratio_min, general_ratio_max, min_observers,
+            risk_raise_on_problems, risk_lower_after_clean, risk_serious_to_d
          FROM rules WHERE id = 1",
         [],
         |r| {
@@ -161,6 +175,9 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 general_ratio_min: r.get(13)?,
                 general_ratio_max: r.get(14)?,
                 min_observers: r.get(15)?,
+                risk_raise_on_problems: r.get(16)?,
+                risk_lower_after_clean: r.get(17)?,
+                risk_serious_to_d: r.get(18)?,
             })
         },
     )?)
@@ -175,7 +192,8 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             group_size = ?5, frequency_cap = ?6, result_publication_days = ?7,
             list_publication_days = ?8, abnormal_list_days = ?9, must_include_serious = ?10,
             must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13,
-            general_ratio_min = ?14, general_ratio_max = ?15, min_observers = ?16
+            general_ratio_min = ?14, general_ratio_max = ?15, min_observers = ?16,
+            risk_raise_on_problems = ?17, risk_lower_after_clean = ?18, risk_serious_to_d = ?19
          WHERE id = 1",
         params![
             rules.ratios.a,
@@ -193,7 +211,10 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             now(),
             rules.general_ratio_min,
             rules.general_ratio_max,
-            rules.min_observers
+            rules.min_observers,
+            rules.risk_raise_on_problems,
+            rules.risk_lower_after_clean,
+            rules.risk_serious_to_d
         ],
     )?;
     let after = load(tx)?;

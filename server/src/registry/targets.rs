@@ -290,13 +290,33 @@ pub(super) async fn list(
     Ok(Json(state.db.read(move |c| search(c, &filter)).await?))
 }
 
+/// A target with how its risk class came to be.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetView {
+    /// The target.
+    #[serde(flatten)]
+    pub target: Target,
+    /// Every change of its risk class, oldest first (review::risk).
+    pub risk_class_history: Vec<crate::review::risk::ClassChange>,
+}
+
 pub(super) async fn get_one(
     State(state): State<AppState>,
     user: AuthUser,
     ApiPath(id): ApiPath<i64>,
-) -> Result<Json<Target>> {
+) -> Result<Json<TargetView>> {
     require_reader(&user)?;
-    Ok(Json(state.db.read(move |c| get(c, id)).await?))
+    Ok(Json(
+        state
+            .db
+            .read(move |c| {
+                Ok(TargetView {
+                    target: get(c, id)?,
+                    risk_class_history: crate::review::risk::history(c, id)?,
+                })
+            })
+            .await?,
+    ))
 }
 
 pub(super) async fn create(

@@ -22,6 +22,7 @@ pub mod demo;
 pub mod index;
 pub mod publication;
 pub mod records;
+pub mod risk;
 pub mod stats;
 
 pub use index::{refresh_record_index, refresh_stale};

@@ -211,6 +211,7 @@ fn feed_back(
     target_id: i64,
     content: &PublicContent,
     verified_on: NaiveDate,
+    corrected: bool,
 ) -> Result<()> {
     let codes: Vec<&str> = content.results.iter().map(|c| c.code.as_str()).collect();
     tx.execute(
@@ -243,7 +244,7 @@ fn feed_back(
             )?;
         }
     }
-    Ok(())
+    super::risk::reclassify(tx, target_id, result_id, record_id, corrected)
 }
 
 /// Publishes one approved record in `tx`: marks the document published,
@@ -314,6 +315,7 @@ pub fn publish_record(tx: &Transaction<'_>, user: &AuthUser, id: &str) -> Result
         target_id,
         &content,
         china_date_of(&approved_at)?,
+        false,
     )?;
     let follow_up = doc.follow_up().map_err(doc_error(id, "record"))?;
     if let Some(measure) = follow_up.measure.filter(|m| *m != FollowUpMeasure::None) {
@@ -573,6 +575,7 @@ pub fn correct_result(
         target_id,
         &new,
         china_date_of(&at)?,
+        true,
     )?;
     audit::append(
         tx,

@@ -332,3 +332,125 @@ async fn the_console_lists_candidates_with_their_deadline_and_decides_them() {
     assert_eq!(again.status(), StatusCode::UNPROCESSABLE_ENTITY);
     assert!(again.text().await.unwrap().contains("与现有数据冲突"));
 }
+
+/// The target's class and the (from, to, reason, rule) of each change of it.
+async fn risk_of(client: &Client, target: i64) -> (String, Vec<(String, String, String, Value)>) {
+    let (s, t) = client.get(&format!("/api/v1/targets/{target}")).await;
+    assert_eq!(s, StatusCode::OK, "{t}");
+    let history = t["risk_class_history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["from"].as_str().unwrap().to_owned(),
+                h["to"].as_str().unwrap().to_owned(),
+                h["reason"].as_str().unwrap().to_owned(),
+                h["rule"].clone(),
+            )
+        })
+        .collect();
+    (t["risk_class"].as_str().unwrap().to_owned(), history)
+}
+
+fn change(
+    from: &str,
+    to: &str,
+    reason: &str,
+    rule: Option<&str>,
+) -> (String, String, String, Value) {
+    (from.into(), to.into(), reason.into(), json!(rule))
+}
+
+#[tokio::test]
+async fn risk_classes_follow_published_and_corrected_results_and_a_class_set_by_hand() {
+    let server = TestServer::start().await;
+    let sc = scenario(&server, 2).await;
+    let supervisor = server.login("supervisor").await;
+    let planner = server.login("planner").await;
+    let (t0, t1) = (sc.records[0].target_id, sc.records[1].target_id);
+    assert_eq!(
+        risk_of(&planner, t0).await,
+        ("A".to_owned(), vec![]),
+        "the task draws class A"
+    );
+
+    // Problems found: one class riskier, kept in the history with the rule that moved it.
+    let record = &sc.records[0];
+    let (mut a, mut b) = phones(&server, record).await;
+    fill(
+        a.doc(&record.id).unwrap(),
+        "年报未公示",
+        &[ResultCategory::NotPublicized],
+        None,
+    );
+    sign_and_submit(&server, &mut a, &mut b, &record.id).await;
+    approve_and_publish(&supervisor, &record.id).await;
+    assert_eq!(
+        risk_of(&planner, t0).await,
+        (
+            "B".to_owned(),
+            vec![change("A", "B", "published", Some("problems"))]
+        )
+    );
+
+    // The result is corrected to 未发现问题: what the first version did is taken back.
+    let (_, result) = supervisor
+        .get(&format!("/api/v1/targets/{t0}/outcome"))
+        .await;
+    let result_id = result["published_results"][0]["id"].as_i64().unwrap();
+    let (s, body) = supervisor
+        .post(
+            &format!("/api/v1/results/{result_id}/corrections"),
+            &json!({"reason": "经复核台账齐全", "results": ["no_problem"]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{body}");
+    let (class, history) = risk_of(&planner, t0).await;
+    assert_eq!(class, "A");
+    assert_eq!(history.last(), Some(&change("B", "A", "corrected", None)));
+
+    // The registry sets the second target's class by hand (kept as such); with one clean
+    // result enough to lower a class, its clean result takes it one lower from there.
+    let (_, mut target) = planner.get(&format!("/api/v1/targets/{t1}")).await;
+    let fields = target.as_object_mut().unwrap();
+    for generated in ["id", "created_at", "updated_at", "risk_class_history"] {
+        fields.remove(generated);
+    }
+    fields.insert("risk_class".into(), json!("C"));
+    let (s, body) = planner.put(&format!("/api/v1/targets/{t1}"), &target).await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = planner
+        .put("/api/v1/rules", &json!({"risk_lower_after_clean": 1}))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{body}");
+    let (s, body) = planner
+        .put("/api/v1/rules", &json!({"risk_lower_after_clean": 21}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    let record = &sc.records[1];
+    let (mut a, mut b) = phones(&server, record).await;
+    fill(
+        a.doc(&record.id).unwrap(),
+        "证照齐全",
+        &[ResultCategory::NoProblem],
+        None,
+    );
+    sign_and_submit(&server, &mut a, &mut b, &record.id).await;
+    approve_and_publish(&supervisor, &record.id).await;
+    assert_eq!(
+        risk_of(&planner, t1).await,
+        (
+            "B".to_owned(),
+            vec![
+                change("A", "C", "registry", None),
+                change("C", "B", "published", Some("clean_run")),
+            ]
+        )
+    );
+    let edited = server
+        .state
+        .db
+        .write_blocking(|tx| Ok(tx.execute("DELETE FROM risk_class_history", [])?));
+    assert!(edited.is_err(), "the history is never deleted");
+}
