@@ -2,7 +2,9 @@
 //! is drawn, two simulated phones per record fill and sign it offline and
 //! sync through the real sync exchange, a supervisor returns one record,
 //! approves and publishes others. A newcomer starting `serve --demo` sees
-//! published results, a returned record and a record waiting for review.
+//! published results (one clean, one with a 责令改正 that is an open follow-up,
+//! one 无法联系 that is a 经营异常名录 candidate to decide), a returned record
+//! and a record waiting for review.
 
 use rusqlite::Transaction;
 use suiji_mobile_core::record::SubmitOutcome;
@@ -103,7 +105,7 @@ pub fn walk(
                 ..Conditions::default()
             },
             ratio: None,
-            count: Some(4),
+            count: Some(5),
             items: vec![TaskItemInput {
                 code: "SCJG-SP-002".into(),
                 version: None,
@@ -156,7 +158,7 @@ pub fn walk(
         device_id: None,
     };
     let states = SyncMemory::default();
-    for (n, record) in list.iter().take(4).enumerate() {
+    for (n, record) in list.iter().take(5).enumerate() {
         let (Some(&lead), Some(&second)) = (record.group.first(), record.group.get(1)) else {
             continue;
         };
@@ -212,6 +214,23 @@ pub fn walk(
                 sync(&mut a, tx, &states)?;
                 sync(&mut b, tx, &states)?;
             }
+            3 => {
+                // Nobody at the registered address: published, it makes the target a
+                // 经营异常名录 candidate for a supervisor to decide on.
+                inspect(
+                    tx,
+                    &states,
+                    (&mut a, &mut b),
+                    id,
+                    Answers(
+                        "登记住所大门紧闭，两次上门及电话均无法联系",
+                        &[ResultCategory::Unreachable],
+                        None,
+                    ),
+                )?;
+                decide(tx, &user, id, &Decision::Approve(None))?;
+                publish_record(tx, &user, id)?;
+            }
             _ => {
                 inspect(
                     tx,
@@ -256,7 +275,7 @@ mod tests {
         assert_eq!(
             states,
             [
-                ("published".to_owned(), 2),
+                ("published".to_owned(), 3),
                 ("returned".to_owned(), 1),
                 ("submitted".to_owned(), 1)
             ]
@@ -266,6 +285,16 @@ mod tests {
                 |c| Ok(c.query_row("SELECT COUNT(*) FROM follow_ups", [], |r| r.get(0))?),
             )
             .unwrap();
-        assert_eq!(follow_ups, 1);
+        assert_eq!(follow_ups, 1, "the 责令改正 is an open follow-up");
+        let pending: i64 = db
+            .read_blocking(|c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM abnormal_candidates WHERE status = 'pending'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(pending, 1, "the 无法联系 result is a candidate to decide");
     }
 }
