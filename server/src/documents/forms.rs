@@ -3,9 +3,8 @@
 use chrono::{DateTime, FixedOffset, Utc};
 use krilla::Data;
 use krilla::image::Image;
-use suiji_mobile_core::record::SignatureStatus;
-use suiji_mobile_core::record::{NoteKind, PartySignature};
-use suiji_mobile_core::vocab::ResultCategory;
+use suiji_mobile_core::record::{NoteKind, PartySignature, SignatureStatus};
+use suiji_mobile_core::vocab::{ResultCategory, ReviewState};
 
 use super::layout::{Align, Column, Sheet, Weight};
 use super::{Kind, Papers, Picture};
@@ -221,11 +220,7 @@ fn notice(sheet: &mut Sheet, p: &Papers) {
 
 fn record(sheet: &mut Sheet, p: &Papers) {
     let a = &p.assignment;
-    if matches!(
-        p.state,
-        suiji_mobile_core::vocab::ReviewState::Open
-            | suiji_mobile_core::vocab::ReviewState::Returned
-    ) {
+    if matches!(p.state, ReviewState::Open | ReviewState::Returned) {
         sheet.line(
             "本记录尚未提交（或已退回修改），内容可能变化，仅供核对。",
             SMALL,

@@ -461,24 +461,38 @@ impl Sheet {
     /// An image scaled to `width`, with lines of text beside it.
     pub fn figure(&mut self, image: Image, width: f32, text: &[String], size: f32) {
         let (w, h) = image.size();
-        let height = width * h as f32 / w.max(1) as f32;
-        let text_height = text.len() as f32 * size * LEADING;
-        self.ensure(height.max(text_height) + 6.0);
-        let top = self.y;
-        self.ops().push(Op::Image {
-            at: Point::from_xy(MARGIN_X, top),
-            size: Size::from_wh(width, height).unwrap_or(Size::from_wh(1.0, 1.0).unwrap()),
-            image,
-        });
-        let x = MARGIN_X + width + 10.0;
-        for (i, line) in text.iter().enumerate() {
-            let wrapped = self.face.wrap(line, size, COLUMN - width - 10.0);
-            for (j, part) in wrapped.iter().enumerate() {
-                let line_top = top + (i + j) as f32 * size * LEADING;
-                self.text_at(x, line_top, size, part, Weight::Regular);
-            }
+        // A very tall image (a hostile signature, say) is scaled down to a third of a page.
+        let max_height = (PAGE_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM) / 3.0;
+        let mut drawn = (width, width * h as f32 / w.max(1) as f32);
+        if drawn.1 > max_height {
+            drawn = (drawn.0 * max_height / drawn.1, max_height);
         }
-        self.y = top + height.max(text_height) + 6.0;
+        let lines: Vec<String> = text
+            .iter()
+            .flat_map(|line| self.face.wrap(line, size, COLUMN - width - 10.0))
+            .collect();
+        let text_height = lines.len() as f32 * size * LEADING;
+        let height = drawn.1.max(text_height);
+        self.ensure(height + 6.0);
+        let top = self.y;
+        if let Some(image_size) = Size::from_wh(drawn.0, drawn.1) {
+            self.ops().push(Op::Image {
+                at: Point::from_xy(MARGIN_X, top),
+                size: image_size,
+                image,
+            });
+        }
+        let x = MARGIN_X + width + 10.0;
+        for (i, line) in lines.iter().enumerate() {
+            self.text_at(
+                x,
+                top + i as f32 * size * LEADING,
+                size,
+                line,
+                Weight::Regular,
+            );
+        }
+        self.y = top + height + 6.0;
     }
 
     /// A QR code of `matrix` (dark modules by column and row, `width`
@@ -589,5 +603,63 @@ impl Sheet {
             page.finish();
         }
         document.finish().map_err(|e| format!("{e:?}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chinese_wraps_anywhere_but_before_closing_punctuation_and_latin_words_stay_whole() {
+        let face = Typeface::shipped();
+        let width = face.width("检查检查检查", 10.0);
+        let lines = face.wrap("检查检查检查。检查", 10.0, width);
+        assert_eq!(
+            lines[0], "检查检查检查。",
+            "a full stop never starts a line"
+        );
+        let lines = face.wrap(
+            "统一社会信用代码 91330100MA27XXXXXX 有效",
+            10.0,
+            width * 2.5,
+        );
+        assert!(
+            lines.iter().any(|l| l.contains("91330100MA27XXXXXX")),
+            "the code stays on one line: {lines:?}"
+        );
+        for line in face.wrap(&"很长的一段话".repeat(50), 10.0, width) {
+            assert!(face.width(&line, 10.0) <= width + 10.0, "{line}");
+        }
+    }
+
+    #[test]
+    fn a_tall_image_is_scaled_to_a_third_of_a_page_and_a_long_table_row_continues() {
+        let mut sheet = Sheet::new("test");
+        let tall = Image::from_rgba8(vec![0; 4 * 10 * 10_000], 10, 10_000);
+        sheet.figure(tall, 90.0, &["签名".to_owned()], 9.0);
+        let third = (PAGE_HEIGHT - MARGIN_TOP - MARGIN_BOTTOM) / 3.0;
+        assert!(sheet.y <= MARGIN_TOP + third + 7.0, "y {}", sheet.y);
+        assert_eq!(sheet.pages.len(), 1);
+        let long = "记录".repeat(5_000);
+        sheet.table(
+            &[Column {
+                header: "内容".into(),
+                share: 1.0,
+            }],
+            &[vec![long]],
+            9.0,
+        );
+        assert!(
+            sheet.pages.len() > 3,
+            "the row went on over {} pages",
+            sheet.pages.len()
+        );
+        assert!(
+            sheet.y <= PAGE_HEIGHT - MARGIN_BOTTOM,
+            "nothing below the bottom margin"
+        );
+        let pdf = sheet.render(&|p, n| vec![format!("{p}/{n}")]).unwrap();
+        assert!(pdf.starts_with(b"%PDF-"));
     }
 }
