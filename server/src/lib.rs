@@ -23,6 +23,7 @@ pub mod blobs;
 pub mod calendar;
 pub mod db;
 pub mod demo;
+pub mod dossier;
 pub mod draw;
 pub mod error;
 pub mod extract;
@@ -192,6 +193,7 @@ pub fn router(state: AppState) -> Router {
         .merge(sync::routes())
         .merge(signing::routes())
         .merge(review::routes())
+        .merge(dossier::routes::routes())
         .merge(web::routes(state.clone()))
         .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))
