@@ -3,6 +3,7 @@
 mod accounts;
 mod bad_input;
 mod confidentiality;
+mod dossier;
 mod draws;
 mod hardening_accounts;
 mod hardening_blobs;
