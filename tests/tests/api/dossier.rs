@@ -308,3 +308,111 @@ async fn a_forger_who_rewrites_the_manifest_is_caught_by_the_signatures_and_the_
     assert!(failure.file.starts_with("records/"), "{failure}");
     assert!(failure.reason.contains("inspector"), "{failure}");
 }
+
+/// A noisy JPEG of most of a megabyte, distinct per seed.
+fn large_jpeg(seed: u32) -> Vec<u8> {
+    let mut state = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let img = image::RgbImage::from_fn(1200, 900, |x, y| {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        image::Rgb([
+            (x / 7) as u8 ^ state as u8,
+            (y / 5) as u8,
+            (state >> 8) as u8,
+        ])
+    });
+    let mut out = Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
+}
+
+/// Whether a full checkpoint of the server's WAL is held back by a reader's snapshot.
+fn checkpoint_blocked(server: &TestServer) -> bool {
+    let conn = rusqlite::Connection::open(server.state.config.database_path()).unwrap();
+    let (busy, _, _): (i64, i64, i64) = conn
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    busy != 0
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_leaves_mid_download_stops_the_build_and_its_snapshot_is_released() {
+    use suiji_mobile_core::record::{PhotoMeta, inspector_actor};
+    use suiji_mobile_core::{BlobHash, InspectorId};
+    let server = TestServer::start().await;
+    let (_agency, records) = drawn_task(&server, 3, 2).await;
+    let record = records[0].clone();
+    // Thirty photos of most of a megabyte each: far more than the channel and the socket buffers
+    // hold, so the build waits on the client.
+    let photos: Vec<Vec<u8>> = (0..30).map(large_jpeg).collect();
+    for bytes in &photos {
+        let path = server.state.blobs.path(BlobHash::of(bytes).as_str());
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, bytes).unwrap();
+    }
+    server
+        .state
+        .db
+        .write_blocking(|tx| {
+            let lead = InspectorId::new(record.group[0].to_string());
+            let mut doc = suiji_server::draw::records::load_document(tx, &record.id)?;
+            doc.set_actor(inspector_actor(&lead, &[0xab]));
+            let item = doc.assignment().unwrap().items[0].code.clone();
+            for bytes in &photos {
+                doc.attach_photo(&PhotoMeta {
+                    sha256: BlobHash::of(bytes),
+                    size: bytes.len() as u64,
+                    mime: "image/jpeg".into(),
+                    width: 1200,
+                    height: 900,
+                    captured_at: None,
+                    gps: None,
+                    item: item.clone(),
+                    caption: "现场".into(),
+                    taken_by: lead.clone(),
+                    imported_at: chrono::Utc::now(),
+                    thumbnail_sha256: BlobHash::of(b"thumbnail"),
+                    upload_sha256: None,
+                })
+                .unwrap();
+            }
+            suiji_server::draw::records::append_changes(tx, &record.id, &mut doc)
+        })
+        .unwrap();
+
+    let planner = server.login("planner").await;
+    let mut response = planner
+        .raw(
+            reqwest::Method::GET,
+            &format!("/api/v1/tasks/{}/dossier.zip", record.task_id),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(response.chunk().await.unwrap().is_some());
+    // A write after the build's snapshot began: the snapshot holds the checkpoint back.
+    let (status, body) = planner
+        .post(
+            "/api/v1/departments",
+            &json!({"code": "WJW", "name": "卫生健康委员会"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    assert!(
+        checkpoint_blocked(&server),
+        "the build reads one snapshot while it waits on the client"
+    );
+    drop(response);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while checkpoint_blocked(&server) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the build still holds its snapshot after the client left"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
