@@ -86,14 +86,17 @@ fn read_whole<R: Read + Seek>(zip: &mut ZipArchive<R>, name: &str) -> Result<Vec
     Ok(bytes)
 }
 
-/// The SHA-256 (hex) and size of a file of the ZIP, read as a stream.
+/// The SHA-256 (hex) and size of a file of the ZIP, read as a stream, reading at most one
+/// byte more than `expected` (a file inflating past its listed size is not read to its end).
 fn digest_of<R: Read + Seek>(
     zip: &mut ZipArchive<R>,
     name: &str,
+    expected: u64,
 ) -> Result<(String, u64), Failure> {
     let mut entry = zip
         .by_name(name)
-        .map_err(|e| fail(name, format!("cannot read: {e}")))?;
+        .map_err(|e| fail(name, format!("cannot read: {e}")))?
+        .take(expected.saturating_add(1));
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut size = 0u64;
@@ -167,11 +170,16 @@ pub fn verify<R: Read + Seek>(reader: R) -> Result<Verified, Failure> {
     // Every file's bytes.
     let mut photos = 0;
     for entry in &manifest.files {
-        let (sha256, size) = digest_of(&mut zip, &entry.name)?;
+        let (sha256, size) = digest_of(&mut zip, &entry.name, entry.size)?;
         if size != entry.size {
+            let found = if size > entry.size {
+                "more".to_owned()
+            } else {
+                size.to_string()
+            };
             return Err(fail(
                 &entry.name,
-                format!("{size} bytes, the manifest says {}", entry.size),
+                format!("{found} bytes, the manifest says {}", entry.size),
             ));
         }
         if sha256 != entry.sha256 {

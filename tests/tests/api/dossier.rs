@@ -416,3 +416,47 @@ async fn a_client_that_leaves_mid_download_stops_the_build_and_its_snapshot_is_r
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+#[tokio::test]
+async fn a_redraw_in_the_dossier_is_checked_against_the_initial_draw() {
+    let server = TestServer::start().await;
+    let (_agency, records) = drawn_task(&server, 4, 2).await;
+    let record = &records[0];
+    let planner = server.login("planner").await;
+    let (status, redraw) = planner
+        .post(
+            &format!("/api/v1/tasks/{}/redraw", record.task_id),
+            &json!({"target_id": record.target_id, "reason": "recusal",
+                    "inspector_id": record.group[0], "explanation": "配偶在该企业任职"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{redraw}");
+    let (status, zip) = download(&planner, record.task_id).await;
+    assert_eq!(status, StatusCode::OK);
+    let verified = verify(Cursor::new(&zip)).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(verified.draws, 2);
+    assert_eq!(verified.unsigned_records, records.len());
+
+    // Without the initial draw (both files and the manifest rewritten to match), the redraw
+    // cannot be checked and is named.
+    let (order, files) = files_of(&zip);
+    let initial = format!("draws/{}.json", redraw["parent_id"]);
+    let redrawn = format!("draws/{}.json", redraw["id"]);
+    let mut manifest: suiji_server::dossier::Manifest =
+        serde_json::from_slice(&files["manifest.json"]).unwrap();
+    manifest.files.retain(|e| e.name != initial);
+    manifest.digest = manifest.compute_digest().unwrap();
+    let mut out = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    for name in order.iter().filter(|n| **n != initial) {
+        out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+            .unwrap();
+        if name == "manifest.json" {
+            out.write_all(&manifest.to_bytes().unwrap()).unwrap();
+        } else {
+            out.write_all(&files[name]).unwrap();
+        }
+    }
+    let without = out.finish().unwrap().into_inner();
+    let failure = verify(Cursor::new(&without)).unwrap_err();
+    assert_eq!(failure.file, redrawn, "{failure}");
+}
