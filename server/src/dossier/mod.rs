@@ -190,6 +190,9 @@ enum Packing {
 struct Archive<W: Write> {
     zip: ZipWriter<StreamWriter<W>>,
     files: Vec<ManifestEntry>,
+    /// Every file's time in the ZIP: when the build began, China time (ZIP times have no
+    /// zone).
+    time: zip::DateTime,
 }
 
 /// Counts and hashes what passes through to the ZIP.
@@ -221,20 +224,38 @@ fn zip_error(e: zip::result::ZipError) -> Error {
 
 impl<W: Write> Archive<W> {
     fn new(out: W) -> Self {
+        use chrono::{Datelike, Timelike};
+        let now = chrono::Utc::now()
+            .with_timezone(&chrono::FixedOffset::east_opt(8 * 3600).expect("UTC+8 is valid"));
+        let time = zip::DateTime::from_date_and_time(
+            now.year() as u16,
+            now.month() as u8,
+            now.day() as u8,
+            now.hour() as u8,
+            now.minute() as u8,
+            now.second() as u8,
+        )
+        .unwrap_or_default();
         Archive {
             zip: ZipWriter::new_stream(out),
             files: Vec::new(),
+            time,
         }
     }
 
-    /// Adds `name` with the bytes `content` reads, and returns their SHA-256.
-    fn add(&mut self, name: &str, packing: Packing, mut content: impl Read) -> Result<String> {
-        let options = SimpleFileOptions::default()
+    fn options(&self, packing: Packing) -> SimpleFileOptions {
+        SimpleFileOptions::default()
             .compression_method(match packing {
                 Packing::Deflate => CompressionMethod::Deflated,
                 Packing::Store => CompressionMethod::Stored,
             })
-            .unix_permissions(0o644);
+            .last_modified_time(self.time)
+            .unix_permissions(0o644)
+    }
+
+    /// Adds `name` with the bytes `content` reads, and returns their SHA-256.
+    fn add(&mut self, name: &str, packing: Packing, mut content: impl Read) -> Result<String> {
+        let options = self.options(packing);
         self.zip.start_file(name, options).map_err(zip_error)?;
         let mut hashing = Hashing {
             inner: &mut self.zip,
@@ -264,9 +285,7 @@ impl<W: Write> Archive<W> {
     fn finish(mut self, mut manifest: Manifest) -> Result<W> {
         manifest.files = std::mem::take(&mut self.files);
         manifest.digest = manifest.compute_digest()?;
-        let options = SimpleFileOptions::default()
-            .compression_method(CompressionMethod::Deflated)
-            .unix_permissions(0o644);
+        let options = self.options(Packing::Deflate);
         self.zip.start_file(MANIFEST, options).map_err(zip_error)?;
         self.zip.write_all(&manifest.to_bytes()?)?;
         Ok(self.zip.finish().map_err(zip_error)?.into_inner())
