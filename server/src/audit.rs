@@ -8,7 +8,7 @@
 //! dropping entries from the end is caught as well.
 
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -19,7 +19,7 @@ const GENESIS: &str = "000000000000000000000000000000000000000000000000000000000
 const HEAD_KEY: &str = "audit_head";
 
 /// One audit entry as stored.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     /// Position in the chain, from 1.
     pub seq: i64,
@@ -201,6 +201,22 @@ pub fn recent(conn: &Connection, entity_prefix: Option<&str>, limit: i64) -> Res
          FROM audit_log WHERE entity LIKE ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![pattern, limit], Entry::from_row)?;
+    Ok(rows.collect::<Result<_, _>>()?)
+}
+
+/// Every entry touching task `task_id`: the task itself (`task:<id>`: creation, commitments,
+/// draws, redraws, publication of the list), its records (`record:<id>`: reviews,
+/// publication) and their published results (`result:<id>`: corrections), oldest first.
+pub fn entries_of_task(conn: &Connection, task_id: i64) -> Result<Vec<Entry>> {
+    let mut stmt = conn.prepare(
+        "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
+         FROM audit_log
+         WHERE entity = 'task:' || ?1
+            OR entity IN (SELECT 'record:' || id FROM records WHERE task_id = ?1)
+            OR entity IN (SELECT 'result:' || id FROM published_results WHERE task_id = ?1)
+         ORDER BY seq",
+    )?;
+    let rows = stmt.query_map([task_id], Entry::from_row)?;
     Ok(rows.collect::<Result<_, _>>()?)
 }
 

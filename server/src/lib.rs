@@ -24,6 +24,7 @@ pub mod calendar;
 pub mod db;
 pub mod demo;
 pub mod documents;
+pub mod dossier;
 pub mod draw;
 pub mod error;
 pub mod extract;
@@ -197,6 +198,7 @@ pub fn router(state: AppState) -> Router {
         .merge(signing::routes())
         .merge(review::routes())
         .merge(documents::routes())
+        .merge(dossier::routes::routes())
         .merge(web::routes(state.clone()))
         .fallback(web::not_found)
         .layer(DefaultBodyLimit::max(extract::JSON_BODY_LIMIT))

@@ -1,5 +1,5 @@
 //! `suiji-server` command line: run the server, or check a data directory's
-//! audit log offline. Reads configuration and calls into the library.
+//! audit log, draw records, records and task dossiers offline. Reads configuration and calls into the library.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +72,42 @@ enum Command {
     Record {
         #[command(subcommand)]
         command: RecordCommand,
+    },
+    /// A task's dossier: one ZIP of its draws, records, photos, audit entries and results.
+    Dossier {
+        #[command(subcommand)]
+        command: DossierCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum DossierCommand {
+    /// Write the dossier of a task (the ZIP `GET /api/v1/tasks/{id}/dossier.zip` serves)
+    /// from a data directory; safe beside a running server.
+    Export {
+        /// The task's id.
+        task: i64,
+        /// Data directory (database and blobs).
+        #[arg(long, default_value = "./suiji-data", env = "SUIJI_DATA")]
+        data: PathBuf,
+        /// The ZIP file to write.
+        #[arg(long)]
+        out: PathBuf,
+        /// The address the public reaches the server at, for the QR codes of the printable
+        /// documents (as `serve --public-url`).
+        #[arg(
+            long,
+            env = "SUIJI_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+    },
+    /// Check a dossier offline: the manifest, every file's SHA-256 and size, the draw records
+    /// (as `draw verify`) and every inspector signature (as `record verify`). Exit non-zero
+    /// naming the first file that fails.
+    Verify {
+        /// The dossier ZIP.
+        file: PathBuf,
     },
 }
 
@@ -175,6 +211,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Record {
             command: RecordCommand::Verify { file },
         } => verify_record(&file),
+        Command::Dossier {
+            command:
+                DossierCommand::Export {
+                    task,
+                    data,
+                    out,
+                    public_url,
+                },
+        } => export_dossier(task, &data, &out, &public_url),
+        Command::Dossier {
+            command: DossierCommand::Verify { file },
+        } => verify_dossier(&file),
         Command::User {
             command:
                 UserCommand::Create {
@@ -416,6 +464,69 @@ fn verify_draw(
         }
         Err(difference) => {
             println!("NOT verified: {difference}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+fn export_dossier(
+    task: i64,
+    data: &std::path::Path,
+    out: &std::path::Path,
+    public_url: &str,
+) -> anyhow::Result<ExitCode> {
+    use std::io::Write;
+    let path = data.join("suiji.db");
+    if !path.exists() {
+        anyhow::bail!("no database at {}", path.display());
+    }
+    let db = db::Db::open(&path)?;
+    let blobs = suiji_server::blobs::BlobStore::open(
+        &data.join("blobs"),
+        suiji_server::blobs::DEFAULT_MAX_BLOB,
+    )?;
+    let calendar = db.read_blocking(suiji_server::review::calendar_admin::build_calendar)?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let written = db.read_blocking(|conn| {
+        let today = suiji_server::review::china_today();
+        let mut writer = suiji_server::dossier::write(
+            conn,
+            &blobs,
+            &calendar,
+            today,
+            task,
+            public_url,
+            std::io::BufWriter::new(file),
+        )?;
+        writer.flush()?;
+        Ok(())
+    });
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(out);
+        return Err(e).with_context(|| format!("exporting the dossier of task {task}"));
+    }
+    println!("wrote the dossier of task {task} to {}", out.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_dossier(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match suiji_server::dossier::verify::verify_file(file) {
+        Ok(v) => {
+            println!(
+                "verified: dossier of task {} ({} files, {} draws, {} records, {} signatures, {} unsigned records, {} photos, {} blobs missing)",
+                v.manifest.task_number,
+                v.manifest.files.len() + 1,
+                v.draws,
+                v.records,
+                v.signatures,
+                v.unsigned_records,
+                v.photos,
+                v.manifest.missing_blobs.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(failure) => {
+            println!("NOT verified: {failure}");
             Ok(ExitCode::from(1))
         }
     }

@@ -1,7 +1,7 @@
 //! The `suiji-server` binary as a newcomer runs it: `serve --demo`, a clean
 //! shutdown on Ctrl-C (SIGINT), the demo password refused outside demo mode,
-//! `user create`, `audit verify` catching an entry edited in SQLite, and one
-//! server per data directory.
+//! `user create`, `audit verify` catching an entry edited in SQLite, one server per data
+//! directory, and a task's dossier exported and checked (`dossier export`, `dossier verify`).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 const BIN: &str = env!("CARGO_BIN_EXE_suiji-server");
+/// The public address the servers here print on documents (`SUIJI_PUBLIC_URL`).
+const PUBLIC_URL: &str = "https://spotcheck.example.gov.cn";
 
 struct Running {
     child: Child,
@@ -22,6 +24,7 @@ fn start(data: &Path, demo: bool) -> Running {
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
         .env("RUST_LOG", "warn")
+        .env("SUIJI_PUBLIC_URL", PUBLIC_URL)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     if demo {
@@ -387,4 +390,136 @@ async fn a_downloaded_record_verifies_offline_and_a_tampered_copy_names_the_fail
     std::fs::write(&file, "{}").unwrap();
     let (ok, out) = record_verify(&file);
     assert!(!ok && out.contains("not a signed record"), "{out}");
+}
+
+fn dossier_verify(file: &Path) -> (bool, String) {
+    let out = Command::new(BIN)
+        .args(["dossier", "verify"])
+        .arg(file)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+/// Every file of a ZIP, in ZIP order.
+fn zip_files(zip: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use std::io::Read;
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip)).unwrap();
+    (0..archive.len())
+        .map(|i| {
+            let mut entry = archive.by_index(i).unwrap();
+            let name = entry.name().unwrap().into_owned();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            (name, bytes)
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_demo_dossier_from_the_api_and_the_cli_holds_the_same_files_and_verify_names_a_changed_file()
+ {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let server = start(&data, true);
+    let task: i64 = rusqlite_connection(&data)
+        .query_row(
+            "SELECT task_id FROM records WHERE review_state = 'published' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .expect("the demo has a walked task");
+    let (status, body) = login(&server.base, "admin", "demo").await;
+    assert_eq!(status, 200, "{body}");
+    let from_api = reqwest::Client::new()
+        .get(format!("{}/api/v1/tasks/{task}/dossier.zip", server.base))
+        .bearer_auth(body["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap()
+        .to_vec();
+    // The CLI exports beside the running server.
+    let cli_file = dir.path().join("cli.zip");
+    let out = Command::new(BIN)
+        .args(["dossier", "export", &task.to_string(), "--data"])
+        .arg(&data)
+        .arg("--out")
+        .arg(&cli_file)
+        .env("SUIJI_PUBLIC_URL", PUBLIC_URL)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    interrupt_and_wait(server);
+
+    let api_file = dir.path().join("api.zip");
+    std::fs::write(&api_file, &from_api).unwrap();
+    for file in [&api_file, &cli_file] {
+        let (ok, out) = dossier_verify(file);
+        assert!(ok && out.starts_with("verified"), "{out}");
+        assert!(out.contains("signatures"), "{out}");
+    }
+    // The same files with the same bytes; the manifests differ only in the export time.
+    let (api, cli) = (
+        zip_files(&from_api),
+        zip_files(&std::fs::read(&cli_file).unwrap()),
+    );
+    let names = |files: &[(String, Vec<u8>)]| files.iter().map(|f| f.0.clone()).collect::<Vec<_>>();
+    assert_eq!(names(&api), names(&cli));
+    for ((name, a), (_, c)) in api.iter().zip(&cli) {
+        if name != "manifest.json" {
+            assert!(a == c, "{name} differs between the API and the CLI");
+        }
+    }
+    let manifest = |files: &[(String, Vec<u8>)]| -> Value {
+        let mut m: Value = serde_json::from_slice(&files.last().unwrap().1).unwrap();
+        m["exported_at"] = json!(null);
+        m["digest"] = json!(null);
+        m
+    };
+    assert_eq!(manifest(&api), manifest(&cli));
+    assert!(api.iter().any(|(n, _)| n.starts_with("draws/")));
+    assert!(api.iter().any(|(n, _)| n.ends_with("/document.automerge")));
+    // Every record has its notice and record form as PDFs, and the demo's 责令改正 its order.
+    let count = |suffix: &str| api.iter().filter(|(n, _)| n.ends_with(suffix)).count();
+    let records = count("/document.automerge");
+    assert_eq!(count("/notice.pdf"), records);
+    assert_eq!(count("/record.pdf"), records);
+    assert_eq!(count("/rectification.pdf"), 1);
+    assert!(
+        api.iter()
+            .filter(|(n, _)| n.ends_with(".pdf"))
+            .all(|(_, b)| b.starts_with(b"%PDF-"))
+    );
+
+    // One byte changed in one file, the ZIP written again around it: named, exit 1.
+    let tampered = dir.path().join("tampered.zip");
+    for (target, _) in &api {
+        let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        for (name, bytes) in &api {
+            out.start_file(name.as_str(), zip::write::SimpleFileOptions::default())
+                .unwrap();
+            let mut bytes = bytes.clone();
+            if name == target {
+                let at = bytes.len() / 2;
+                bytes[at] ^= 0x20;
+            }
+            out.write_all(&bytes).unwrap();
+        }
+        std::fs::write(&tampered, out.finish().unwrap().into_inner()).unwrap();
+        let (ok, out) = dossier_verify(&tampered);
+        assert!(
+            !ok && out.starts_with(&format!("NOT verified: {target}: ")),
+            "{target}: {out}"
+        );
+    }
+    std::fs::write(&tampered, b"not a zip").unwrap();
+    let (ok, out) = dossier_verify(&tampered);
+    assert!(!ok && out.contains("not a ZIP"), "{out}");
 }

@@ -169,6 +169,17 @@ pub fn papers(conn: &Connection, blobs: &BlobStore, user: &AuthUser, id: &str) -
 /// [`papers`] without the visibility check, for callers that made it (the
 /// dossier export).
 pub fn papers_of(conn: &Connection, blobs: &BlobStore, id: &str) -> Result<Papers> {
+    let mut doc = load_document(conn, id)?;
+    papers_of_document(conn, blobs, id, &mut doc)
+}
+
+/// [`papers_of`] from record `id`'s document `doc`, already loaded.
+pub fn papers_of_document(
+    conn: &Connection,
+    blobs: &BlobStore,
+    id: &str,
+    doc: &mut RecordDoc,
+) -> Result<Papers> {
     let ended: Option<Option<String>> = conn
         .query_row(
             "SELECT inspection_ended_on FROM records WHERE id = ?1",
@@ -179,7 +190,6 @@ pub fn papers_of(conn: &Connection, blobs: &BlobStore, id: &str) -> Result<Paper
     let Some(inspection_ended_on) = ended else {
         return Err(visibility::not_found(id));
     };
-    let mut doc: RecordDoc = load_document(conn, id)?;
     let err = doc_error(id, "record");
     let assignment = doc.assignment().map_err(&err)?;
     let picture = |hash: &str| match blobs.read(hash) {
@@ -195,7 +205,7 @@ pub fn papers_of(conn: &Connection, blobs: &BlobStore, id: &str) -> Result<Paper
             (p, thumbnail)
         })
         .collect();
-    let signatures = crate::signing::record_signatures(conn, &mut doc)?
+    let signatures = crate::signing::record_signatures(conn, doc)?
         .into_iter()
         .map(|check| {
             let image = check

@@ -270,7 +270,22 @@ pub fn record_view(
     today: NaiveDate,
 ) -> Result<Value> {
     visibility::ensure_full(conn, user, id)?;
-    let user_id = user.user_id;
+    let mut doc = load_document(conn, id)?;
+    let mut view = document_view(conn, id, &mut doc, calendar, today)?;
+    view["you_inspected"] = json!(was_in_group(conn, user.user_id, id)?);
+    Ok(view)
+}
+
+/// The record view of record `id` whose document is `doc`, as [`record_view`] shows it but
+/// without asking who looks (no visibility check, no `you_inspected`): what a task's dossier
+/// holds. Callers check who may see it.
+pub fn document_view(
+    conn: &Connection,
+    id: &str,
+    doc: &mut suiji_mobile_core::RecordDoc,
+    calendar: &Calendar,
+    today: NaiveDate,
+) -> Result<Value> {
     let row: Option<(i64, Option<String>, Option<String>, String)> = conn
         .query_row(
             "SELECT r.task_id, r.inspection_ended_on, r.withdrawn_at, t.window_end
@@ -282,7 +297,6 @@ pub fn record_view(
     let Some((task_id, ended, withdrawn_at, window_end)) = row else {
         return Err(Error::NotFound(format!("record {id}")));
     };
-    let mut doc = load_document(conn, id)?;
     let err = doc_error(id, "record");
     let assignment = doc.assignment().map_err(&err)?;
     let name_of = |inspector: &str| {
@@ -334,7 +348,7 @@ pub fn record_view(
             v
         })
         .collect();
-    let signatures: Vec<Value> = crate::signing::record_signatures(conn, &mut doc)?
+    let signatures: Vec<Value> = crate::signing::record_signatures(conn, doc)?
         .into_iter()
         .map(|check| {
             let mut v = serde_json::to_value(&check.signature).unwrap_or(Value::Null);
@@ -388,7 +402,6 @@ pub fn record_view(
         "review": review,
         "inspection_ended_on": ended,
         "publication": deadline,
-        "you_inspected": was_in_group(conn, user_id, id)?,
     }))
 }
 

@@ -386,6 +386,20 @@ impl Walk {
             self.expect_shown(&at(&path), &body, false, |i| published[i]);
         }
 
+        // The task's dossier holds every record whole: only for those who see them all, and
+        // for a supervisor only once the list is public.
+        let path = format!("/api/v1/tasks/{}/dossier.zip", self.task_id);
+        let (s, body) = self.api(who, Method::GET, &path).await;
+        let all_whole = drawer
+            || (who == Supervisor
+                && Self::list_public(phase)
+                && sees.iter().all(|v| *v == See::Whole));
+        if all_whole {
+            self.expect_status(&at(&path), s, StatusCode::OK, "");
+        } else {
+            self.expect_refused(&at(&path), who, false, s, &body);
+        }
+
         // Statistics are counts: never a name or a record id.
         for path in [
             "/api/v1/stats?year=2026",

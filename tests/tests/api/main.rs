@@ -4,6 +4,7 @@ mod accounts;
 mod bad_input;
 mod confidentiality;
 mod documents;
+mod dossier;
 mod draws;
 mod hardening_accounts;
 mod hardening_blobs;
