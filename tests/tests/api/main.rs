@@ -7,6 +7,7 @@ mod draws;
 mod hardening_accounts;
 mod hardening_blobs;
 mod hardening_transport;
+mod import_xlsx;
 mod phone_session;
 mod plans;
 mod provisional_deadlines;
