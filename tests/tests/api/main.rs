@@ -12,6 +12,7 @@ mod phone_session;
 mod plans;
 mod provisional_deadlines;
 mod registry;
+mod retention;
 mod review;
 mod sync;
 mod trust;
