@@ -539,3 +539,39 @@ async fn the_console_imports_an_xlsx_file_and_lists_bad_rows_by_their_excel_row(
         "the report says the file kind: {page}"
     );
 }
+
+#[tokio::test]
+async fn hundred_thousand_rows_of_xlsx_import_in_one_call() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    let mut book = Workbook::new();
+    let sheet = book.add_worksheet();
+    for (c, h) in HEADER.iter().enumerate() {
+        sheet.write_string(0, c as u16, *h).unwrap();
+    }
+    for i in 0..100_000u32 {
+        let r = i + 1;
+        for (c, cell) in good_row(i, &format!("批量企业{i}")).iter().enumerate() {
+            if let Cell::Text(s) = cell {
+                sheet.write_string(r, c as u16, s).unwrap();
+            }
+        }
+        // The complaints count as a number, as Excel stores a typed 0.
+        sheet.write_number(r, 11, 0.0).unwrap();
+    }
+    let file = book.save_to_buffer().unwrap();
+    let started = Instant::now();
+    let (status, report) = planner
+        .post_bytes("/api/v1/targets/import", XLSX, file.clone())
+        .await;
+    let took = started.elapsed();
+    assert_eq!(status, StatusCode::OK, "{report}");
+    assert_eq!(report["created"], 100_000);
+    let (_, page) = planner.get("/api/v1/targets?per_page=1").await;
+    assert_eq!(page["total"], 100_000);
+    println!(
+        "XLSX import: 100,000 rows, {:.1} MiB file, {took:?} on {}",
+        file.len() as f64 / 1048576.0,
+        suiji_tests::machine()
+    );
+}
