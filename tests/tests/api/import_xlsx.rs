@@ -575,3 +575,27 @@ async fn hundred_thousand_rows_of_xlsx_import_in_one_call() {
         suiji_tests::machine()
     );
 }
+
+#[tokio::test]
+async fn an_archive_of_thousands_of_parts_is_refused_from_its_end_record() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    // A real workbook with 2,000 more (empty) parts: counted before the directory is read.
+    let file = workbook(&[header(), Some(good_row(1, "好一"))]);
+    let mut zip = zip::ZipWriter::new_append(std::io::Cursor::new(file)).unwrap();
+    for i in 0..2_000 {
+        zip.start_file(
+            format!("xl/media/pad{i}.bin"),
+            zip::write::SimpleFileOptions::default(),
+        )
+        .unwrap();
+    }
+    let file = zip.finish().unwrap().into_inner();
+    let (status, report) = planner
+        .post_bytes("/api/v1/targets/import", XLSX, file)
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+    let message = report["error"]["message"].as_str().unwrap();
+    assert!(message.contains("directory lists 20"), "{message}");
+    assert!(message.contains("at most 1000"), "{message}");
+}

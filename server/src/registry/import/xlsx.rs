@@ -4,7 +4,8 @@
 //!
 //! An XLSX file is a ZIP archive of XML parts, so a small upload can unpack to gigabytes (a
 //! ZIP bomb). Before anything is parsed, the archive's central directory is read and the file
-//! is refused when it has more than [`MAX_PARTS`] parts, when their declared sizes add up to
+//! is refused when it has more than [`MAX_PARTS`] parts (counted from the end of central
+//! directory record, before the directory itself is read), when their declared sizes add up to
 //! more than [`MAX_UNPACKED_BYTES`], when the shared strings (which calamine holds in memory)
 //! declare more than [`MAX_SHARED_STRINGS_BYTES`], or when a part is encrypted. A part that
 //! unpacks past its declared size fails as it is read (the `zip` crate stops at the declared
@@ -47,9 +48,59 @@ fn not_a_workbook(e: impl std::fmt::Display) -> Error {
 const PASSWORD: &str = "the workbook is password-protected (encrypted): open it in Excel or \
                         WPS and save it without a password, or as CSV";
 
+/// Largest central directory read, in bytes: [`MAX_PARTS`] entries with names of up to a
+/// kilobyte.
+const MAX_DIRECTORY_BYTES: u64 = MAX_PARTS as u64 * (46 + 1024);
+
+/// Reads the end of central directory record and refuses an archive whose directory would
+/// be large to hold in memory (the `zip` crate reads every entry of it before anything can
+/// be asked): more than [`MAX_PARTS`] entries, a directory over [`MAX_DIRECTORY_BYTES`], or
+/// ZIP64 (no workbook within the upload limit needs it). The record is the last one whose
+/// comment runs exactly to the end of the file, as ZIP readers find it.
+fn check_directory(file: &mut (impl Read + Seek)) -> Result<()> {
+    const FIXED: usize = 22;
+    let len = file.seek(std::io::SeekFrom::End(0))?;
+    let tail_len = len.min((FIXED + u16::MAX as usize + 20) as u64);
+    file.seek(std::io::SeekFrom::Start(len - tail_len))?;
+    let mut tail = vec![0u8; tail_len as usize];
+    file.read_exact(&mut tail)?;
+    let u16_at = |i: usize| u16::from_le_bytes([tail[i], tail[i + 1]]);
+    let u32_at = |i: usize| u32::from_le_bytes([tail[i], tail[i + 1], tail[i + 2], tail[i + 3]]);
+    let Some(at) = (0..=tail.len().saturating_sub(FIXED)).rev().find(|&i| {
+        tail[i..i + 4] == *b"PK\x05\x06" && i + FIXED + usize::from(u16_at(i + 20)) == tail.len()
+    }) else {
+        return Err(not_a_workbook(
+            "no end of central directory (not a ZIP archive)",
+        ));
+    };
+    let entries = u16_at(at + 10);
+    let size = u32_at(at + 12);
+    let zip64 = at >= 20 && tail[at - 20..at - 16] == *b"PK\x06\x07";
+    if zip64 || entries == u16::MAX || size == u32::MAX {
+        return Err(refused(
+            "the workbook is a ZIP64 archive, which no workbook an import reads needs",
+        ));
+    }
+    if usize::from(entries) > MAX_PARTS {
+        return Err(refused(format!(
+            "the workbook's directory lists {entries} parts; an import reads workbooks of \
+             at most {MAX_PARTS}"
+        )));
+    }
+    if u64::from(size) > MAX_DIRECTORY_BYTES {
+        return Err(refused(format!(
+            "the workbook's central directory is {size} bytes; an import reads at most \
+             {MAX_DIRECTORY_BYTES}"
+        )));
+    }
+    file.rewind()?;
+    Ok(())
+}
+
 /// Reads the central directory and refuses an archive whose declared contents are too large
 /// to unpack, before any part is decompressed.
 fn check_archive(file: &mut (impl Read + Seek)) -> Result<()> {
+    check_directory(file)?;
     let mut zip = zip::ZipArchive::new(&mut *file).map_err(not_a_workbook)?;
     if zip.len() > MAX_PARTS {
         return Err(refused(format!(
