@@ -73,7 +73,7 @@ fn audit_of(server: &TestServer, task_id: i64) -> Vec<suiji_server::audit::Entry
 #[tokio::test]
 async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publication_record() {
     let server = TestServer::start().await;
-    let (agency, records) = drawn_task(&server, 3, 1).await;
+    let (agency, records) = drawn_task(&server, 6, 1).await;
     let record = records[0].clone();
     let task_id = record.task_id;
     let rid = RecordId::new(record.id.as_str());
@@ -96,6 +96,7 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         phone.sync(&server.base).await.unwrap();
     }
     let mut hash = String::new();
+    let mut thumbnail = String::new();
     for r in &records {
         let id = RecordId::new(r.id.as_str());
         let mut a = phones.remove(&r.group[0]).unwrap();
@@ -109,6 +110,7 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
                 .clone();
             let photo = a.store.import_photo(&id, &item, &jpeg(9), "后厨").unwrap();
             hash = photo.sha256.as_str().to_owned();
+            thumbnail = photo.thumbnail_sha256.as_str().to_owned();
         }
         sign_and_submit(&server, &mut a, &mut b, &id).await;
         phones.insert(r.group[0], a);
@@ -206,6 +208,56 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         server.state.sync.docs.get(&record.id, version).is_some(),
         "kept in memory before the purge"
     );
+    // A record of another task holds the same thumbnail (identical bytes from a partner's
+    // photo): that blob must outlive this purge.
+    let (s, other_task) = planner
+        .post(
+            &format!("/api/v1/plans/{}/tasks", agency.plan_id),
+            &json!({"number": "T-KEEP", "name": "另一任务", "directed": true,
+                    "conditions": {"industries": ["餐饮业"]}, "count": 1,
+                    "items": [{"code": "SCJG-SP-002"}],
+                    "window_start": "2026-09-01", "window_end": "2026-11-20"}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{other_task}");
+    let other_task = other_task["id"].as_i64().unwrap();
+    let (_, commitment) = planner
+        .post(
+            &format!("/api/v1/tasks/{other_task}/draw/commit"),
+            &json!({}),
+        )
+        .await;
+    let (s, drawn) = planner
+        .post(
+            &format!("/api/v1/tasks/{other_task}/draw"),
+            &json!({"commitment_id": commitment["id"], "entropy": suiji_tests::observers()}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{drawn}");
+    let keeper = server
+        .state
+        .db
+        .write({
+            let thumbnail = thumbnail.clone();
+            move |tx| {
+                let (id, inspector): (String, i64) = tx.query_row(
+                    "SELECT r.id, ri.inspector_id FROM records r
+                     JOIN record_inspectors ri ON ri.record_id = r.id
+                     WHERE r.task_id = ?1 LIMIT 1",
+                    [other_task],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )?;
+                tx.execute(
+                    "INSERT INTO record_blobs (record_id, sha256, inspector_id, expected)
+                     VALUES (?1, ?2, ?3, 1)",
+                    rusqlite::params![id, thumbnail, inspector],
+                )?;
+                Ok(id)
+            }
+        })
+        .await
+        .unwrap();
+
     let (s, report) = admin
         .post(&url, &purge("保存期限届满，经局务会批准销毁"))
         .await;
@@ -218,7 +270,11 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         report["blob_references"].as_i64().unwrap() >= 2,
         "the photo and its thumbnail at least: {report}"
     );
-    assert_eq!(report["blobs"], report["blob_references"], "{report}");
+    assert_eq!(
+        report["blobs"].as_i64().unwrap(),
+        report["blob_references"].as_i64().unwrap() - 1,
+        "all but the shared thumbnail: {report}"
+    );
 
     // Gone: from memory, the record view, its document, its photo (row and file).
     assert!(server.state.sync.docs.get(&record.id, version).is_none());
@@ -242,6 +298,25 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         !server.state.blobs.path(&hash).exists(),
         "the file is deleted"
     );
+    assert!(
+        server.state.blobs.path(&thumbnail).exists(),
+        "the thumbnail {keeper} still references is kept"
+    );
+    let kept: i64 = server
+        .state
+        .db
+        .read_blocking({
+            let thumbnail = thumbnail.clone();
+            move |c| {
+                Ok(c.query_row(
+                    "SELECT COUNT(*) FROM blobs WHERE sha256 = ?1",
+                    [thumbnail],
+                    |r| r.get(0),
+                )?)
+            }
+        })
+        .unwrap();
+    assert_eq!(kept, 1, "its row too");
     let chunks: i64 = server
         .state
         .db
@@ -275,7 +350,13 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
     inspector.token = Some(b.credentials().access_token);
     let (s, mine) = inspector.get("/api/v1/my/records").await;
     assert_eq!(s, StatusCode::OK);
-    assert_eq!(mine.as_array().map(Vec::len), Some(0), "{mine}");
+    assert!(
+        mine.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["task_id"] != task_id),
+        "only the other task's records: {mine}"
+    );
 
     // Kept: the public result with its versions, the draw record, the audit chain.
     let anonymous = Client::anonymous(&server.base);
