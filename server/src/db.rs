@@ -26,6 +26,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0013_blobs_uploaders.sql"),
     include_str!("../migrations/0014_sync_blobs_expected.sql"),
     include_str!("../migrations/0015_deadlines_provisional.sql"),
+    include_str!("../migrations/0016_retention.sql"),
     include_str!("../migrations/0018_abnormal_decisions.sql"),
     include_str!("../migrations/0020_risk_classes.sql"),
 ];

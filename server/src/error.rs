@@ -31,6 +31,18 @@ pub enum Error {
     /// The request clashes with the current state (duplicate key, already done).
     #[error("conflict: {0}")]
     Conflict(String),
+    /// The thing asked for existed and was removed for good (a record purged after its
+    /// retention period).
+    #[error("gone: {0}")]
+    Gone(String),
+    /// A purge asked for before the retention period has passed.
+    #[error("{message}")]
+    Retained {
+        /// The first day (China date) the purge is allowed.
+        allowed_on: chrono::NaiveDate,
+        /// What was refused, naming that day.
+        message: String,
+    },
     /// No valid credentials: missing, expired or revoked token, wrong password.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
@@ -105,7 +117,8 @@ impl Error {
             Error::Malformed(_) => StatusCode::BAD_REQUEST,
             Error::Invalid { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Error::NotFound(_) => StatusCode::NOT_FOUND,
-            Error::Conflict(_) => StatusCode::CONFLICT,
+            Error::Conflict(_) | Error::Retained { .. } => StatusCode::CONFLICT,
+            Error::Gone(_) => StatusCode::GONE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Error::Forbidden(_) => StatusCode::FORBIDDEN,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,6 +141,8 @@ impl Error {
             Error::Invalid { .. } => "invalid",
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
+            Error::Gone(_) => "gone",
+            Error::Retained { .. } => "retained",
             Error::Unauthorized(_) => "unauthorized",
             Error::Forbidden(_) => "forbidden",
             Error::TooLarge { .. } => "too_large",
@@ -151,6 +166,7 @@ fn rejection_code(status: StatusCode) -> &'static str {
         StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
         StatusCode::REQUEST_TIMEOUT => "timeout",
         StatusCode::CONFLICT => "conflict",
+        StatusCode::GONE => "gone",
         StatusCode::PAYLOAD_TOO_LARGE => "too_large",
         StatusCode::URI_TOO_LONG => "uri_too_long",
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
@@ -178,6 +194,9 @@ impl IntoResponse for Error {
         if let Error::Invalid { field, reason } = &self {
             body["field"] = json!(field);
             body["reason"] = json!(reason);
+        }
+        if let Error::Retained { allowed_on, .. } = &self {
+            body["purge_allowed_on"] = json!(allowed_on);
         }
         if let Error::Refused {
             rule, record_id, ..

@@ -98,6 +98,19 @@ struct SyncStates {
     states: Mutex<HashMap<(String, String), State>>,
 }
 
+impl SyncMemory {
+    /// Drops everything kept in memory of `record_id`: its parsed document and the sync
+    /// states of every device. Called once a purge of the record has committed.
+    pub fn forget(&self, record_id: &str) {
+        self.docs.forget(record_id);
+        self.states
+            .states
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(record, _), _| record != record_id);
+    }
+}
+
 impl SyncStates {
     fn get(&self, conn: &Connection, record: &str, device: &str) -> Result<State> {
         let key = (record.to_owned(), device.to_owned());
@@ -181,14 +194,15 @@ pub fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
 }
 
 /// Records assigned to an inspector now, with the version of each document,
-/// and every record they were ever assigned.
+/// and every record they were ever assigned. A purged record is assigned to nobody: a
+/// phone holding it is told it is withdrawn, and drops it.
 fn assignments(
     conn: &Connection,
     inspector_id: i64,
 ) -> Result<(BTreeMap<String, i64>, HashSet<String>)> {
     let mut now = conn.prepare_cached(
         "SELECT r.id, r.doc_version FROM records r JOIN record_inspectors ri ON ri.record_id = r.id
-         WHERE ri.inspector_id = ?1 AND r.withdrawn_at IS NULL",
+         WHERE ri.inspector_id = ?1 AND r.withdrawn_at IS NULL AND r.purged_at IS NULL",
     )?;
     let assigned = now
         .query_map([inspector_id], |r| Ok((r.get(0)?, r.get(1)?)))?

@@ -81,8 +81,22 @@ pub struct Manifest {
     pub files: Vec<ManifestEntry>,
     /// Blobs that records reference and the server does not hold (or holds damaged).
     pub missing_blobs: Vec<MissingBlob>,
+    /// Records whose documents were purged after their retention period: their lines,
+    /// results, draws and audit entries are here, their documents and photos are not.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub purged_records: Vec<PurgedRecord>,
     /// SHA-256 (hex) of this manifest as written with `digest` empty (see the module doc).
     pub digest: String,
+}
+
+/// A record purged after its retention period (`POST /api/v1/tasks/{id}/purge`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PurgedRecord {
+    /// The record id.
+    pub record_id: String,
+    /// When its document was purged.
+    pub purged_at: String,
 }
 
 /// One file of the dossier.
@@ -351,8 +365,16 @@ pub fn write<W: Write>(
     let mut wanted: BTreeMap<String, (String, &'static str)> = BTreeMap::new();
     let mut fallbacks: BTreeMap<String, String> = BTreeMap::new();
     let mut signers: BTreeSet<InspectorId> = BTreeSet::new();
+    let mut purged_records = Vec::new();
     for summary in draw::records::list(conn, Some(task_id), None)? {
         let id = summary.id.as_str();
+        if let Some(purged_at) = &summary.purged_at {
+            purged_records.push(PurgedRecord {
+                record_id: summary.id.clone(),
+                purged_at: purged_at.clone(),
+            });
+            continue;
+        }
         let mut doc = draw::records::load_document(conn, id)?;
         let err = |e: suiji_mobile_core::Error| Error::Internal(format!("record {id}: {e}"));
         archive.add(
@@ -448,6 +470,7 @@ pub fn write<W: Write>(
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         files: Vec::new(),
         missing_blobs,
+        purged_records,
         digest: String::new(),
     };
     let out = archive.finish(manifest)?;

@@ -91,6 +91,12 @@ impl DocCache {
         entries.put(record_id.to_owned(), entry);
     }
 
+    /// Drops the kept document of `record_id`, if any (a purged record: nothing of it stays
+    /// in memory).
+    pub fn forget(&self, record_id: &str) {
+        self.lock().pop(record_id);
+    }
+
     /// How many documents are kept.
     pub fn len(&self) -> usize {
         self.lock().len()

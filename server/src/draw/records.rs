@@ -300,7 +300,18 @@ pub fn load_document(conn: &Connection, record_id: &str) -> Result<RecordDoc> {
         found = true;
     }
     if !found {
-        return Err(Error::NotFound(format!("record {record_id}")));
+        let purged: Option<String> = conn
+            .prepare_cached("SELECT purged_at FROM records WHERE id = ?1")?
+            .query_row([record_id], |r| r.get(0))
+            .optional()?
+            .flatten();
+        return Err(match purged {
+            Some(at) => Error::Gone(format!(
+                "record {record_id} was purged at {at}, after its retention period; its \
+                 published result, draw record and audit entries are kept"
+            )),
+            None => Error::NotFound(format!("record {record_id}")),
+        });
     }
     RecordDoc::load(&bytes)
         .map_err(|e| Error::Internal(format!("record {record_id} does not load: {e}")))
@@ -470,9 +481,12 @@ pub struct RecordSummary {
     pub group: Vec<i64>,
     /// Whether withdrawn (recusal of the target, out of scope).
     pub withdrawn: bool,
+    /// When the record's document was purged after its retention period, if it was.
+    pub purged_at: Option<String>,
 }
 
-/// Records of a task, or of an inspector, in force or withdrawn.
+/// Records of a task (in force, withdrawn or purged), or those an inspector holds now
+/// (in force and not purged).
 pub fn list(
     conn: &Connection,
     task_id: Option<i64>,
@@ -482,10 +496,11 @@ pub fn list(
         "SELECT r.id, r.task_id, t.number, r.target_id, r.target_name, r.deadline, r.withdrawn_at IS NOT NULL,
             r.deadline_provisional,
             (SELECT json_group_array(inspector_id) FROM
-                (SELECT inspector_id FROM record_inspectors WHERE record_id = r.id ORDER BY lead DESC, inspector_id))
+                (SELECT inspector_id FROM record_inspectors WHERE record_id = r.id ORDER BY lead DESC, inspector_id)),
+            r.purged_at
          FROM records r JOIN tasks t ON t.id = r.task_id
          WHERE (?1 IS NULL OR r.task_id = ?1)
-           AND (?2 IS NULL OR (r.withdrawn_at IS NULL AND EXISTS
+           AND (?2 IS NULL OR (r.withdrawn_at IS NULL AND r.purged_at IS NULL AND EXISTS
                 (SELECT 1 FROM record_inspectors ri WHERE ri.record_id = r.id AND ri.inspector_id = ?2)))
          ORDER BY r.task_id, r.id",
     )?;
@@ -501,6 +516,7 @@ pub fn list(
             withdrawn: r.get(6)?,
             deadline_provisional: r.get(7)?,
             group: serde_json::from_str(&group).unwrap_or_default(),
+            purged_at: r.get(9)?,
         })
     })?;
     Ok(rows.collect::<Result<_, _>>()?)

@@ -1,6 +1,7 @@
 //! The agency's rules (细则): per-risk-class ratios, group size, the yearly
 //! frequency cap, publication deadlines, which flags make a target a
-//! must-include in draws and how many observers a draw needs.
+//! must-include in draws, how many observers a draw needs and how long a task's records
+//! are kept after its results were published.
 
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
@@ -69,6 +70,9 @@ pub struct Rules {
     pub risk_lower_after_clean: u32,
     /// A target on the 严重违法失信 list goes to class D when a result of it is published.
     pub risk_serious_to_d: bool,
+    /// Years a task's records are kept after its results were last published (at least 2,
+    /// the 归档 rules' minimum); only then may an admin purge them.
+    pub retention_years: u32,
     /// When the rules last changed (ignored on input).
     #[serde(default, skip_deserializing)]
     pub updated_at: String,
@@ -129,6 +133,15 @@ impl Rules {
                 "0 (never) to 20 clean results in a row",
             ));
         }
+        if !(MIN_RETENTION_YEARS..=MAX_RETENTION_YEARS).contains(&self.retention_years) {
+            return Err(Error::invalid(
+                "retention_years",
+                format!(
+                    "records are kept {MIN_RETENTION_YEARS} to {MAX_RETENTION_YEARS} years \
+                     after their results were published"
+                ),
+            ));
+        }
         if !(1..=52).contains(&self.frequency_cap) {
             return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
         }
@@ -145,13 +158,18 @@ impl Rules {
     }
 }
 
+/// The shortest retention the rules allow, and the default: two years.
+pub const MIN_RETENTION_YEARS: u32 = 2;
+/// The longest retention the rules take.
+pub const MAX_RETENTION_YEARS: u32 = 100;
+
 /// The rules in force.
 pub fn load(conn: &Connection) -> Result<Rules> {
     Ok(conn.query_row(
         "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
             result_publication_days, list_publication_days, abnormal_list_days,
             must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
-            general_ratio_min, general_ratio_max, min_observers,
+            general_ratio_min, general_ratio_max, min_observers, retention_years,
             risk_raise_on_problems, risk_lower_after_clean, risk_serious_to_d
          FROM rules WHERE id = 1",
         [],
@@ -175,9 +193,10 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 general_ratio_min: r.get(13)?,
                 general_ratio_max: r.get(14)?,
                 min_observers: r.get(15)?,
-                risk_raise_on_problems: r.get(16)?,
-                risk_lower_after_clean: r.get(17)?,
-                risk_serious_to_d: r.get(18)?,
+                retention_years: r.get(16)?,
+                risk_raise_on_problems: r.get(17)?,
+                risk_lower_after_clean: r.get(18)?,
+                risk_serious_to_d: r.get(19)?,
             })
         },
     )?)
@@ -193,7 +212,8 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             list_publication_days = ?8, abnormal_list_days = ?9, must_include_serious = ?10,
             must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13,
             general_ratio_min = ?14, general_ratio_max = ?15, min_observers = ?16,
-            risk_raise_on_problems = ?17, risk_lower_after_clean = ?18, risk_serious_to_d = ?19
+            retention_years = ?17, risk_raise_on_problems = ?18, risk_lower_after_clean = ?19,
+            risk_serious_to_d = ?20
          WHERE id = 1",
         params![
             rules.ratios.a,
@@ -212,6 +232,7 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             rules.general_ratio_min,
             rules.general_ratio_max,
             rules.min_observers,
+            rules.retention_years,
             rules.risk_raise_on_problems,
             rules.risk_lower_after_clean,
             rules.risk_serious_to_d

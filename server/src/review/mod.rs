@@ -1,6 +1,7 @@
 //! After the inspection (一抽查一公示): the supervisor's review of submitted
 //! records, the statutory clock (deadlines), publication of approved results
-//! and what it feeds back to the target, statistics, and the calendar admin.
+//! and what it feeds back to the target, statistics, the calendar admin, and the
+//! retention of records and their purge after it.
 //!
 //! Dates that the law counts in (inspection ended, published) are calendar
 //! dates in China time (UTC+8), whatever the server's zone.
@@ -22,6 +23,7 @@ pub mod demo;
 pub mod index;
 pub mod publication;
 pub mod records;
+pub mod retention;
 pub mod risk;
 pub mod stats;
 
@@ -36,6 +38,7 @@ pub fn routes() -> Router<AppState> {
         .merge(deadlines::routes())
         .merge(stats::routes())
         .merge(calendar_admin::routes())
+        .merge(retention::routes())
 }
 
 /// China Standard Time, in which deadlines are counted.

@@ -199,6 +199,14 @@ impl IntoResponse for WebError {
                     p { a href="/" { "返回首页" } }
                 },
             ),
+            Error::Gone(_) => (
+                "410 记录已清除",
+                html! {
+                    h1 { "410 记录已清除" }
+                    p.lead { "该检查记录已超过保存期限并由管理员清除；公示结果、摇号记录和审计日志仍保留。" }
+                    p { a href="/" { "返回首页" } }
+                },
+            ),
             e if status.is_server_error() => {
                 tracing::error!(error = ?e, "internal error on a page");
                 (

@@ -20,7 +20,9 @@ use crate::auth::Role;
 use crate::draw::records;
 use crate::error::Error;
 use crate::plans::{self, Conditions, NewPlan, NewTask, TaskItemInput};
-use crate::registry::import::{self, CsvEncoding, ImportMode, ImportParams, ImportReport};
+use crate::registry::import::{
+    self, CsvEncoding, FileFormat, ImportMode, ImportParams, ImportReport,
+};
 use crate::registry::inspectors::{self, InspectorFilter};
 use crate::registry::targets::{self, TargetFilter};
 use crate::registry::{RISK_CLASSES, TARGET_TYPES, departments, items};
@@ -192,13 +194,13 @@ fn import_form(user: &WebUser, errors: &FieldErrors) -> Markup {
     ];
     html! {
         form.box #import method="post" action="/targets/import" enctype="multipart/form-data" {
-            h2 { "批量导入（CSV）" }
-            p.hint { "表头可用中文或英文：统一社会信用代码、名称、类型、行业、区域、地址、法定代表人、登记状态、风险等级，可选 经营异常名录、严重违法失信、投诉。代码已登记的行将更新该对象。" }
+            h2 { "批量导入（CSV 或 Excel）" }
+            p.hint { "表头可用中文或英文：统一社会信用代码、名称、类型、行业、区域、地址、法定代表人、登记状态、风险等级，可选 经营异常名录、严重违法失信、投诉。代码已登记的行将更新该对象。Excel 文件读取第一个工作表；错误行按 Excel / WPS 的行号列出（表头为第 1 行）。" }
             (csrf_field(user))
             @if let Some(e) = errors.get("csrf") { p.field-error { (e) } }
             div.field.invalid[errors.get("file").is_some()] {
-                label for="file" { "CSV 文件" }
-                input #file type="file" name="file" accept=".csv,text/csv";
+                label for="file" { "CSV 或 XLSX 文件" }
+                input #file type="file" name="file" accept=".csv,text/csv,.xlsx,application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
                 (errors.show("file"))
             }
             div.row {
@@ -240,6 +242,7 @@ async fn import_targets(
     };
     // Held until the answer, as the API's import holds it.
     let mut permit = None;
+    let mut declared = None;
     while let Some(mut field) = multipart.next_field().await.map_err(bad)? {
         match field.name().unwrap_or("") {
             "csrf" => csrf = field.text().await.map_err(bad)?,
@@ -288,6 +291,14 @@ async fn import_targets(
                     return Ok(busy);
                 };
                 permit = Some(taken);
+                let named_xlsx = field
+                    .file_name()
+                    .is_some_and(|name| name.to_lowercase().ends_with(".xlsx"));
+                declared = if named_xlsx {
+                    Some(FileFormat::Xlsx)
+                } else {
+                    field.content_type().and_then(import::declared_format)
+                };
                 let mut spool = import::Spool::new(&state.config.data_dir)?;
                 while let Some(chunk) = field.chunk().await.map_err(bad)? {
                     spool.push(&chunk)?;
@@ -307,12 +318,12 @@ async fn import_targets(
     let Some((file, digest)) = received.filter(|(_, digest)| digest.bytes > 0) else {
         return Ok(form_error(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "请选择要导入的 CSV 文件。",
+            "请选择要导入的 CSV 或 XLSX 文件。",
         )
         .into_response());
     };
     let actor = user.auth.username.clone();
-    let report = match import::run(&state, actor, file, digest, params).await {
+    let report = match import::run(&state, actor, file, digest, params, declared).await {
         Ok(report) => report,
         Err(e @ Error::Invalid { .. }) => {
             let message = format!("文件无法读取：{}", super::form::reason_text(&e));
@@ -330,9 +341,10 @@ async fn import_targets(
 }
 
 fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
-    let encoding = match report.encoding {
-        CsvEncoding::Gbk => "GBK",
-        _ => "UTF-8",
+    let kind = match (report.format, report.encoding) {
+        (FileFormat::Xlsx, _) => "Excel 工作簿（XLSX，第一个工作表）",
+        (FileFormat::Csv, CsvEncoding::Gbk) => "CSV（GBK）",
+        (FileFormat::Csv, _) => "CSV（UTF-8）",
     };
     page(
         "导入结果",
@@ -351,11 +363,12 @@ fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
                     dt { "数据行" } dd { (report.rows) }
                     dt { "正确行" } dd { (report.valid) }
                     dt { "错误行" } dd { (report.refused()) }
-                    dt { "编码" } dd { (encoding) }
+                    dt { "文件" } dd { (kind) }
                 }
             }
             @if !report.errors.is_empty() {
                 h2 { "错误行" }
+                p.hint { "行号与 Excel / WPS 中显示的一致：表头为第 1 行，第一行数据为第 2 行。" }
                 @if report.more_errors > 0 {
                     p.hint { "下表列出前 " (report.errors.len()) " 行，另有 " (report.more_errors) " 行有误未列出。" }
                 }
@@ -363,7 +376,7 @@ fn import_report(user: &WebUser, report: &ImportReport) -> Markup {
                     thead { tr { th.num { "行号" } th { "字段" } th { "原因" } } }
                     tbody {
                         @for e in &report.errors {
-                            tr { td.num { (e.line) } td { (e.field.as_deref().map(column_label).unwrap_or("—")) } td { (e.reason) } }
+                            tr { td.num { (e.row) } td { (e.field.as_deref().map(column_label).unwrap_or("—")) } td { (e.reason) } }
                         }
                     }
                 } }

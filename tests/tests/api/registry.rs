@@ -152,7 +152,7 @@ async fn csv_import_with_bad_rows_commits_all_or_nothing_as_asked() {
         .iter()
         .map(|e| {
             (
-                e["line"].as_i64().unwrap(),
+                e["row"].as_i64().unwrap(),
                 e["field"].as_str().unwrap().to_owned(),
             )
         })
@@ -193,6 +193,37 @@ async fn csv_import_with_bad_rows_commits_all_or_nothing_as_asked() {
     );
     let (_, page) = planner.get("/api/v1/targets?q=更名").await;
     assert_eq!(page["total"], 1);
+}
+
+#[tokio::test]
+async fn csv_import_names_rows_as_a_spreadsheet_shows_them() {
+    let server = TestServer::start().await;
+    let planner = server.login("planner").await;
+    // Row 2 has an address over two lines (one row in Excel, two lines in the file); row 3 is
+    // blank; row 4 is bad. Excel and WPS show the bad row as row 4, on line 5 of the file.
+    let mut csv = HEADER.to_owned();
+    csv += &csv_row(1, "好一").replace("文三路1号", "\"文三路1号，\n东门\"");
+    csv += "\n";
+    csv += &csv_row(3, "坏风险").replace(",B,", ",X,");
+    let (status, report) = planner
+        .post_bytes("/api/v1/targets/import", "text/csv", csv.into_bytes())
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{report}");
+    assert_eq!(report["format"], "csv");
+    let errors = report["errors"].as_array().unwrap();
+    let at: Vec<_> = errors
+        .iter()
+        .map(|e| (e["row"].as_i64(), e["line"].as_i64(), e["field"].as_str()))
+        .collect();
+    // The address itself is refused (one line of text), on row 2.
+    assert_eq!(
+        at,
+        vec![
+            (Some(2), Some(2), Some("address")),
+            (Some(4), Some(5), Some("risk_class"))
+        ],
+        "{report}"
+    );
 }
 
 #[tokio::test]

@@ -1,5 +1,6 @@
-//! Bulk import of targets from CSV (UTF-8 or GBK). Every row is checked before
-//! anything is written; the answer lists the bad rows by line number and
+//! Bulk import of targets from CSV (UTF-8 or GBK) or XLSX ([`xlsx`]). Every row is checked
+//! before anything is written; the answer lists the bad rows by their row number as a
+//! spreadsheet shows it (the header is row 1) and
 //! reason (the first [`MAX_LISTED_ERRORS`], and how many more), and the caller
 //! chooses whether good rows are committed when some rows are bad
 //! (`mode=valid_rows`) or nothing is (`mode=all_or_nothing`, the default). Rows
@@ -29,6 +30,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+mod xlsx;
 
 use super::TARGET_TYPES;
 use super::require_writer;
@@ -113,12 +116,29 @@ pub struct ImportParams {
 /// One refused row.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct RowError {
-    /// Line number in the file (the header is line 1).
-    pub line: u64,
+    /// The row as Excel and WPS number it: the header is row 1, the first data row row 2.
+    /// In a CSV file a blank line is a row (the spreadsheet shows it empty) and a quoted
+    /// field over several lines is still one row.
+    pub row: u64,
+    /// CSV only: the line of the file the row starts on (the header is line 1), as a text
+    /// editor numbers it; the same as `row` unless a field spans lines. Absent for XLSX.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub line: Option<u64>,
     /// Column at fault, when one is.
     pub field: Option<String>,
     /// Why the row was refused.
     pub reason: String,
+}
+
+/// The kind of file an import was read from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileFormat {
+    /// Comma-separated text, UTF-8 or GBK.
+    #[default]
+    Csv,
+    /// An Excel workbook (Office Open XML), its first sheet.
+    Xlsx,
 }
 
 /// The outcome of an import.
@@ -126,7 +146,9 @@ pub struct RowError {
 pub struct ImportReport {
     /// Mode used.
     pub mode: ImportMode,
-    /// Encoding the file was read as.
+    /// The kind of file, told by its content.
+    pub format: FileFormat,
+    /// Encoding the file was read as (`utf-8` for XLSX, whose text is Unicode).
     pub encoding: CsvEncoding,
     /// Data rows in the file.
     pub rows: usize,
@@ -235,27 +257,67 @@ fn target_type_code(value: &str) -> String {
 /// A parsed and checked file.
 #[derive(Debug)]
 pub struct Parsed {
-    /// Good rows with their line numbers.
+    /// Good rows with their spreadsheet row numbers.
     pub good: Vec<(u64, TargetInput)>,
     /// The first [`MAX_LISTED_ERRORS`] bad rows.
     pub bad: Vec<RowError>,
     /// Bad rows after those in `bad`.
     pub more_bad: usize,
-    /// Data rows in the file (blank lines not counted).
+    /// Data rows in the file (blank rows not counted).
     pub rows: usize,
+    /// The kind of file.
+    pub format: FileFormat,
     /// The encoding the file was read as.
     pub encoding: CsvEncoding,
 }
 
 /// Parses and checks every row of a file held in memory; see [`parse_file`].
 pub fn parse(bytes: &[u8], encoding: CsvEncoding) -> Result<Parsed> {
-    parse_file(std::io::Cursor::new(bytes), encoding)
+    parse_file(std::io::Cursor::new(bytes), encoding, None)
 }
 
-/// Parses and checks every row, reading `file` record by record (an `auto` file that turns
-/// out not to be UTF-8 is read again from the start as GBK); fails only if the file as a whole
-/// is unreadable (encoding, header). Blocking.
-pub fn parse_file(mut file: impl Read + Seek, encoding: CsvEncoding) -> Result<Parsed> {
+/// The first bytes of a ZIP archive, as every XLSX file begins.
+const ZIP_MAGIC: &[u8; 4] = b"PK\x03\x04";
+/// The first bytes of an OLE compound file: an old `.xls`, or an XLSX saved with a password
+/// (Excel then wraps the encrypted workbook in one).
+const OLE_MAGIC: &[u8; 8] = b"\xD0\xCF\x11\xE0\xA1\xB1\x1A\xE1";
+
+/// Parses and checks every row; fails only if the file as a whole is unreadable (encoding,
+/// header, not a workbook). What the file is comes from its first bytes: a ZIP archive is
+/// read as XLSX (see [`xlsx`]), an OLE compound file is refused (a password-protected XLSX or
+/// an `.xls`), anything else is CSV, read record by record (an `auto` file that turns out not
+/// to be UTF-8 is read again from the start as GBK) — unless `declared` (the content type or
+/// file name the client gave) says XLSX, which the bytes then must be. Blocking.
+pub fn parse_file(
+    mut file: impl Read + Seek,
+    encoding: CsvEncoding,
+    declared: Option<FileFormat>,
+) -> Result<Parsed> {
+    let mut magic = [0u8; 8];
+    let mut got = 0;
+    while got < magic.len() {
+        match file.read(&mut magic[got..])? {
+            0 => break,
+            n => got += n,
+        }
+    }
+    file.rewind()?;
+    if magic.starts_with(ZIP_MAGIC) {
+        return xlsx::parse(file);
+    }
+    if got == magic.len() && &magic == OLE_MAGIC {
+        return Err(Error::invalid(
+            "body",
+            "this is a password-protected (encrypted) workbook or an old .xls file: open it \
+             in Excel or WPS and save it as .xlsx without a password, or as CSV",
+        ));
+    }
+    if declared == Some(FileFormat::Xlsx) {
+        return Err(Error::invalid(
+            "body",
+            "the file is named or sent as XLSX but is not an XLSX workbook (a ZIP archive)",
+        ));
+    }
     let first = match encoding {
         CsvEncoding::Gbk => Reading::Gbk,
         CsvEncoding::Utf8 => Reading::Utf8 { explicit: true },
@@ -270,6 +332,195 @@ pub fn parse_file(mut file: impl Read + Seek, encoding: CsvEncoding) -> Result<P
                 Undecodable::Fatal(e) => e,
                 Undecodable::NotUtf8 => Error::Internal("GBK taken for UTF-8".into()),
             })
+        }
+    }
+}
+
+/// Checks a file's rows one by one against its header, whatever the file is; what CSV and
+/// XLSX share.
+struct Checker {
+    /// Column of each field in a row.
+    index: HashMap<&'static str, usize>,
+    good: Vec<(u64, TargetInput)>,
+    bad: Vec<RowError>,
+    more_bad: usize,
+    /// Row each code was first seen on.
+    seen: HashMap<String, u64>,
+    rows: usize,
+}
+
+/// Where a row is, as the answer names it.
+#[derive(Debug, Clone, Copy)]
+struct At {
+    row: u64,
+    line: Option<u64>,
+}
+
+impl At {
+    fn error(self, field: Option<&str>, reason: String) -> RowError {
+        RowError {
+            row: self.row,
+            line: self.line,
+            field: field.map(str::to_owned),
+            reason,
+        }
+    }
+}
+
+impl Checker {
+    /// Reads the header; `skip_blank` ignores blank header cells (a spreadsheet's formatted
+    /// but empty columns) rather than refusing them as an unknown column.
+    fn new(headers: &[String], skip_blank: bool) -> Result<Checker> {
+        let mut index: HashMap<&'static str, usize> = HashMap::new();
+        for (i, header) in headers.iter().enumerate() {
+            let header = header.as_str();
+            if skip_blank && header.is_empty() {
+                continue;
+            }
+            let Some((field, _)) = COLUMNS
+                .iter()
+                .find(|(field, aliases)| *field == header || aliases.contains(&header))
+            else {
+                return Err(Error::invalid(
+                    "header",
+                    format!("unknown column `{header}` (column {})", i + 1),
+                ));
+            };
+            if index.insert(field, i).is_some() {
+                return Err(Error::invalid(
+                    "header",
+                    format!("column `{field}` appears twice"),
+                ));
+            }
+        }
+        if let Some((missing, aliases)) = COLUMNS
+            .iter()
+            .find(|(f, _)| !OPTIONAL.contains(f) && !index.contains_key(f))
+        {
+            return Err(Error::invalid(
+                "header",
+                format!("missing column `{missing}` ({})", aliases.join(" / ")),
+            ));
+        }
+        Ok(Checker {
+            index,
+            good: Vec::new(),
+            bad: Vec::new(),
+            more_bad: 0,
+            seen: HashMap::new(),
+            rows: 0,
+        })
+    }
+
+    /// Columns up to the last one a field is read from.
+    fn width(&self) -> usize {
+        self.index.values().max().map_or(0, |last| last + 1)
+    }
+
+    /// The field read from a column, if any.
+    fn field_at(&self, column: usize) -> Option<&'static str> {
+        self.index
+            .iter()
+            .find(|&(_, &i)| i == column)
+            .map(|(&field, _)| field)
+    }
+
+    fn refuse(&mut self, e: RowError) {
+        if self.bad.len() < MAX_LISTED_ERRORS {
+            self.bad.push(e);
+        } else {
+            self.more_bad += 1;
+        }
+    }
+
+    /// A data row that could not be read at all: it counts as a row, and as a bad one.
+    fn unreadable(&mut self, e: RowError) {
+        self.rows += 1;
+        self.refuse(e);
+    }
+
+    /// Checks one data row; a row of blank cells is skipped and not counted.
+    fn check(&mut self, at: At, record: &[String]) -> Result<()> {
+        if record.iter().all(|f| f.is_empty()) {
+            return Ok(());
+        }
+        self.rows += 1;
+        let cell = |field: &str| {
+            self.index
+                .get(field)
+                .and_then(|&i| record.get(i))
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut flags = [false; 2];
+        let mut flag_error = None;
+        for (slot, field) in flags.iter_mut().zip(["flag_abnormal", "flag_serious"]) {
+            match parse_flag(&cell(field)) {
+                Ok(v) => *slot = v,
+                Err(reason) => flag_error = flag_error.or(Some(at.error(Some(field), reason))),
+            }
+        }
+        if let Some(e) = flag_error {
+            self.refuse(e);
+            return Ok(());
+        }
+        let complaints_text = cell("complaints");
+        let complaints = if complaints_text.is_empty() {
+            0
+        } else {
+            match complaints_text.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => {
+                    self.refuse(at.error(
+                        Some("complaints"),
+                        format!("`{complaints_text}` is not a count"),
+                    ));
+                    return Ok(());
+                }
+            }
+        };
+        let input = TargetInput {
+            uscc: cell("uscc"),
+            name: cell("name"),
+            target_type: target_type_code(&cell("target_type")),
+            industry: cell("industry"),
+            region: cell("region"),
+            address: cell("address"),
+            legal_rep: cell("legal_rep"),
+            reg_status: cell("reg_status"),
+            risk_class: cell("risk_class"),
+            flag_abnormal: flags[0],
+            flag_serious: flags[1],
+            complaints,
+        };
+        match input.normalise() {
+            Err(Error::Invalid { field, reason }) => self.refuse(at.error(Some(&field), reason)),
+            Err(other) => return Err(other),
+            Ok(target) => match self.seen.get(&target.uscc) {
+                Some(first) => {
+                    let reason = format!(
+                        "统一社会信用代码 {} already appears on row {first}",
+                        target.uscc
+                    );
+                    self.refuse(at.error(Some("uscc"), reason));
+                }
+                None => {
+                    self.seen.insert(target.uscc.clone(), at.row);
+                    self.good.push((at.row, target));
+                }
+            },
+        }
+        Ok(())
+    }
+
+    fn finish(self, format: FileFormat, encoding: CsvEncoding) -> Parsed {
+        Parsed {
+            good: self.good,
+            bad: self.bad,
+            more_bad: self.more_bad,
+            rows: self.rows,
+            format,
+            encoding,
         }
     }
 }
@@ -298,60 +549,31 @@ fn parse_as(file: impl Read, reading: Reading) -> std::result::Result<Parsed, Un
         };
         headers.push(reading.decode(field, 1)?);
     }
-    let mut index: HashMap<&str, usize> = HashMap::new();
-    for (i, header) in headers.iter().enumerate() {
-        let header = header.as_str();
-        let Some((field, _)) = COLUMNS
-            .iter()
-            .find(|(field, aliases)| *field == header || aliases.contains(&header))
-        else {
-            return Err(fatal(Error::invalid(
-                "header",
-                format!("unknown column `{header}` (column {})", i + 1),
-            )));
-        };
-        if index.insert(field, i).is_some() {
-            return Err(fatal(Error::invalid(
-                "header",
-                format!("column `{field}` appears twice"),
-            )));
-        }
-    }
-    if let Some((missing, aliases)) = COLUMNS
-        .iter()
-        .find(|(f, _)| !OPTIONAL.contains(f) && !index.contains_key(f))
-    {
-        return Err(fatal(Error::invalid(
-            "header",
-            format!("missing column `{missing}` ({})", aliases.join(" / ")),
-        )));
-    }
+    let mut checker = Checker::new(&headers, false).map_err(fatal)?;
 
-    let mut good = Vec::new();
-    let mut bad = Vec::new();
-    let mut more_bad = 0;
-    let mut refuse = |e: RowError| {
-        if bad.len() < MAX_LISTED_ERRORS {
-            bad.push(e);
-        } else {
-            more_bad += 1;
-        }
-    };
-    let mut seen: HashMap<String, u64> = HashMap::new();
-    let mut rows = 0;
+    // Spreadsheet rows. The csv reader skips blank lines, which a spreadsheet shows as empty
+    // rows, and its position after a record counts the blank lines before it and every line
+    // of a quoted field that spans lines, which a spreadsheet shows as one row (the position
+    // it gives as a record's start is the end of the previous one). So each record moves the
+    // row by the lines it consumed less the line breaks inside its fields, and its first line
+    // in the file is its row plus the line breaks inside the fields before it.
+    let mut row = 1u64;
+    let mut inner_breaks = 0u64;
+    let mut consumed_to = reader.position().line();
     let mut raw = csv::ByteRecord::new();
     loop {
-        rows += 1;
-        match reader.read_byte_record(&mut raw) {
+        let result = reader.read_byte_record(&mut raw);
+        let end = reader.position().line();
+        let consumed = end.saturating_sub(consumed_to).max(1);
+        consumed_to = end;
+        match result {
             Ok(true) => {}
-            Ok(false) => {
-                rows -= 1;
-                break;
-            }
+            Ok(false) => break,
             Err(e) => {
-                let line = e.position().map(|p| p.line()).unwrap_or(0);
-                refuse(RowError {
-                    line,
+                row += consumed;
+                checker.unreadable(RowError {
+                    row,
+                    line: Some(row + inner_breaks),
                     field: None,
                     reason: format!("unreadable row: {e}"),
                 });
@@ -361,93 +583,28 @@ fn parse_as(file: impl Read, reading: Reading) -> std::result::Result<Parsed, Un
                 continue;
             }
         }
-        let line = raw.position().map(|p| p.line()).unwrap_or(0);
+        let breaks: u64 = raw
+            .iter()
+            .map(|field| field.iter().filter(|&&b| b == b'\n').count() as u64)
+            .sum();
+        row += consumed.saturating_sub(breaks).max(1);
+        let line = row + inner_breaks;
+        inner_breaks += breaks;
         let mut record = Vec::with_capacity(raw.len());
         for field in &raw {
             record.push(reading.decode(field, line)?);
         }
-        if record.iter().all(|f| f.is_empty()) {
-            rows -= 1;
-            continue;
-        }
-        let cell = |field: &str| {
-            index
-                .get(field)
-                .and_then(|&i| record.get(i))
-                .cloned()
-                .unwrap_or_default()
-        };
-        let fail = |field: &str, reason: String| RowError {
-            line,
-            field: Some(field.to_owned()),
-            reason,
-        };
-        let mut flags = [false; 2];
-        let mut flag_error = None;
-        for (slot, field) in flags.iter_mut().zip(["flag_abnormal", "flag_serious"]) {
-            match parse_flag(&cell(field)) {
-                Ok(v) => *slot = v,
-                Err(reason) => flag_error = flag_error.or(Some(fail(field, reason))),
-            }
-        }
-        if let Some(e) = flag_error {
-            refuse(e);
-            continue;
-        }
-        let complaints_text = cell("complaints");
-        let complaints = if complaints_text.is_empty() {
-            0
-        } else {
-            match complaints_text.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => {
-                    refuse(fail(
-                        "complaints",
-                        format!("`{complaints_text}` is not a count"),
-                    ));
-                    continue;
-                }
-            }
-        };
-        let input = TargetInput {
-            uscc: cell("uscc"),
-            name: cell("name"),
-            target_type: target_type_code(&cell("target_type")),
-            industry: cell("industry"),
-            region: cell("region"),
-            address: cell("address"),
-            legal_rep: cell("legal_rep"),
-            reg_status: cell("reg_status"),
-            risk_class: cell("risk_class"),
-            flag_abnormal: flags[0],
-            flag_serious: flags[1],
-            complaints,
-        };
-        match input.normalise() {
-            Err(Error::Invalid { field, reason }) => refuse(fail(&field, reason)),
-            Err(other) => return Err(fatal(other)),
-            Ok(target) => match seen.get(&target.uscc) {
-                Some(first) => refuse(fail(
-                    "uscc",
-                    format!(
-                        "统一社会信用代码 {} already appears on line {first}",
-                        target.uscc
-                    ),
-                )),
-                None => {
-                    seen.insert(target.uscc.clone(), line);
-                    good.push((line, target));
-                }
-            },
-        }
+        checker
+            .check(
+                At {
+                    row,
+                    line: Some(line),
+                },
+                &record,
+            )
+            .map_err(fatal)?;
     }
-    Ok(Parsed {
-        good,
-        bad,
-        more_bad,
-        rows,
-        encoding: reading.encoding(),
-    })
+    Ok(checker.finish(FileFormat::Csv, reading.encoding()))
 }
 
 /// The file an import was made from, as the audit log names it.
@@ -463,6 +620,7 @@ pub struct ImportedFile {
 pub fn checked(parsed: Parsed, params: &ImportParams) -> (ImportReport, Vec<(u64, TargetInput)>) {
     let report = ImportReport {
         mode: params.mode,
+        format: parsed.format,
         encoding: parsed.encoding,
         rows: parsed.rows,
         valid: parsed.good.len(),
@@ -519,7 +677,8 @@ pub fn write_rows(
             "created": report.created,
             "updated": report.updated,
             "refused": report.refused(),
-            "refused_lines": report.errors.iter().map(|e| e.line).collect::<Vec<_>>(),
+            "format": report.format,
+            "refused_rows": report.errors.iter().map(|e| e.row).collect::<Vec<_>>(),
         })),
     )?;
     Ok(report)
@@ -612,18 +771,21 @@ async fn discard(mut body: axum::body::Body) -> Result<()> {
     Ok(())
 }
 
-/// Parses the received `file` off the async runtime, then, as `params` says, writes its good
-/// rows in one transaction under the write lock, and logs how long each part took.
+/// Parses the received `file` off the async runtime (as XLSX or CSV, see [`parse_file`];
+/// `declared` is what the client called it), then, as `params` says, writes its good rows in
+/// one transaction under the write lock, and logs how long each part took.
 pub async fn run(
     state: &AppState,
     actor: String,
     file: std::fs::File,
     digest: ImportedFile,
     params: ImportParams,
+    declared: Option<FileFormat>,
 ) -> Result<ImportReport> {
     let started = std::time::Instant::now();
     let encoding = params.encoding;
-    let parsed = tokio::task::spawn_blocking(move || parse_file(file, encoding)).await??;
+    let parsed =
+        tokio::task::spawn_blocking(move || parse_file(file, encoding, declared)).await??;
     let parsed_ms = started.elapsed().as_millis() as u64;
     let (report, good) = checked(parsed, &params);
     let report = if writes(&report, &good) {
@@ -635,6 +797,7 @@ pub async fn run(
         report
     };
     tracing::info!(
+        format = ?report.format,
         rows = report.rows,
         created = report.created,
         updated = report.updated,
@@ -646,6 +809,19 @@ pub async fn run(
     Ok(report)
 }
 
+/// The XLSX media type, as browsers and Excel name an `.xlsx` file.
+pub const XLSX_CONTENT_TYPE: &str =
+    "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// What a content type says the file is: XLSX for the XLSX media type, otherwise nothing
+/// (CSV is sent under many names, and the bytes decide).
+pub fn declared_format(content_type: &str) -> Option<FileFormat> {
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    essence
+        .eq_ignore_ascii_case(XLSX_CONTENT_TYPE)
+        .then_some(FileFormat::Xlsx)
+}
+
 async fn import_handler(
     State(state): State<AppState>,
     user: AuthUser,
@@ -653,6 +829,11 @@ async fn import_handler(
     request: Request,
 ) -> Result<Response> {
     require_writer(&user)?;
+    let declared = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(declared_format);
     // Taken before the body is read, and held until the answer: a refused import costs no
     // disk and no parsing.
     let Some(_permit) = state.imports.try_take() else {
@@ -678,10 +859,18 @@ async fn import_handler(
     if digest.bytes == 0 {
         return Err(Error::invalid(
             "body",
-            "send the CSV file as the request body",
+            "send the CSV or XLSX file as the request body",
         ));
     }
-    let report = run(&state, user.username.clone(), file, digest, params).await?;
+    let report = run(
+        &state,
+        user.username.clone(),
+        file,
+        digest,
+        params,
+        declared,
+    )
+    .await?;
     if report.committed || report.refused() == 0 {
         return Ok(Json(report).into_response());
     }
@@ -728,7 +917,7 @@ mod tests {
         assert_eq!(good.len(), 1);
         let lines: Vec<_> = bad
             .iter()
-            .map(|e| (e.line, e.field.clone().unwrap()))
+            .map(|e| (e.row, e.field.clone().unwrap()))
             .collect();
         assert_eq!(
             lines,
@@ -738,7 +927,39 @@ mod tests {
                 (5, "uscc".into())
             ]
         );
-        assert!(bad[2].reason.contains("line 2"));
+        assert!(bad[2].reason.contains("row 2"), "{}", bad[2].reason);
+        assert!(bad.iter().all(|e| e.line == Some(e.row)));
+    }
+
+    #[test]
+    fn csv_rows_are_numbered_as_a_spreadsheet_shows_them() {
+        // A quoted address over three lines is one row; blank lines are empty rows; CRLF.
+        let csv = format!(
+            "{HEADER}\r\n{}\r\n\r\n{}\r\n{}\r\n\r\n\r\n{}\r\n",
+            row(1, "甲公司", "A").replace("文三路1号", "\"文三路\r\n1号\r\n东门\""),
+            row(2, "乙公司", "E"),
+            row(3, "丙公司", "A"),
+            row(4, "丁公司", "Z"),
+        );
+        let parsed = parse(csv.as_bytes(), CsvEncoding::Auto).unwrap();
+        assert_eq!(parsed.rows, 4);
+        assert_eq!(parsed.good.len(), 1, "{:?}", parsed.bad);
+        assert_eq!(parsed.good[0].0, 5);
+        let at: Vec<_> = parsed
+            .bad
+            .iter()
+            .map(|e| (e.row, e.line, e.field.as_deref().unwrap()))
+            .collect();
+        // Rows: header 1, 甲 2 (an address is one line: refused), blank 3, 乙 4, 丙 5,
+        // blanks 6 and 7, 丁 8. Lines run two ahead after the address.
+        assert_eq!(
+            at,
+            vec![
+                (2, Some(2), "address"),
+                (4, Some(6), "risk_class"),
+                (8, Some(10), "risk_class")
+            ]
+        );
     }
 
     #[test]
