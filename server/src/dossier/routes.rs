@@ -81,7 +81,19 @@ async fn dossier_zip(
     headers: axum::http::HeaderMap,
     ApiPath(task_id): ApiPath<i64>,
 ) -> Result<Response> {
-    let check_base = crate::documents::public_base(&state, &headers);
+    stream(state, user, &headers, task_id).await
+}
+
+/// The dossier of `task_id` for `user` as a streamed ZIP download, once
+/// [`super::ensure_may_export`] lets them have it; the API route and the console's
+/// `/tasks/{id}/dossier.zip` both answer with it.
+pub async fn stream(
+    state: AppState,
+    user: AuthUser,
+    headers: &axum::http::HeaderMap,
+    task_id: i64,
+) -> Result<Response> {
+    let check_base = crate::documents::public_base(&state, headers);
     state
         .db
         .read(move |conn| super::ensure_may_export(conn, &user, task_id))

@@ -54,6 +54,7 @@ pub fn routes() -> Router<AppState> {
         .route("/plans/{id}/tasks", post(create_task))
         .route("/plans/{id}/publish", post(publish_plan))
         .route("/tasks/{id}", get(task_page))
+        .route("/tasks/{id}/dossier.zip", get(task_dossier))
         .route("/tasks/{id}/publish-results", post(publish_results))
 }
 
@@ -870,6 +871,20 @@ pub(super) struct TaskParams {
     waiting: Option<i64>,
 }
 
+/// `GET /tasks/{id}/dossier.zip`: the task's dossier, as the API streams it, for whoever
+/// may export it (`dossier::ensure_may_export`).
+async fn task_dossier(
+    State(state): State<AppState>,
+    user: WebUser,
+    headers: axum::http::HeaderMap,
+    Path(id): Path<i64>,
+) -> WebResult<Response> {
+    let auth = user.auth.clone();
+    crate::dossier::routes::stream(state, auth, &headers, id)
+        .await
+        .map_err(|e| WebError::for_user(e, &user))
+}
+
 async fn task_page(
     State(state): State<AppState>,
     user: WebUser,
@@ -958,6 +973,10 @@ pub(super) async fn task_view(
             }
             @if user.has_any(&[Role::Supervisor]) && !list.is_empty() {
                 p { (post_button(&user, &format!("/tasks/{id}/publish-results"), "公示本任务全部已审核结果", "")) }
+            }
+            @if user.has_any(&[Role::Admin, Role::Planner, Role::Supervisor]) && !list.is_empty() {
+                p #dossier { a.button #dossier-link href=(format!("/tasks/{id}/dossier.zip")) download { "下载归档（ZIP）" }
+                    span.muted { " 摇号记录、检查记录与文书、照片、审计记录和公示结果；可用 suiji-server dossier verify 离线核验" } }
             }
             h2 { "检查记录" }
             div.table-wrap { table {

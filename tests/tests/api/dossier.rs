@@ -460,3 +460,39 @@ async fn a_redraw_in_the_dossier_is_checked_against_the_initial_draw() {
     let failure = verify(Cursor::new(&without)).unwrap_err();
     assert_eq!(failure.file, redrawn, "{failure}");
 }
+
+#[tokio::test]
+async fn the_console_task_page_links_the_dossier_and_downloads_it_for_who_may_export_it() {
+    let server = TestServer::start().await;
+    let (_, records) = drawn_task(&server, 3, 2).await;
+    let task_id = records[0].task_id;
+    let get = |jar: String| {
+        let url = format!("{}/tasks/{task_id}/dossier.zip", server.base);
+        async move {
+            suiji_tests::http()
+                .get(url)
+                .header(reqwest::header::COOKIE, jar)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let admin = suiji_tests::console_session(&server, "admin").await;
+    let (_, page) = suiji_tests::console_page(&server, &admin, &format!("/tasks/{task_id}")).await;
+    assert!(
+        page.contains(&format!("href=\"/tasks/{task_id}/dossier.zip\"")),
+        "{page}"
+    );
+    let response = get(admin).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(response.headers()["content-type"], "application/zip");
+    let zip = response.bytes().await.unwrap().to_vec();
+    let verified = verify(Cursor::new(&zip)).unwrap_or_else(|f| panic!("{f}"));
+    assert_eq!(verified.records, records.len());
+    // A supervisor before any record is submitted, and an inspector, are refused.
+    for who in ["supervisor", "inspector"] {
+        let jar = suiji_tests::console_session(&server, who).await;
+        let response = get(jar).await;
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{who}");
+    }
+}
