@@ -151,6 +151,7 @@ fn assignment(n: usize) -> Assignment {
         window_end: date(6, 1 + (n % 29) as u32),
         publication_deadline: date(7, 29),
         publication_deadline_provisional: false,
+        recheck_of: None,
     }
 }
 

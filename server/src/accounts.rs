@@ -214,14 +214,28 @@ static DUMMY_HASH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
 /// Longest device name a login may give, in characters.
 pub const MAX_DEVICE_NAME: usize = 100;
 
-/// Why a login failed: refused by the sign-in limits before any password was checked, or
-/// any other error (a wrong password is `Failed(Error::Unauthorized)`).
+/// Why a login failed: refused by the sign-in limits before any password was checked,
+/// credentials refused (each answered 401, told apart so that the console can say which
+/// without reading a message), or any other error.
 #[derive(Debug)]
 pub enum LoginError {
     /// Too many attempts, or too many logins at once: 429 or 503 with `Retry-After`.
     Refused(Refusal),
+    /// Unknown username or wrong password (which of the two is not told).
+    WrongCredentials,
+    /// The password is right but the account is deactivated.
+    Deactivated,
+    /// The password is right but too weak outside demo mode; says why.
+    WeakPassword(String),
     /// Everything else, answered as the server's errors are.
     Failed(Error),
+}
+
+impl LoginError {
+    /// The error a refused credential is answered with (401 with the API's message).
+    fn credentials_error(why: &str) -> Error {
+        Error::Unauthorized(why.to_owned())
+    }
 }
 
 impl From<Error> for LoginError {
@@ -247,6 +261,14 @@ impl IntoResponse for LoginError {
         match self {
             LoginError::Refused(refusal) => refusal.into_response(),
             LoginError::Failed(e) => e.into_response(),
+            LoginError::WrongCredentials => {
+                Self::credentials_error("wrong username or password").into_response()
+            }
+            LoginError::Deactivated => Self::credentials_error("account deactivated").into_response(),
+            LoginError::WeakPassword(why) => Self::credentials_error(&format!(
+                "this password {why}; it is accepted only in demo mode. Ask an admin to set a new one"
+            ))
+            .into_response(),
         }
     }
 }
@@ -286,7 +308,7 @@ fn check_login_request(req: &LoginRequest) -> Result<()> {
 
 /// Checks a username and password and opens a session: the API's login and the web
 /// console's login form both come through here, `peer` being the client's address if
-/// known. A wrong username or password is `Unauthorized("wrong username or password")`;
+/// known. A wrong username or password is [`LoginError::WrongCredentials`];
 /// the sign-in limits ([`crate::throttle`]) refuse an attempt before its password is hashed.
 pub async fn log_in(
     state: &AppState,
@@ -334,19 +356,16 @@ pub async fn log_in(
     .await?;
     if !matches || user_id == 0 {
         tracing::info!(username = %req.username, "failed login");
-        return Err(Error::Unauthorized("wrong username or password".into()).into());
+        return Err(LoginError::WrongCredentials);
     }
     state.throttle.succeeded(&req.username, peer);
     if !active {
-        return Err(Error::Unauthorized("account deactivated".into()).into());
+        return Err(LoginError::Deactivated);
     }
     if !state.config.demo
         && let Some(why) = auth::password_weakness(&req.username, &req.password)
     {
-        return Err(Error::Unauthorized(format!(
-            "this password {why}; it is accepted only in demo mode. Ask an admin to set a new one"
-        ))
-        .into());
+        return Err(LoginError::WeakPassword(why.to_string()));
     }
     let keys = state.keys.clone();
     let device = req.device.clone();

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::actor::Actor;
 use crate::db::now;
 use crate::error::{Error, Result};
 
@@ -435,12 +436,8 @@ pub fn revoke_user_sessions(tx: &Transaction<'_>, user_id: i64) -> Result<usize>
 /// this very request.
 #[derive(Debug, Clone)]
 pub struct AuthUser {
-    /// User id.
-    pub user_id: i64,
-    /// Login name.
-    pub username: String,
-    /// Roles held now.
-    pub roles: Vec<Role>,
+    /// The user and their roles, which domain functions take (`AuthUser` derefs to it).
+    pub actor: Actor,
     /// The session the token was issued under.
     pub session_id: i64,
     /// The phone device the session is bound to (`None` for the web console and API
@@ -448,22 +445,11 @@ pub struct AuthUser {
     pub device_id: Option<String>,
 }
 
-impl AuthUser {
-    /// Whether the user holds `role`.
-    pub fn has(&self, role: Role) -> bool {
-        self.roles.contains(&role)
-    }
+impl std::ops::Deref for AuthUser {
+    type Target = Actor;
 
-    /// Succeeds if the user holds at least one of `roles`.
-    pub fn require(&self, roles: &[Role]) -> Result<()> {
-        if roles.iter().any(|r| self.has(*r)) {
-            return Ok(());
-        }
-        let names: Vec<_> = roles.iter().map(|r| r.as_str()).collect();
-        Err(Error::Forbidden(format!(
-            "this needs the role {}",
-            names.join(" or ")
-        )))
+    fn deref(&self) -> &Actor {
+        &self.actor
     }
 }
 
@@ -516,9 +502,11 @@ pub async fn authenticate(state: &AppState, token: &str) -> Result<AuthUser> {
                 Some((Some(_), ..)) => Err(Error::Unauthorized("session revoked".into())),
                 Some((None, false, ..)) => Err(Error::Unauthorized("account deactivated".into())),
                 Some((None, true, username, roles, device_id)) => Ok(AuthUser {
-                    user_id: uid,
-                    username,
-                    roles: parse_roles(&roles)?,
+                    actor: Actor {
+                        user_id: uid,
+                        username,
+                        roles: parse_roles(&roles)?,
+                    },
                     session_id: sid,
                     device_id,
                 }),

@@ -29,6 +29,8 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0016_retention.sql"),
     include_str!("../migrations/0018_abnormal_decisions.sql"),
     include_str!("../migrations/0020_risk_classes.sql"),
+    include_str!("../migrations/0021_rechecks.sql"),
+    include_str!("../migrations/0022_frequency_rules.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.

@@ -49,6 +49,26 @@ pub enum Error {
     /// Authenticated, but the caller's roles do not allow this.
     #[error("forbidden: {0}")]
     Forbidden(String),
+    /// Authenticated, without any of the roles this needs (403 `forbidden`).
+    #[error("forbidden: this needs the role {}", .0.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(" or "))]
+    RoleNeeded(Vec<crate::auth::Role>),
+    /// A console form posted without its session's CSRF token (403 `forbidden`).
+    #[error("forbidden: {}", CSRF_REFUSED)]
+    Csrf,
+    /// Separation of duties: the caller inspected the record and may not decide on it
+    /// (403 `forbidden`); names the record.
+    #[error(
+        "forbidden: you were in the inspector group of record {0}, so you may not review or publish it"
+    )]
+    OwnRecord(String),
+    /// A unique value already taken (409 `conflict`): the field and who holds it.
+    #[error("conflict: {message}")]
+    Duplicate {
+        /// The field whose value is taken.
+        field: &'static str,
+        /// What clashes with what.
+        message: String,
+    },
     /// The request body is larger than the endpoint accepts.
     #[error("request body too large (limit {limit} bytes)")]
     TooLarge {
@@ -102,6 +122,10 @@ pub enum Error {
     Internal(String),
 }
 
+/// The message of a refused CSRF check ([`Error::Csrf`]).
+pub const CSRF_REFUSED: &str =
+    "表单校验失败（CSRF）：此表单不是从本站当前会话提交的，或页面已过期。请刷新页面后重试。";
+
 impl Error {
     /// A validation error on `field`.
     pub fn invalid(field: impl Into<String>, reason: impl Into<String>) -> Self {
@@ -120,7 +144,10 @@ impl Error {
             Error::Conflict(_) | Error::Retained { .. } => StatusCode::CONFLICT,
             Error::Gone(_) => StatusCode::GONE,
             Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Error::Forbidden(_) => StatusCode::FORBIDDEN,
+            Error::Forbidden(_) | Error::RoleNeeded(_) | Error::Csrf | Error::OwnRecord(_) => {
+                StatusCode::FORBIDDEN
+            }
+            Error::Duplicate { .. } => StatusCode::CONFLICT,
             Error::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Error::Timeout(_) => StatusCode::REQUEST_TIMEOUT,
@@ -144,7 +171,10 @@ impl Error {
             Error::Gone(_) => "gone",
             Error::Retained { .. } => "retained",
             Error::Unauthorized(_) => "unauthorized",
-            Error::Forbidden(_) => "forbidden",
+            Error::Forbidden(_) | Error::RoleNeeded(_) | Error::Csrf | Error::OwnRecord(_) => {
+                "forbidden"
+            }
+            Error::Duplicate { .. } => "conflict",
             Error::TooLarge { .. } => "too_large",
             Error::UnsupportedMediaType(_) => "unsupported_media_type",
             Error::Timeout(_) => "timeout",

@@ -17,23 +17,27 @@ use serde_json::json;
 use tokio::net::TcpListener;
 
 pub mod accounts;
+pub mod actor;
 pub mod audit;
 pub mod auth;
 pub mod blobs;
 pub mod calendar;
 pub mod db;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod documents;
 pub mod dossier;
 pub mod draw;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "demo")]
 pub mod memory_phone;
 pub mod plans;
 pub mod registry;
 pub mod review;
 pub mod signing;
 pub mod spreadsheet;
+pub mod store;
 pub mod sync;
 pub mod throttle;
 pub mod transport;
@@ -74,7 +78,7 @@ pub struct AppState {
     /// The configuration the server was started with.
     pub config: Arc<Config>,
     /// The content-addressed blob store.
-    pub blobs: Arc<blobs::BlobStore>,
+    pub blobs: Arc<dyn blobs::BlobStore>,
     /// What the sync endpoint keeps in memory: sync states and parsed record documents.
     pub sync: Arc<sync::SyncMemory>,
     /// The working-day calendar; an admin may load newer years.
@@ -118,14 +122,16 @@ pub fn open(config: Config) -> Result<AppState> {
             Ok(secret)
         }
     })?;
-    let blob_store =
-        blobs::BlobStore::open(&config.data_dir.join("blobs"), blobs::DEFAULT_MAX_BLOB)?;
-    blobs::reconcile(&db, &blob_store)?;
+    let blob_store: Arc<dyn blobs::BlobStore> = Arc::new(blobs::FsBlobStore::open(
+        &config.data_dir.join("blobs"),
+        blobs::DEFAULT_MAX_BLOB,
+    )?);
+    blobs::reconcile(&db, &*blob_store)?;
     sync::mark_originals_kept_on_phones(&db)?;
     Ok(AppState {
         db,
         keys: Arc::new(auth::JwtKeys::from_secret(secret.as_bytes())),
-        blobs: Arc::new(blob_store),
+        blobs: blob_store,
         csrf: Arc::new(web::CsrfKey::derive(secret.as_bytes())),
         seal: Arc::new(seal),
         config: Arc::new(config),

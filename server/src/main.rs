@@ -8,7 +8,9 @@ use std::time::Instant;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use suiji_server::{Config, audit, db, demo};
+#[cfg(feature = "demo")]
+use suiji_server::demo;
+use suiji_server::{Config, audit, db};
 
 /// Record documents allocate heavily; mimalloc serves the server's many threads with less
 /// CPU than glibc's malloc (a sixth of the server's time in the sync benchmark).
@@ -278,6 +280,10 @@ fn serve(
     max_connections_per_address: Option<usize>,
     public_url: Option<String>,
 ) -> anyhow::Result<ExitCode> {
+    #[cfg(not(feature = "demo"))]
+    if demo_mode {
+        anyhow::bail!("this build has no demo agency (built without the `demo` feature)");
+    }
     let started = Instant::now();
     let open_files = suiji_server::transport::raise_open_file_limit();
     let transport = suiji_server::transport::Limits {
@@ -304,6 +310,7 @@ fn serve(
     if abandoned > 0 {
         tracing::info!(files = abandoned, "removed blob uploads a crash cut short");
     }
+    #[cfg(feature = "demo")]
     if demo_mode {
         let summary = demo::seed(&state.db, &state.calendar()).context("seeding demo data")?;
         if summary.seeded {
@@ -481,7 +488,7 @@ fn export_dossier(
         anyhow::bail!("no database at {}", path.display());
     }
     let db = db::Db::open(&path)?;
-    let blobs = suiji_server::blobs::BlobStore::open(
+    let blobs = suiji_server::blobs::FsBlobStore::open(
         &data.join("blobs"),
         suiji_server::blobs::DEFAULT_MAX_BLOB,
     )?;

@@ -213,6 +213,10 @@ pub struct Task {
     pub items: Vec<TaskItem>,
     /// When published, if it is.
     pub published_at: Option<String>,
+    /// A 复查 task (made by `POST /api/v1/follow-ups/{id}/recheck`, never
+    /// drawn): the record it rechecks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recheck_of: Option<String>,
 }
 
 fn task_items(conn: &Connection, task_id: i64) -> Result<Vec<TaskItem>> {
@@ -235,7 +239,8 @@ fn task_items(conn: &Connection, task_id: i64) -> Result<Vec<TaskItem>> {
 }
 
 const TASK_COLUMNS: &str = "t.id, t.plan_id, t.number, t.name, t.directed, t.conditions, t.ratio,
-    t.count, t.window_start, t.window_end, d.code, t.joint, t.published_at";
+    t.count, t.window_start, t.window_end, d.code, t.joint, t.published_at,
+    (SELECT k.original_record_id FROM rechecks k WHERE k.task_id = t.id)";
 
 fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Task, String)> {
     Ok((
@@ -255,6 +260,7 @@ fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Task, String)> {
             departments: Vec::new(),
             items: Vec::new(),
             published_at: r.get(12)?,
+            recheck_of: r.get(13)?,
         },
         r.get(5)?,
     ))

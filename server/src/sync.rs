@@ -277,14 +277,15 @@ fn index_blobs(
     blobs: &[RecordBlob],
     writer: i64,
 ) -> Result<()> {
-    let mut insert = tx.prepare_cached(
-        "INSERT INTO record_blobs (record_id, sha256, inspector_id, expected) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (record_id, sha256) DO UPDATE SET expected = excluded.expected",
-    )?;
-    for blob in blobs {
-        insert.execute(params![record_id, blob.sha256, writer, blob.expected])?;
-    }
-    Ok(())
+    crate::store::blobs::index_references(
+        tx,
+        record_id,
+        blobs.iter().map(|b| crate::store::blobs::Reference {
+            sha256: b.sha256.clone(),
+            expected: b.expected,
+        }),
+        writer,
+    )
 }
 
 /// Marks the originals that stay on the phones (those with an upload copy) among the blobs
@@ -293,24 +294,13 @@ fn index_blobs(
 /// server in order pays one query at start.
 pub fn mark_originals_kept_on_phones(db: &crate::db::Db) -> Result<usize> {
     db.write_blocking(|tx| {
-        let records: Vec<String> = tx
-            .prepare(
-                "SELECT DISTINCT rb.record_id FROM record_blobs rb
-                 WHERE rb.expected = 1
-                   AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
-            )?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        let mut mark = tx.prepare_cached(
-            "UPDATE record_blobs SET expected = 0
-             WHERE record_id = ?1 AND sha256 = ?2 AND expected = 1",
-        )?;
         let mut changed = 0;
-        for id in records {
+        for id in crate::store::blobs::records_missing_blobs(tx)? {
             let doc = crate::draw::records::load_document(tx, &id)?;
             for blob in photo_blobs(&id, &doc)? {
-                if !blob.expected {
-                    changed += mark.execute(params![id, blob.sha256])?;
+                if !blob.expected && crate::store::blobs::mark_kept_on_phone(tx, &id, &blob.sha256)?
+                {
+                    changed += 1;
                 }
             }
         }
@@ -326,19 +316,12 @@ fn missing_blobs(
     asked: &Asked<'_>,
     assigned: &BTreeMap<String, i64>,
 ) -> Result<Vec<String>> {
-    let mut missing = tx.prepare_cached(
-        "SELECT rb.sha256 FROM record_blobs rb
-         WHERE rb.record_id = ?1 AND rb.expected = 1
-           AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
-    )?;
     let mut found = std::collections::BTreeSet::new();
     for id in asked.held.keys() {
         if asked.messages.contains_key(id) || !assigned.contains_key(*id) {
             continue;
         }
-        for hash in missing.query_map([id], |r| r.get::<_, String>(0))? {
-            found.insert(hash?);
-        }
+        found.extend(crate::store::blobs::missing_of_record(tx, id)?);
     }
     Ok(found.into_iter().collect())
 }

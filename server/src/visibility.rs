@@ -19,7 +19,8 @@ use std::collections::HashMap;
 
 use rusqlite::{Connection, params};
 
-use crate::auth::{AuthUser, Role};
+use crate::actor::Actor;
+use crate::auth::Role;
 use crate::draw::records::{self, RecordSummary};
 use crate::error::{Error, Result};
 
@@ -46,7 +47,7 @@ pub struct Viewer {
 
 impl Viewer {
     /// The viewer a logged-in user is.
-    pub fn of(conn: &Connection, user: &AuthUser) -> Result<Viewer> {
+    pub fn of(conn: &Connection, user: &Actor) -> Result<Viewer> {
         Ok(Viewer {
             roles: user.roles.clone(),
             inspector_id: crate::review::inspector_of_user(conn, user.user_id)?,
@@ -69,7 +70,8 @@ pub struct RecordFacts {
     /// `approved` or `published`.
     pub submitted: bool,
     /// Its task's drawn list is published (公示): the task's initial draw
-    /// record has been published with `POST /api/v1/tasks/{id}/draw/publish`.
+    /// record has been published with `POST /api/v1/tasks/{id}/draw/publish`,
+    /// or the task is a 复查 ([`LIST_PUBLISHED_SQL`]).
     pub list_published: bool,
 }
 
@@ -103,6 +105,14 @@ pub fn may_see_record(viewer: &Viewer, record: &RecordFacts) -> bool {
     sight(viewer, record) == Sight::Full
 }
 
+/// SQL, over a `records` row aliased `r`: whether the list its record is on
+/// is public. A drawn list is once its task's initial draw record is
+/// published; a 复查 (follow_ups.rs) is from the start, since the result
+/// whose order it rechecks was published naming the target.
+pub const LIST_PUBLISHED_SQL: &str = "(EXISTS(SELECT 1 FROM draws d WHERE d.task_id = r.task_id
+        AND d.kind = 'initial' AND d.published_at IS NOT NULL)
+     OR EXISTS(SELECT 1 FROM rechecks k WHERE k.task_id = r.task_id))";
+
 /// The facts of the records of `task_id` (every task with `None`), or of the
 /// one record `record_id`, by record id.
 pub fn record_facts(
@@ -110,14 +120,12 @@ pub fn record_facts(
     task_id: Option<i64>,
     record_id: Option<&str>,
 ) -> Result<HashMap<String, RecordFacts>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT r.id, r.withdrawn_at IS NOT NULL, r.review_state <> 'open',
-            EXISTS(SELECT 1 FROM draws d WHERE d.task_id = r.task_id AND d.kind = 'initial'
-                   AND d.published_at IS NOT NULL),
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT r.id, r.withdrawn_at IS NOT NULL, r.review_state <> 'open', {LIST_PUBLISHED_SQL},
             (SELECT json_group_array(inspector_id) FROM record_inspectors WHERE record_id = r.id)
          FROM records r
-         WHERE (?1 IS NULL OR r.task_id = ?1) AND (?2 IS NULL OR r.id = ?2)",
-    )?;
+         WHERE (?1 IS NULL OR r.task_id = ?1) AND (?2 IS NULL OR r.id = ?2)"
+    ))?;
     let rows = stmt.query_map(params![task_id, record_id], |r| {
         let group: String = r.get(4)?;
         Ok((
@@ -137,7 +145,7 @@ pub fn record_facts(
 /// records they may not see at all are left out.
 pub fn sights(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     task_id: Option<i64>,
 ) -> Result<HashMap<String, Sight>> {
     let viewer = Viewer::of(conn, user)?;
@@ -149,7 +157,7 @@ pub fn sights(
 }
 
 /// How far `user` may see record `record_id` (`Hidden` for an unknown id).
-pub fn sight_of(conn: &Connection, user: &AuthUser, record_id: &str) -> Result<Sight> {
+pub fn sight_of(conn: &Connection, user: &Actor, record_id: &str) -> Result<Sight> {
     let viewer = Viewer::of(conn, user)?;
     Ok(record_facts(conn, None, Some(record_id))?
         .get(record_id)
@@ -158,7 +166,7 @@ pub fn sight_of(conn: &Connection, user: &AuthUser, record_id: &str) -> Result<S
 
 /// Not found (404) unless `user` may see the whole of record `record_id`;
 /// the answer is the same as for an id that does not exist.
-pub fn ensure_full(conn: &Connection, user: &AuthUser, record_id: &str) -> Result<()> {
+pub fn ensure_full(conn: &Connection, user: &Actor, record_id: &str) -> Result<()> {
     match sight_of(conn, user, record_id)? {
         Sight::Full => Ok(()),
         _ => Err(not_found(record_id)),
@@ -169,7 +177,7 @@ pub fn ensure_full(conn: &Connection, user: &AuthUser, record_id: &str) -> Resul
 /// with how far: `records::list` through the rule.
 pub fn visible_records(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     task_id: Option<i64>,
 ) -> Result<Vec<(RecordSummary, Sight)>> {
     let sights = sights(conn, user, task_id)?;

@@ -92,7 +92,7 @@ async fn main() {
     let mut papers = server
         .state
         .db
-        .read_blocking(move |c| documents::papers_of(c, &blobs, &id))
+        .read_blocking(move |c| documents::papers_of(c, &*blobs, &id))
         .unwrap();
     let (item, answer) = papers.items[0].clone();
     papers.items = (0..30)

@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use suiji_mobile_core::record::{PhotoMeta, SigningKey, inspector_actor, public_key_hex};
+use suiji_mobile_core::sync::wire::WholeBlob;
 use suiji_mobile_core::{BlobHash, InspectorId, ItemCode};
 use suiji_server::auth::{Role, hash_password};
 use suiji_server::draw;
@@ -230,13 +231,17 @@ fn setup(dir: &std::path::Path, records: usize, width: u32) -> anyhow::Result<(i
             photos.push(of_record);
         }
         for of_record in &photos {
-            for bytes in of_record {
-                let hash = BlobHash::of(bytes);
-                let path = state.blobs.path(hash.as_str());
-                std::fs::create_dir_all(path.parent().expect("fan-out directory"))?;
-                std::fs::write(&path, bytes)?;
-                photo_bytes += bytes.len() as u64;
+            let whole: Vec<WholeBlob> = of_record
+                .iter()
+                .map(|bytes| WholeBlob {
+                    sha256: BlobHash::of(bytes).as_str().to_owned(),
+                    bytes: bytes.clone(),
+                })
+                .collect();
+            for stored in state.blobs.put_many(&whole, usize::MAX)? {
+                stored?;
             }
+            photo_bytes += of_record.iter().map(|b| b.len() as u64).sum::<u64>();
         }
         state.db.write_blocking(|tx| {
             for (record, of_record) in chunk.iter().zip(&photos) {

@@ -383,6 +383,10 @@ pub struct AssignmentView {
     /// Whether the deadline is provisional (a year on the way has no holiday schedule yet);
     /// show it as such. The server sends the final date once the schedule is loaded.
     pub publication_deadline_provisional: bool,
+    /// On a 复查 (recheck): the earlier record whose order to correct this visit checks.
+    pub recheck_of_record: Option<String>,
+    /// On a 复查: the date the party had to correct by (YYYY-MM-DD).
+    pub recheck_deadline: Option<String>,
 }
 
 /// One member of the inspector group.
@@ -1149,6 +1153,8 @@ impl InspectionRecord {
             window_end: a.window_end.to_string(),
             publication_deadline: a.publication_deadline.to_string(),
             publication_deadline_provisional: a.publication_deadline_provisional,
+            recheck_of_record: a.recheck_of.as_ref().map(|r| r.record_id.clone()),
+            recheck_deadline: a.recheck_of.map(|r| r.deadline.to_string()),
         })
     }
 

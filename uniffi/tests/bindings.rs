@@ -71,6 +71,7 @@ fn assignment() -> Assignment {
         window_end: date(2025, 6, 30),
         publication_deadline: date(2025, 7, 29),
         publication_deadline_provisional: false,
+        recheck_of: None,
     }
 }
 

@@ -34,6 +34,23 @@ pub struct Assignment {
     /// the final date into the assignment when the schedule is loaded; it may move.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub publication_deadline_provisional: bool,
+    /// Set on a 复查 (recheck): the inspection whose order to correct (责令改正) this visit
+    /// checks. Absent on records of a draw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recheck_of: Option<RecheckOf>,
+}
+
+/// What a 复查 rechecks: the earlier record and the order it gave.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecheckOf {
+    /// The earlier record's id.
+    pub record_id: String,
+    /// The earlier record's task number.
+    pub task_number: String,
+    /// The order given (整改要求), as the earlier record wrote it.
+    pub detail: Option<String>,
+    /// The date the party had to correct by.
+    pub deadline: NaiveDate,
 }
 
 /// A plan as the record names it.

@@ -50,7 +50,7 @@ pub use actor::{
     server_actor,
 };
 pub use assignment::{
-    AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef,
+    AssignedInspector, AssignedItem, Assignment, PlanRef, RecheckOf, TargetSnapshot, TaskRef,
 };
 pub use authorship::{WriteCheck, WrittenSignatures};
 pub use conflicts::{Conflict, ConflictValue};

@@ -64,6 +64,7 @@ pub(crate) fn sample_assignment() -> Assignment {
         window_end: NaiveDate::from_ymd_opt(2025, 6, 30).unwrap(),
         publication_deadline: NaiveDate::from_ymd_opt(2025, 7, 29).unwrap(),
         publication_deadline_provisional: false,
+        recheck_of: None,
     }
 }
 

@@ -36,6 +36,7 @@ use suiji_mobile_core::record::{
 use suiji_mobile_core::vocab::{FollowUpMeasure, ResultCategory, ReviewState};
 
 use crate::AppState;
+use crate::actor::Actor;
 use crate::auth::AuthUser;
 use crate::blobs::BlobStore;
 use crate::draw::records::load_document;
@@ -161,14 +162,14 @@ pub fn notice_digest(record_id: &str, assignment: &Assignment) -> Result<String>
 
 /// Reads what the documents of record `id` show, if `user` may see the whole
 /// record; thumbnails and signature images come from `blobs`.
-pub fn papers(conn: &Connection, blobs: &BlobStore, user: &AuthUser, id: &str) -> Result<Papers> {
+pub fn papers(conn: &Connection, blobs: &dyn BlobStore, user: &Actor, id: &str) -> Result<Papers> {
     visibility::ensure_full(conn, user, id)?;
     papers_of(conn, blobs, id)
 }
 
 /// [`papers`] without the visibility check, for callers that made it (the
 /// dossier export).
-pub fn papers_of(conn: &Connection, blobs: &BlobStore, id: &str) -> Result<Papers> {
+pub fn papers_of(conn: &Connection, blobs: &dyn BlobStore, id: &str) -> Result<Papers> {
     let mut doc = load_document(conn, id)?;
     papers_of_document(conn, blobs, id, &mut doc)
 }
@@ -176,7 +177,7 @@ pub fn papers_of(conn: &Connection, blobs: &BlobStore, id: &str) -> Result<Paper
 /// [`papers_of`] from record `id`'s document `doc`, already loaded.
 pub fn papers_of_document(
     conn: &Connection,
-    blobs: &BlobStore,
+    blobs: &dyn BlobStore,
     id: &str,
     doc: &mut RecordDoc,
 ) -> Result<Papers> {
@@ -306,7 +307,7 @@ fn renders() -> &'static tokio::sync::Semaphore {
 /// Reads and renders document `kind` of record `id` for `user`.
 pub async fn document(
     state: &AppState,
-    user: &AuthUser,
+    user: &Actor,
     id: &str,
     kind: Kind,
     check_base: String,
@@ -318,7 +319,7 @@ pub async fn document(
     let (user, id, blobs) = (user.clone(), id.to_owned(), state.blobs.clone());
     let papers = state
         .db
-        .read(move |conn| papers(conn, &blobs, &user, &id))
+        .read(move |conn| papers(conn, &*blobs, &user, &id))
         .await?;
     tokio::task::spawn_blocking(move || render(&papers, kind, &check_base)).await?
 }

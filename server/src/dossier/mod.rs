@@ -38,7 +38,8 @@ use suiji_mobile_core::{InspectorId, RecordDoc};
 use zip::write::{SimpleFileOptions, StreamWriter};
 use zip::{CompressionMethod, ZipWriter};
 
-use crate::auth::{AuthUser, Role};
+use crate::actor::Actor;
+use crate::auth::Role;
 use crate::blobs::BlobStore;
 use crate::calendar::Calendar;
 use crate::documents::{self, Kind};
@@ -157,7 +158,7 @@ pub struct ExtraFile {
 /// QR codes pointing at `check_base`.
 pub fn extra_record_files(
     conn: &Connection,
-    blobs: &BlobStore,
+    blobs: &dyn BlobStore,
     record_id: &str,
     doc: &mut RecordDoc,
     check_base: &str,
@@ -182,22 +183,23 @@ pub fn extra_record_files(
 /// (`visibility::sight`): admins and planners at any time; a supervisor once the task's drawn
 /// list is published and every record of it is one they see whole (submitted); nobody else.
 /// Roles are checked before the task is looked up, so an inspector learns nothing of ids.
-pub fn ensure_may_export(conn: &Connection, user: &AuthUser, task_id: i64) -> Result<plans::Task> {
+pub fn ensure_may_export(conn: &Connection, user: &Actor, task_id: i64) -> Result<plans::Task> {
     user.require(&[Role::Admin, Role::Planner, Role::Supervisor])?;
     let task = plans::get_task_by_id(conn, task_id)?;
     if user.roles.contains(&Role::Admin) || user.roles.contains(&Role::Planner) {
         return Ok(task);
     }
-    let published = draw::draws_of_task(conn, task_id)?
-        .iter()
-        .any(|d| d.kind == "initial" && d.published_at.is_some());
-    if !published {
+    // Whether the task's list is public is the visibility rule's
+    // (`visibility::LIST_PUBLISHED_SQL`, which a 复查 meets from the start); a
+    // task with no records has no public list.
+    let facts = visibility::record_facts(conn, Some(task_id), None)?;
+    if !facts.values().any(|f| f.list_published) {
         return Err(Error::Forbidden(
             "a supervisor gets a task's dossier once its drawn list is published".into(),
         ));
     }
     let viewer = Viewer::of(conn, user)?;
-    let unseen = visibility::record_facts(conn, Some(task_id), None)?
+    let unseen = facts
         .values()
         .filter(|facts| visibility::sight(&viewer, facts) != Sight::Full)
         .count();
@@ -339,7 +341,7 @@ fn extension(first: &[u8]) -> &'static str {
 /// the build at once with that error.
 pub fn write<W: Write>(
     conn: &Connection,
-    blobs: &BlobStore,
+    blobs: &dyn BlobStore,
     calendar: &Calendar,
     today: NaiveDate,
     task_id: i64,
@@ -480,15 +482,15 @@ pub fn write<W: Write>(
 
 /// Adds blob `hash` as `photos/{hash}.{ext}` if the store holds it sound; false if it does not
 /// (absent, or damaged and moved aside by the check).
-fn add_blob<W: Write>(archive: &mut Archive<W>, blobs: &BlobStore, hash: &str) -> Result<bool> {
+fn add_blob<W: Write>(archive: &mut Archive<W>, blobs: &dyn BlobStore, hash: &str) -> Result<bool> {
     // Checked before it is written: a file that no longer matches its name is not evidence.
     if blobs.verify(hash)?.is_none() {
         return Ok(false);
     }
-    let file = match std::fs::File::open(blobs.path(hash)) {
+    let file = match blobs.open(hash) {
         Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(e.into()),
+        Err(Error::NotFound(_)) => return Ok(false),
+        Err(e) => return Err(e),
     };
     let mut reader = BufReader::with_capacity(256 * 1024, file);
     let ext = extension(reader.fill_buf()?);

@@ -106,7 +106,7 @@ pub async fn stream(
         let built = db.read_blocking(|conn| {
             let mut out = super::write(
                 conn,
-                &blobs,
+                &*blobs,
                 &calendar,
                 today,
                 task_id,

@@ -12,9 +12,20 @@
 //! of its must-includes and of its other candidates (see [`TargetPool`]),
 //! instead of one `{uscc, risk_class, must_include}` object per candidate.
 //!
+//! `suiji-draw-v3` adds the rules' frequency weighting (#20): a stratum may
+//! also list `weighted` candidates (targets whose latest result had problems),
+//! each drawn with the weight `problem_weight` of the parameters where every
+//! other candidate weighs 1. With no weighted candidate, or a weight of 1, it
+//! makes exactly the choices of `suiji-draw-v2` from the same pool and seed
+//! (the random stream is used the same way), and a v2 pool or v2 parameters
+//! serialise byte for byte as before. The verifier accepts both versions
+//! ([`ALGORITHMS`]); a v2 record may not have weighted candidates.
+//!
 //! # Seed
 //!
-//! `seed = SHA-256("suiji-draw-v2" 0x00 secret E1 E2 …)` where each observer
+//! `seed = SHA-256(version 0x00 secret E1 E2 …)`, where `version` is the
+//! record's algorithm (`"suiji-draw-v3"`, or `"suiji-draw-v2"` for older
+//! records; see [`seed_for`]) and each observer
 //! entry `Ei = u32be(len(name)) name u32be(len(value)) value` (UTF-8 bytes), in
 //! the order the entries were given. When the commitment named a public
 //! beacon, its value follows the entries as `u32be(0xFFFFFFFF)
@@ -39,9 +50,18 @@
 //!
 //! 1. Strata A, B, C, D in turn. The stratum's must-includes are taken first,
 //!    in list order (every list is sorted by 统一社会信用代码). Then `q_c - m_c`
-//!    of its other candidates, by a partial Fisher–Yates shuffle of the
-//!    `others` list: for `i = 0, 1, …`, swap position `i` with
-//!    `i + uniform(len - i)` and take what is now at position `i`.
+//!    of its other candidates (`n_c` counts must-includes, weighted and
+//!    others), one at a time. Each list is drawn from by a partial
+//!    Fisher–Yates shuffle: its `i`-th pick (`i = 0, 1, …`) swaps position
+//!    `i` with `i + uniform(len - i)` and takes what is now at position `i`.
+//!    Which list a pick comes from: with `nw` weighted and `no` other
+//!    candidates not yet taken and `W = problem_weight`, if both are
+//!    non-zero, `u = uniform(W × nw + no)` picks from `weighted` if
+//!    `u < W × nw`, else from `others`; if one list is used up, the pick comes
+//!    from the other without a random number. (So with no weighted candidate
+//!    every pick is the v2 shuffle of `others`.) With `W = 1` the two lists
+//!    are merged in sorted order into one `others` list first, which is the
+//!    v2 draw of that pool. Integers only, so every verifier agrees.
 //! 2. Groups, for the drawn targets in the order they were drawn. A group has
 //!    `max(group_size, departments)` members. For a joint task, the first
 //!    slots take one inspector of each participating department in task order;
@@ -59,8 +79,17 @@ use rand_core::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Name and version of this algorithm, written into every draw record.
-pub const ALGORITHM: &str = "suiji-draw-v2";
+/// Name and version of this algorithm, written into every new draw record.
+pub const ALGORITHM: &str = "suiji-draw-v3";
+
+/// The previous version, without weighted candidates: its records still verify.
+pub const ALGORITHM_V2: &str = "suiji-draw-v2";
+
+/// Every version this code draws and verifies, oldest first.
+pub const ALGORITHMS: [&str; 2] = [ALGORITHM_V2, ALGORITHM];
+
+/// The largest `problem_weight` a draw takes (the rules' bound).
+pub const MAX_PROBLEM_WEIGHT: u32 = 10;
 
 /// Risk classes in stratum order.
 pub const CLASSES: [&str; 4] = ["A", "B", "C", "D"];
@@ -87,6 +116,11 @@ pub struct PoolStratum {
     pub must_include: Vec<String>,
     /// The other candidates, sorted, no repeats.
     pub others: Vec<String>,
+    /// Candidates drawn with the weight `problem_weight` of the parameters
+    /// (their latest result had problems; not also in `others`), sorted, no
+    /// repeats. Absent when empty, so a v2 pool serialises as it always did.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weighted: Vec<String>,
 }
 
 /// The committed candidate target pool: strata A, B, C, D in that order,
@@ -135,6 +169,7 @@ impl TargetPool {
         for s in &mut self.strata {
             s.must_include.sort_unstable();
             s.others.sort_unstable();
+            s.weighted.sort_unstable();
         }
     }
 
@@ -142,8 +177,13 @@ impl TargetPool {
     pub fn len(&self) -> usize {
         self.strata
             .iter()
-            .map(|s| s.must_include.len() + s.others.len())
+            .map(|s| s.must_include.len() + s.others.len() + s.weighted.len())
             .sum()
+    }
+
+    /// Weighted candidates in the pool.
+    pub fn weighted_len(&self) -> usize {
+        self.strata.iter().map(|s| s.weighted.len()).sum()
     }
 
     /// Whether the pool has no candidate.
@@ -156,21 +196,26 @@ impl TargetPool {
         (0..4).find_map(|c| self.find_in(c, uscc).map(|must| (c, must)))
     }
 
-    /// Whether `uscc` is in stratum `c` of the pool, and if so whether it
-    /// is a must-include.
+    /// Whether `uscc` is in stratum `c` of the pool (must-includes, others or
+    /// weighted), and if so whether it is a must-include.
     pub fn find_in(&self, c: usize, uscc: &str) -> Option<bool> {
         let s = &self.strata[c];
-        let has = |list: &[String]| list.binary_search_by(|u| u.as_str().cmp(uscc)).is_ok();
-        if has(&s.must_include) {
+        if has(&s.must_include, uscc) {
             Some(true)
-        } else if has(&s.others) {
+        } else if has(&s.others, uscc) || has(&s.weighted, uscc) {
             Some(false)
         } else {
             None
         }
     }
 
-    /// Every candidate, stratum by stratum, must-includes first.
+    /// Whether `uscc` is a weighted candidate of stratum `c`.
+    pub fn is_weighted(&self, c: usize, uscc: &str) -> bool {
+        has(&self.strata[c].weighted, uscc)
+    }
+
+    /// Every candidate, stratum by stratum, must-includes first, then the
+    /// others, then the weighted ones.
     pub fn iter(&self) -> impl Iterator<Item = PoolTarget> + '_ {
         self.strata.iter().flat_map(|s| {
             let tagged = |must: bool| {
@@ -184,6 +229,7 @@ impl TargetPool {
                 .iter()
                 .map(tagged(true))
                 .chain(s.others.iter().map(tagged(false)))
+                .chain(s.weighted.iter().map(tagged(false)))
         })
     }
 
@@ -198,7 +244,11 @@ impl TargetPool {
                     CLASSES[c], s.risk_class
                 ));
             }
-            for (name, list) in [("must_include", &s.must_include), ("others", &s.others)] {
+            for (name, list) in [
+                ("must_include", &s.must_include),
+                ("others", &s.others),
+                ("weighted", &s.weighted),
+            ] {
                 if !list.windows(2).all(|w| w[0] < w[1]) {
                     return Err(format!(
                         "target_pool[{c}].{name} is not sorted without repeats"
@@ -213,6 +263,11 @@ impl TargetPool {
         }
         Ok(())
     }
+}
+
+/// Whether the sorted `list` holds `uscc`.
+fn has(list: &[String], uscc: &str) -> bool {
+    list.binary_search_by(|u| u.as_str().cmp(uscc)).is_ok()
 }
 
 /// One inspector in the committed pool: active, qualified for their
@@ -260,6 +315,29 @@ pub struct Params {
     pub joint: bool,
     /// Participating departments, the initiator first, with what each needs.
     pub requirements: Vec<Requirement>,
+    /// The weight of a stratum's `weighted` candidates (1 to
+    /// [`MAX_PROBLEM_WEIGHT`]; the others weigh 1). Absent when 1, so v2
+    /// parameters serialise as they always did.
+    #[serde(default = "one", skip_serializing_if = "is_one")]
+    pub problem_weight: u32,
+    /// The rules' `clean_cooldown_days` the pool was built with: a target
+    /// found clean for one of the task's items that many days before the
+    /// task's window is not in it. Recorded, not used by the draw; absent
+    /// when 0 (off).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub clean_cooldown_days: u32,
+}
+
+fn one() -> u32 {
+    1
+}
+
+fn is_one(n: &u32) -> bool {
+    *n == 1
+}
+
+fn is_zero<T: Default + PartialEq>(n: &T) -> bool {
+    *n == T::default()
 }
 
 /// An observer's contribution at the ceremony.
@@ -280,6 +358,9 @@ pub struct Stratum {
     pub candidates: u64,
     /// Of which must-includes.
     pub must_include: u64,
+    /// Of which weighted (absent when none, as in every v2 record).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub weighted: u64,
     /// Targets drawn from it.
     pub drawn: u64,
 }
@@ -334,22 +415,35 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
-/// The seed from the server secret and the observers' entropy, in order.
+/// The seed from the server secret and the observers' entropy, in order,
+/// for a new draw ([`ALGORITHM`]).
 pub fn seed(secret: &[u8], entropy: &[Entropy]) -> [u8; 32] {
-    seed_with_beacon(secret, entropy, None)
+    seed_for(ALGORITHM, secret, entropy, None)
 }
 
 /// Marks the beacon value in the seed material: no observer entry's length
 /// prefix can take this value, so the material stays unambiguous.
 pub const BEACON_MARK: u32 = u32::MAX;
 
-/// The seed from the server secret, the observers' entropy in order and,
-/// when the commitment named a public beacon, its value:
-/// `SHA-256(ALGORITHM 0x00 secret E1 … En [u32be(BEACON_MARK) u32be(len(value)) value])`.
-/// Without a beacon this is [`seed`], as in every earlier record.
+/// The seed of a new draw ([`ALGORITHM`]) from the server secret, the
+/// observers' entropy and the beacon value: [`seed_for`] with [`ALGORITHM`].
 pub fn seed_with_beacon(secret: &[u8], entropy: &[Entropy], beacon: Option<&str>) -> [u8; 32] {
+    seed_for(ALGORITHM, secret, entropy, beacon)
+}
+
+/// The seed of a draw made with `algorithm` (one of [`ALGORITHMS`]) from the
+/// server secret, the observers' entropy in order and, when the commitment
+/// named a public beacon, its value:
+/// `SHA-256(algorithm 0x00 secret E1 … En [u32be(BEACON_MARK) u32be(len(value)) value])`.
+/// Without a beacon the bracketed part is absent, as in every earlier record.
+pub fn seed_for(
+    algorithm: &str,
+    secret: &[u8],
+    entropy: &[Entropy],
+    beacon: Option<&str>,
+) -> [u8; 32] {
     let mut h = Sha256::new();
-    h.update(ALGORITHM.as_bytes());
+    h.update(algorithm.as_bytes());
     h.update([0u8]);
     h.update(secret);
     for e in entropy {
@@ -424,6 +518,41 @@ pub fn quotas(params: &Params, sizes: [u64; 4], musts: [u64; 4]) -> [u64; 4] {
     q
 }
 
+/// A partial Fisher–Yates shuffle of a sorted list, touching only the
+/// positions it swaps: position p holds `moved[p]`, or p if unmoved.
+struct Shuffle<'a> {
+    list: &'a [String],
+    moved: HashMap<usize, usize>,
+    taken: usize,
+}
+
+impl<'a> Shuffle<'a> {
+    fn new(list: &'a [String]) -> Shuffle<'a> {
+        Shuffle {
+            list,
+            moved: HashMap::new(),
+            taken: 0,
+        }
+    }
+
+    /// Candidates not yet taken.
+    fn left(&self) -> u64 {
+        (self.list.len() - self.taken) as u64
+    }
+
+    /// Swaps position `i` with `i + uniform(len - i)` and takes position `i`.
+    fn take(&mut self, rng: &mut ChaCha20Rng) -> &'a str {
+        let i = self.taken;
+        let j = i + uniform(rng, self.left()) as usize;
+        let at_i = self.moved.get(&i).copied().unwrap_or(i);
+        let at_j = self.moved.get(&j).copied().unwrap_or(j);
+        self.moved.insert(i, at_j);
+        self.moved.insert(j, at_i);
+        self.taken += 1;
+        self.list[at_j].as_str()
+    }
+}
+
 /// Inspectors bucketed by load, with O(1) moves between buckets.
 struct Levels {
     levels: Vec<Vec<usize>>,
@@ -482,40 +611,66 @@ pub fn run(
     if params.requirements.is_empty() {
         return Err(DrawError::Params("no participating department".into()));
     }
+    if !(1..=MAX_PROBLEM_WEIGHT).contains(&params.problem_weight) {
+        return Err(DrawError::Params(format!(
+            "problem_weight is {}, not 1 to {MAX_PROBLEM_WEIGHT}",
+            params.problem_weight
+        )));
+    }
+    let weight = u64::from(params.problem_weight);
     let mut rng = ChaCha20Rng::from_seed(seed);
 
     // 1. Targets, stratum by stratum.
     let sizes = targets
         .strata
         .each_ref()
-        .map(|s| (s.must_include.len() + s.others.len()) as u64);
+        .map(|s| (s.must_include.len() + s.others.len() + s.weighted.len()) as u64);
     let musts = targets
         .strata
         .each_ref()
         .map(|s| s.must_include.len() as u64);
     let q = quotas(params, sizes, musts);
+    // A weight of 1 makes weighted candidates plain ones: one list, as in v2.
+    let merged = targets.strata.each_ref().map(|s| {
+        (weight == 1 && !s.weighted.is_empty()).then(|| {
+            let mut all = s.others.clone();
+            all.extend(s.weighted.iter().cloned());
+            all.sort_unstable();
+            all
+        })
+    });
     // (stratum, must-include, code) in draw order.
     let mut drawn: Vec<(usize, bool, &str)> = Vec::new();
     let mut strata = Vec::new();
     for (c, stratum) in targets.strata.iter().enumerate() {
         drawn.extend(stratum.must_include.iter().map(|u| (c, true, u.as_str())));
-        // A partial Fisher–Yates shuffle of `others`, touching only the
-        // positions it swaps: position p holds `moved[p]`, or p if unmoved.
-        let rest = &stratum.others;
-        let mut moved: HashMap<usize, usize> = HashMap::new();
-        let k = (q[c] - musts[c]) as usize;
-        for i in 0..k {
-            let j = i + uniform(&mut rng, (rest.len() - i) as u64) as usize;
-            let at_i = moved.get(&i).copied().unwrap_or(i);
-            let at_j = moved.get(&j).copied().unwrap_or(j);
-            moved.insert(i, at_j);
-            moved.insert(j, at_i);
-            drawn.push((c, false, rest[at_j].as_str()));
+        let (heavy, light): (&[String], &[String]) = match &merged[c] {
+            Some(all) => (&[], all),
+            None => (&stratum.weighted, &stratum.others),
+        };
+        let mut heavy = Shuffle::new(heavy);
+        let mut light = Shuffle::new(light);
+        for _ in musts[c]..q[c] {
+            let (nw, no) = (heavy.left(), light.left());
+            // No random number while one list is used up: without weighted
+            // candidates this is exactly the v2 shuffle of `others`.
+            let from_heavy = match (nw, no) {
+                (0, _) => false,
+                (_, 0) => true,
+                _ => uniform(&mut rng, weight * nw + no) < weight * nw,
+            };
+            let uscc = if from_heavy {
+                heavy.take(&mut rng)
+            } else {
+                light.take(&mut rng)
+            };
+            drawn.push((c, false, uscc));
         }
         strata.push(Stratum {
             risk_class: CLASSES[c].to_owned(),
             candidates: sizes[c],
             must_include: musts[c],
+            weighted: stratum.weighted.len() as u64,
             drawn: q[c],
         });
     }

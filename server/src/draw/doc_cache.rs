@@ -187,6 +187,7 @@ mod tests {
             window_end: "2026-09-30".parse().unwrap(),
             publication_deadline: "2026-10-30".parse().unwrap(),
             publication_deadline_provisional: false,
+            recheck_of: None,
         };
         RecordDoc::create(&RecordId::new(id.to_owned()), &assignment).unwrap()
     }

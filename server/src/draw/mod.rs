@@ -18,7 +18,9 @@ use crate::error::{Error, Result};
 use crate::extract::{Page, Paging};
 use crate::plans::{self, Task};
 use crate::registry::rules::{self, Rules};
+use crate::review::risk;
 use seal::SealKey;
+use suiji_mobile_core::vocab::ResultCategory;
 
 pub mod algorithm;
 pub mod doc_cache;
@@ -27,8 +29,8 @@ pub mod routes;
 pub mod seal;
 
 use algorithm::{
-    ALGORITHM, CLASSES, DrawError, Entropy, Outcome, Params, PoolInspector, Quota, Requirement,
-    TargetPool, json_hash, sha256_hex,
+    ALGORITHM, ALGORITHM_V2, ALGORITHMS, CLASSES, DrawError, Entropy, Outcome, Params,
+    PoolInspector, Quota, Requirement, TargetPool, json_hash, sha256_hex,
 };
 
 /// What the commitment publishes before the draw.
@@ -322,12 +324,17 @@ pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Para
         group_size: rules.group_size,
         joint: task.joint,
         requirements,
+        problem_weight: rules.problem_weight,
+        clean_cooldown_days: rules.clean_cooldown_days,
     })
 }
 
 /// The candidate target pool of a task: targets matching its conditions,
-/// minus those over the yearly frequency cap for its items, must-includes
-/// marked per the rules, grouped by stratum and sorted by 统一社会信用代码.
+/// minus those over the yearly frequency cap for its items and those found
+/// clean for them within the rules' `clean_cooldown_days`, must-includes
+/// marked per the rules, targets whose latest result for its items had
+/// problems weighted (`problem_weight` above 1), grouped by stratum and
+/// sorted by 统一社会信用代码.
 pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<TargetPool> {
     use rusqlite::types::Value as V;
     let c = &task.conditions;
@@ -373,7 +380,8 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
         format!("WHERE {}", clauses.join(" AND "))
     };
 
-    // Targets already drawn `frequency_cap` times this year for one of the task's items.
+    // Targets already drawn `frequency_cap` times this year for one of the
+    // task's items (a 复查 is not drawn, so it does not count).
     let year = task.window_start.format("%Y").to_string();
     let mut capped: HashSet<i64> = HashSet::new();
     {
@@ -383,11 +391,63 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
              JOIN task_items ti ON ti.task_id = r.task_id
              JOIN task_items mine ON mine.item_id = ti.item_id AND mine.task_id = ?1
              WHERE r.withdrawn_at IS NULL AND r.task_id != ?1 AND substr(t.window_start, 1, 4) = ?2
+               AND NOT EXISTS(SELECT 1 FROM rechecks k WHERE k.task_id = r.task_id)
              GROUP BY r.target_id, ti.item_id HAVING COUNT(*) >= ?3",
         )?;
         let rows = stmt.query_map(params![task.id, year, rules.frequency_cap], |r| r.get(0))?;
         for id in rows {
             capped.insert(id?);
+        }
+    }
+    // Each target's latest published result (current version, record not
+    // withdrawn) of a task sharing an item with this one, by completion date:
+    // clean within `clean_cooldown_days` before the window starts leaves it
+    // out; problems weigh it `problem_weight`.
+    let mut cooling: HashSet<i64> = HashSet::new();
+    let mut weighted: HashSet<i64> = HashSet::new();
+    if rules.clean_cooldown_days > 0 || rules.problem_weight > 1 {
+        let cutoff = (task.window_start - chrono::Days::new(u64::from(rules.clean_cooldown_days)))
+            .to_string();
+        let mut stmt = conn.prepare_cached(
+            "SELECT target_id, completed_on, results FROM (
+                 SELECT p.target_id, json_extract(v.content, '$.completed_on') AS completed_on,
+                     json_extract(v.content, '$.results') AS results,
+                     ROW_NUMBER() OVER (PARTITION BY p.target_id
+                         ORDER BY json_extract(v.content, '$.completed_on') DESC, p.id DESC) AS n
+                 FROM published_results p
+                 JOIN result_versions v ON v.result_id = p.id AND v.version = p.current_version
+                 JOIN records r ON r.id = p.record_id
+                 WHERE r.withdrawn_at IS NULL AND p.task_id != ?1
+                   AND EXISTS (SELECT 1 FROM task_items ti
+                               JOIN task_items mine ON mine.item_id = ti.item_id AND mine.task_id = ?1
+                               WHERE ti.task_id = p.task_id))
+             WHERE n = 1",
+        )?;
+        let rows = stmt.query_map([task.id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<String>>(1)?,
+                r.get::<_, Option<String>>(2)?,
+            ))
+        })?;
+        for row in rows {
+            let (id, Some(completed_on), Some(results)) = row? else {
+                continue;
+            };
+            let results: Vec<serde_json::Value> = serde_json::from_str(&results)?;
+            let categories: Vec<ResultCategory> = results
+                .iter()
+                .filter_map(|c| c["code"].as_str().and_then(ResultCategory::from_code))
+                .collect();
+            match risk::Outcome::of(&categories) {
+                risk::Outcome::Clean if completed_on > cutoff && rules.clean_cooldown_days > 0 => {
+                    cooling.insert(id);
+                }
+                risk::Outcome::Problems if rules.problem_weight > 1 => {
+                    weighted.insert(id);
+                }
+                _ => {}
+            }
         }
     }
     let mut stmt = conn.prepare(&format!(
@@ -397,7 +457,7 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
     let mut pool = TargetPool::empty();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
-        if capped.contains(&id) {
+        if capped.contains(&id) || cooling.contains(&id) {
             continue;
         }
         let class = row
@@ -418,6 +478,8 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
         let stratum = &mut pool.strata[c];
         let list = if must_include {
             &mut stratum.must_include
+        } else if weighted.contains(&id) {
+            &mut stratum.weighted
         } else {
             &mut stratum.others
         };
@@ -718,6 +780,12 @@ pub fn commit(
         .map(|b| checked_beacon(b, &committed_at))
         .transpose()?;
     let task = plans::get_task_by_id(tx, task_id)?;
+    if let Some(record) = &task.recheck_of {
+        return Err(Error::Conflict(format!(
+            "task {} is the 复查 of record {record}: its target and group are set, not drawn",
+            task.number
+        )));
+    }
     if initial_draw_id(tx, task_id)?.is_some() {
         return Err(Error::Conflict(format!(
             "task {} has already been drawn",
@@ -1026,17 +1094,20 @@ pub fn draw_from_commitment(
                 seal::KEY_FILE
             ))
         })?;
+    // The commitment named the algorithm: one made before an upgrade is drawn
+    // with the version it promised.
+    let version = known_algorithm(&info.algorithm)?;
     let params: Params = serde_json::from_str(&params_json)?;
     let targets: TargetPool = serde_json::from_str(&target_json)?;
     let inspectors: Vec<PoolInspector> = serde_json::from_str(&inspector_json)?;
-    let seed = algorithm::seed_with_beacon(&secret_bytes, &entropy, beacon_value.as_deref());
+    let seed = algorithm::seed_for(version, &secret_bytes, &entropy, beacon_value.as_deref());
     let outcome = algorithm::run(&params, &targets, &inspectors, seed, &HashMap::new())
         .map_err(draw_error)?;
     drop((targets, inspectors));
     let names = target_names(tx, outcome.targets.iter().map(|t| t.uscc.clone()))?;
     // The stored record refers to the committed pools instead of copying them.
     let mut record = DrawRecord {
-        algorithm: ALGORITHM.into(),
+        algorithm: version.into(),
         draw_id: 0,
         kind: "initial".into(),
         parent_draw_id: None,
@@ -1065,6 +1136,16 @@ pub fn draw_from_commitment(
         Some((&target_json, &inspector_json)),
     )?;
     Ok((summary, record.result))
+}
+
+/// The version of [`ALGORITHMS`] named `name`, or a conflict.
+fn known_algorithm(name: &str) -> Result<&'static str> {
+    ALGORITHMS.into_iter().find(|a| *a == name).ok_or_else(|| {
+        Error::Conflict(format!(
+            "draw algorithm `{name}` is unknown to this server (it knows {}): commit again",
+            ALGORITHMS.join(", ")
+        ))
+    })
 }
 
 /// The current time, strictly after `committed_at` (times have milliseconds,
@@ -1201,9 +1282,9 @@ pub enum RedrawReason {
     OutOfScope,
 }
 
-/// The seed of a redraw: fixed by the parent draw's seed and what is redrawn,
-/// so the server cannot choose it.
-pub fn redraw_seed(basis: &RedrawBasis, entropy: &[Entropy]) -> Result<[u8; 32]> {
+/// The seed of a redraw made with `algorithm` (its record's): fixed by the
+/// parent draw's seed and what is redrawn, so the server cannot choose it.
+pub fn redraw_seed(algorithm: &str, basis: &RedrawBasis, entropy: &[Entropy]) -> Result<[u8; 32]> {
     let parent = hex::decode(&basis.parent_seed)
         .map_err(|_| Error::invalid("seed", "parent seed is not hex"))?;
     let mut material = Vec::new();
@@ -1217,7 +1298,7 @@ pub fn redraw_seed(basis: &RedrawBasis, entropy: &[Entropy]) -> Result<[u8; 32]>
     if let Some(i) = basis.recused_inspector {
         material.extend_from_slice(&i.to_be_bytes());
     }
-    Ok(algorithm::seed(&material, entropy))
+    Ok(algorithm::seed_for(algorithm, &material, entropy, None))
 }
 
 /// A request to redraw one target of a task.
@@ -1274,6 +1355,12 @@ pub fn redraw(
     check_entropy(&entropy, 0)?;
     crate::registry::check_text("explanation", explanation, 500)?;
     let task = plans::get_task_by_id(tx, task_id)?;
+    if task.recheck_of.is_some() {
+        return Err(Error::Conflict(format!(
+            "task {} is a 复查, which is not drawn: nothing to redraw",
+            task.number
+        )));
+    }
     let initial = initial_draw_id(tx, task_id)?
         .ok_or_else(|| Error::Conflict(format!("task {} has not been drawn", task.number)))?;
     let current = records::active_record_of(tx, task_id, target_id)?.ok_or_else(|| {
@@ -1343,6 +1430,13 @@ pub fn redraw(
                 .filter(|u| !drawn.contains(*u))
                 .cloned()
                 .collect();
+            // Weighted candidates keep their weight in the replacement draw.
+            rest.strata[class].weighted = stratum
+                .weighted
+                .iter()
+                .filter(|u| !drawn.contains(*u))
+                .cloned()
+                .collect();
             rest.sort();
             if rest.is_empty() {
                 return Err(Error::invalid(
@@ -1364,7 +1458,9 @@ pub fn redraw(
         recused_inspector: recused,
         commitment: initial_record.commitment.clone(),
     };
-    let seed = redraw_seed(&basis, &entropy)?;
+    // A redraw follows the algorithm of the task's initial draw.
+    let version = known_algorithm(&initial_record.algorithm)?;
+    let seed = redraw_seed(version, &basis, &entropy)?;
     let mut params = initial_record.params.clone();
     params.quota = Quota::Count(1);
     let load_map: HashMap<i64, u64> = loads.iter().map(|(k, v)| (*k, *v)).collect();
@@ -1372,7 +1468,7 @@ pub fn redraw(
         algorithm::run(&params, &targets, &inspectors, seed, &load_map).map_err(draw_error)?;
     let reason_text = format!("{reason_code}: {}", explanation.trim());
     let mut record = DrawRecord {
-        algorithm: ALGORITHM.into(),
+        algorithm: version.into(),
         draw_id: 0,
         kind: "redraw".into(),
         parent_draw_id: Some(parent.draw_id),
@@ -1423,13 +1519,31 @@ pub fn redraw(
 
 /// Recomputes a draw record and names the first difference, if any.
 pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
-    if record.algorithm != ALGORITHM {
+    if !ALGORITHMS.contains(&record.algorithm.as_str()) {
         return Err(format!(
-            "unknown algorithm `{}` (this verifier knows {ALGORITHM})",
-            record.algorithm
+            "unknown algorithm `{}` (this verifier knows {})",
+            record.algorithm,
+            ALGORITHMS.join(", ")
         ));
     }
     record.target_pool.check()?;
+    if record.algorithm == ALGORITHM_V2 {
+        if let Some(c) = record
+            .target_pool
+            .strata
+            .iter()
+            .position(|s| !s.weighted.is_empty())
+        {
+            return Err(format!(
+                "target_pool[{c}].weighted: {ALGORITHM_V2} has no weighted candidates (they came with {ALGORITHM})"
+            ));
+        }
+        if record.params.problem_weight != 1 || record.params.clean_cooldown_days != 0 {
+            return Err(format!(
+                "params: {ALGORITHM_V2} has no problem_weight or clean_cooldown_days (they came with {ALGORITHM})"
+            ));
+        }
+    }
     if !record.inspector_pool.windows(2).all(|w| w[0].id < w[1].id) {
         return Err("inspector_pool is not sorted by id without repeats".into());
     }
@@ -1446,6 +1560,12 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
         .as_ref()
         .or(record.redraw.as_ref().and_then(|b| b.commitment.as_ref()));
     if let Some(c) = committed {
+        if c.algorithm != record.algorithm {
+            return Err(format!(
+                "the record says algorithm {} but its commitment {}",
+                record.algorithm, c.algorithm
+            ));
+        }
         {
             let at = parse_time(&c.committed_at).ok_or_else(|| {
                 format!(
@@ -1509,7 +1629,7 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
                     "inspector_pool does not match the committed inspector_pool_sha256".into(),
                 );
             }
-            algorithm::seed_with_beacon(&secret, &record.entropy, beacon)
+            algorithm::seed_for(&record.algorithm, &secret, &record.entropy, beacon)
         }
         (None, Some(basis)) => {
             if record.beacon_value.is_some() {
@@ -1517,7 +1637,7 @@ pub fn verify(record: &DrawRecord) -> std::result::Result<(), String> {
                     "a redraw takes no beacon_value: its seed derives from its parent's".into(),
                 );
             }
-            redraw_seed(basis, &record.entropy).map_err(|e| e.to_string())?
+            redraw_seed(&record.algorithm, basis, &record.entropy).map_err(|e| e.to_string())?
         }
         _ => {
             return Err(
@@ -1605,12 +1725,27 @@ pub fn verify_redraw_pools(
         return Err("the redraw's parent_seed is not the initial draw's seed".into());
     }
     for (c, stratum) in redraw.target_pool.strata.iter().enumerate() {
-        for uscc in stratum.must_include.iter().chain(&stratum.others) {
+        for uscc in stratum
+            .must_include
+            .iter()
+            .chain(&stratum.others)
+            .chain(&stratum.weighted)
+        {
             if initial.target_pool.find_in(c, uscc).is_none() {
                 return Err(format!(
                     "redraw target_pool[{c}] lists {uscc}, which the committed pool does not have in that stratum"
                 ));
             }
+        }
+        // A weight is committed: a redraw may not give one to a candidate.
+        if let Some(uscc) = stratum
+            .weighted
+            .iter()
+            .find(|u| !initial.target_pool.is_weighted(c, u))
+        {
+            return Err(format!(
+                "redraw target_pool[{c}].weighted lists {uscc}, which the committed pool does not weight"
+            ));
         }
     }
     if redraw.inspector_pool.len() != initial.inspector_pool.len() {
@@ -1630,6 +1765,7 @@ pub fn verify_redraw_pools(
     if redraw.params.requirements != initial.params.requirements
         || redraw.params.group_size != initial.params.group_size
         || redraw.params.joint != initial.params.joint
+        || redraw.params.problem_weight != initial.params.problem_weight
     {
         return Err("the redraw's params differ from the committed params".into());
     }

@@ -14,7 +14,8 @@
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Serialize;
 use suiji_mobile_core::record::{
-    AssignedInspector, AssignedItem, Assignment, PlanRef, TargetSnapshot, TaskRef, server_actor,
+    AssignedInspector, AssignedItem, Assignment, PlanRef, RecheckOf, TargetSnapshot, TaskRef,
+    server_actor,
 };
 use suiji_mobile_core::vocab::{Method, ReviewState};
 use suiji_mobile_core::{InspectorId, ItemCode, RecordDoc, RecordId};
@@ -198,6 +199,7 @@ fn assignment(
             window_end: task.window_end,
             publication_deadline: ctx.deadline.value,
             publication_deadline_provisional: ctx.deadline.provisional(),
+            recheck_of: None,
         },
     ))
 }
@@ -242,11 +244,46 @@ pub fn create_for_draw(
     drawn: &[DrawnTarget],
     calendar: &Calendar,
 ) -> Result<()> {
+    create(tx, task, draw_id, drawn, calendar, None).map(drop)
+}
+
+/// Creates the one record of a 复查 task in `tx`: `target` with its group,
+/// the assignment naming what it rechecks. `draw_id` is the draw that made
+/// the group of the record rechecked. Returns the new record's id.
+pub fn create_recheck(
+    tx: &Transaction<'_>,
+    task: &Task,
+    draw_id: i64,
+    target: &DrawnTarget,
+    recheck_of: &RecheckOf,
+    calendar: &Calendar,
+) -> Result<String> {
+    let mut ids = create(
+        tx,
+        task,
+        draw_id,
+        std::slice::from_ref(target),
+        calendar,
+        Some(recheck_of),
+    )?;
+    ids.pop()
+        .ok_or_else(|| Error::Internal("a recheck made no record".into()))
+}
+
+fn create(
+    tx: &Transaction<'_>,
+    task: &Task,
+    draw_id: i64,
+    drawn: &[DrawnTarget],
+    calendar: &Calendar,
+    recheck_of: Option<&RecheckOf>,
+) -> Result<Vec<String>> {
     let ctx = task_context(tx, task, calendar)?;
     let mut work = Vec::with_capacity(drawn.len());
     let mut target_ids = Vec::with_capacity(drawn.len());
     for d in drawn {
-        let (target_id, a) = assignment(tx, &ctx, task, d)?;
+        let (target_id, mut a) = assignment(tx, &ctx, task, d)?;
+        a.recheck_of = recheck_of.cloned();
         work.push((record_id(task.id, target_id), a));
         target_ids.push(target_id);
     }
@@ -286,7 +323,7 @@ pub fn create_for_draw(
         }
         insert_chunk.execute(params![id, bytes])?;
     }
-    Ok(())
+    Ok(work.into_iter().map(|(id, _)| id).collect())
 }
 
 /// Loads a record document from its chunks.

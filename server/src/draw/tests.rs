@@ -46,6 +46,8 @@ fn params(quota: Quota, joint: bool, departments: &[&str]) -> Params {
                 qualifications: vec![format!("{d}资格")],
             })
             .collect(),
+        problem_weight: 1,
+        clean_cooldown_days: 0,
     }
 }
 
@@ -750,4 +752,267 @@ fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
         let result = db.write_blocking(|tx| Ok(tx.execute(sql, [])?));
         assert!(result.is_err(), "{sql} was allowed");
     }
+}
+
+/// A draw record made by the `suiji-draw-v2` code before v3 existed (the
+/// [`record`] of that time, kept as served), and a redraw of it.
+const V2_RECORD: &str = include_str!("testdata/v2_record.json");
+const V2_REDRAW: &str = include_str!("testdata/v2_redraw.json");
+
+#[test]
+fn stored_v2_records_still_verify_and_serialise_byte_for_byte() {
+    for text in [V2_RECORD, V2_REDRAW] {
+        let r: DrawRecord = serde_json::from_str(text).unwrap();
+        assert_eq!(r.algorithm, ALGORITHM_V2);
+        assert_eq!(verify(&r), Ok(()));
+        // No new field appears in a v2 pool, its params or its result.
+        assert_eq!(serde_json::to_string(&r).unwrap(), text);
+        // The v3 code draws the same from the same pool and seed.
+        let seed: [u8; 32] = hex::decode(&r.seed).unwrap().try_into().unwrap();
+        let loads = r.initial_loads.iter().map(|(k, v)| (*k, *v)).collect();
+        let again = run(&r.params, &r.target_pool, &r.inspector_pool, seed, &loads).unwrap();
+        assert_eq!(again, r.result);
+    }
+    // The version is part of the seed: relabelled v3, the record fails.
+    let mut r: DrawRecord = serde_json::from_str(V2_RECORD).unwrap();
+    r.algorithm = ALGORITHM.into();
+    r.commitment.as_mut().unwrap().algorithm = ALGORITHM.into();
+    assert!(verify(&r).unwrap_err().contains("seed"));
+    // Or the record and its commitment disagree.
+    let mut r: DrawRecord = serde_json::from_str(V2_RECORD).unwrap();
+    r.algorithm = ALGORITHM.into();
+    assert!(verify(&r).unwrap_err().contains("commitment"));
+}
+
+#[test]
+fn a_v2_record_with_weighted_candidates_or_a_weight_is_refused() {
+    let mut r: DrawRecord = serde_json::from_str(V2_RECORD).unwrap();
+    let moved = r.target_pool.strata[2].others.remove(0);
+    r.target_pool.strata[2].weighted.push(moved);
+    let err = verify(&r).unwrap_err();
+    assert!(
+        err.contains("target_pool[2].weighted") && err.contains("suiji-draw-v2"),
+        "{err}"
+    );
+    let mut r: DrawRecord = serde_json::from_str(V2_RECORD).unwrap();
+    r.params.problem_weight = 3;
+    let err = verify(&r).unwrap_err();
+    assert!(err.contains("params: suiji-draw-v2"), "{err}");
+}
+
+/// Stratum C only: one must-include, `nw` weighted and `no` other candidates.
+fn weighted_pool(nw: usize, no: usize) -> TargetPool {
+    let mut pool = TargetPool::empty();
+    let codes: Vec<String> = (0..=(nw + no) as u32)
+        .map(|k| uscc::generate('9', '1', "330106", 1000 + k * 7))
+        .collect();
+    let c = &mut pool.strata[2];
+    c.must_include.push(codes[0].clone());
+    c.weighted = codes[1..=nw].to_vec();
+    c.others = codes[nw + 1..].to_vec();
+    pool.sort();
+    pool.check().unwrap();
+    pool
+}
+
+/// The exact probability that one given weighted (`heavy`) or other
+/// candidate is among `k` picks from `nw` weighted and `no` other
+/// candidates with weight `w`, as the algorithm picks: a list with the
+/// chance of its total weight, then uniformly within it.
+fn inclusion(w: f64, nw: u32, no: u32, k: u32, heavy: bool) -> f64 {
+    if k == 0 {
+        return 0.0;
+    }
+    let p_heavy = match (nw, no) {
+        (_, 0) => 1.0,
+        (0, _) => 0.0,
+        _ => w * f64::from(nw) / (w * f64::from(nw) + f64::from(no)),
+    };
+    let next = |nw, no| inclusion(w, nw, no, k - 1, heavy);
+    if heavy {
+        let mine = 1.0 / f64::from(nw);
+        p_heavy * mine
+            + p_heavy * (1.0 - mine) * next(nw - 1, no)
+            + if no > 0 {
+                (1.0 - p_heavy) * next(nw, no - 1)
+            } else {
+                0.0
+            }
+    } else {
+        let mine = 1.0 / f64::from(no);
+        (1.0 - p_heavy) * mine
+            + (1.0 - p_heavy) * (1.0 - mine) * next(nw, no - 1)
+            + if nw > 0 {
+                p_heavy * next(nw - 1, no)
+            } else {
+                0.0
+            }
+    }
+}
+
+#[test]
+fn weighted_candidates_are_drawn_as_often_as_their_weight_says() {
+    let (nw, no, k, w) = (3u32, 12u32, 3u32, 4u32);
+    let targets = weighted_pool(nw as usize, no as usize);
+    let people = inspectors(10, &["SCJG"]);
+    let mut p = params(Quota::Count(u64::from(k) + 1), false, &["SCJG"]);
+    p.problem_weight = w;
+    let stratum = &targets.strata[2];
+    let runs = 2000u32;
+    let (mut heavy_hits, mut light_hits) = (0u32, 0u32);
+    for r in 0..runs {
+        let s = seed(format!("weighted {r}").as_bytes(), &[]);
+        let o = run(&p, &targets, &people, s, &no_loads()).unwrap();
+        assert_eq!(o.targets.len() as u32, k + 1, "the stratum's quota");
+        assert_eq!(o.targets[0].uscc, stratum.must_include[0]);
+        assert!(o.targets[0].must_include);
+        assert_eq!(o.strata[2].weighted, u64::from(nw));
+        let drawn: HashSet<&str> = o.targets.iter().map(|t| t.uscc.as_str()).collect();
+        assert_eq!(drawn.len(), o.targets.len(), "no target twice");
+        for t in &o.targets[1..] {
+            if stratum.weighted.contains(&t.uscc) {
+                heavy_hits += 1;
+            } else {
+                assert!(stratum.others.contains(&t.uscc));
+                light_hits += 1;
+            }
+        }
+    }
+    // Each count against its exact expectation, within six standard
+    // deviations of a binomial (the indicators of one draw without
+    // replacement are negatively correlated, so the spread is at most that).
+    let w = f64::from(w);
+    for (hits, n, heavy) in [(heavy_hits, nw, true), (light_hits, no, false)] {
+        let p = inclusion(w, nw, no, k, heavy);
+        let trials = f64::from(runs) * f64::from(n);
+        let (mean, sd) = (trials * p, (trials * p * (1.0 - p)).sqrt());
+        assert!(
+            (f64::from(hits) - mean).abs() < 6.0 * sd,
+            "{} candidates: {hits} hits, expected {mean:.0} ± {:.0}",
+            if heavy { "weighted" } else { "other" },
+            6.0 * sd
+        );
+    }
+    // And what unweighted sampling would give is far outside that band.
+    let uniform_share = f64::from(k) / f64::from(nw + no);
+    let exact = inclusion(w, nw, no, k, true);
+    assert!(exact > 2.0 * uniform_share, "{exact} vs {uniform_share}");
+}
+
+#[test]
+fn without_weighted_candidates_or_with_weight_1_v3_draws_as_v2() {
+    // Weight 1: the weighted list is drawn as if merged into the others.
+    let weighted = weighted_pool(4, 20);
+    let mut merged = weighted.clone();
+    let moved = std::mem::take(&mut merged.strata[2].weighted);
+    merged.strata[2].others.extend(moved);
+    merged.sort();
+    let people = inspectors(10, &["SCJG"]);
+    let p = params(Quota::Count(8), false, &["SCJG"]);
+    for r in 0..50 {
+        let s = seed(format!("merge {r}").as_bytes(), &[]);
+        let a = run(&p, &weighted, &people, s, &no_loads()).unwrap();
+        let mut b = run(&p, &merged, &people, s, &no_loads()).unwrap();
+        b.strata[2].weighted = 4;
+        assert_eq!(a, b);
+    }
+    // No weighted candidate: the weight changes nothing.
+    let plain = pool([40, 30, 20, 10], 7);
+    let mut heavy = params(Quota::Ratio(0.2), false, &["SCJG"]);
+    heavy.problem_weight = 5;
+    for r in 0..50 {
+        let s = seed(format!("plain {r}").as_bytes(), &[]);
+        assert_eq!(
+            run(&heavy, &plain, &people, s, &no_loads()).unwrap(),
+            run(&p_ratio(), &plain, &people, s, &no_loads()).unwrap()
+        );
+    }
+    // A weight beyond the rules' bound is refused.
+    heavy.problem_weight = 0;
+    assert!(matches!(
+        run(&heavy, &plain, &people, seed(b"x", &[]), &no_loads()),
+        Err(DrawError::Params(_))
+    ));
+}
+
+fn p_ratio() -> Params {
+    params(Quota::Ratio(0.2), false, &["SCJG"])
+}
+
+#[test]
+fn a_pool_listing_a_code_as_weighted_and_as_another_candidate_is_refused() {
+    let mut pool = weighted_pool(3, 5);
+    let twice = pool.strata[2].others[0].clone();
+    pool.strata[2].weighted.push(twice);
+    pool.sort();
+    assert!(pool.check().unwrap_err().contains("twice"));
+    let mut pool = weighted_pool(3, 5);
+    pool.strata[2].weighted.swap(0, 1);
+    assert!(pool.check().unwrap_err().contains("weighted is not sorted"));
+}
+
+/// [`record`] with a few weighted candidates and `problem_weight` 3.
+fn weighted_record() -> DrawRecord {
+    let mut r = record();
+    for c in 1..4 {
+        let s = &mut r.target_pool.strata[c];
+        s.weighted = s.others.drain(..3).collect();
+    }
+    r.params.problem_weight = 3;
+    r.params.clean_cooldown_days = 30;
+    let commitment = r.commitment.as_mut().unwrap();
+    commitment.params_sha256 = json_hash(&r.params);
+    commitment.target_pool_sha256 = json_hash(&r.target_pool);
+    let s: [u8; 32] = hex::decode(&r.seed).unwrap().try_into().unwrap();
+    r.result = run(&r.params, &r.target_pool, &r.inspector_pool, s, &no_loads()).unwrap();
+    r
+}
+
+#[test]
+fn a_v3_record_with_weighted_candidates_verifies_and_a_changed_weight_fails() {
+    let honest = weighted_record();
+    assert_eq!(honest.algorithm, ALGORITHM);
+    assert_eq!(verify(&honest), Ok(()));
+    let text = serde_json::to_string(&honest).unwrap();
+    assert!(text.contains(r#""weighted":["#) && text.contains(r#""problem_weight":3"#));
+    assert_eq!(verify(&serde_json::from_str(&text).unwrap()), Ok(()));
+    // A weighted candidate moved back among the others: the pool's hash.
+    let mut r = weighted_record();
+    let moved = r.target_pool.strata[3].weighted.remove(0);
+    r.target_pool.strata[3].others.push(moved);
+    r.target_pool.sort();
+    assert!(verify(&r).unwrap_err().contains("target_pool"));
+    // Another weight: the params' hash.
+    let mut r = weighted_record();
+    r.params.problem_weight = 1;
+    assert!(verify(&r).unwrap_err().contains("params"));
+    // A redraw may not give a weight the commitment did not.
+    let initial = weighted_record();
+    let mut redraw = initial.clone();
+    redraw.kind = "redraw".into();
+    redraw.draw_id = 2;
+    redraw.parent_draw_id = Some(1);
+    redraw.commitment = None;
+    redraw.redraw = Some(super::RedrawBasis {
+        parent_seed: initial.seed.clone(),
+        sequence: 1,
+        reason: "out_of_scope".into(),
+        target_uscc: initial.result.targets[0].uscc.clone(),
+        recused_inspector: None,
+        commitment: initial.commitment.clone(),
+    });
+    let mut rest = TargetPool::empty();
+    rest.strata[3].weighted = initial.target_pool.strata[3].weighted.clone();
+    rest.strata[3].others = initial.target_pool.strata[3].others.clone();
+    redraw.target_pool = rest.clone();
+    assert_eq!(super::verify_redraw_pools(&redraw, &initial), Ok(()));
+    let promoted = rest.strata[3].others.remove(0);
+    rest.strata[3].weighted.push(promoted);
+    rest.sort();
+    redraw.target_pool = rest;
+    assert!(
+        super::verify_redraw_pools(&redraw, &initial)
+            .unwrap_err()
+            .contains("does not weight")
+    );
 }

@@ -146,18 +146,22 @@ fn validate(conn: &Connection, input: &InspectorInput) -> Result<i64> {
 }
 
 fn check_unique(tx: &Transaction<'_>, input: &InspectorInput, except: Option<i64>) -> Result<()> {
-    let clash: Option<(i64, String)> = tx
+    let clash: Option<(i64, bool)> = tx
         .query_row(
-            "SELECT id, CASE WHEN cert_no = ?1 THEN 'cert_no' ELSE 'user_id' END
-             FROM inspectors WHERE (cert_no = ?1 OR user_id = ?2) AND id IS NOT ?3",
+            "SELECT id, cert_no = ?1 FROM inspectors
+             WHERE (cert_no = ?1 OR user_id = ?2) AND id IS NOT ?3",
             params![input.cert_no.trim(), input.user_id, except],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()?;
     match clash {
-        Some((id, field)) => Err(Error::Conflict(format!(
-            "inspector {id} already has this {field}"
-        ))),
+        Some((id, cert)) => {
+            let field = if cert { "cert_no" } else { "user_id" };
+            Err(Error::Duplicate {
+                field,
+                message: format!("inspector {id} already has this {field}"),
+            })
+        }
         None => Ok(()),
     }
 }

@@ -5,7 +5,8 @@ use axum::Router;
 use axum::routing::{delete, get, post};
 
 use crate::AppState;
-use crate::auth::{AuthUser, Role};
+use crate::actor::Actor;
+use crate::auth::Role;
 use crate::error::{Error, Result};
 
 pub mod departments;
@@ -64,12 +65,12 @@ pub const WRITERS: &[Role] = &[Role::Admin, Role::Planner];
 pub const READERS: &[Role] = &[Role::Admin, Role::Planner, Role::Supervisor];
 
 /// Fails unless `user` may change the registry.
-pub fn require_writer(user: &AuthUser) -> Result<()> {
+pub fn require_writer(user: &Actor) -> Result<()> {
     user.require(WRITERS)
 }
 
 /// Fails unless `user` may read the registry.
-pub fn require_reader(user: &AuthUser) -> Result<()> {
+pub fn require_reader(user: &Actor) -> Result<()> {
     user.require(READERS)
 }
 

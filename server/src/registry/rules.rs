@@ -1,6 +1,7 @@
 //! The agency's rules (细则): per-risk-class ratios, group size, the yearly
 //! frequency cap, publication deadlines, which flags make a target a
-//! must-include in draws, how many observers a draw needs and how long a task's records
+//! must-include in draws, how outcomes weigh in the next draws (a clean target's cooldown, a
+//! problem target's weight), how many observers a draw needs and how long a task's records
 //! are kept after its results were published.
 
 use axum::Json;
@@ -73,6 +74,13 @@ pub struct Rules {
     /// Years a task's records are kept after its results were last published (at least 2,
     /// the 归档 rules' minimum); only then may an admin purge them.
     pub retention_years: u32,
+    /// Days after a clean result (未发现问题) during which its target is left out of the pools of
+    /// tasks sharing an item with it, counted back from the task's window start; 0 off (0 to
+    /// 1095).
+    pub clean_cooldown_days: u32,
+    /// How much more likely than the others of its stratum a target whose latest result had
+    /// problems is to be drawn for a task sharing an item with it; 1 off (1 to 10).
+    pub problem_weight: u32,
     /// When the rules last changed (ignored on input).
     #[serde(default, skip_deserializing)]
     pub updated_at: String,
@@ -142,6 +150,18 @@ impl Rules {
                 ),
             ));
         }
+        if self.clean_cooldown_days > MAX_CLEAN_COOLDOWN_DAYS {
+            return Err(Error::invalid(
+                "clean_cooldown_days",
+                format!("0 (off) to {MAX_CLEAN_COOLDOWN_DAYS} days"),
+            ));
+        }
+        if !(1..=crate::draw::algorithm::MAX_PROBLEM_WEIGHT).contains(&self.problem_weight) {
+            return Err(Error::invalid(
+                "problem_weight",
+                format!("1 (off) to {}", crate::draw::algorithm::MAX_PROBLEM_WEIGHT),
+            ));
+        }
         if !(1..=52).contains(&self.frequency_cap) {
             return Err(Error::invalid("frequency_cap", "between 1 and 52 a year"));
         }
@@ -162,6 +182,8 @@ impl Rules {
 pub const MIN_RETENTION_YEARS: u32 = 2;
 /// The longest retention the rules take.
 pub const MAX_RETENTION_YEARS: u32 = 100;
+/// The longest cooldown after a clean result the rules take: three years.
+pub const MAX_CLEAN_COOLDOWN_DAYS: u32 = 1095;
 
 /// The rules in force.
 pub fn load(conn: &Connection) -> Result<Rules> {
@@ -170,7 +192,8 @@ pub fn load(conn: &Connection) -> Result<Rules> {
             result_publication_days, list_publication_days, abnormal_list_days,
             must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
             general_ratio_min, general_ratio_max, min_observers, retention_years,
-            risk_raise_on_problems, risk_lower_after_clean, risk_serious_to_d
+            risk_raise_on_problems, risk_lower_after_clean, risk_serious_to_d,
+            clean_cooldown_days, problem_weight
          FROM rules WHERE id = 1",
         [],
         |r| {
@@ -197,6 +220,8 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 risk_raise_on_problems: r.get(17)?,
                 risk_lower_after_clean: r.get(18)?,
                 risk_serious_to_d: r.get(19)?,
+                clean_cooldown_days: r.get(20)?,
+                problem_weight: r.get(21)?,
             })
         },
     )?)
@@ -213,7 +238,7 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             must_include_abnormal = ?11, must_include_complaints = ?12, updated_at = ?13,
             general_ratio_min = ?14, general_ratio_max = ?15, min_observers = ?16,
             retention_years = ?17, risk_raise_on_problems = ?18, risk_lower_after_clean = ?19,
-            risk_serious_to_d = ?20
+            risk_serious_to_d = ?20, clean_cooldown_days = ?21, problem_weight = ?22
          WHERE id = 1",
         params![
             rules.ratios.a,
@@ -235,7 +260,9 @@ pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> 
             rules.retention_years,
             rules.risk_raise_on_problems,
             rules.risk_lower_after_clean,
-            rules.risk_serious_to_d
+            rules.risk_serious_to_d,
+            rules.clean_cooldown_days,
+            rules.problem_weight
         ],
     )?;
     let after = load(tx)?;

@@ -25,6 +25,7 @@ use serde_json::json;
 
 use super::{china_today, deadline_fields, ensure_not_in_group};
 use crate::AppState;
+use crate::actor::Actor;
 use crate::audit;
 use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
@@ -150,7 +151,7 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
 /// Decides on candidate `id` as `user` on `today` (China date).
 pub fn decide_candidate(
     tx: &Transaction<'_>,
-    user: &AuthUser,
+    user: &Actor,
     id: i64,
     input: &DecisionInput,
     calendar: &Calendar,

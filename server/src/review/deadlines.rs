@@ -26,6 +26,7 @@ use serde_json::{Value, json};
 use super::publication::list_abnormal_candidates;
 use super::{china_date_of, china_today, deadline_fields, refresh_stale};
 use crate::AppState;
+use crate::actor::Actor;
 use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
@@ -61,7 +62,7 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
 /// deadline names the task and the draw, not its targets.
 pub fn open_deadlines(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     calendar: &Calendar,
     today: NaiveDate,
 ) -> Result<Vec<Value>> {

@@ -12,7 +12,8 @@ use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
 
 use super::publication::publish_record;
 use super::records::{Decision, decide};
-use crate::auth::{AuthUser, Role};
+use crate::actor::Actor;
+use crate::auth::Role;
 use crate::calendar::Calendar;
 use crate::draw::{self, records};
 use crate::error::{Error, Result};
@@ -150,12 +151,10 @@ pub fn walk(
         [],
         |r| r.get(0),
     )?;
-    let user = AuthUser {
+    let user = Actor {
         user_id: supervisor,
         username: "supervisor".into(),
         roles: vec![Role::Supervisor],
-        session_id: 0,
-        device_id: None,
     };
     let states = SyncMemory::default();
     for (n, record) in list.iter().take(5).enumerate() {

@@ -12,14 +12,16 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::AppState;
-use crate::auth::AuthUser;
+use crate::actor::Actor;
 use crate::calendar::Calendar;
 use crate::error::{Error, Result};
 
 pub mod calendar_admin;
 pub mod candidates;
 pub mod deadlines;
+#[cfg(feature = "demo")]
 pub mod demo;
+pub mod follow_ups;
 pub mod index;
 pub mod publication;
 pub mod records;
@@ -35,6 +37,7 @@ pub fn routes() -> Router<AppState> {
         .merge(records::routes())
         .merge(publication::routes())
         .merge(candidates::routes())
+        .merge(follow_ups::routes())
         .merge(deadlines::routes())
         .merge(stats::routes())
         .merge(calendar_admin::routes())
@@ -104,11 +107,9 @@ pub fn was_in_group(conn: &Connection, user_id: i64, record_id: &str) -> Result<
 }
 
 /// Separation of duties: nobody reviews or publishes a record they inspected.
-pub fn ensure_not_in_group(conn: &Connection, user: &AuthUser, record_id: &str) -> Result<()> {
+pub fn ensure_not_in_group(conn: &Connection, user: &Actor, record_id: &str) -> Result<()> {
     if was_in_group(conn, user.user_id, record_id)? {
-        return Err(Error::Forbidden(format!(
-            "you were in the inspector group of record {record_id}, so you may not review or publish it"
-        )));
+        return Err(Error::OwnRecord(record_id.to_owned()));
     }
     Ok(())
 }
@@ -119,7 +120,7 @@ pub fn ensure_not_in_group(conn: &Connection, user: &AuthUser, record_id: &str) 
 /// group.
 pub fn record_for_decision(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     id: &str,
 ) -> Result<suiji_mobile_core::RecordDoc> {
     crate::visibility::ensure_full(conn, user, id)?;

@@ -26,6 +26,7 @@ use super::{
     refresh_record_index, refresh_stale, was_in_group,
 };
 use crate::AppState;
+use crate::actor::Actor;
 use crate::audit;
 use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
@@ -49,7 +50,6 @@ pub fn routes() -> Router<AppState> {
         .route("/api/v1/public/tasks/{id}/results.csv", get(task_csv))
         .route("/api/v1/public/tasks/{id}/results.xlsx", get(task_xlsx))
         .route("/api/v1/abnormal-candidates", get(abnormal_candidates))
-        .route("/api/v1/follow-ups", get(follow_ups))
         .route("/api/v1/targets/{id}/outcome", get(outcome_of_target))
 }
 
@@ -247,18 +247,36 @@ fn feed_back(
     super::risk::reclassify(tx, target_id, result_id, record_id, corrected)
 }
 
+/// What a published result (first or corrected version) does beside
+/// [`feed_back`]: a 复查's result closes the follow-up it rechecks.
+fn close_follow_up(
+    tx: &Transaction<'_>,
+    actor: &str,
+    record_id: &str,
+    content: &PublicContent,
+) -> Result<()> {
+    let categories: Vec<ResultCategory> = content
+        .results
+        .iter()
+        .filter_map(|c| ResultCategory::from_code(&c.code))
+        .collect();
+    super::follow_ups::close_by_recheck(tx, actor, record_id, &categories)
+}
+
 /// Publishes one approved record in `tx`: marks the document published,
 /// stores version 1 of its public result and feeds the outcome back. Returns
 /// the result id.
-pub fn publish_record(tx: &Transaction<'_>, user: &AuthUser, id: &str) -> Result<i64> {
+pub fn publish_record(tx: &Transaction<'_>, user: &Actor, id: &str) -> Result<i64> {
     let mut doc = super::record_for_decision(tx, user, id)?;
     let state = doc.review().map_err(doc_error(id, "record"))?.state;
     // A result names its target, so it may not go public before the drawn
     // list does (docs/draw.md, "Who sees a drawn list").
     let task_number: Option<String> = tx.query_row(
-        "SELECT CASE WHEN EXISTS(SELECT 1 FROM draws d WHERE d.task_id = r.task_id
-                AND d.kind = 'initial' AND d.published_at IS NOT NULL) THEN NULL ELSE t.number END
-         FROM records r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?1",
+        &format!(
+            "SELECT CASE WHEN {} THEN NULL ELSE t.number END
+             FROM records r JOIN tasks t ON t.id = r.task_id WHERE r.id = ?1",
+            crate::visibility::LIST_PUBLISHED_SQL
+        ),
         [id],
         |r| r.get(0),
     )?;
@@ -317,6 +335,7 @@ pub fn publish_record(tx: &Transaction<'_>, user: &AuthUser, id: &str) -> Result
         china_date_of(&approved_at)?,
         false,
     )?;
+    close_follow_up(tx, &user.username, id, &content)?;
     let follow_up = doc.follow_up().map_err(doc_error(id, "record"))?;
     if let Some(measure) = follow_up.measure.filter(|m| *m != FollowUpMeasure::None) {
         tx.execute(
@@ -374,7 +393,7 @@ async fn publish_task(
 
 /// Publishes every approved record of a task that `user` did not inspect:
 /// `{task_id, published: [{record_id, result_id}], skipped: [{record_id, reason}], not_approved}`.
-pub fn publish_task_results(tx: &Transaction<'_>, user: &AuthUser, task_id: i64) -> Result<Value> {
+pub fn publish_task_results(tx: &Transaction<'_>, user: &Actor, task_id: i64) -> Result<Value> {
     plans::get_task_by_id(tx, task_id)?;
     refresh_stale(tx)?;
     let ids: Vec<String> = {
@@ -465,7 +484,7 @@ pub fn result_of_record(conn: &Connection, record_id: &str) -> Result<Option<i64
 /// category, an item not in the result, or a correction that changes nothing.
 pub fn correct_result(
     tx: &Transaction<'_>,
-    user: &AuthUser,
+    user: &Actor,
     result_id: i64,
     body: Correction,
 ) -> Result<Value> {
@@ -577,6 +596,7 @@ pub fn correct_result(
         china_date_of(&at)?,
         true,
     )?;
+    close_follow_up(tx, &user.username, &record_id, &new)?;
     audit::append(
         tx,
         &user.username,
@@ -909,54 +929,11 @@ async fn abnormal_candidates(
     ))
 }
 
-/// Follow-ups ordered by published results.
-pub fn list_follow_ups(
-    conn: &Connection,
-    status: Option<&str>,
-    today: NaiveDate,
-) -> Result<Vec<Value>> {
-    let mut stmt = conn.prepare(
-        "SELECT f.id, f.record_id, f.target_id, t.name, t.uscc, f.measure, f.deadline, f.detail,
-                f.status, f.created_at
-         FROM follow_ups f JOIN targets t ON t.id = f.target_id
-         WHERE ?1 IS NULL OR f.status = ?1 ORDER BY f.deadline IS NULL, f.deadline, f.id",
-    )?;
-    let rows = stmt.query_map([status], |r| {
-        let measure: String = r.get(5)?;
-        let deadline: Option<String> = r.get(6)?;
-        Ok(json!({
-            "id": r.get::<_, i64>(0)?, "record_id": r.get::<_, String>(1)?,
-            "target_id": r.get::<_, i64>(2)?, "target_name": r.get::<_, String>(3)?,
-            "uscc": r.get::<_, String>(4)?, "measure": measure,
-            "measure_label": FollowUpMeasure::from_code(&measure).map(|m| m.label()),
-            "overdue": deadline.as_deref().and_then(|d| d.parse::<NaiveDate>().ok()).map(|d| d < today),
-            "deadline": deadline, "detail": r.get::<_, Option<String>>(7)?,
-            "status": r.get::<_, String>(8)?, "created_at": r.get::<_, String>(9)?,
-        }))
-    })?;
-    Ok(rows.collect::<Result<_, _>>()?)
-}
-
-async fn follow_ups(
-    State(state): State<AppState>,
-    user: AuthUser,
-    ApiQuery(q): ApiQuery<OutcomeQuery>,
-) -> Result<Json<Vec<Value>>> {
-    user.require(OUTCOME_READERS)?;
-    let today = q.as_of.unwrap_or_else(china_today);
-    Ok(Json(
-        state
-            .db
-            .read(move |c| list_follow_ups(c, q.status.as_deref(), today))
-            .await?,
-    ))
-}
-
 /// What publication has recorded about a target: last inspection and result,
 /// records per year (the frequency cap counts these; only the records `user`
 /// may see, so that a count cannot tell a target was drawn in a list still
 /// confidential), published results, candidates and follow-ups.
-pub fn target_outcome(conn: &Connection, user: &AuthUser, target_id: i64) -> Result<Value> {
+pub fn target_outcome(conn: &Connection, user: &Actor, target_id: i64) -> Result<Value> {
     let found: Option<Value> = conn
         .query_row(
             "SELECT id, name, uscc, last_inspected_on, last_result, last_result_codes, last_record_id
@@ -1018,15 +995,11 @@ pub fn target_outcome(conn: &Connection, user: &AuthUser, target_id: i64) -> Res
     );
     v["abnormal_listing"] = json!(super::candidates::target_listing(conn, target_id)?);
     v["abnormal_decisions"] = json!(super::candidates::decisions_of_target(conn, target_id)?);
-    let mut stmt = conn.prepare(
-        "SELECT id, measure, deadline, status FROM follow_ups WHERE target_id = ?1 ORDER BY id",
-    )?;
-    v["follow_ups"] = json!(
-        stmt.query_map([target_id], |r| Ok(json!({"id": r.get::<_, i64>(0)?,
-            "measure": r.get::<_, String>(1)?, "deadline": r.get::<_, Option<String>>(2)?,
-            "status": r.get::<_, String>(3)?})))?
-            .collect::<Result<Vec<_>, _>>()?
-    );
+    let filter = super::follow_ups::Filter {
+        target_id: Some(target_id),
+        ..Default::default()
+    };
+    v["follow_ups"] = json!(super::follow_ups::list(conn, &filter, china_today())?);
     Ok(v)
 }
 

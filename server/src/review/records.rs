@@ -17,6 +17,7 @@ use super::{
     china_today, deadline_fields, doc_error, refresh_record_index, refresh_stale, was_in_group,
 };
 use crate::AppState;
+use crate::actor::Actor;
 use crate::audit;
 use crate::auth::{AuthUser, Role};
 use crate::calendar::Calendar;
@@ -66,7 +67,7 @@ pub struct QueueQuery {
 /// deadlines counted as of `today`.
 pub fn queue_rows(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     q: &QueueQuery,
     calendar: &Calendar,
     today: NaiveDate,
@@ -264,7 +265,7 @@ pub fn queue_table(rows: &[Value]) -> Table {
 /// drawn list").
 pub fn record_view(
     conn: &Connection,
-    user: &AuthUser,
+    user: &Actor,
     id: &str,
     calendar: &Calendar,
     today: NaiveDate,
@@ -448,12 +449,7 @@ pub enum Decision {
 /// Applies a decision to a record in `tx`: checks separation of duties, writes
 /// the review step into the document as the server, refreshes the index and
 /// appends to the audit log. Returns the record's new review part.
-pub fn decide(
-    tx: &Transaction<'_>,
-    user: &AuthUser,
-    id: &str,
-    decision: &Decision,
-) -> Result<Value> {
+pub fn decide(tx: &Transaction<'_>, user: &Actor, id: &str, decision: &Decision) -> Result<Value> {
     let mut doc = super::record_for_decision(tx, user, id)?;
     doc.save_incremental();
     doc.set_actor(server_actor());

@@ -198,39 +198,26 @@ pub fn purge_task(
     let at = now();
     let mut referenced: Vec<String> = Vec::new();
     {
-        let mut blobs_of =
-            tx.prepare_cached("SELECT sha256 FROM record_blobs WHERE record_id = ?1")?;
         let mut chunks = tx.prepare_cached("DELETE FROM record_chunks WHERE record_id = ?1")?;
         let mut states = tx.prepare_cached("DELETE FROM sync_states WHERE record_id = ?1")?;
-        let mut refs = tx.prepare_cached("DELETE FROM record_blobs WHERE record_id = ?1")?;
         let mut mark = tx.prepare_cached(
             "UPDATE records SET purged_at = ?2, doc_version = doc_version + 1, index_stale = 0
              WHERE id = ?1",
         )?;
         for id in &records {
-            for hash in blobs_of.query_map([id], |r| r.get::<_, String>(0))? {
-                referenced.push(hash?);
-            }
+            let (hashes, dropped) = crate::store::blobs::drop_references(tx, id)?;
+            referenced.extend(hashes);
             report.chunks += chunks.execute([id])?;
             report.sync_states += states.execute([id])?;
-            report.blob_references += refs.execute([id])?;
+            report.blob_references += dropped;
             mark.execute(params![id, at])?;
         }
     }
     referenced.sort();
     referenced.dedup();
     let mut orphans = Vec::new();
-    {
-        let mut still =
-            tx.prepare_cached("SELECT EXISTS(SELECT 1 FROM record_blobs WHERE sha256 = ?1)")?;
-        let mut rows = tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?;
-        let mut uploaders = tx.prepare_cached("DELETE FROM blob_uploaders WHERE sha256 = ?1")?;
-        for hash in referenced {
-            if still.query_row([&hash], |r| r.get::<_, bool>(0))? {
-                continue;
-            }
-            rows.execute([&hash])?;
-            uploaders.execute([&hash])?;
+    for hash in referenced {
+        if crate::store::blobs::forget_if_unreferenced(tx, &hash)? {
             orphans.push(hash);
         }
     }
@@ -269,10 +256,8 @@ pub fn after_commit(state: &AppState, purged: &Purged) {
         state.sync.forget(id);
     }
     for hash in &purged.blobs {
-        match std::fs::remove_file(state.blobs.path(hash)) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => tracing::warn!(sha256 = %hash, error = %e, "purged blob file not deleted"),
+        if let Err(e) = state.blobs.remove(hash) {
+            tracing::warn!(sha256 = %hash, error = %e, "purged blob not deleted");
         }
     }
 }

@@ -55,9 +55,7 @@ pub struct CsrfForm {
     pub form: FormData,
 }
 
-/// The message of a refused CSRF check.
-pub const CSRF_REFUSED: &str =
-    "表单校验失败（CSRF）：此表单不是从本站当前会话提交的，或页面已过期。请刷新页面后重试。";
+pub use crate::error::CSRF_REFUSED;
 
 impl FromRequest<AppState> for CsrfForm {
     type Rejection = axum::response::Response;
@@ -83,10 +81,7 @@ impl FromRequest<AppState> for CsrfForm {
 /// A 403 unless `token` is the CSRF token of the user's session.
 pub fn check_csrf(state: &AppState, user: &WebUser, token: &str) -> Result<(), WebError> {
     if !state.csrf.check(user.auth.session_id, token) {
-        return Err(WebError::for_user(
-            Error::Forbidden(CSRF_REFUSED.into()),
-            user,
-        ));
+        return Err(WebError::for_user(Error::Csrf, user));
     }
     Ok(())
 }
@@ -129,6 +124,15 @@ impl FieldErrors {
                 (base.to_owned(), format!("{field}：{reason}"))
             }
             Error::Conflict(why) => ("form".to_owned(), format!("与现有数据冲突：{why}")),
+            Error::Duplicate { field, message } => (
+                if fields.contains(field) {
+                    *field
+                } else {
+                    "form"
+                }
+                .to_owned(),
+                format!("与现有数据冲突：{message}"),
+            ),
             Error::Malformed(why) => ("form".to_owned(), why.clone()),
             _ => return Err(WebError::from(e)),
         };
@@ -198,7 +202,9 @@ pub fn post_button(user: &WebUser, action: &str, label: &str, class: &str) -> Ma
 pub fn reason_text(e: &Error) -> String {
     match e {
         Error::Invalid { field, reason } => format!("输入有误（{field}）：{reason}"),
-        Error::Conflict(why) => format!("操作与当前状态冲突：{why}"),
+        Error::Conflict(why) | Error::Duplicate { message: why, .. } => {
+            format!("操作与当前状态冲突：{why}")
+        }
         Error::Malformed(why) => format!("请求格式有误：{why}"),
         Error::TooLarge { limit } => format!("文件过大（上限 {} MB）", limit / 1024 / 1024),
         other => other.to_string(),

@@ -166,11 +166,12 @@ fn inspector_input(form: &FormData, errors: &mut FieldErrors) -> InspectorInput 
 /// Places a refusal of `inspectors::insert` or `update` next to its field.
 fn absorb(errors: &mut FieldErrors, e: Error) -> WebResult<()> {
     match e {
-        // `check_unique` names the clashing field in its message.
-        Error::Conflict(why) if why.contains("cert_no") => {
+        Error::Duplicate {
+            field: "cert_no", ..
+        } => {
             errors.add("cert_no", "已有检查人员使用此执法证号。");
         }
-        Error::Conflict(_) => errors.add("user_id", "此账号已关联另一名检查人员。"),
+        Error::Duplicate { .. } => errors.add("user_id", "此账号已关联另一名检查人员。"),
         e => errors.absorb(e, INSPECTOR_FIELDS)?,
     }
     Ok(())

@@ -30,6 +30,7 @@ mod registry;
 mod reports;
 mod review;
 pub mod session;
+mod target;
 
 pub use session::CsrfKey;
 
@@ -55,6 +56,7 @@ pub fn routes(state: AppState) -> Router<AppState> {
         .merge(review::routes())
         .merge(reports::routes())
         .merge(outcomes::routes())
+        .merge(target::routes())
         .merge(public::routes())
         .layer(axum::middleware::from_fn_with_state(
             state,
@@ -174,20 +176,20 @@ impl IntoResponse for WebError {
         let status = self.error.status();
         let (title, body) = match &self.error {
             Error::Unauthorized(_) => return Redirect::to("/login").into_response(),
-            Error::Forbidden(why) if why.contains("CSRF") => (
+            Error::Csrf => (
                 "403 表单校验失败",
                 html! {
                     h1 { "403 表单校验失败" }
-                    p.lead { (why) }
+                    p.lead { (form::CSRF_REFUSED) }
                     p { "未做任何更改。" a href="/" { "返回首页" } }
                 },
             ),
-            Error::Forbidden(why) => (
+            e @ (Error::Forbidden(_) | Error::RoleNeeded(_) | Error::OwnRecord(_)) => (
                 "403 无权访问",
                 html! {
                     h1 { "403 无权访问" }
                     p.lead { "您的账号没有执行此操作所需的角色或权限。" }
-                    p.detail { (forbidden_reason(why)) }
+                    p.detail { (forbidden_reason(e)) }
                     p { "如需此权限，请联系系统管理员。" a href="/" { "返回首页" } }
                 },
             ),
@@ -232,24 +234,18 @@ impl IntoResponse for WebError {
 }
 
 /// The Chinese reason shown on the 403 page.
-fn forbidden_reason(why: &str) -> String {
-    if let Some(roles) = why.strip_prefix("this needs the role ") {
-        let names: Vec<&str> = roles
-            .split(" or ")
-            .map(|r| match r {
-                "admin" => "管理员",
-                "planner" => "计划员",
-                "supervisor" => "审核员",
-                "inspector" => "检查员",
-                other => other,
-            })
-            .collect();
-        return format!("此页面需要以下角色之一：{}。", names.join("、"));
+fn forbidden_reason(e: &Error) -> String {
+    match e {
+        Error::RoleNeeded(roles) => {
+            let names: Vec<&str> = roles.iter().map(|r| layout::role_name(*r)).collect();
+            format!("此页面需要以下角色之一：{}。", names.join("、"))
+        }
+        Error::OwnRecord(record) => {
+            format!("您曾参与检查记录 {record} 的检查，按职责分离原则不能审核或公示它。")
+        }
+        Error::Forbidden(why) => format!("原因：{why}"),
+        e => format!("原因：{e}"),
     }
-    if why.contains("inspected") || why.contains("group") {
-        return format!("您曾参与该记录的检查，按职责分离原则不能审核或公示它。（{why}）");
-    }
-    format!("原因：{why}")
 }
 
 /// A redirect after a successful POST (303: the browser follows with GET).

@@ -17,13 +17,15 @@ use super::{WebResult, see_other};
 use crate::AppState;
 use crate::review::candidates::{CANDIDATE_DECIDERS, DecisionInput, Verdict, decide_candidate};
 use crate::review::china_today;
-use crate::review::publication::{list_abnormal_candidates, list_follow_ups};
+use crate::review::follow_ups::{self, FollowUp, RECHECK_STARTERS, RecheckInput, start_recheck};
+use crate::review::publication::list_abnormal_candidates;
 
 /// Routes of the outcome pages.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/outcomes", get(outcomes))
         .route("/abnormal-candidates/{id}/decision", post(decide))
+        .route("/follow-ups/{id}/recheck", post(recheck))
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -42,7 +44,7 @@ async fn outcomes(
         Some("remove") => Some("已移出经营异常名录。"),
         _ => None,
     };
-    outcomes_page(&state, user, notice, None).await
+    outcomes_page(&state, user, notice, None, None).await
 }
 
 /// The page, with `failed` the candidate whose decision form was refused, with its input
@@ -52,6 +54,7 @@ async fn outcomes_page(
     user: WebUser,
     notice: Option<&str>,
     failed: Option<(i64, FormData, FieldErrors)>,
+    recheck_failed: Option<(i64, String)>,
 ) -> WebResult<Markup> {
     user.require(super::reports::READERS)?;
     let calendar = state.calendar();
@@ -61,11 +64,19 @@ async fn outcomes_page(
         .read(move |c| {
             Ok((
                 list_abnormal_candidates(c, None, &calendar, today)?,
-                list_follow_ups(c, Some("open"), today)?,
+                follow_ups::list(
+                    c,
+                    &follow_ups::Filter {
+                        unfinished: true,
+                        ..Default::default()
+                    },
+                    today,
+                )?,
             ))
         })
         .await?;
     let may_decide = user.has_any(CANDIDATE_DECIDERS);
+    let may_recheck = user.has_any(RECHECK_STARTERS);
     let open: Vec<&Value> = candidates
         .iter()
         .filter(|c| matches!(c["status"].as_str(), Some("pending" | "listed")))
@@ -95,24 +106,48 @@ async fn outcomes_page(
                 }
             }
             h2 { "后续处置（未办结）" }
+            p.muted { "责令改正的，期限届满后发起复查：原检查组（回避或离岗的除外）对同一对象、同一事项复查，复查结果公示后本项办结（已改正、未改正或已终结）。" }
+            @if let Some((id, message)) = &recheck_failed { p.error #recheck-error data-follow-up=(id) { (message) } }
             @if follow_ups.is_empty() { p #no-follow-ups { "没有未办结的后续处置。" } }
             @else {
                 div.table-wrap { table #follow-ups {
-                    thead { tr { th { "检查对象" } th { "统一社会信用代码" } th { "措施" } th { "期限" } th { "说明" } th { "记录" } } }
+                    thead { tr { th { "检查对象" } th { "统一社会信用代码" } th { "措施" } th { "期限" } th { "说明" } th { "记录" } th { "复查" } } }
                     tbody { @for f in &follow_ups {
-                        tr.overdue[f["overdue"] == Value::Bool(true)] {
-                            td { (text(&f["target_name"])) }
-                            td { code { (text(&f["uscc"])) } }
-                            td { (text(&f["measure_label"])) }
-                            td { (text(&f["deadline"])) @if f["overdue"] == Value::Bool(true) { " " span.badge.warn { "已到期" } } }
-                            td { (text(&f["detail"])) }
-                            td { a href=(format!("/records/{}", text(&f["record_id"]))) { (text(&f["record_id"])) } }
-                        }
+                        (follow_up_row(&user, f, may_recheck))
                     } }
                 } }
             }
         },
     ))
+}
+
+fn follow_up_row(user: &WebUser, f: &FollowUp, may_recheck: bool) -> Markup {
+    html! {
+        tr.overdue[f.overdue] id=(format!("follow-up-{}", f.id)) {
+            td { a href=(format!("/targets/{}", f.target_id)) { (f.target_name) } }
+            td { code { (f.uscc) } }
+            td { (f.measure_label.unwrap_or(&f.measure)) }
+            td {
+                @if let Some(d) = f.deadline { (d.to_string()) } @else { "—" }
+                @if f.overdue { " " span.badge.warn { "已到期" } }
+            }
+            td { (f.detail.as_deref().unwrap_or("")) }
+            td { a href=(format!("/records/{}", f.record_id)) { (f.record_id) } }
+            td {
+                @if let Some(k) = &f.recheck {
+                    span.badge { (f.status_label) } " "
+                    a.recheck-task href=(format!("/tasks/{}", k.task_id)) { (k.task_number) }
+                } @else if f.recheck_due && may_recheck {
+                    form.recheck method="post" action=(format!("/follow-ups/{}/recheck", f.id)) {
+                        (csrf_field(user))
+                        button.primary type="submit" { "发起复查" }
+                    }
+                } @else if f.recheck_due {
+                    "待复查"
+                } @else { "—" }
+            }
+        }
+    }
 }
 
 fn status_label(status: &str) -> &'static str {
@@ -144,7 +179,7 @@ fn candidate_card(
     };
     html! {
         section.box.candidate.overdue[overdue] id=(format!("candidate-{id}")) {
-            h3 { (text(&c["target_name"])) " " span.badge { (status_label(status)) }
+            h3 { a href=(format!("/targets/{}", text(&c["target_id"]))) { (text(&c["target_name"])) } " " span.badge { (status_label(status)) }
                 @if overdue { " " span.badge.warn { "已超期" } } }
             dl.facts {
                 dt { "统一社会信用代码" } dd { code { (text(&c["uscc"])) } }
@@ -220,6 +255,44 @@ async fn decide(
             }
         }
     }
-    let body = outcomes_page(&state, user, None, Some((id, form, errors))).await?;
+    let body = outcomes_page(&state, user, None, Some((id, form, errors)), None).await?;
     Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response())
+}
+
+/// `POST /follow-ups/{id}/recheck` from the page's button: starts the 复查 with
+/// the original group and opens its task.
+async fn recheck(
+    State(state): State<AppState>,
+    Path(id): Path<i64>,
+    post: CsrfForm,
+) -> WebResult<Response> {
+    let CsrfForm { user, .. } = post;
+    user.require(RECHECK_STARTERS)?;
+    let (auth, calendar) = (user.auth.clone(), state.calendar());
+    let result = state
+        .db
+        .write(move |tx| {
+            start_recheck(
+                tx,
+                &auth,
+                id,
+                &RecheckInput::default(),
+                &calendar,
+                china_today(),
+            )
+        })
+        .await;
+    let mut errors = FieldErrors::new();
+    match result {
+        Ok(started) => {
+            return Ok(see_other(&format!(
+                "/tasks/{}?done=recheck",
+                started.task_id
+            )));
+        }
+        Err(e) => errors.absorb(e, &[])?,
+    }
+    let message = errors.get("form").unwrap_or_default().to_owned();
+    let body = outcomes_page(&state, user, None, None, Some((id, message))).await?;
+    Ok((StatusCode::CONFLICT, body).into_response())
 }

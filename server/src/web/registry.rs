@@ -9,9 +9,7 @@ use chrono::NaiveDate;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::form::{
-    CSRF_REFUSED, CsrfForm, FieldErrors, FormData, csrf_field, input, post_button, select,
-};
+use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, input, post_button, select};
 use super::layout::{page, pager, target_type_label, time};
 use super::session::WebUser;
 use super::{WebError, WebResult, see_other};
@@ -161,7 +159,7 @@ fn target_table(list: &[targets::Target]) -> Markup {
                 @for t in list {
                     tr {
                         td { code { (t.input.uscc) } }
-                        td { (t.input.name) }
+                        td { a href=(format!("/targets/{}", t.id)) { (t.input.name) } }
                         td { (target_type_label(&t.input.target_type)) }
                         td { (t.input.industry) }
                         td { (t.input.region) }
@@ -264,10 +262,7 @@ async fn import_targets(
                 // The form sends its token first: nothing of the file is read for a request
                 // that is not allowed to import.
                 if !state.csrf.check(user.auth.session_id, &csrf) {
-                    return Err(WebError::for_user(
-                        Error::Forbidden(CSRF_REFUSED.into()),
-                        &user,
-                    ));
+                    return Err(WebError::for_user(Error::Csrf, &user));
                 }
                 user.require(WRITERS)?;
                 let Some(taken) = state.imports.try_take() else {
@@ -310,10 +305,7 @@ async fn import_targets(
         }
     }
     if !state.csrf.check(user.auth.session_id, &csrf) {
-        return Err(WebError::for_user(
-            Error::Forbidden(CSRF_REFUSED.into()),
-            &user,
-        ));
+        return Err(WebError::for_user(Error::Csrf, &user));
     }
     user.require(WRITERS)?;
     let Some((file, digest)) = received.filter(|(_, digest)| digest.bytes > 0) else {
@@ -869,6 +861,7 @@ pub(super) struct TaskParams {
     published: Option<usize>,
     skipped: Option<usize>,
     waiting: Option<i64>,
+    done: Option<String>,
 }
 
 /// `GET /tasks/{id}/dossier.zip`: the task's dossier, as the API streams it, for whoever
@@ -946,8 +939,14 @@ pub(super) async fn task_view(
                     "节假日安排尚未公布（或尚未载入），暂按周一至周五计算工作日。仍可摇号；管理员载入该年度安排后期限自动更正，可能变动。"
                 }
             }
+            @if done.done.as_deref() == Some("recheck") {
+                p.notice #notice { "已发起复查：检查组的手机同步后即可收到任务。" }
+            }
             dl.facts {
                 dt { "任务编号" } dd { (task.number) }
+                @if let Some(original) = &task.recheck_of {
+                    dt { "复查" } dd #recheck-of { "对检查记录 " a href=(format!("/records/{original}")) { (original) } " 责令改正事项的复查（不摇号，由原检查组实施）" }
+                }
                 dt { "抽查类型" } dd { @if task.directed { "定向" } @else { "不定向" } @if task.joint { "，联合抽查" } }
                 dt { "参与部门" } dd { (task.departments.join("、")) }
                 dt { "抽取" } dd { @if let Some(n) = task.count { (n) " 户" } @else if let Some(r) = task.ratio { (format!("{:.1}%", r * 100.0)) } }
@@ -968,7 +967,7 @@ pub(super) async fn task_view(
                     @if let Some(w) = done.waiting.filter(|w| *w > 0) { "；另有 " (w) " 条尚未审核通过" }
                     "。" }
             }
-            @if user.has_any(super::draw::DRAWERS) {
+            @if user.has_any(super::draw::DRAWERS) && task.recheck_of.is_none() {
                 p { a.button.primary href=(format!("/tasks/{id}/draw")) { "摇号现场" } }
             }
             @if user.has_any(&[Role::Supervisor]) && !list.is_empty() {
@@ -994,7 +993,7 @@ pub(super) async fn task_view(
                     @if list.is_empty() && drawn { tr { td colspan="4" { "抽查名单公示前，仅计划员和管理员可以查看；检查记录提交后，审核员可以查看。" } } }
                 }
             } }
-            @if user.has_any(super::draw::DRAWERS) && list.iter().any(|r| !r.withdrawn) {
+            @if user.has_any(super::draw::DRAWERS) && task.recheck_of.is_none() && list.iter().any(|r| !r.withdrawn) {
                 (super::recusal::redraw_form(&user, id, &list, &names, &values, &errors))
             }
         },

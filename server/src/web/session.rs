@@ -431,13 +431,9 @@ pub async fn login(
                 .insert(header::RETRY_AFTER, refusal.retry_after_header());
             Ok(response)
         }
-        Err(LoginError::Failed(Error::Unauthorized(why))) if why.starts_with("wrong username") => {
-            retry("用户名或密码错误，请重新输入。")
-        }
-        Err(LoginError::Failed(Error::Unauthorized(why))) if why.contains("deactivated") => {
-            retry("该账号已停用，请联系管理员。")
-        }
-        Err(LoginError::Failed(Error::Unauthorized(_))) => {
+        Err(LoginError::WrongCredentials) => retry("用户名或密码错误，请重新输入。"),
+        Err(LoginError::Deactivated) => retry("该账号已停用，请联系管理员。"),
+        Err(LoginError::WeakPassword(_)) => {
             retry("该密码过于简单，只在演示模式下可用。请联系管理员设置新密码。")
         }
         Err(LoginError::Failed(Error::Invalid { reason, .. })) => {

@@ -341,6 +341,7 @@ fn checkpoint_blocked(server: &TestServer) -> bool {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_leaves_mid_download_stops_the_build_and_its_snapshot_is_released() {
     use suiji_mobile_core::record::{PhotoMeta, inspector_actor};
+    use suiji_mobile_core::sync::wire::WholeBlob;
     use suiji_mobile_core::{BlobHash, InspectorId};
     let server = TestServer::start().await;
     let (_agency, records) = drawn_task(&server, 3, 2).await;
@@ -348,11 +349,15 @@ async fn a_client_that_leaves_mid_download_stops_the_build_and_its_snapshot_is_r
     // Thirty photos of most of a megabyte each: far more than the channel and the socket buffers
     // hold, so the build waits on the client.
     let photos: Vec<Vec<u8>> = (0..30).map(large_jpeg).collect();
-    for bytes in &photos {
-        let path = server.state.blobs.path(BlobHash::of(bytes).as_str());
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, bytes).unwrap();
-    }
+    let whole: Vec<WholeBlob> = photos
+        .iter()
+        .map(|bytes| WholeBlob {
+            sha256: BlobHash::of(bytes).as_str().to_owned(),
+            bytes: bytes.clone(),
+        })
+        .collect();
+    let stored = server.state.blobs.put_many(&whole, usize::MAX).unwrap();
+    assert!(stored.iter().all(|s| s.is_ok()));
     server
         .state
         .db

@@ -8,18 +8,7 @@ use suiji_mobile_core::vocab::ResultCategory;
 use suiji_server::audit::{self, Verification};
 use suiji_tests::{Client, TestServer};
 
-use crate::review::{fill, phones, scenario, sign_and_submit};
-
-async fn approve_and_publish(supervisor: &Client, id: &str) {
-    let (s, body) = supervisor
-        .post(&format!("/api/v1/records/{id}/approve"), &json!({}))
-        .await;
-    assert_eq!(s, StatusCode::OK, "{body}");
-    let (s, body) = supervisor
-        .post(&format!("/api/v1/records/{id}/publish"), &json!({}))
-        .await;
-    assert_eq!(s, StatusCode::CREATED, "{body}");
-}
+use crate::review::{approve_and_publish, fill, phones, scenario, sign_and_submit};
 
 async fn decide(
     client: &Client,

@@ -295,11 +295,11 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
     assert_ne!(download(&server, &supervisor, &hash).await, StatusCode::OK);
     assert_ne!(download(&server, &admin, &hash).await, StatusCode::OK);
     assert!(
-        !server.state.blobs.path(&hash).exists(),
+        server.state.blobs.stat(&hash).unwrap().is_none(),
         "the file is deleted"
     );
     assert!(
-        server.state.blobs.path(&thumbnail).exists(),
+        server.state.blobs.stat(&thumbnail).unwrap().is_some(),
         "the thumbnail {keeper} still references is kept"
     );
     let kept: i64 = server

@@ -77,12 +77,25 @@ pub(crate) async fn sign_and_submit(server: &TestServer, a: &mut Phone, b: &mut 
     sync(a, server);
 }
 
+/// Approves record `id` as `supervisor`, then publishes its result.
+pub(crate) async fn approve_and_publish(supervisor: &Client, id: &str) {
+    for (action, status) in [
+        ("approve", StatusCode::OK),
+        ("publish", StatusCode::CREATED),
+    ] {
+        let (s, body) = supervisor
+            .post(&format!("/api/v1/records/{id}/{action}"), &json!({}))
+            .await;
+        assert_eq!(s, status, "{action}: {body}");
+    }
+}
+
 pub(crate) struct Scenario {
     pub(crate) task_id: i64,
     pub(crate) records: Vec<RecordSummary>,
 }
 
-async fn make_task(planner: &Client, plan_id: i64, number: &str, extra: Value) -> i64 {
+pub(crate) async fn make_task(planner: &Client, plan_id: i64, number: &str, extra: Value) -> i64 {
     let mut body = json!({
         "number": number, "name": "餐饮服务食品安全定向抽查", "directed": true,
         "conditions": {"industries": ["餐饮业"], "risk_classes": ["A"]}, "count": 2,

@@ -306,6 +306,10 @@ async fn a_supervisor_who_was_in_the_inspection_group_cannot_correct_it() {
     )
     .await;
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    assert!(refused.text().await.unwrap().contains("inspector group"));
+    let page = refused.text().await.unwrap();
+    assert!(
+        page.contains("职责分离") && page.contains(&p.record.id),
+        "names the rule and the record: {page}"
+    );
     assert_unchanged(&server, p.result_id).await;
 }

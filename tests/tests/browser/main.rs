@@ -406,3 +406,129 @@ async fn wrong_password_missing_role_forged_form_and_unknown_page_get_clear_page
     assert!(browser.page_text().await.contains("404 页面不存在"));
     browser.screenshot("04-not-found").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn supervisor_lists_a_candidate_and_a_planner_starts_a_recheck_from_the_outcomes_page() {
+    let server = TestServer::start_demo().await;
+    let password = suiji_server::demo::DEMO_PASSWORD;
+    let browser = Browser::start(&server.base, "outcomes").await;
+
+    // The demo's 无法联系 result left a pending candidate: the supervisor lists it.
+    browser.log_in("supervisor", password).await;
+    browser.open("/outcomes").await;
+    let card = browser.text("section.candidate").await;
+    assert!(card.contains("待决定"), "{card}");
+    browser.screenshot("01-pending-candidate").await;
+    browser
+        .find("section.candidate input[name=decision][value=list]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    browser
+        .fill(
+            "section.candidate textarea[name=reason]",
+            "两次上门及电话均无法联系",
+        )
+        .await;
+    browser
+        .click("section.candidate form.decision button[type=submit]")
+        .await;
+    assert!(browser.text("#notice").await.contains("已列入经营异常名录"));
+    assert!(browser.text("section.candidate").await.contains("已列入"));
+    browser.screenshot("02-listed").await;
+    let listed: Vec<i64> = server
+        .state
+        .db
+        .read(|c| {
+            let mut stmt = c.prepare(
+                "SELECT id FROM targets WHERE flag_abnormal = 1 AND abnormal_source_record IS NOT NULL",
+            )?;
+            let ids = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+            Ok(ids)
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        listed.len(),
+        1,
+        "the target is on the list, from its record"
+    );
+    // The target's page shows the listing and the decision, from the candidate's link.
+    browser.click("section.candidate h3 a").await;
+    assert!(browser.text("#abnormal-listing").await.contains("已列入"));
+    let decisions = browser.text("#abnormal-decisions").await;
+    assert!(
+        decisions.contains("列入经营异常名录") && decisions.contains("两次上门及电话均无法联系"),
+        "{decisions}"
+    );
+    let url = browser.client.current_url().await.unwrap();
+    assert!(
+        url.path().ends_with(&format!("/targets/{}", listed[0])),
+        "{url}"
+    );
+    browser.screenshot("02b-target-page").await;
+    browser.open("/outcomes").await;
+    // The supervisor sees the open order to correct but may not start its 复查.
+    assert!(browser.text("#follow-ups").await.contains("责令改正"));
+    assert!(
+        browser
+            .client
+            .find_all(fantoccini::Locator::Css("form.recheck"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    browser.log_out().await;
+
+    // The party's deadline passes (the stored date is set back, as time would), and the
+    // planner starts the 复查 with one click.
+    let original: String = server
+        .state
+        .db
+        .write_blocking(|tx| {
+            tx.execute("UPDATE follow_ups SET deadline = '2026-11-01'", [])?;
+            Ok(tx.query_row("SELECT record_id FROM follow_ups", [], |r| r.get(0))?)
+        })
+        .unwrap();
+    browser.log_in("planner", password).await;
+    browser.open("/outcomes").await;
+    let row = browser.text("#follow-ups").await;
+    assert!(row.contains("已到期"), "{row}");
+    browser.screenshot("03-recheck-due").await;
+    browser.click("form.recheck button[type=submit]").await;
+    assert!(browser.text("#notice").await.contains("已发起复查"));
+    let of = browser.text("#recheck-of").await;
+    assert!(of.contains(&original), "{of}");
+    let page = browser.page_text().await;
+    assert!(
+        page.contains("复查："),
+        "the task is named as a 复查: {page}"
+    );
+    assert!(!page.contains("摇号现场"), "a 复查 is not drawn: {page}");
+    browser.screenshot("04-recheck-task").await;
+
+    // Back on the outcomes page the follow-up is under way, linked to its task.
+    browser.open("/outcomes").await;
+    let row = browser.text("#follow-ups").await;
+    assert!(row.contains("复查中"), "{row}");
+    assert!(
+        browser
+            .find("a.recheck-task")
+            .await
+            .attr("href")
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        browser
+            .client
+            .find_all(fantoccini::Locator::Css("form.recheck"))
+            .await
+            .unwrap()
+            .is_empty(),
+        "no second 复查"
+    );
+    browser.screenshot("05-rechecking").await;
+}
