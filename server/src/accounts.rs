@@ -3,11 +3,11 @@
 
 use std::net::IpAddr;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -52,7 +52,7 @@ pub struct User {
 const USER_COLUMNS: &str = "u.id, u.username, u.display_name, u.roles, u.active,
      (SELECT i.id FROM inspectors i WHERE i.user_id = u.id)";
 
-fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
+fn user_from_row(row: &crate::store::sql::Row<'_>) -> Result<(User, String)> {
     let roles: String = row.get(3)?;
     Ok((
         User {
@@ -68,7 +68,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<(User, String)> {
 }
 
 /// Loads a user by id.
-pub fn get_user_by_id(conn: &Connection, id: i64) -> Result<User> {
+pub fn get_user_by_id(conn: &Conn, id: i64) -> Result<User> {
     let found = conn
         .query_row(
             &format!("SELECT {USER_COLUMNS} FROM users u WHERE u.id = ?1"),
@@ -82,7 +82,7 @@ pub fn get_user_by_id(conn: &Connection, id: i64) -> Result<User> {
 }
 
 /// Every user, by id.
-pub fn all_users(conn: &Connection) -> Result<Vec<User>> {
+pub fn all_users(conn: &Conn) -> Result<Vec<User>> {
     let mut stmt = conn.prepare(&format!("SELECT {USER_COLUMNS} FROM users u ORDER BY u.id"))?;
     let rows = stmt.query_map([], user_from_row)?;
     let mut users = Vec::new();
@@ -135,7 +135,7 @@ fn roles_json(roles: &[Role]) -> String {
 /// Inserts a user with an already hashed password and audits it. Checks the
 /// username and roles; the caller has checked the password.
 pub fn insert_user(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     username: &str,
     display_name: &str,
@@ -335,12 +335,12 @@ pub async fn log_in(
     let found: Option<(i64, String, bool)> = state
         .db
         .read(move |c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id, password_hash, active FROM users WHERE username = ?1",
                 [username],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
-            .optional()?)
+            .optional()
         })
         .await?;
     let (user_id, hash, active) = match found {
@@ -455,7 +455,7 @@ async fn refresh(
 
 /// Revokes the caller's session and records the logout in the audit log (the API's and the
 /// web console's logout).
-pub fn log_out(tx: &Transaction<'_>, user: &AuthUser) -> Result<()> {
+pub fn log_out(tx: &Tx<'_>, user: &AuthUser) -> Result<()> {
     auth::revoke_session(tx, user.session_id)?;
     audit::append(
         tx,

@@ -7,7 +7,7 @@
 //! after, prev_hash))`. The newest `seq:hash` is also kept in `meta` so that
 //! dropping entries from the end is caught as well.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -44,7 +44,7 @@ pub struct Entry {
 impl Entry {
     /// Reads an entry from a row of `SELECT seq, at, actor, action, entity,
     /// before, after, prev_hash, hash`.
-    fn from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Entry> {
+    fn from_row(row: &crate::store::sql::Row<'_>) -> Result<Entry> {
         Ok(Entry {
             seq: row.get(0)?,
             at: row.get(1)?,
@@ -77,7 +77,7 @@ impl Entry {
 
 /// Appends an entry to the log within `tx`.
 pub fn append(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     action: &str,
     entity: &str,
@@ -144,7 +144,7 @@ pub enum Verification {
 }
 
 /// Walks the whole chain in order and reports the first bad entry, if any.
-pub fn verify(conn: &Connection) -> Result<Verification> {
+pub fn verify(conn: &Conn) -> Result<Verification> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
          FROM audit_log ORDER BY rowid",
@@ -153,7 +153,7 @@ pub fn verify(conn: &Connection) -> Result<Verification> {
     let mut expected_seq = 1;
     let mut prev_hash = GENESIS.to_owned();
     while let Some(row) = rows.next()? {
-        let e = Entry::from_row(row)?;
+        let e = Entry::from_row(&row)?;
         if e.seq != expected_seq {
             return Ok(Verification::Broken {
                 seq: expected_seq,
@@ -194,20 +194,20 @@ pub fn verify(conn: &Connection) -> Result<Verification> {
 }
 
 /// The newest `limit` entries, newest first, optionally filtered by entity prefix.
-pub fn recent(conn: &Connection, entity_prefix: Option<&str>, limit: i64) -> Result<Vec<Entry>> {
+pub fn recent(conn: &Conn, entity_prefix: Option<&str>, limit: i64) -> Result<Vec<Entry>> {
     let pattern = format!("{}%", entity_prefix.unwrap_or(""));
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
          FROM audit_log WHERE entity LIKE ?1 ORDER BY seq DESC LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![pattern, limit], Entry::from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// Every entry touching task `task_id`: the task itself (`task:<id>`: creation, commitments,
 /// draws, redraws, publication of the list), its records (`record:<id>`: reviews,
 /// publication) and their published results (`result:<id>`: corrections), oldest first.
-pub fn entries_of_task(conn: &Connection, task_id: i64) -> Result<Vec<Entry>> {
+pub fn entries_of_task(conn: &Conn, task_id: i64) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
          FROM audit_log
@@ -217,7 +217,7 @@ pub fn entries_of_task(conn: &Connection, task_id: i64) -> Result<Vec<Entry>> {
          ORDER BY seq",
     )?;
     let rows = stmt.query_map([task_id], Entry::from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 #[cfg(test)]
@@ -246,8 +246,7 @@ mod tests {
     }
 
     fn tamper(db: &Db, sql: &str) {
-        let conn = Connection::open(db.path()).unwrap();
-        conn.execute_batch(sql).unwrap();
+        db.write_blocking(|tx| tx.execute_batch(sql)).unwrap();
     }
 
     fn verify_db(db: &Db) -> Verification {

@@ -10,12 +10,12 @@
 use std::fmt;
 use std::str::FromStr;
 
+use crate::store::sql::{OptionalExtension, Tx, params};
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier, phc::PasswordHash};
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
-use rusqlite::{OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -223,7 +223,7 @@ pub struct TokenPair {
 /// name for session lists; `device_id` the phone store's device id the session is bound to
 /// (checked by [`check_device_id`]), if it is a phone's.
 pub fn open_session(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     keys: &JwtKeys,
     user_id: i64,
     username: &str,
@@ -321,7 +321,7 @@ fn stamp_before(ago: chrono::Duration) -> String {
 /// retired less than `grace` ago (two console tabs refreshing at once), the whole session is
 /// revoked, the one who rotated it included, and the reuse is audited.
 pub fn refresh_session(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     keys: &JwtKeys,
     refresh: &str,
     grace: std::time::Duration,
@@ -376,11 +376,7 @@ pub fn refresh_session(
 
 /// The refresh token with this hash is not current: if it is a retired one, its session is
 /// revoked (outside the grace period) and the reuse audited.
-fn retired_token_used(
-    tx: &Transaction<'_>,
-    hash: &str,
-    grace: std::time::Duration,
-) -> Result<Refreshed> {
+fn retired_token_used(tx: &Tx<'_>, hash: &str, grace: std::time::Duration) -> Result<Refreshed> {
     let retired: Option<(i64, String, Option<String>, String)> = tx
         .query_row(
             "SELECT r.session_id, r.retired_at, s.revoked_at, u.username
@@ -416,7 +412,7 @@ fn retired_token_used(
 }
 
 /// Revokes one session. Returns whether it was live.
-pub fn revoke_session(tx: &Transaction<'_>, sid: i64) -> Result<bool> {
+pub fn revoke_session(tx: &Tx<'_>, sid: i64) -> Result<bool> {
     let n = tx.execute(
         "UPDATE sessions SET revoked_at = ?1 WHERE id = ?2 AND revoked_at IS NULL",
         params![now(), sid],
@@ -425,11 +421,11 @@ pub fn revoke_session(tx: &Transaction<'_>, sid: i64) -> Result<bool> {
 }
 
 /// Revokes every live session of a user. Returns how many there were.
-pub fn revoke_user_sessions(tx: &Transaction<'_>, user_id: i64) -> Result<usize> {
-    Ok(tx.execute(
+pub fn revoke_user_sessions(tx: &Tx<'_>, user_id: i64) -> Result<usize> {
+    tx.execute(
         "UPDATE sessions SET revoked_at = ?1 WHERE user_id = ?2 AND revoked_at IS NULL",
         params![now(), user_id],
-    )?)
+    )
 }
 
 /// The caller of a protected endpoint, as checked against the database on

@@ -1,12 +1,14 @@
 //! SQLite access: one writer connection, a few readers beside it (WAL), and the
-//! numbered, append-only schema migrations.
+//! numbered, append-only schema migrations. The code above it reads and writes through
+//! [`crate::store::sql`]'s connections and transactions.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use rusqlite::{Connection, OpenFlags, Transaction, TransactionBehavior};
+use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
+use crate::store::sql::{Conn, Tx};
 
 /// The schema migrations, in order. Migration `i` (1-based) moves the database
 /// from `PRAGMA user_version = i - 1` to `i`. Never edit a shipped entry: append.
@@ -44,8 +46,8 @@ pub struct Db {
 
 struct Inner {
     path: PathBuf,
-    writer: Mutex<Connection>,
-    readers: Mutex<Vec<Connection>>,
+    writer: Mutex<Conn>,
+    readers: Mutex<Vec<Conn>>,
 }
 
 impl Db {
@@ -58,7 +60,7 @@ impl Db {
         Ok(Db {
             inner: Arc::new(Inner {
                 path: path.to_owned(),
-                writer: Mutex::new(writer),
+                writer: Mutex::new(Conn::sqlite(writer)),
                 readers: Mutex::new(Vec::new()),
             }),
         })
@@ -74,7 +76,7 @@ impl Db {
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Transaction<'_>) -> Result<T> + Send + 'static,
+        F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.write_blocking(f)).await?
@@ -84,7 +86,7 @@ impl Db {
     pub async fn read<T, F>(&self, f: F) -> Result<T>
     where
         T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+        F: FnOnce(&Conn) -> Result<T> + Send + 'static,
     {
         let db = self.clone();
         tokio::task::spawn_blocking(move || db.read_blocking(f)).await?
@@ -96,23 +98,20 @@ impl Db {
     /// panic dropped the closure's transaction, which rolled it back. So the lock is taken back
     /// rather than refusing every later write until a restart, and anything a failed rollback
     /// left open is rolled back first, so the next write starts clean.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Transaction<'_>) -> Result<T>) -> Result<T> {
-        let mut conn = self.inner.writer.lock().unwrap_or_else(|poisoned| {
+    pub fn write_blocking<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
+        let conn = self.inner.writer.lock().unwrap_or_else(|poisoned| {
             tracing::warn!("a write panicked; the writer connection is taken back");
             self.inner.writer.clear_poison();
             poisoned.into_inner()
         });
-        if !conn.is_autocommit() {
-            conn.execute_batch("ROLLBACK")?;
-        }
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let tx = conn.begin_write()?;
         let value = f(&tx)?;
         tx.commit()?;
         Ok(value)
     }
 
     /// [`Db::read`] for callers that are already off the async runtime.
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+    pub fn read_blocking<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
         let idle = self.inner.readers.lock().ok().and_then(|mut r| r.pop());
         let conn = match idle {
             Some(conn) => conn,
@@ -122,7 +121,7 @@ impl Db {
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure(&conn)?;
-                conn
+                Conn::sqlite(conn)
             }
         };
         let value = f(&conn);
@@ -147,7 +146,11 @@ fn configure(conn: &Connection) -> Result<()> {
 }
 
 /// The schema version a database is at.
-pub fn schema_version(conn: &Connection) -> Result<usize> {
+pub fn schema_version(conn: &Conn) -> Result<usize> {
+    sqlite_schema_version(conn.raw())
+}
+
+fn sqlite_schema_version(conn: &Connection) -> Result<usize> {
     let v: i64 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
     Ok(v as usize)
 }
@@ -155,7 +158,7 @@ pub fn schema_version(conn: &Connection) -> Result<usize> {
 /// Applies migrations until the database is at schema version `target`, each
 /// in its own transaction together with its version bump.
 pub fn migrate(conn: &mut Connection, target: usize) -> Result<()> {
-    let current = schema_version(conn)?;
+    let current = sqlite_schema_version(conn)?;
     if current > MIGRATIONS.len() {
         return Err(Error::Internal(format!(
             "database schema version {current} is newer than this server knows ({})",
@@ -172,18 +175,27 @@ pub fn migrate(conn: &mut Connection, target: usize) -> Result<()> {
     Ok(())
 }
 
+/// Opens the database at `path` with its schema brought only up to version `target`: the
+/// database an older server left, for upgrade tests.
+#[cfg(test)]
+pub(crate) fn open_at_version(path: &Path, target: usize) -> Result<Conn> {
+    let mut conn = Connection::open(path)?;
+    configure(&conn)?;
+    migrate(&mut conn, target)?;
+    Ok(Conn::sqlite(conn))
+}
+
 /// Reads a value from the `meta` table.
-pub fn meta_get(conn: &Connection, key: &str) -> Result<Option<String>> {
-    use rusqlite::OptionalExtension;
-    Ok(conn
-        .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-            row.get(0)
-        })
-        .optional()?)
+pub fn meta_get(conn: &Conn, key: &str) -> Result<Option<String>> {
+    use crate::store::sql::OptionalExtension;
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+        row.get(0)
+    })
+    .optional()
 }
 
 /// Writes a value to the `meta` table.
-pub fn meta_set(tx: &Transaction<'_>, key: &str, value: &str) -> Result<()> {
+pub fn meta_set(tx: &Tx<'_>, key: &str, value: &str) -> Result<()> {
     tx.execute(
         "INSERT INTO meta (key, value) VALUES (?1, ?2)
          ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -221,7 +233,7 @@ mod tests {
         {
             let mut conn = Connection::open(&old_path).unwrap();
             migrate(&mut conn, 1).unwrap();
-            assert_eq!(schema_version(&conn).unwrap(), 1);
+            assert_eq!(sqlite_schema_version(&conn).unwrap(), 1);
             conn.execute(
                 "INSERT INTO users (username, display_name, password_hash, roles, created_at)
                  VALUES ('old', 'Old User', 'x', '[\"admin\"]', '2026-01-01T00:00:00Z')",
@@ -235,7 +247,7 @@ mod tests {
             .read_blocking(|old| {
                 fresh.read_blocking(|new| {
                     assert_eq!(schema_version(old)?, MIGRATIONS.len());
-                    assert_eq!(schema(old), schema(new));
+                    assert_eq!(schema(old.raw()), schema(new.raw()));
                     let name: String = old.query_row(
                         "SELECT display_name FROM users WHERE username = 'old'",
                         [],

@@ -461,9 +461,8 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
 /// the key file beside the database, as the server does.
 pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
     let seal = draw::seal::SealKey::for_database(db.path())?;
-    let has_users: bool = db.read_blocking(|c| {
-        Ok(c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0))?)
-    })?;
+    let has_users: bool =
+        db.read_blocking(|c| c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0)))?;
     if has_users {
         return Ok(Summary::default());
     }
@@ -631,7 +630,7 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
 }
 
 /// Creates and publishes the demo plan; returns the id of the food-safety task.
-fn seed_plan(tx: &rusqlite::Transaction<'_>) -> Result<i64> {
+fn seed_plan(tx: &crate::store::sql::Tx<'_>) -> Result<i64> {
     let plan = plans::insert_plan(
         tx,
         ACTOR,

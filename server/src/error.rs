@@ -107,7 +107,7 @@ pub enum Error {
     },
     /// The database failed.
     #[error("database error")]
-    Database(#[from] rusqlite::Error),
+    Database(#[from] crate::store::sql::DatabaseError),
     /// A file or socket failed.
     #[error("i/o error")]
     Io(#[from] std::io::Error),

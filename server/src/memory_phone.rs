@@ -7,8 +7,8 @@
 
 use std::collections::HashMap;
 
+use crate::store::sql::Tx;
 use automerge::sync::{Message, State, SyncDoc};
-use rusqlite::Transaction;
 use suiji_mobile_core::record::{InspectorSignature, SigningKey};
 use suiji_mobile_core::sync::complete_message;
 use suiji_mobile_core::sync::wire::{
@@ -60,7 +60,7 @@ impl MemoryPhone {
 
     /// Registers this phone's signing key for its inspector, as the inspector's login on the
     /// phone does (without a session: the demo seeds before anyone logs in).
-    pub fn register_key(&self, tx: &Transaction<'_>) -> Result<()> {
+    pub fn register_key(&self, tx: &Tx<'_>) -> Result<()> {
         let public_key = suiji_mobile_core::record::public_key_hex(&self.key.verifying_key());
         crate::signing::register_key(tx, self.inspector, &self.device, None, &public_key)?;
         Ok(())

@@ -5,13 +5,13 @@
 
 use std::collections::BTreeSet;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::Json;
 use axum::Router;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use chrono::{Datelike, NaiveDate};
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -219,7 +219,7 @@ pub struct Task {
     pub recheck_of: Option<String>,
 }
 
-fn task_items(conn: &Connection, task_id: i64) -> Result<Vec<TaskItem>> {
+fn task_items(conn: &Conn, task_id: i64) -> Result<Vec<TaskItem>> {
     let mut stmt = conn.prepare_cached(
         "SELECT i.code, ti.item_version, v.name, d.code
          FROM task_items ti JOIN items i ON i.id = ti.item_id
@@ -235,14 +235,14 @@ fn task_items(conn: &Connection, task_id: i64) -> Result<Vec<TaskItem>> {
             department: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 const TASK_COLUMNS: &str = "t.id, t.plan_id, t.number, t.name, t.directed, t.conditions, t.ratio,
     t.count, t.window_start, t.window_end, d.code, t.joint, t.published_at,
     (SELECT k.original_record_id FROM rechecks k WHERE k.task_id = t.id)";
 
-fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Task, String)> {
+fn task_from_row(r: &crate::store::sql::Row<'_>) -> Result<(Task, String)> {
     Ok((
         Task {
             id: r.get(0)?,
@@ -266,7 +266,7 @@ fn task_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Task, String)> {
     ))
 }
 
-fn finish_task(conn: &Connection, (mut task, conditions): (Task, String)) -> Result<Task> {
+fn finish_task(conn: &Conn, (mut task, conditions): (Task, String)) -> Result<Task> {
     task.conditions = serde_json::from_str(&conditions)?;
     task.items = task_items(conn, task.id)?;
     let mut departments = vec![task.department.clone()];
@@ -280,7 +280,7 @@ fn finish_task(conn: &Connection, (mut task, conditions): (Task, String)) -> Res
 }
 
 /// Loads one task.
-pub fn get_task_by_id(conn: &Connection, id: i64) -> Result<Task> {
+pub fn get_task_by_id(conn: &Conn, id: i64) -> Result<Task> {
     let row = conn
         .query_row(
             &format!(
@@ -295,7 +295,7 @@ pub fn get_task_by_id(conn: &Connection, id: i64) -> Result<Task> {
     finish_task(conn, row)
 }
 
-fn tasks_of_plan(conn: &Connection, plan_id: i64, published_only: bool) -> Result<Vec<Task>> {
+fn tasks_of_plan(conn: &Conn, plan_id: i64, published_only: bool) -> Result<Vec<Task>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {TASK_COLUMNS} FROM tasks t JOIN departments d ON d.id = t.department_id
          WHERE t.plan_id = ?1 AND (?2 = 0 OR t.published_at IS NOT NULL) ORDER BY t.number"
@@ -307,11 +307,11 @@ fn tasks_of_plan(conn: &Connection, plan_id: i64, published_only: bool) -> Resul
 }
 
 /// Loads one plan with its tasks.
-pub fn get_plan_by_id(conn: &Connection, id: i64) -> Result<Plan> {
+pub fn get_plan_by_id(conn: &Conn, id: i64) -> Result<Plan> {
     plan_with_tasks(conn, id, false)
 }
 
-fn plan_with_tasks(conn: &Connection, id: i64, published_only: bool) -> Result<Plan> {
+fn plan_with_tasks(conn: &Conn, id: i64, published_only: bool) -> Result<Plan> {
     let mut plan = conn
         .query_row(
             "SELECT p.id, p.number, p.name, p.year, d.code, p.published_at
@@ -344,7 +344,7 @@ fn check_number(field: &str, number: &str) -> Result<()> {
 }
 
 /// Creates a plan.
-pub fn insert_plan(tx: &Transaction<'_>, actor: &str, plan: &NewPlan) -> Result<Plan> {
+pub fn insert_plan(tx: &Tx<'_>, actor: &str, plan: &NewPlan) -> Result<Plan> {
     check_number("number", &plan.number)?;
     check_name("name", &plan.name, 200)?;
     if !(2000..=2100).contains(&plan.year) {
@@ -416,11 +416,7 @@ pub struct TaskWarning {
 /// days, the date the draw writes into each record) runs into a year without a
 /// holiday schedule, so it is provisional until an admin loads that year, and
 /// may then move. The task can still be drawn.
-pub fn task_warnings(
-    conn: &Connection,
-    task: &Task,
-    calendar: &Calendar,
-) -> Result<Vec<TaskWarning>> {
+pub fn task_warnings(conn: &Conn, task: &Task, calendar: &Calendar) -> Result<Vec<TaskWarning>> {
     let days = crate::registry::rules::load(conn)?.result_publication_days;
     let deadline = calendar.deadline(task.window_end, days);
     if !deadline.provisional() {
@@ -447,12 +443,7 @@ pub fn task_warnings(
 }
 
 /// Creates a task in a plan, pinning each item to a version.
-pub fn insert_task(
-    tx: &Transaction<'_>,
-    actor: &str,
-    plan_id: i64,
-    task: &NewTask,
-) -> Result<Task> {
+pub fn insert_task(tx: &Tx<'_>, actor: &str, plan_id: i64, task: &NewTask) -> Result<Task> {
     let plan = get_plan_by_id(tx, plan_id)?;
     check_number("number", &task.number)?;
     check_name("name", &task.name, 200)?;
@@ -597,7 +588,7 @@ pub fn insert_task(
 }
 
 /// Whether any of the task's items (in their pinned versions) is a general item.
-pub fn has_general_items(conn: &Connection, task: &Task) -> Result<bool> {
+pub fn has_general_items(conn: &Conn, task: &Task) -> Result<bool> {
     for item in &task.items {
         if items::get(conn, &item.code, Some(item.version))?
             .input
@@ -611,7 +602,7 @@ pub fn has_general_items(conn: &Connection, task: &Task) -> Result<bool> {
 }
 
 /// Publishes a plan and every task of it not yet published.
-pub fn publish(tx: &Transaction<'_>, actor: &str, plan_id: i64) -> Result<Plan> {
+pub fn publish(tx: &Tx<'_>, actor: &str, plan_id: i64) -> Result<Plan> {
     let before = get_plan_by_id(tx, plan_id)?;
     if before.tasks.is_empty() {
         return Err(Error::Conflict(
@@ -645,7 +636,7 @@ async fn list_plans(State(state): State<AppState>, user: AuthUser) -> Result<Jso
 }
 
 /// Every plan with its tasks, the latest year first.
-pub fn all_plans(c: &Connection) -> Result<Vec<Plan>> {
+pub fn all_plans(c: &Conn) -> Result<Vec<Plan>> {
     let ids: Vec<i64> = c
         .prepare("SELECT id FROM plans ORDER BY year DESC, number")?
         .query_map([], |r| r.get(0))?

@@ -11,12 +11,12 @@
 
 use std::collections::HashSet;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use suiji_mobile_core::record::{
@@ -59,7 +59,7 @@ pub struct SigningKeyEntry {
 /// inspector changes nothing; a key registered for someone else is [`Error::Conflict`].
 /// Returns the entry and whether it is new.
 pub fn register_key(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     inspector: i64,
     device_id: &str,
     session: Option<i64>,
@@ -110,7 +110,7 @@ pub fn register_key(
 }
 
 /// Every key registered for the inspectors of a record's group.
-pub fn keys_of(conn: &Connection, inspectors: &[InspectorId]) -> Result<Vec<SigningKeyEntry>> {
+pub fn keys_of(conn: &Conn, inspectors: &[InspectorId]) -> Result<Vec<SigningKeyEntry>> {
     let mut stmt = conn.prepare_cached(
         "SELECT inspector_id, public_key, device_id, registered_at FROM signing_keys
          WHERE inspector_id = ?1 ORDER BY id",
@@ -149,7 +149,7 @@ pub fn registry_of(keys: &[SigningKeyEntry]) -> impl FnMut(&InspectorId, &str) -
 /// party's, when signed, must carry its handwritten image. Returns what fails; empty when all
 /// hold.
 pub fn check_new_signatures(
-    conn: &Connection,
+    conn: &Conn,
     doc: &mut RecordDoc,
     written: &WrittenSignatures,
 ) -> Result<Vec<String>> {
@@ -183,7 +183,7 @@ pub fn check_new_signatures(
 }
 
 /// Every signature of a record with its check against the keys registered now.
-pub fn record_signatures(conn: &Connection, doc: &mut RecordDoc) -> Result<Vec<SignatureCheck>> {
+pub fn record_signatures(conn: &Conn, doc: &mut RecordDoc) -> Result<Vec<SignatureCheck>> {
     let err = |e: suiji_mobile_core::Error| Error::Internal(format!("record signatures: {e}"));
     let group: Vec<InspectorId> = doc
         .assignment()
@@ -276,7 +276,7 @@ impl SignedRecordFile {
 
 /// Record `id` as a [`SignedRecordFile`]: its document now and the keys registered for its
 /// group. Callers check who may see it.
-pub fn signed_copy_of(conn: &Connection, id: &str) -> Result<SignedRecordFile> {
+pub fn signed_copy_of(conn: &Conn, id: &str) -> Result<SignedRecordFile> {
     let mut doc = crate::draw::records::load_document(conn, id)?;
     let group: Vec<InspectorId> = doc
         .assignment()

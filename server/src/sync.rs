@@ -27,6 +27,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use automerge::ActorId;
 use automerge::ChangeHash;
 use automerge::sync::{BloomFilter, Have, Message, State, SyncDoc};
@@ -36,7 +37,6 @@ use axum::extract::{DefaultBodyLimit, Request, State as AxumState};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use suiji_mobile_core::InspectorId;
 use suiji_mobile_core::RecordDoc;
 use suiji_mobile_core::record::{PartySignature, inspector_actor, server_actor};
@@ -112,7 +112,7 @@ impl SyncMemory {
 }
 
 impl SyncStates {
-    fn get(&self, conn: &Connection, record: &str, device: &str) -> Result<State> {
+    fn get(&self, conn: &Conn, record: &str, device: &str) -> Result<State> {
         let key = (record.to_owned(), device.to_owned());
         if let Some(state) = self
             .states
@@ -186,7 +186,7 @@ fn check_device(device: &str) -> Result<()> {
 }
 
 /// The inspector an account is linked to.
-pub fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
+pub fn inspector_of(conn: &Conn, user_id: i64) -> Result<i64> {
     conn.prepare_cached("SELECT id FROM inspectors WHERE user_id = ?1")?
         .query_row([user_id], |r| r.get(0))
         .optional()?
@@ -196,10 +196,7 @@ pub fn inspector_of(conn: &Connection, user_id: i64) -> Result<i64> {
 /// Records assigned to an inspector now, with the version of each document,
 /// and every record they were ever assigned. A purged record is assigned to nobody: a
 /// phone holding it is told it is withdrawn, and drops it.
-fn assignments(
-    conn: &Connection,
-    inspector_id: i64,
-) -> Result<(BTreeMap<String, i64>, HashSet<String>)> {
+fn assignments(conn: &Conn, inspector_id: i64) -> Result<(BTreeMap<String, i64>, HashSet<String>)> {
     let mut now = conn.prepare_cached(
         "SELECT r.id, r.doc_version FROM records r JOIN record_inspectors ri ON ri.record_id = r.id
          WHERE ri.inspector_id = ?1 AND r.withdrawn_at IS NULL AND r.purged_at IS NULL",
@@ -216,12 +213,12 @@ fn assignments(
     Ok((assigned, history))
 }
 
-fn record_exists(conn: &Connection, id: &str) -> Result<bool> {
-    Ok(conn.query_row(
+fn record_exists(conn: &Conn, id: &str) -> Result<bool> {
+    conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM records WHERE id = ?1)",
         [id],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// One blob a record refers to, and whether its phones upload it.
@@ -271,12 +268,7 @@ fn photo_blobs(record_id: &str, doc: &RecordDoc) -> Result<Vec<RecordBlob>> {
 /// the reference first (`writer`): the readers of the record may download a blob when that
 /// inspector uploaded it (`crate::blobs::may_read`). Whether the phones upload it is kept up
 /// to date; who sent the reference first never changes.
-fn index_blobs(
-    tx: &Transaction<'_>,
-    record_id: &str,
-    blobs: &[RecordBlob],
-    writer: i64,
-) -> Result<()> {
+fn index_blobs(tx: &Tx<'_>, record_id: &str, blobs: &[RecordBlob], writer: i64) -> Result<()> {
     crate::store::blobs::index_references(
         tx,
         record_id,
@@ -312,7 +304,7 @@ pub fn mark_originals_kept_on_phones(db: &crate::db::Db) -> Result<usize> {
 /// not hold, sorted. Records with a message are left out: their blobs are usually in the
 /// phone's queue to upload right after the round, and the phone lists them again next time.
 fn missing_blobs(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     asked: &Asked<'_>,
     assigned: &BTreeMap<String, i64>,
 ) -> Result<Vec<String>> {
@@ -327,7 +319,7 @@ fn missing_blobs(
 }
 
 /// Replaces a record's chunks by one snapshot once they pile up.
-fn maybe_compact(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
+fn maybe_compact(tx: &Tx<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
     let chunks: i64 = tx
         .prepare_cached("SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1")?
         .query_row([record_id], |r| r.get(0))?;
@@ -346,7 +338,7 @@ fn maybe_compact(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> 
 /// acceptance of a new submission — or nothing when the message brought
 /// nothing new (`doc` is then as it was).
 fn apply_message(
-    conn: &Connection,
+    conn: &Conn,
     writer: &ActorId,
     record_id: &str,
     doc: &mut RecordDoc,
@@ -557,7 +549,7 @@ struct Step {
 /// message, and the phone holds what the server holds. Documents parsed
 /// from chunks are added to `parsed`.
 fn step(
-    conn: &Connection,
+    conn: &Conn,
     memory: &SyncMemory,
     asked: &Asked<'_>,
     record_id: &str,
@@ -650,7 +642,7 @@ pub struct Plan {
 /// call it inside a transaction). Refuses the whole round (4xx naming the
 /// rule and the record) when any message breaks a rule. Writes nothing.
 pub fn plan_round(
-    conn: &Connection,
+    conn: &Conn,
     memory: &SyncMemory,
     syncer: &Syncer,
     request: &SyncRequest,
@@ -728,7 +720,7 @@ impl Stored {
 /// document changed since the plan's snapshot is worked out again first, from
 /// what is stored now; a round whose assignments changed is planned again whole.
 pub fn store_round(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     memory: &SyncMemory,
     request: &SyncRequest,
     plan: Plan,
@@ -823,7 +815,7 @@ pub fn store_round(
 /// the round's sync states in memory at once, but no documents: the caller's
 /// transaction may still roll back.
 pub fn exchange(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     memory: &SyncMemory,
     syncer: &Syncer,
     request: SyncRequest,
@@ -873,7 +865,7 @@ async fn sync(
         state
             .db
             .read(move |conn| {
-                let snapshot = conn.unchecked_transaction()?;
+                let snapshot = conn.snapshot()?;
                 let syncer = Syncer {
                     inspector_id: inspector_of(&snapshot, user_id)?,
                     device_id,
@@ -929,7 +921,7 @@ mod tests {
 
     /// One round as `inspector` on the device the request names.
     fn exchange_as(
-        tx: &Transaction<'_>,
+        tx: &Tx<'_>,
         memory: &SyncMemory,
         inspector: i64,
         request: SyncRequest,
@@ -1127,7 +1119,7 @@ mod tests {
     ) -> SyncResponse {
         let plan = db
             .read_blocking(|conn| {
-                let snapshot = conn.unchecked_transaction()?;
+                let snapshot = conn.snapshot()?;
                 let syncer = Syncer {
                     inspector_id: inspector,
                     device_id: request.device.clone(),

@@ -17,7 +17,7 @@
 
 use std::collections::HashMap;
 
-use rusqlite::{Connection, params};
+use crate::store::sql::{Conn, params};
 
 use crate::actor::Actor;
 use crate::auth::Role;
@@ -47,7 +47,7 @@ pub struct Viewer {
 
 impl Viewer {
     /// The viewer a logged-in user is.
-    pub fn of(conn: &Connection, user: &Actor) -> Result<Viewer> {
+    pub fn of(conn: &Conn, user: &Actor) -> Result<Viewer> {
         Ok(Viewer {
             roles: user.roles.clone(),
             inspector_id: crate::review::inspector_of_user(conn, user.user_id)?,
@@ -116,7 +116,7 @@ pub const LIST_PUBLISHED_SQL: &str = "(EXISTS(SELECT 1 FROM draws d WHERE d.task
 /// The facts of the records of `task_id` (every task with `None`), or of the
 /// one record `record_id`, by record id.
 pub fn record_facts(
-    conn: &Connection,
+    conn: &Conn,
     task_id: Option<i64>,
     record_id: Option<&str>,
 ) -> Result<HashMap<String, RecordFacts>> {
@@ -138,16 +138,12 @@ pub fn record_facts(
             },
         ))
     })?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    rows.collect::<std::result::Result<_, _>>()
 }
 
 /// How far `user` may see each record of `task_id` (every task with `None`);
 /// records they may not see at all are left out.
-pub fn sights(
-    conn: &Connection,
-    user: &Actor,
-    task_id: Option<i64>,
-) -> Result<HashMap<String, Sight>> {
+pub fn sights(conn: &Conn, user: &Actor, task_id: Option<i64>) -> Result<HashMap<String, Sight>> {
     let viewer = Viewer::of(conn, user)?;
     Ok(record_facts(conn, task_id, None)?
         .into_iter()
@@ -157,7 +153,7 @@ pub fn sights(
 }
 
 /// How far `user` may see record `record_id` (`Hidden` for an unknown id).
-pub fn sight_of(conn: &Connection, user: &Actor, record_id: &str) -> Result<Sight> {
+pub fn sight_of(conn: &Conn, user: &Actor, record_id: &str) -> Result<Sight> {
     let viewer = Viewer::of(conn, user)?;
     Ok(record_facts(conn, None, Some(record_id))?
         .get(record_id)
@@ -166,7 +162,7 @@ pub fn sight_of(conn: &Connection, user: &Actor, record_id: &str) -> Result<Sigh
 
 /// Not found (404) unless `user` may see the whole of record `record_id`;
 /// the answer is the same as for an id that does not exist.
-pub fn ensure_full(conn: &Connection, user: &Actor, record_id: &str) -> Result<()> {
+pub fn ensure_full(conn: &Conn, user: &Actor, record_id: &str) -> Result<()> {
     match sight_of(conn, user, record_id)? {
         Sight::Full => Ok(()),
         _ => Err(not_found(record_id)),
@@ -176,7 +172,7 @@ pub fn ensure_full(conn: &Connection, user: &Actor, record_id: &str) -> Result<(
 /// The records of a task (every task with `None`) that `user` may see, each
 /// with how far: `records::list` through the rule.
 pub fn visible_records(
-    conn: &Connection,
+    conn: &Conn,
     user: &Actor,
     task_id: Option<i64>,
 ) -> Result<Vec<(RecordSummary, Sight)>> {

@@ -47,7 +47,7 @@ async fn main() {
         .read_blocking(|c| {
             let mut stmt = c.prepare("SELECT id FROM records WHERE review_state = 'published'")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
         .unwrap();
     for id in &published {

@@ -447,15 +447,15 @@ fn check_in_step(
                 .push(heads);
         }
     }
-    let server = rusqlite::Connection::open_with_flags(
-        data.join("suiji.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )?;
-    let mut all_equal = true;
-    for (id, heads) in &copies {
-        let on_server = draw::records::load_document(&server, id)?.heads();
-        all_equal &= heads.len() == 2 && heads.iter().all(|h| *h == on_server);
-    }
+    let server = suiji_server::db::Db::open(&data.join("suiji.db"))?;
+    let all_equal = server.read_blocking(|conn| {
+        let mut all_equal = true;
+        for (id, heads) in &copies {
+            let on_server = draw::records::load_document(conn, id)?.heads();
+            all_equal &= heads.len() == 2 && heads.iter().all(|h| *h == on_server);
+        }
+        Ok(all_equal)
+    })?;
     Ok(all_equal && !copies.is_empty())
 }
 

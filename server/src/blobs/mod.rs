@@ -25,12 +25,12 @@
 pub mod fs;
 pub mod store;
 
+use crate::store::sql::Conn;
 use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rusqlite::Connection;
 use serde::Deserialize;
 
 use crate::AppState;
@@ -131,7 +131,7 @@ pub fn reconcile(db: &Db, store: &dyn BlobStore) -> Result<usize> {
 /// sent by an inspector whose account uploaded it. A reference nobody who holds the bytes
 /// wrote (a hash copied into another record) grants nothing. Unknown blobs and blobs of
 /// records the caller may not see get the same answer.
-pub fn may_read(conn: &Connection, user: &Actor, hash: &str) -> Result<bool> {
+pub fn may_read(conn: &Conn, user: &Actor, hash: &str) -> Result<bool> {
     if meta::uploaded_by(conn, hash, user.user_id)? {
         return Ok(true);
     }

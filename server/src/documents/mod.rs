@@ -19,13 +19,13 @@ pub mod layout;
 
 use std::collections::BTreeSet;
 
+use crate::store::sql::{Conn, OptionalExtension};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use rusqlite::{Connection, OptionalExtension};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -162,21 +162,21 @@ pub fn notice_digest(record_id: &str, assignment: &Assignment) -> Result<String>
 
 /// Reads what the documents of record `id` show, if `user` may see the whole
 /// record; thumbnails and signature images come from `blobs`.
-pub fn papers(conn: &Connection, blobs: &dyn BlobStore, user: &Actor, id: &str) -> Result<Papers> {
+pub fn papers(conn: &Conn, blobs: &dyn BlobStore, user: &Actor, id: &str) -> Result<Papers> {
     visibility::ensure_full(conn, user, id)?;
     papers_of(conn, blobs, id)
 }
 
 /// [`papers`] without the visibility check, for callers that made it (the
 /// dossier export).
-pub fn papers_of(conn: &Connection, blobs: &dyn BlobStore, id: &str) -> Result<Papers> {
+pub fn papers_of(conn: &Conn, blobs: &dyn BlobStore, id: &str) -> Result<Papers> {
     let mut doc = load_document(conn, id)?;
     papers_of_document(conn, blobs, id, &mut doc)
 }
 
 /// [`papers_of`] from record `id`'s document `doc`, already loaded.
 pub fn papers_of_document(
-    conn: &Connection,
+    conn: &Conn,
     blobs: &dyn BlobStore,
     id: &str,
     doc: &mut RecordDoc,
@@ -431,7 +431,7 @@ pub struct CheckedRecord {
 }
 
 /// Whether a printed document matches the record (see [`CheckAnswer`]).
-pub fn check(conn: &Connection, query: &CheckQuery) -> Result<CheckAnswer> {
+pub fn check(conn: &Conn, query: &CheckQuery) -> Result<CheckAnswer> {
     let digest = query.digest.trim().to_ascii_lowercase();
     if digest.len() != 64 || !digest.bytes().all(|b| b.is_ascii_hexdigit()) {
         return Err(Error::invalid("digest", "64 hexadecimal digits"));

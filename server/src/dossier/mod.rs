@@ -29,8 +29,8 @@ pub mod verify;
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader, Read, Write};
 
+use crate::store::sql::Conn;
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::record::PartySignature;
@@ -157,7 +157,7 @@ pub struct ExtraFile {
 /// inspectors ordered a correction, as `GET /api/v1/records/{id}/….pdf` renders them, their
 /// QR codes pointing at `check_base`.
 pub fn extra_record_files(
-    conn: &Connection,
+    conn: &Conn,
     blobs: &dyn BlobStore,
     record_id: &str,
     doc: &mut RecordDoc,
@@ -183,7 +183,7 @@ pub fn extra_record_files(
 /// (`visibility::sight`): admins and planners at any time; a supervisor once the task's drawn
 /// list is published and every record of it is one they see whole (submitted); nobody else.
 /// Roles are checked before the task is looked up, so an inspector learns nothing of ids.
-pub fn ensure_may_export(conn: &Connection, user: &Actor, task_id: i64) -> Result<plans::Task> {
+pub fn ensure_may_export(conn: &Conn, user: &Actor, task_id: i64) -> Result<plans::Task> {
     user.require(&[Role::Admin, Role::Planner, Role::Supervisor])?;
     let task = plans::get_task_by_id(conn, task_id)?;
     if user.roles.contains(&Role::Admin) || user.roles.contains(&Role::Planner) {
@@ -340,7 +340,7 @@ fn extension(first: &[u8]) -> &'static str {
 /// who may have it ([`ensure_may_export`]). A write to `out` that fails (a client gone) stops
 /// the build at once with that error.
 pub fn write<W: Write>(
-    conn: &Connection,
+    conn: &Conn,
     blobs: &dyn BlobStore,
     calendar: &Calendar,
     today: NaiveDate,
@@ -349,8 +349,8 @@ pub fn write<W: Write>(
     out: W,
 ) -> Result<W> {
     // One snapshot for every file: a deferred transaction's first read fixes it.
-    let snapshot = conn.unchecked_transaction()?;
-    let conn: &Connection = &snapshot;
+    let snapshot = conn.snapshot()?;
+    let conn: &Conn = &snapshot;
     let task = plans::get_task_by_id(conn, task_id)?;
     let mut archive = Archive::new(out);
     archive.add_json(TASK_FILE, &task)?;

@@ -13,8 +13,8 @@
 use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
+use crate::store::sql::{Conn, OptionalExtension};
 use lru::LruCache;
-use rusqlite::{Connection, OptionalExtension};
 use suiji_mobile_core::RecordDoc;
 
 use super::records::load_document;
@@ -109,7 +109,7 @@ impl DocCache {
 }
 
 /// The stored version of a record's document.
-pub fn doc_version(conn: &Connection, record_id: &str) -> Result<i64> {
+pub fn doc_version(conn: &Conn, record_id: &str) -> Result<i64> {
     conn.prepare_cached("SELECT doc_version FROM records WHERE id = ?1")?
         .query_row([record_id], |r| r.get(0))
         .optional()?
@@ -120,7 +120,7 @@ pub fn doc_version(conn: &Connection, record_id: &str) -> Result<i64> {
 /// if it holds that version, else parsed from the chunks. The second value says whether it
 /// was parsed, so the caller can keep it once it knows the read was committed data.
 pub fn load_at(
-    conn: &Connection,
+    conn: &Conn,
     cache: &DocCache,
     record_id: &str,
     version: i64,

@@ -5,7 +5,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -213,7 +213,7 @@ fn published_pieces<'a>(
 
 /// A draw record's published text (with its commitment's pools spliced in)
 /// and its publication time, or `None` if there is no such draw.
-pub fn record_text(conn: &Connection, draw_id: i64) -> Result<Option<(String, Option<String>)>> {
+pub fn record_text(conn: &Conn, draw_id: i64) -> Result<Option<(String, Option<String>)>> {
     type Pools = (Option<String>, Option<String>);
     let found: Option<(String, Option<String>, Pools)> = conn
         .query_row(
@@ -272,7 +272,7 @@ fn draw_error(e: DrawError) -> Error {
     }
 }
 
-fn task_info(conn: &Connection, task: &Task) -> Result<TaskInfo> {
+fn task_info(conn: &Conn, task: &Task) -> Result<TaskInfo> {
     let plan = plans::get_plan_by_id(conn, task.plan_id)?;
     Ok(TaskInfo {
         id: task.id,
@@ -286,7 +286,7 @@ fn task_info(conn: &Connection, task: &Task) -> Result<TaskInfo> {
 }
 
 /// The draw parameters of a task under the rules in force.
-pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Params> {
+pub fn task_params(conn: &Conn, task: &Task, rules: &Rules) -> Result<Params> {
     let quota = match (task.ratio, task.count) {
         (Some(r), _) => Quota::Ratio(r),
         (None, Some(n)) => Quota::Count(u64::from(n)),
@@ -335,8 +335,8 @@ pub fn task_params(conn: &Connection, task: &Task, rules: &Rules) -> Result<Para
 /// marked per the rules, targets whose latest result for its items had
 /// problems weighted (`problem_weight` above 1), grouped by stratum and
 /// sorted by 统一社会信用代码.
-pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<TargetPool> {
-    use rusqlite::types::Value as V;
+pub fn target_pool(conn: &Conn, task: &Task, rules: &Rules) -> Result<TargetPool> {
+    use crate::store::sql::Value as V;
     let c = &task.conditions;
     let mut clauses: Vec<String> = Vec::new();
     let mut args: Vec<V> = Vec::new();
@@ -453,7 +453,7 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
     let mut stmt = conn.prepare(&format!(
         "SELECT id, uscc, risk_class, flag_abnormal, flag_serious, complaints FROM targets {filter}"
     ))?;
-    let mut rows = stmt.query(rusqlite::params_from_iter(args.iter()))?;
+    let mut rows = stmt.query(&args)?;
     let mut pool = TargetPool::empty();
     while let Some(row) = rows.next()? {
         let id: i64 = row.get(0)?;
@@ -495,7 +495,7 @@ pub fn target_pool(conn: &Connection, task: &Task, rules: &Rules) -> Result<Targ
 /// of the pool they are excluded from. Sorted by id. `targets` must be
 /// sorted, as [`target_pool`] returns it.
 pub fn inspector_pool(
-    conn: &Connection,
+    conn: &Conn,
     task: &Task,
     params: &Params,
     targets: &TargetPool,
@@ -582,7 +582,7 @@ pub fn inspector_pool(
     Ok(pool)
 }
 
-fn commitment_info(row: &rusqlite::Row<'_>) -> rusqlite::Result<CommitmentInfo> {
+fn commitment_info(row: &crate::store::sql::Row<'_>) -> Result<CommitmentInfo> {
     Ok(CommitmentInfo {
         id: row.get(0)?,
         task_id: row.get(1)?,
@@ -613,17 +613,16 @@ const UNUSED: &str = "used_at IS NULL
     AND NOT EXISTS (SELECT 1 FROM draws d WHERE d.commitment_id = draw_commitments.id)";
 
 /// The live (not superseded, not used) commitment of a task, if any.
-pub fn open_commitment(conn: &Connection, task_id: i64) -> Result<Option<CommitmentInfo>> {
-    Ok(conn
-        .query_row(
-            &format!(
-                "SELECT {COMMITMENT_COLUMNS} FROM draw_commitments
+pub fn open_commitment(conn: &Conn, task_id: i64) -> Result<Option<CommitmentInfo>> {
+    conn.query_row(
+        &format!(
+            "SELECT {COMMITMENT_COLUMNS} FROM draw_commitments
                  WHERE task_id = ?1 AND superseded_at IS NULL AND {UNUSED}"
-            ),
-            [task_id],
-            commitment_info,
-        )
-        .optional()?)
+        ),
+        [task_id],
+        commitment_info,
+    )
+    .optional()
 }
 
 /// Where a commitment stands.
@@ -661,7 +660,7 @@ pub struct PublicCommitment {
 /// Every commitment, of every task or of the task with this number, the
 /// latest first, one page at a time. Superseded commitments stay listed.
 pub fn public_commitments(
-    conn: &Connection,
+    conn: &Conn,
     task_number: Option<&str>,
     paging: Paging,
 ) -> Result<Page<PublicCommitment>> {
@@ -714,14 +713,13 @@ pub fn public_commitments(
     })
 }
 
-fn initial_draw_id(conn: &Connection, task_id: i64) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row(
-            "SELECT id FROM draws WHERE task_id = ?1 AND kind = 'initial'",
-            [task_id],
-            |r| r.get(0),
-        )
-        .optional()?)
+fn initial_draw_id(conn: &Conn, task_id: i64) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM draws WHERE task_id = ?1 AND kind = 'initial'",
+        [task_id],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Longest beacon name and value, in characters.
@@ -767,7 +765,7 @@ fn checked_beacon(beacon: &Beacon, committed_at: &str) -> Result<Beacon> {
 /// with `seal`. A new commitment supersedes an earlier one not yet used; the
 /// earlier one stays listed publicly ([`public_commitments`]).
 pub fn commit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     task_id: i64,
     request: &CommitRequest,
@@ -921,7 +919,7 @@ pub fn check_entropy(entropy: &[Entropy], min: usize) -> Result<()> {
 /// an initial draw whose record has `null` pools) the record is stored
 /// without the pools and its hash is that of the published text.
 fn insert_draw<TP: Serialize, IP: Serialize>(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     record: &mut DrawRecord<TP, IP>,
     publish: bool,
@@ -991,7 +989,7 @@ fn insert_draw<TP: Serialize, IP: Serialize>(
 
 /// Names of the targets with these codes.
 fn target_names(
-    conn: &Connection,
+    conn: &Conn,
     usccs: impl Iterator<Item = String>,
 ) -> Result<BTreeMap<String, String>> {
     let mut stmt = conn.prepare_cached("SELECT name FROM targets WHERE uscc = ?1")?;
@@ -1009,7 +1007,7 @@ fn target_names(
 /// Draws a task from its open commitment with the ceremony's entropy and
 /// creates its records, all in `tx`.
 pub fn execute(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     task_id: i64,
     ceremony: Ceremony,
@@ -1045,7 +1043,7 @@ pub fn execute(
 /// runs the algorithm and stores the draw record. [`execute`] is this plus
 /// the records and the audit entry; benchmarks time the parts apart.
 pub fn draw_from_commitment(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     task_id: i64,
     ceremony: Ceremony,
@@ -1204,14 +1202,14 @@ fn check_beacon_value(
 }
 
 /// Loads a stored draw record.
-pub fn load_record(conn: &Connection, draw_id: i64) -> Result<(DrawRecord, Option<String>)> {
+pub fn load_record(conn: &Conn, draw_id: i64) -> Result<(DrawRecord, Option<String>)> {
     let (text, published) =
         record_text(conn, draw_id)?.ok_or_else(|| Error::NotFound(format!("draw {draw_id}")))?;
     Ok((serde_json::from_str(&text)?, published))
 }
 
 /// Draw summaries of a task, oldest first.
-pub fn draws_of_task(conn: &Connection, task_id: i64) -> Result<Vec<DrawSummary>> {
+pub fn draws_of_task(conn: &Conn, task_id: i64) -> Result<Vec<DrawSummary>> {
     let mut stmt = conn.prepare(
         "SELECT id, task_id, kind, parent_id, reason, seed, record_sha256, drawn_at, published_at,
             json_array_length(record, '$.result.targets')
@@ -1231,11 +1229,11 @@ pub fn draws_of_task(conn: &Connection, task_id: i64) -> Result<Vec<DrawSummary>
             targets: r.get::<_, i64>(9)? as usize,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// Publishes a task's drawn list (公示): its draw records become public.
-pub fn publish(tx: &Transaction<'_>, actor: &str, task_id: i64) -> Result<Vec<DrawSummary>> {
+pub fn publish(tx: &Tx<'_>, actor: &str, task_id: i64) -> Result<Vec<DrawSummary>> {
     let task = plans::get_task_by_id(tx, task_id)?;
     if initial_draw_id(tx, task_id)?.is_none() {
         return Err(Error::Conflict(format!(
@@ -1321,7 +1319,7 @@ pub struct RedrawRequest {
 
 /// Redraws one target of a drawn task; the old draw record stays as it was.
 pub fn redraw(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     task_id: i64,
     request: RedrawRequest,

@@ -11,7 +11,7 @@
 //! both when an admin loads the year. The review API does not read this copy:
 //! it counts every deadline when read (`review::deadline_fields`).
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use serde::Serialize;
 use suiji_mobile_core::record::{
     AssignedInspector, AssignedItem, Assignment, PlanRef, RecheckOf, TargetSnapshot, TaskRef,
@@ -44,11 +44,7 @@ pub struct ActiveRecord {
 }
 
 /// The record in force for a target of a task, if any.
-pub fn active_record_of(
-    conn: &Connection,
-    task_id: i64,
-    target_id: i64,
-) -> Result<Option<ActiveRecord>> {
+pub fn active_record_of(conn: &Conn, task_id: i64, target_id: i64) -> Result<Option<ActiveRecord>> {
     let found: Option<(String, i64)> = conn
         .query_row(
             "SELECT id, draw_id FROM records WHERE task_id = ?1 AND target_id = ?2 AND withdrawn_at IS NULL",
@@ -69,22 +65,22 @@ pub fn active_record_of(
 }
 
 /// (record id, inspector id) of every active group member in a task.
-pub fn task_group_members(conn: &Connection, task_id: i64) -> Result<Vec<(String, i64)>> {
+pub fn task_group_members(conn: &Conn, task_id: i64) -> Result<Vec<(String, i64)>> {
     let mut stmt = conn.prepare(
         "SELECT ri.record_id, ri.inspector_id FROM record_inspectors ri
          JOIN records r ON r.id = ri.record_id WHERE r.task_id = ?1 AND r.withdrawn_at IS NULL",
     )?;
     let rows = stmt.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// 统一社会信用代码 of every target ever drawn in a task (withdrawn ones too).
-pub fn task_target_usccs(conn: &Connection, task_id: i64) -> Result<Vec<String>> {
+pub fn task_target_usccs(conn: &Conn, task_id: i64) -> Result<Vec<String>> {
     let mut stmt = conn.prepare(
         "SELECT t.uscc FROM records r JOIN targets t ON t.id = r.target_id WHERE r.task_id = ?1",
     )?;
     let rows = stmt.query_map([task_id], |r| r.get(0))?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// Everything about a task that every record of it shares.
@@ -96,7 +92,7 @@ struct TaskContext {
     deadline: Counted<chrono::NaiveDate>,
 }
 
-fn task_context(conn: &Connection, task: &Task, calendar: &Calendar) -> Result<TaskContext> {
+fn task_context(conn: &Conn, task: &Task, calendar: &Calendar) -> Result<TaskContext> {
     let plan = plans::get_plan_by_id(conn, task.plan_id)?;
     let agency: String = conn.query_row(
         "SELECT name FROM departments WHERE code = ?1",
@@ -141,7 +137,7 @@ fn task_context(conn: &Connection, task: &Task, calendar: &Calendar) -> Result<T
 }
 
 fn assignment(
-    conn: &Connection,
+    conn: &Conn,
     ctx: &TaskContext,
     task: &Task,
     drawn: &DrawnTarget,
@@ -238,7 +234,7 @@ fn build_documents(work: &[(String, Assignment)]) -> Result<Vec<Vec<u8>>> {
 
 /// Creates the record documents of drawn targets in `tx`.
 pub fn create_for_draw(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     task: &Task,
     draw_id: i64,
     drawn: &[DrawnTarget],
@@ -251,7 +247,7 @@ pub fn create_for_draw(
 /// the assignment naming what it rechecks. `draw_id` is the draw that made
 /// the group of the record rechecked. Returns the new record's id.
 pub fn create_recheck(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     task: &Task,
     draw_id: i64,
     target: &DrawnTarget,
@@ -271,7 +267,7 @@ pub fn create_recheck(
 }
 
 fn create(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     task: &Task,
     draw_id: i64,
     drawn: &[DrawnTarget],
@@ -327,7 +323,7 @@ fn create(
 }
 
 /// Loads a record document from its chunks.
-pub fn load_document(conn: &Connection, record_id: &str) -> Result<RecordDoc> {
+pub fn load_document(conn: &Conn, record_id: &str) -> Result<RecordDoc> {
     let mut stmt =
         conn.prepare_cached("SELECT bytes FROM record_chunks WHERE record_id = ?1 ORDER BY seq")?;
     let mut bytes = Vec::new();
@@ -355,7 +351,7 @@ pub fn load_document(conn: &Connection, record_id: &str) -> Result<RecordDoc> {
 }
 
 /// Appends the changes made to `doc` since it was loaded as a new chunk.
-pub fn append_changes(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
+pub fn append_changes(tx: &Tx<'_>, record_id: &str, doc: &mut RecordDoc) -> Result<()> {
     let bytes = doc.save_incremental();
     if bytes.is_empty() {
         return Ok(());
@@ -365,7 +361,7 @@ pub fn append_changes(tx: &Transaction<'_>, record_id: &str, doc: &mut RecordDoc
 
 /// Appends `bytes` (changes or a document, as `save` and its kin write them) to a record's
 /// chunks. The record's `doc_version` rises with it (a trigger).
-pub fn insert_chunk(tx: &Transaction<'_>, record_id: &str, bytes: &[u8]) -> Result<()> {
+pub fn insert_chunk(tx: &Tx<'_>, record_id: &str, bytes: &[u8]) -> Result<()> {
     tx.prepare_cached(
         "INSERT INTO record_chunks (record_id, seq, bytes)
          VALUES (?1, (SELECT COALESCE(MAX(seq), -1) + 1 FROM record_chunks WHERE record_id = ?1), ?2)",
@@ -376,7 +372,7 @@ pub fn insert_chunk(tx: &Transaction<'_>, record_id: &str, bytes: &[u8]) -> Resu
 
 /// Gives a record the group of a redraw and rewrites its assignment.
 pub fn regroup(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     task: &Task,
     record: &str,
     draw_id: i64,
@@ -426,11 +422,7 @@ pub fn regroup(
 /// phones get the final date at their next sync; signatures do not cover the
 /// assignment). The document of a published or withdrawn record is left as it
 /// was. Returns the ids of the records whose deadline changed.
-pub fn finalise_deadlines(
-    tx: &Transaction<'_>,
-    calendar: &Calendar,
-    year: i32,
-) -> Result<Vec<String>> {
+pub fn finalise_deadlines(tx: &Tx<'_>, calendar: &Calendar, year: i32) -> Result<Vec<String>> {
     let days = rules::load(tx)?.result_publication_days;
     let mut stmt = tx.prepare(
         "SELECT r.id, t.window_end, r.deadline, r.deadline_provisional, r.withdrawn_at IS NOT NULL
@@ -489,7 +481,7 @@ pub fn finalise_deadlines(
 }
 
 /// Withdraws a record (its target was out of scope); phones drop it at their next sync.
-pub fn withdraw(tx: &Transaction<'_>, record: &str, reason: &str) -> Result<()> {
+pub fn withdraw(tx: &Tx<'_>, record: &str, reason: &str) -> Result<()> {
     tx.execute(
         "UPDATE records SET withdrawn_at = ?1, withdrawn_reason = ?2 WHERE id = ?3",
         params![now(), reason, record],
@@ -525,7 +517,7 @@ pub struct RecordSummary {
 /// Records of a task (in force, withdrawn or purged), or those an inspector holds now
 /// (in force and not purged).
 pub fn list(
-    conn: &Connection,
+    conn: &Conn,
     task_id: Option<i64>,
     inspector_id: Option<i64>,
 ) -> Result<Vec<RecordSummary>> {
@@ -556,5 +548,5 @@ pub fn list(
             purged_at: r.get(9)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }

@@ -154,11 +154,12 @@ async fn my_records(
     let list = state
         .db
         .read(move |c| {
-            let inspector: Option<i64> = rusqlite::OptionalExtension::optional(c.query_row(
-                "SELECT id FROM inspectors WHERE user_id = ?1",
-                [user_id],
-                |r| r.get(0),
-            ))?;
+            let inspector: Option<i64> =
+                crate::store::sql::OptionalExtension::optional(c.query_row(
+                    "SELECT id FROM inspectors WHERE user_id = ?1",
+                    [user_id],
+                    |r| r.get(0),
+                ))?;
             let sights = crate::visibility::sights(c, &user, None)?;
             match inspector {
                 Some(id) => Ok(records::list(c, None, Some(id))?
@@ -185,7 +186,7 @@ async fn get_draw(
 /// A draw record byte for byte as published: the stored record with its
 /// commitment's pools spliced back in, so its SHA-256 is `record_sha256`.
 /// With `published_only`, only if its drawn list is published.
-pub fn stored_record(c: &rusqlite::Connection, id: i64, published_only: bool) -> Result<String> {
+pub fn stored_record(c: &crate::store::sql::Conn, id: i64, published_only: bool) -> Result<String> {
     match super::record_text(c, id)? {
         Some((text, published)) if !published_only || published.is_some() => Ok(text),
         _ if published_only => Err(Error::NotFound(format!("no published draw {id}"))),
@@ -254,7 +255,7 @@ async fn public_draws(State(state): State<AppState>) -> Result<Json<Vec<PublicDr
 }
 
 /// Every published draw, the latest first.
-pub fn published_draws(c: &rusqlite::Connection) -> Result<Vec<PublicDraw>> {
+pub fn published_draws(c: &crate::store::sql::Conn) -> Result<Vec<PublicDraw>> {
     let mut stmt = c.prepare(
                 "SELECT d.id, d.kind, d.parent_id, d.reason, p.number, p.name, t.number, t.name,
                     json_array_length(d.record, '$.result.targets'), d.record_sha256, d.drawn_at, d.published_at,
@@ -279,7 +280,7 @@ pub fn published_draws(c: &rusqlite::Connection) -> Result<Vec<PublicDraw>> {
             task_id: r.get(12)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 async fn public_draw(

@@ -489,23 +489,21 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
     let (draw_id, commitment_id, sha): (i64, i64, String) = state
         .db
         .read_blocking(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT id, commitment_id, record_sha256 FROM draws
                  WHERE kind = 'initial' AND published_at IS NOT NULL ORDER BY id LIMIT 1",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )?)
+            )
         })
         .unwrap();
     // Stored once, without the pools; served whole, as hashed at the draw.
     let stored: String = state
         .db
         .read_blocking(|c| {
-            Ok(
-                c.query_row("SELECT record FROM draws WHERE id = ?1", [draw_id], |r| {
-                    r.get(0)
-                })?,
-            )
+            c.query_row("SELECT record FROM draws WHERE id = ?1", [draw_id], |r| {
+                r.get(0)
+            })
         })
         .unwrap();
     assert!(stored.ends_with(super::POOLS_BY_REFERENCE));
@@ -526,7 +524,7 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
     ] {
         let result = state
             .db
-            .write_blocking(|tx| Ok(tx.execute(sql, [commitment_id])?));
+            .write_blocking(|tx| tx.execute(sql, [commitment_id]));
         assert!(result.is_err(), "{sql} was allowed");
     }
 }
@@ -694,8 +692,7 @@ fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
     {
         // A database before migration 0011, with an open and a superseded
         // commitment holding their secrets in plain text.
-        let mut conn = rusqlite::Connection::open(&path).unwrap();
-        crate::db::migrate(&mut conn, 9).unwrap();
+        let conn = crate::db::open_at_version(&path, 9).unwrap();
         conn.execute_batch(
             "INSERT INTO departments (id, code, name) VALUES (1, 'SCJG', '市场监管局');
              INSERT INTO plans (id, number, name, year, department_id, created_at, created_by)
@@ -724,7 +721,7 @@ fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
             let mut stmt =
                 c.prepare("SELECT secret, superseded_at FROM draw_commitments ORDER BY id")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
         .unwrap();
     assert_eq!(rows.len(), 2, "both stay listed");
@@ -738,7 +735,7 @@ fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
             inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
          VALUES (1, 'suiji-draw-v2', '', 'h', '{}', 'h', '[]', 'h', 0, '[]', 'h', 0,
             '2026-10-02T00:00:00.000Z', 'planner', 'x')";
-    db.write_blocking(|tx| Ok(tx.execute(sealed, [])?)).unwrap();
+    db.write_blocking(|tx| tx.execute(sealed, [])).unwrap();
     for sql in [
         "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
             params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
@@ -749,7 +746,7 @@ fn upgrading_supersedes_open_commitments_whose_secret_was_in_plain_text() {
         "UPDATE draw_commitments SET superseded_at = NULL WHERE id = 1",
         "UPDATE draw_commitments SET secret = 'abcd' WHERE id = 2",
     ] {
-        let result = db.write_blocking(|tx| Ok(tx.execute(sql, [])?));
+        let result = db.write_blocking(|tx| tx.execute(sql, []));
         assert!(result.is_err(), "{sql} was allowed");
     }
 }

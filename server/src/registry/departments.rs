@@ -1,9 +1,9 @@
 //! Departments (实施部门) of the agency.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -28,7 +28,7 @@ pub struct Department {
 }
 
 /// Looks up a department id by code, failing with a 422 on `field`.
-pub fn id_by_code(conn: &Connection, field: &str, code: &str) -> Result<i64> {
+pub fn id_by_code(conn: &Conn, field: &str, code: &str) -> Result<i64> {
     conn.query_row("SELECT id FROM departments WHERE code = ?1", [code], |r| {
         r.get(0)
     })
@@ -37,16 +37,14 @@ pub fn id_by_code(conn: &Connection, field: &str, code: &str) -> Result<i64> {
 }
 
 /// The code of a department id.
-pub fn code_by_id(conn: &Connection, id: i64) -> Result<String> {
-    Ok(
-        conn.query_row("SELECT code FROM departments WHERE id = ?1", [id], |r| {
-            r.get(0)
-        })?,
-    )
+pub fn code_by_id(conn: &Conn, id: i64) -> Result<String> {
+    conn.query_row("SELECT code FROM departments WHERE id = ?1", [id], |r| {
+        r.get(0)
+    })
 }
 
 /// Inserts a department.
-pub fn insert(tx: &Transaction<'_>, actor: &str, dept: &Department) -> Result<Department> {
+pub fn insert(tx: &Tx<'_>, actor: &str, dept: &Department) -> Result<Department> {
     check_name("code", &dept.code, 32)?;
     check_name("name", &dept.name, 100)?;
     let exists: bool = tx.query_row(
@@ -81,7 +79,7 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, dept: &Department) -> Result<De
 }
 
 /// Every department.
-pub fn all(conn: &Connection) -> Result<Vec<Department>> {
+pub fn all(conn: &Conn) -> Result<Vec<Department>> {
     let mut stmt = conn.prepare("SELECT id, code, name FROM departments ORDER BY code")?;
     let rows = stmt.query_map([], |r| {
         Ok(Department {
@@ -90,7 +88,7 @@ pub fn all(conn: &Connection) -> Result<Vec<Department>> {
             name: r.get(2)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 pub(super) async fn list(

@@ -2,10 +2,10 @@
 //! user accounts, with expertise, region, active and expert flags, and their
 //! declared conflicts of interest (回避).
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -75,7 +75,7 @@ pub struct Inspector {
 const COLUMNS: &str = "i.id, i.user_id, i.name, i.cert_no, d.code, i.expertise, i.region,
     i.active, i.expert";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inspector> {
+fn from_row(r: &crate::store::sql::Row<'_>) -> Result<Inspector> {
     let expertise: String = r.get(5)?;
     Ok(Inspector {
         id: r.get(0)?,
@@ -93,7 +93,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Inspector> {
     })
 }
 
-fn conflicts_of(conn: &Connection, id: i64) -> Result<Vec<Conflict>> {
+fn conflicts_of(conn: &Conn, id: i64) -> Result<Vec<Conflict>> {
     let mut stmt = conn.prepare_cached(
         "SELECT c.target_id, t.name, c.reason, c.declared_at
          FROM inspector_conflicts c JOIN targets t ON t.id = c.target_id
@@ -107,11 +107,11 @@ fn conflicts_of(conn: &Connection, id: i64) -> Result<Vec<Conflict>> {
             declared_at: r.get(3)?,
         })
     })?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// Loads one inspector with their conflicts.
-pub fn get(conn: &Connection, id: i64) -> Result<Inspector> {
+pub fn get(conn: &Conn, id: i64) -> Result<Inspector> {
     let mut inspector = conn
         .query_row(
             &format!(
@@ -127,7 +127,7 @@ pub fn get(conn: &Connection, id: i64) -> Result<Inspector> {
     Ok(inspector)
 }
 
-fn validate(conn: &Connection, input: &InspectorInput) -> Result<i64> {
+fn validate(conn: &Conn, input: &InspectorInput) -> Result<i64> {
     check_name("name", &input.name, 100)?;
     check_name("cert_no", &input.cert_no, 40)?;
     check_name("region", &input.region, 100)?;
@@ -145,7 +145,7 @@ fn validate(conn: &Connection, input: &InspectorInput) -> Result<i64> {
     departments::id_by_code(conn, "department", &input.department)
 }
 
-fn check_unique(tx: &Transaction<'_>, input: &InspectorInput, except: Option<i64>) -> Result<()> {
+fn check_unique(tx: &Tx<'_>, input: &InspectorInput, except: Option<i64>) -> Result<()> {
     let clash: Option<(i64, bool)> = tx
         .query_row(
             "SELECT id, cert_no = ?1 FROM inspectors
@@ -167,7 +167,7 @@ fn check_unique(tx: &Transaction<'_>, input: &InspectorInput, except: Option<i64
 }
 
 /// Inserts an inspector.
-pub fn insert(tx: &Transaction<'_>, actor: &str, input: &InspectorInput) -> Result<Inspector> {
+pub fn insert(tx: &Tx<'_>, actor: &str, input: &InspectorInput) -> Result<Inspector> {
     let department_id = validate(tx, input)?;
     check_unique(tx, input, None)?;
     let at = now();
@@ -202,12 +202,7 @@ pub fn insert(tx: &Transaction<'_>, actor: &str, input: &InspectorInput) -> Resu
 /// Replaces every attribute of inspector `id` with `input` (deactivating or
 /// reactivating is `active`), with the same checks as [`insert`]; 404 when
 /// there is no such inspector.
-pub fn update(
-    tx: &Transaction<'_>,
-    actor: &str,
-    id: i64,
-    input: &InspectorInput,
-) -> Result<Inspector> {
+pub fn update(tx: &Tx<'_>, actor: &str, id: i64, input: &InspectorInput) -> Result<Inspector> {
     let before = get(tx, id)?;
     let department_id = validate(tx, input)?;
     check_unique(tx, input, Some(id))?;
@@ -242,7 +237,7 @@ pub fn update(
 
 /// Records a declared conflict between an inspector and a target.
 pub fn insert_conflict(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     inspector_id: i64,
     target_id: i64,
@@ -274,12 +269,7 @@ pub fn insert_conflict(
 
 /// Withdraws a declared conflict between an inspector and a target; 404
 /// when there is none.
-pub fn delete_conflict(
-    tx: &Transaction<'_>,
-    actor: &str,
-    inspector_id: i64,
-    target_id: i64,
-) -> Result<()> {
+pub fn delete_conflict(tx: &Tx<'_>, actor: &str, inspector_id: i64, target_id: i64) -> Result<()> {
     let n = tx.execute(
         "DELETE FROM inspector_conflicts WHERE inspector_id = ?1 AND target_id = ?2",
         params![inspector_id, target_id],
@@ -321,7 +311,7 @@ pub(super) async fn list(
 }
 
 /// Inspectors matching `filter`, with their declared conflicts.
-pub fn search(c: &Connection, filter: &InspectorFilter) -> Result<Vec<Inspector>> {
+pub fn search(c: &Conn, filter: &InspectorFilter) -> Result<Vec<Inspector>> {
     let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM inspectors i JOIN departments d ON d.id = i.department_id
                  WHERE (?1 IS NULL OR d.code = ?1) AND (?2 IS NULL OR i.active = ?2)

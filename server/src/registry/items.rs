@@ -2,10 +2,10 @@
 //! version; old versions stay readable because tasks and records pin the
 //! version they used.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -146,7 +146,7 @@ const VERSION_COLUMNS: &str = "i.id, i.code, v.version, v.version = i.current_ve
 const VERSION_FROM: &str = "FROM item_versions v JOIN items i ON i.id = v.item_id
     JOIN departments d ON d.id = v.department_id";
 
-fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemVersion> {
+fn version_from_row(r: &crate::store::sql::Row<'_>) -> Result<ItemVersion> {
     let methods: String = r.get(8)?;
     let class: String = r.get(10)?;
     Ok(ItemVersion {
@@ -176,7 +176,7 @@ fn version_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<ItemVersion> {
 }
 
 /// One version of the item with `code`; the current one when `version` is `None`.
-pub fn get(conn: &Connection, code: &str, version: Option<i64>) -> Result<ItemVersion> {
+pub fn get(conn: &Conn, code: &str, version: Option<i64>) -> Result<ItemVersion> {
     let found = match version {
         None => conn
             .query_row(
@@ -205,17 +205,17 @@ pub fn get(conn: &Connection, code: &str, version: Option<i64>) -> Result<ItemVe
 }
 
 /// The current version of every item.
-pub fn current_all(conn: &Connection) -> Result<Vec<ItemVersion>> {
+pub fn current_all(conn: &Conn) -> Result<Vec<ItemVersion>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE v.version = i.current_version ORDER BY i.code"
     ))?;
     let rows = stmt.query_map([], version_from_row)?;
-    Ok(rows.collect::<Result<_, _>>()?)
+    rows.collect::<Result<_, _>>()
 }
 
 /// Every version of the item with `code`, oldest first; 404 when there is
 /// no such item.
-pub fn versions_of(conn: &Connection, code: &str) -> Result<Vec<ItemVersion>> {
+pub fn versions_of(conn: &Conn, code: &str) -> Result<Vec<ItemVersion>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {VERSION_COLUMNS} {VERSION_FROM} WHERE i.code = ?1 ORDER BY v.version"
     ))?;
@@ -229,7 +229,7 @@ pub fn versions_of(conn: &Connection, code: &str) -> Result<Vec<ItemVersion>> {
 }
 
 fn insert_version(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     item_id: i64,
     version: i64,
@@ -266,7 +266,7 @@ fn insert_version(
 }
 
 /// Creates an item with its first version.
-pub fn insert(tx: &Transaction<'_>, actor: &str, item: &NewItem) -> Result<ItemVersion> {
+pub fn insert(tx: &Tx<'_>, actor: &str, item: &NewItem) -> Result<ItemVersion> {
     validate_code(&item.code)?;
     validate(&item.input)?;
     let exists: bool = tx.query_row(
@@ -318,12 +318,7 @@ fn same_content(a: &ItemInput, b: &ItemInput) -> bool {
 
 /// Makes a new version of an item, unless `input` says the same as the current one
 /// (methods in another order included).
-pub fn new_version(
-    tx: &Transaction<'_>,
-    actor: &str,
-    code: &str,
-    input: &ItemInput,
-) -> Result<ItemVersion> {
+pub fn new_version(tx: &Tx<'_>, actor: &str, code: &str, input: &ItemInput) -> Result<ItemVersion> {
     validate(input)?;
     let current = get(tx, code, None)?;
     if same_content(&current.input, input) {

@@ -4,9 +4,9 @@
 //! problem target's weight), how many observers a draw needs and how long a task's records
 //! are kept after its results were published.
 
+use crate::store::sql::{Conn, Tx, params};
 use axum::Json;
 use axum::extract::{FromRequest, Request, State};
-use rusqlite::{Connection, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
@@ -186,8 +186,8 @@ pub const MAX_RETENTION_YEARS: u32 = 100;
 pub const MAX_CLEAN_COOLDOWN_DAYS: u32 = 1095;
 
 /// The rules in force.
-pub fn load(conn: &Connection) -> Result<Rules> {
-    Ok(conn.query_row(
+pub fn load(conn: &Conn) -> Result<Rules> {
+    conn.query_row(
         "SELECT ratio_a, ratio_b, ratio_c, ratio_d, group_size, frequency_cap,
             result_publication_days, list_publication_days, abnormal_list_days,
             must_include_serious, must_include_abnormal, must_include_complaints, updated_at,
@@ -224,11 +224,11 @@ pub fn load(conn: &Connection) -> Result<Rules> {
                 problem_weight: r.get(21)?,
             })
         },
-    )?)
+    )
 }
 
 /// Replaces the rules, auditing before and after.
-pub fn store(tx: &Transaction<'_>, actor: &str, rules: &Rules) -> Result<Rules> {
+pub fn store(tx: &Tx<'_>, actor: &str, rules: &Rules) -> Result<Rules> {
     rules.validate()?;
     let before = load(tx)?;
     tx.execute(
@@ -306,11 +306,7 @@ pub(super) async fn put_rules(
 /// Applies a partial change to the rules in force (fields absent keep their value; nested
 /// `ratios` merge the same way) and stores the result, auditing it. `updated_at` in the
 /// change is ignored, so that what `GET` answers may be sent back as it is.
-pub fn apply_change(
-    tx: &Transaction<'_>,
-    actor: &str,
-    mut change: Map<String, Value>,
-) -> Result<Rules> {
+pub fn apply_change(tx: &Tx<'_>, actor: &str, mut change: Map<String, Value>) -> Result<Rules> {
     change.remove("updated_at");
     let mut merged = serde_json::to_value(load(tx)?)?;
     if let Some(fields) = merged.as_object_mut() {

@@ -1,11 +1,11 @@
 //! The target directory (检查对象名录库): enterprises and other targets keyed by
 //! 统一社会信用代码, with the attributes the draw stratifies and filters on.
 
+use crate::store::sql::Value as SqlValue;
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use rusqlite::types::Value as SqlValue;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -100,7 +100,7 @@ impl TargetInput {
 const COLUMNS: &str = "id, uscc, name, target_type, industry, region, address, legal_rep,
     reg_status, risk_class, flag_abnormal, flag_serious, complaints, created_at, updated_at";
 
-fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Target> {
+fn from_row(r: &crate::store::sql::Row<'_>) -> Result<Target> {
     Ok(Target {
         id: r.get(0)?,
         input: TargetInput {
@@ -123,7 +123,7 @@ fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Target> {
 }
 
 /// Loads one target.
-pub fn get(conn: &Connection, id: i64) -> Result<Target> {
+pub fn get(conn: &Conn, id: i64) -> Result<Target> {
     conn.query_row(
         &format!("SELECT {COLUMNS} FROM targets WHERE id = ?1"),
         [id],
@@ -134,16 +134,15 @@ pub fn get(conn: &Connection, id: i64) -> Result<Target> {
 }
 
 /// The id of the target with `uscc`, if registered.
-pub fn id_by_uscc(conn: &Connection, code: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row("SELECT id FROM targets WHERE uscc = ?1", [code], |r| {
-            r.get(0)
-        })
-        .optional()?)
+pub fn id_by_uscc(conn: &Conn, code: &str) -> Result<Option<i64>> {
+    conn.query_row("SELECT id FROM targets WHERE uscc = ?1", [code], |r| {
+        r.get(0)
+    })
+    .optional()
 }
 
 /// Inserts a normalised target without auditing (bulk paths audit once).
-pub fn insert_unaudited(tx: &Transaction<'_>, t: &TargetInput, at: &str) -> Result<i64> {
+pub fn insert_unaudited(tx: &Tx<'_>, t: &TargetInput, at: &str) -> Result<i64> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO targets (uscc, name, target_type, industry, region, address, legal_rep,
             reg_status, risk_class, flag_abnormal, flag_serious, complaints, created_at, updated_at)
@@ -168,7 +167,7 @@ pub fn insert_unaudited(tx: &Transaction<'_>, t: &TargetInput, at: &str) -> Resu
 }
 
 /// Overwrites a target's attributes without auditing.
-pub fn update_unaudited(tx: &Transaction<'_>, id: i64, t: &TargetInput, at: &str) -> Result<()> {
+pub fn update_unaudited(tx: &Tx<'_>, id: i64, t: &TargetInput, at: &str) -> Result<()> {
     let mut stmt = tx.prepare_cached(
         "UPDATE targets SET uscc = ?2, name = ?3, target_type = ?4, industry = ?5, region = ?6,
             address = ?7, legal_rep = ?8, reg_status = ?9, risk_class = ?10, flag_abnormal = ?11,
@@ -219,7 +218,7 @@ pub struct TargetFilter {
 }
 
 /// One page of targets matching `filter`.
-pub fn search(conn: &Connection, filter: &TargetFilter) -> Result<Page<Target>> {
+pub fn search(conn: &Conn, filter: &TargetFilter) -> Result<Page<Target>> {
     let paging = Paging {
         page: filter.page.unwrap_or(1),
         per_page: filter.per_page.unwrap_or(50),
@@ -262,7 +261,7 @@ pub fn search(conn: &Connection, filter: &TargetFilter) -> Result<Page<Target>> 
     };
     let total: i64 = conn.query_row(
         &format!("SELECT COUNT(*) FROM targets {filter_sql}"),
-        rusqlite::params_from_iter(args.iter()),
+        &args,
         |r| r.get(0),
     )?;
     args.push(SqlValue::Integer(paging.limit()));
@@ -270,9 +269,7 @@ pub fn search(conn: &Connection, filter: &TargetFilter) -> Result<Page<Target>> 
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS} FROM targets {filter_sql} ORDER BY id LIMIT ? OFFSET ?"
     ))?;
-    let items = stmt
-        .query_map(rusqlite::params_from_iter(args.iter()), from_row)?
-        .collect::<Result<_, _>>()?;
+    let items = stmt.query_map(&args, from_row)?.collect::<Result<_, _>>()?;
     Ok(Page {
         items,
         total,

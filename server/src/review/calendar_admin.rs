@@ -10,11 +10,11 @@
 
 use std::sync::Arc;
 
+use crate::store::sql::{Conn, params};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -33,7 +33,7 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// The shipped schedules with every stored year applied over them.
-pub fn build_calendar(conn: &Connection) -> Result<Calendar> {
+pub fn build_calendar(conn: &Conn) -> Result<Calendar> {
     let mut calendar = Calendar::official();
     let mut stmt = conn.prepare("SELECT year, json FROM calendar_years ORDER BY year")?;
     let stored = stmt

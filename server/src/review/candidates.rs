@@ -14,12 +14,12 @@
 //! (`abnormal_decisions`, never edited) and audited; separation of duties
 //! holds as for review: a supervisor who inspected the record does not decide.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -150,7 +150,7 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
 
 /// Decides on candidate `id` as `user` on `today` (China date).
 pub fn decide_candidate(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     user: &Actor,
     id: i64,
     input: &DecisionInput,
@@ -296,7 +296,7 @@ pub struct Listing {
 }
 
 /// Where target `target_id` stands on the 经营异常名录.
-pub fn target_listing(conn: &Connection, target_id: i64) -> Result<Listing> {
+pub fn target_listing(conn: &Conn, target_id: i64) -> Result<Listing> {
     let (flag, since, record): (bool, Option<String>, Option<String>) = conn
         .query_row(
             "SELECT flag_abnormal, abnormal_listed_on, abnormal_source_record
@@ -317,13 +317,12 @@ const DECISION_COLUMNS: &str = "d.id, d.candidate_id, d.target_id, d.decision, d
      d.decided_on, d.late, u.username
      FROM abnormal_decisions d JOIN users u ON u.id = d.decided_by";
 
-fn decision_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<CandidateDecision> {
+fn decision_of(r: &crate::store::sql::Row<'_>) -> Result<CandidateDecision> {
     let decision = match r.get_ref(3)?.as_str()? {
         "list" => Verdict::List,
         "not_list" => Verdict::NotList,
         _ => Verdict::Remove,
     };
-    let decided_on: String = r.get(5)?;
     Ok(CandidateDecision {
         id: r.get(0)?,
         candidate_id: r.get(1)?,
@@ -331,29 +330,27 @@ fn decision_of(r: &rusqlite::Row<'_>) -> rusqlite::Result<CandidateDecision> {
         decision,
         decision_label: decision.label(),
         reason: r.get(4)?,
-        decided_on: decided_on.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(5, rusqlite::types::Type::Text, Box::new(e))
-        })?,
+        decided_on: r.get(5)?,
         late: r.get(6)?,
         decided_by: r.get(7)?,
     })
 }
 
-fn decision_by_id(conn: &Connection, id: i64) -> Result<CandidateDecision> {
-    Ok(conn.query_row(
+fn decision_by_id(conn: &Conn, id: i64) -> Result<CandidateDecision> {
+    conn.query_row(
         &format!("SELECT {DECISION_COLUMNS} WHERE d.id = ?1"),
         [id],
         decision_of,
-    )?)
+    )
 }
 
 /// Every decision on the candidates of target `target_id`, oldest first.
-pub fn decisions_of_target(conn: &Connection, target_id: i64) -> Result<Vec<CandidateDecision>> {
+pub fn decisions_of_target(conn: &Conn, target_id: i64) -> Result<Vec<CandidateDecision>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {DECISION_COLUMNS} WHERE d.target_id = ?1 ORDER BY d.id"
     ))?;
     let rows = stmt.query_map([target_id], decision_of)?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// `POST /api/v1/abnormal-candidates/{id}/decision`.

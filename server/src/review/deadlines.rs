@@ -14,12 +14,12 @@
 //! listed and sorted like any other, and is final as soon as an admin loads
 //! the year (`review::calendar_admin`).
 
+use crate::store::sql::Conn;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -61,7 +61,7 @@ fn parse_date(text: &str) -> Result<NaiveDate> {
 /// `may_open` whether they may open the record itself. A drawn list's
 /// deadline names the task and the draw, not its targets.
 pub fn open_deadlines(
-    conn: &Connection,
+    conn: &Conn,
     user: &Actor,
     calendar: &Calendar,
     today: NaiveDate,

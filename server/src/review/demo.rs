@@ -6,7 +6,7 @@
 //! one 无法联系 that is a 经营异常名录 candidate to decide), a returned record
 //! and a record waiting for review.
 
-use rusqlite::Transaction;
+use crate::store::sql::Tx;
 use suiji_mobile_core::record::SubmitOutcome;
 use suiji_mobile_core::vocab::{FollowUpMeasure, Method, ResultCategory};
 
@@ -22,7 +22,7 @@ use crate::plans::{self, Conditions, NewTask, TaskItemInput};
 use crate::sync::{SyncMemory, exchange};
 
 /// Syncs `phone` through the real exchange inside the demo's transaction.
-fn sync(phone: &mut MemoryPhone, tx: &Transaction<'_>, states: &SyncMemory) -> Result<()> {
+fn sync(phone: &mut MemoryPhone, tx: &Tx<'_>, states: &SyncMemory) -> Result<()> {
     let syncer = phone.syncer();
     phone
         .sync(|request| exchange(tx, states, &syncer, request))
@@ -40,7 +40,7 @@ fn demo_err(e: suiji_mobile_core::Error) -> Error {
 struct Answers<'a>(&'a str, &'a [ResultCategory], Option<&'a str>);
 
 fn inspect(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     states: &SyncMemory,
     (a, b): (&mut MemoryPhone, &mut MemoryPhone),
     id: &str,
@@ -86,7 +86,7 @@ fn inspect(
 /// Draws a small task of its own in `plan_id` and walks its records through
 /// inspection, review and publication.
 pub fn walk(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     plan_id: i64,
     seal: &draw::seal::SealKey,
     calendar: &Calendar,
@@ -280,18 +280,16 @@ mod tests {
             ]
         );
         let follow_ups: i64 = db
-            .read_blocking(
-                |c| Ok(c.query_row("SELECT COUNT(*) FROM follow_ups", [], |r| r.get(0))?),
-            )
+            .read_blocking(|c| c.query_row("SELECT COUNT(*) FROM follow_ups", [], |r| r.get(0)))
             .unwrap();
         assert_eq!(follow_ups, 1, "the 责令改正 is an open follow-up");
         let pending: i64 = db
             .read_blocking(|c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT COUNT(*) FROM abnormal_candidates WHERE status = 'pending'",
                     [],
                     |r| r.get(0),
-                )?)
+                )
             })
             .unwrap();
         assert_eq!(pending, 1, "the 无法联系 result is a candidate to decide");

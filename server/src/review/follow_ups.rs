@@ -19,12 +19,12 @@
 //! started. A recheck is not a spot check: it is not drawn, and it does not
 //! count towards the frequency cap.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use suiji_mobile_core::record::RecheckOf;
@@ -209,30 +209,12 @@ const COLUMNS: &str = "f.id, f.record_id, f.target_id, t.name, t.uscc, f.measure
     LEFT JOIN rechecks k ON k.follow_up_id = f.id
     LEFT JOIN tasks kt ON kt.id = k.task_id";
 
-fn date(text: Option<String>, column: usize) -> rusqlite::Result<Option<NaiveDate>> {
-    text.map(|t| {
-        t.parse().map_err(|e| {
-            rusqlite::Error::FromSqlConversionFailure(
-                column,
-                rusqlite::types::Type::Text,
-                Box::new(e),
-            )
-        })
-    })
-    .transpose()
-}
-
-fn follow_up_of(r: &rusqlite::Row<'_>, today: NaiveDate) -> rusqlite::Result<FollowUp> {
+fn follow_up_of(r: &crate::store::sql::Row<'_>, today: NaiveDate) -> Result<FollowUp> {
     let measure: String = r.get(5)?;
-    let deadline = date(r.get(6)?, 6)?;
+    let deadline: Option<NaiveDate> = r.get(6)?;
     let status_code: String = r.get(8)?;
-    let status = Status::from_code(&status_code).ok_or_else(|| {
-        rusqlite::Error::FromSqlConversionFailure(
-            8,
-            rusqlite::types::Type::Text,
-            format!("unknown follow-up status {status_code:?}").into(),
-        )
-    })?;
+    let status = Status::from_code(&status_code)
+        .ok_or_else(|| Error::Internal(format!("unknown follow-up status {status_code:?}")))?;
     let overdue = status == Status::Open && deadline.is_some_and(|d| d < today);
     let recheck = match r.get::<_, Option<i64>>(10)? {
         Some(task_id) => Some(RecheckRef {
@@ -265,7 +247,7 @@ fn follow_up_of(r: &rusqlite::Row<'_>, today: NaiveDate) -> rusqlite::Result<Fol
 }
 
 /// Follow-ups matching `filter`, those with the earliest deadline first.
-pub fn list(conn: &Connection, filter: &Filter, today: NaiveDate) -> Result<Vec<FollowUp>> {
+pub fn list(conn: &Conn, filter: &Filter, today: NaiveDate) -> Result<Vec<FollowUp>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS}
          WHERE (?1 IS NULL OR f.status = ?1) AND (?2 = 0 OR f.status IN ('open', 'rechecking'))
@@ -283,11 +265,11 @@ pub fn list(conn: &Connection, filter: &Filter, today: NaiveDate) -> Result<Vec<
         ],
         |r| follow_up_of(r, today),
     )?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 /// Follow-up `id`.
-pub fn follow_up(conn: &Connection, id: i64, today: NaiveDate) -> Result<FollowUp> {
+pub fn follow_up(conn: &Conn, id: i64, today: NaiveDate) -> Result<FollowUp> {
     conn.query_row(&format!("SELECT {COLUMNS} WHERE f.id = ?1"), [id], |r| {
         follow_up_of(r, today)
     })
@@ -336,7 +318,7 @@ struct Original {
     group: Vec<i64>,
 }
 
-fn original(tx: &Transaction<'_>, record_id: &str) -> Result<Original> {
+fn original(tx: &Tx<'_>, record_id: &str) -> Result<Original> {
     let (task_id, draw_id, target_id, uscc, target_name, risk_class) = tx.query_row(
         "SELECT r.task_id, r.draw_id, r.target_id, t.uscc, t.name, t.risk_class
          FROM records r JOIN targets t ON t.id = r.target_id WHERE r.id = ?1",
@@ -358,7 +340,7 @@ fn original(tx: &Transaction<'_>, record_id: &str) -> Result<Original> {
     )?;
     let group = stmt
         .query_map([record_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(Original {
         task_id,
         draw_id,
@@ -372,7 +354,7 @@ fn original(tx: &Transaction<'_>, record_id: &str) -> Result<Original> {
 
 /// Why an inspector may not recheck a target: `None` when they may.
 fn unfit(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     inspector: i64,
     target_id: i64,
     requirements: &[crate::draw::algorithm::Requirement],
@@ -411,7 +393,7 @@ fn unfit(
 
 /// Starts the 复查 of follow-up `id` as `user` on `today` (China date).
 pub fn start_recheck(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     user: &Actor,
     id: i64,
     input: &RecheckInput,
@@ -501,7 +483,7 @@ pub fn start_recheck(
                     |r| r.get(0),
                 )
             })
-            .collect::<rusqlite::Result<_>>()?;
+            .collect::<Result<_>>()?;
         if let Some(missing) = original_task
             .departments
             .iter()
@@ -613,7 +595,7 @@ pub fn start_recheck(
 /// from the categories of its published result (as first published or as
 /// corrected). Called in the publication's transaction.
 pub fn close_by_recheck(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     record_id: &str,
     categories: &[ResultCategory],

@@ -14,7 +14,7 @@
 //! before a list is served, and [`refresh_record_index`] does one record at
 //! once where the document is already at hand.
 
-use rusqlite::{Transaction, params};
+use crate::store::sql::{Tx, params};
 use suiji_mobile_core::RecordDoc;
 use suiji_mobile_core::vocab::ReviewState;
 
@@ -72,7 +72,7 @@ impl IndexRow {
     }
 
     /// Writes the columns to `record_id` and clears its stale mark.
-    pub fn write(&self, tx: &Transaction<'_>, record_id: &str) -> Result<()> {
+    pub fn write(&self, tx: &Tx<'_>, record_id: &str) -> Result<()> {
         tx.prepare_cached(
             "UPDATE records SET review_state = ?1, review_round = ?2, submitted_at = ?3,
                 inspection_ended_on = ?4, has_conflicts = ?5, approved_at = ?6, published_at = ?7,
@@ -95,13 +95,13 @@ impl IndexRow {
 
 /// Writes the review index columns of `record_id` from its document `doc` (as
 /// stored, with every change kept) and clears its stale mark.
-pub fn refresh_record_index(tx: &Transaction<'_>, record_id: &str, doc: &RecordDoc) -> Result<()> {
+pub fn refresh_record_index(tx: &Tx<'_>, record_id: &str, doc: &RecordDoc) -> Result<()> {
     IndexRow::of(record_id, doc)?.write(tx, record_id)
 }
 
 /// Refreshes the index of every record changed since it was last indexed.
 /// Returns how many were refreshed.
-pub fn refresh_stale(tx: &Transaction<'_>) -> Result<usize> {
+pub fn refresh_stale(tx: &Tx<'_>) -> Result<usize> {
     let ids: Vec<String> = {
         let mut stmt = tx.prepare("SELECT id FROM records WHERE index_stale = 1")?;
         stmt.query_map([], |r| r.get(0))?

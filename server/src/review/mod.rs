@@ -6,9 +6,9 @@
 //! Dates that the law counts in (inspection ended, published) are calendar
 //! dates in China time (UTC+8), whatever the server's zone.
 
+use crate::store::sql::{Conn, OptionalExtension, params};
 use axum::Router;
 use chrono::{DateTime, FixedOffset, NaiveDate, Utc};
-use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
 
 use crate::AppState;
@@ -85,29 +85,28 @@ pub fn deadline_fields(calendar: &Calendar, from: NaiveDate, days: u32, today: N
 }
 
 /// The inspector id linked to a user account, if any.
-pub fn inspector_of_user(conn: &Connection, user_id: i64) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row(
-            "SELECT id FROM inspectors WHERE user_id = ?1",
-            [user_id],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn inspector_of_user(conn: &Conn, user_id: i64) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM inspectors WHERE user_id = ?1",
+        [user_id],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Whether the user was ever in the record's inspector group.
-pub fn was_in_group(conn: &Connection, user_id: i64, record_id: &str) -> Result<bool> {
-    Ok(conn.query_row(
+pub fn was_in_group(conn: &Conn, user_id: i64, record_id: &str) -> Result<bool> {
+    conn.query_row(
         "SELECT EXISTS(SELECT 1 FROM record_assignment_history h
             JOIN inspectors i ON i.id = h.inspector_id
          WHERE h.record_id = ?1 AND i.user_id = ?2)",
         params![record_id, user_id],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// Separation of duties: nobody reviews or publishes a record they inspected.
-pub fn ensure_not_in_group(conn: &Connection, user: &Actor, record_id: &str) -> Result<()> {
+pub fn ensure_not_in_group(conn: &Conn, user: &Actor, record_id: &str) -> Result<()> {
     if was_in_group(conn, user.user_id, record_id)? {
         return Err(Error::OwnRecord(record_id.to_owned()));
     }
@@ -119,7 +118,7 @@ pub fn ensure_not_in_group(conn: &Connection, user: &Actor, record_id: &str) -> 
 /// answer), 409 if it was withdrawn, 403 if the caller was in its inspector
 /// group.
 pub fn record_for_decision(
-    conn: &Connection,
+    conn: &Conn,
     user: &Actor,
     id: &str,
 ) -> Result<suiji_mobile_core::RecordDoc> {

@@ -14,8 +14,8 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use std::collections::BTreeMap;
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use suiji_mobile_core::record::server_actor;
@@ -118,17 +118,17 @@ fn result_text(results: &[PublicCategory]) -> String {
         .join("；")
 }
 
-fn department_name(conn: &Connection, code: &str) -> Result<String> {
-    Ok(conn.query_row(
+fn department_name(conn: &Conn, code: &str) -> Result<String> {
+    conn.query_row(
         "SELECT name FROM departments WHERE code = ?1",
         [code],
         |r| r.get(0),
-    )?)
+    )
 }
 
 /// The public content of an approved record, from its document.
 fn public_content(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     doc: &suiji_mobile_core::RecordDoc,
 ) -> Result<(PublicContent, i64, i64)> {
@@ -205,7 +205,7 @@ fn public_content(
 /// Updates the target's last inspection and adds 经营异常名录 candidates for a
 /// result (at publication and after a correction).
 fn feed_back(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     result_id: i64,
     record_id: &str,
     target_id: i64,
@@ -250,7 +250,7 @@ fn feed_back(
 /// What a published result (first or corrected version) does beside
 /// [`feed_back`]: a 复查's result closes the follow-up it rechecks.
 fn close_follow_up(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     record_id: &str,
     content: &PublicContent,
@@ -266,7 +266,7 @@ fn close_follow_up(
 /// Publishes one approved record in `tx`: marks the document published,
 /// stores version 1 of its public result and feeds the outcome back. Returns
 /// the result id.
-pub fn publish_record(tx: &Transaction<'_>, user: &Actor, id: &str) -> Result<i64> {
+pub fn publish_record(tx: &Tx<'_>, user: &Actor, id: &str) -> Result<i64> {
     let mut doc = super::record_for_decision(tx, user, id)?;
     let state = doc.review().map_err(doc_error(id, "record"))?.state;
     // A result names its target, so it may not go public before the drawn
@@ -393,7 +393,7 @@ async fn publish_task(
 
 /// Publishes every approved record of a task that `user` did not inspect:
 /// `{task_id, published: [{record_id, result_id}], skipped: [{record_id, reason}], not_approved}`.
-pub fn publish_task_results(tx: &Transaction<'_>, user: &Actor, task_id: i64) -> Result<Value> {
+pub fn publish_task_results(tx: &Tx<'_>, user: &Actor, task_id: i64) -> Result<Value> {
     plans::get_task_by_id(tx, task_id)?;
     refresh_stale(tx)?;
     let ids: Vec<String> = {
@@ -455,7 +455,7 @@ pub struct ItemCorrection {
     pub checked: bool,
 }
 
-fn load_content(conn: &Connection, result_id: i64, version: i64) -> Result<PublicContent> {
+fn load_content(conn: &Conn, result_id: i64, version: i64) -> Result<PublicContent> {
     let text: String = conn.query_row(
         "SELECT content FROM result_versions WHERE result_id = ?1 AND version = ?2",
         params![result_id, version],
@@ -465,14 +465,13 @@ fn load_content(conn: &Connection, result_id: i64, version: i64) -> Result<Publi
 }
 
 /// The published result of a record, if it has one.
-pub fn result_of_record(conn: &Connection, record_id: &str) -> Result<Option<i64>> {
-    Ok(conn
-        .query_row(
-            "SELECT id FROM published_results WHERE record_id = ?1",
-            [record_id],
-            |r| r.get(0),
-        )
-        .optional()?)
+pub fn result_of_record(conn: &Conn, record_id: &str) -> Result<Option<i64>> {
+    conn.query_row(
+        "SELECT id FROM published_results WHERE record_id = ?1",
+        [record_id],
+        |r| r.get(0),
+    )
+    .optional()
 }
 
 /// Corrects published result `result_id` in `tx` as `user`: stores the
@@ -483,7 +482,7 @@ pub fn result_of_record(conn: &Connection, record_id: &str) -> Result<Option<i64
 /// group; invalid without a reason, with an unknown or contradictory result
 /// category, an item not in the result, or a correction that changes nothing.
 pub fn correct_result(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     user: &Actor,
     result_id: i64,
     body: Correction,
@@ -624,7 +623,7 @@ async fn correct(
 
 /// A published result as the public sees it: the current version's fields,
 /// whether it was corrected, and every earlier version marked 已更正.
-pub fn public_entry(conn: &Connection, result_id: i64) -> Result<Value> {
+pub fn public_entry(conn: &Conn, result_id: i64) -> Result<Value> {
     let found: Option<(i64, String)> = conn
         .query_row(
             "SELECT current_version, first_published_at FROM published_results WHERE id = ?1",
@@ -704,7 +703,7 @@ async fn public_results(
 
 /// Published results whose target name, 统一社会信用代码 or task number
 /// contains `q` (all of them without one), the latest first.
-pub fn search_public(c: &Connection, q: Option<&str>, paging: Paging) -> Result<Page<Value>> {
+pub fn search_public(c: &Conn, q: Option<&str>, paging: Paging) -> Result<Page<Value>> {
     let q = q.map(str::trim).filter(|q| !q.is_empty());
     let like = q.as_ref().map(|q| {
         format!(
@@ -751,7 +750,7 @@ async fn public_result(
 }
 
 /// Every published result of a task, current versions with their history.
-pub fn task_results(conn: &Connection, task_id: i64) -> Result<Vec<Value>> {
+pub fn task_results(conn: &Conn, task_id: i64) -> Result<Vec<Value>> {
     plans::get_task_by_id(conn, task_id)?;
     let ids: Vec<i64> = {
         let mut stmt = conn.prepare(
@@ -868,7 +867,7 @@ struct OutcomeQuery {
 
 /// 经营异常名录 candidates with their deadlines.
 pub fn list_abnormal_candidates(
-    conn: &Connection,
+    conn: &Conn,
     status: Option<&str>,
     calendar: &Calendar,
     today: NaiveDate,
@@ -933,7 +932,7 @@ async fn abnormal_candidates(
 /// records per year (the frequency cap counts these; only the records `user`
 /// may see, so that a count cannot tell a target was drawn in a list still
 /// confidential), published results, candidates and follow-ups.
-pub fn target_outcome(conn: &Connection, user: &Actor, target_id: i64) -> Result<Value> {
+pub fn target_outcome(conn: &Conn, user: &Actor, target_id: i64) -> Result<Value> {
     let found: Option<Value> = conn
         .query_row(
             "SELECT id, name, uscc, last_inspected_on, last_result, last_result_codes, last_record_id

@@ -3,12 +3,12 @@
 //! are changes to the record document by the server, so a returned record
 //! reaches the inspectors' phones at their next sync.
 
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use suiji_mobile_core::record::server_actor;
@@ -66,7 +66,7 @@ pub struct QueueQuery {
 /// them (only records the rule of docs/draw.md lets them see whole), with
 /// deadlines counted as of `today`.
 pub fn queue_rows(
-    conn: &Connection,
+    conn: &Conn,
     user: &Actor,
     q: &QueueQuery,
     calendar: &Calendar,
@@ -264,7 +264,7 @@ pub fn queue_table(rows: &[Value]) -> Table {
 /// not see whole, exactly as for an unknown id (docs/draw.md, "Who sees a
 /// drawn list").
 pub fn record_view(
-    conn: &Connection,
+    conn: &Conn,
     user: &Actor,
     id: &str,
     calendar: &Calendar,
@@ -281,7 +281,7 @@ pub fn record_view(
 /// without asking who looks (no visibility check, no `you_inspected`): what a task's dossier
 /// holds. Callers check who may see it.
 pub fn document_view(
-    conn: &Connection,
+    conn: &Conn,
     id: &str,
     doc: &mut suiji_mobile_core::RecordDoc,
     calendar: &Calendar,
@@ -449,7 +449,7 @@ pub enum Decision {
 /// Applies a decision to a record in `tx`: checks separation of duties, writes
 /// the review step into the document as the server, refreshes the index and
 /// appends to the audit log. Returns the record's new review part.
-pub fn decide(tx: &Transaction<'_>, user: &Actor, id: &str, decision: &Decision) -> Result<Value> {
+pub fn decide(tx: &Tx<'_>, user: &Actor, id: &str, decision: &Decision) -> Result<Value> {
     let mut doc = super::record_for_decision(tx, user, id)?;
     doc.save_incremental();
     doc.set_actor(server_actor());

@@ -21,11 +21,11 @@
 //! records' `doc_version` is raised in the transaction, so a cache of another server process
 //! no longer matches either.
 
+use crate::store::sql::{Tx, params};
 use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use chrono::{Months, NaiveDate};
-use rusqlite::{Transaction, params};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -103,14 +103,14 @@ pub fn allowed_on(last_published_on: NaiveDate, retention_years: u32) -> NaiveDa
 }
 
 /// The latest day (China date) any of the task's results was published or corrected, if any.
-fn last_published_on(tx: &Transaction<'_>, task_id: i64) -> Result<Option<NaiveDate>> {
+fn last_published_on(tx: &Tx<'_>, task_id: i64) -> Result<Option<NaiveDate>> {
     let mut stmt = tx.prepare(
         "SELECT v.published_at FROM result_versions v
          JOIN published_results p ON p.id = v.result_id WHERE p.task_id = ?1",
     )?;
     let stamps = stmt
         .query_map([task_id], |r| r.get::<_, String>(0))?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let mut latest = None;
     for stamp in stamps {
         let day = china_date_of(&stamp)?;
@@ -124,7 +124,7 @@ fn last_published_on(tx: &Transaction<'_>, task_id: i64) -> Result<Option<NaiveD
 /// unknown task, 409 `conflict` for a task with unpublished records or no published result,
 /// 409 `retained` (naming the day) before the period has passed.
 pub fn purge_task(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     task_id: i64,
     reason: &str,
@@ -141,7 +141,7 @@ pub fn purge_task(
                AND review_state != 'published' ORDER BY id",
         )?;
         stmt.query_map([task_id], |r| Ok((r.get(0)?, r.get(1)?)))?
-            .collect::<rusqlite::Result<_>>()?
+            .collect::<Result<_>>()?
     };
     if let Some((first, state)) = unfinished.first() {
         return Err(Error::Conflict(format!(
@@ -173,7 +173,7 @@ pub fn purge_task(
             "SELECT id FROM records WHERE task_id = ?1 AND purged_at IS NULL ORDER BY id",
         )?;
         stmt.query_map([task_id], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?
+            .collect::<Result<_>>()?
     };
     let mut report = PurgeReport {
         task_id,

@@ -19,7 +19,7 @@
 //! draw commitment's pool takes the class as it is then, so `draw verify`
 //! still holds.
 
-use rusqlite::{Connection, OptionalExtension, Transaction, params};
+use crate::store::sql::{Conn, OptionalExtension, Tx, params};
 use serde::Serialize;
 use suiji_mobile_core::vocab::ResultCategory;
 
@@ -128,7 +128,7 @@ pub fn follow(
 /// published (`corrected` false) or corrected, and stores it with its history
 /// when it changed.
 pub fn reclassify(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     target_id: i64,
     result_id: i64,
     record_id: &str,
@@ -193,7 +193,7 @@ pub fn reclassify(
 
 /// The outcomes of target `target_id`'s published results after result id `after`, current
 /// versions, in publication order.
-fn outcomes_after(conn: &Connection, target_id: i64, after: i64) -> Result<Vec<Outcome>> {
+fn outcomes_after(conn: &Conn, target_id: i64, after: i64) -> Result<Vec<Outcome>> {
     let mut stmt = conn.prepare(
         "SELECT v.content FROM published_results p
          JOIN result_versions v ON v.result_id = p.id AND v.version = p.current_version
@@ -234,7 +234,7 @@ pub struct ClassChange {
 }
 
 /// Every change of target `target_id`'s class, oldest first.
-pub fn history(conn: &Connection, target_id: i64) -> Result<Vec<ClassChange>> {
+pub fn history(conn: &Conn, target_id: i64) -> Result<Vec<ClassChange>> {
     let exists: Option<i64> = conn
         .query_row("SELECT id FROM targets WHERE id = ?1", [target_id], |r| {
             r.get(0)
@@ -258,7 +258,7 @@ pub fn history(conn: &Connection, target_id: i64) -> Result<Vec<ClassChange>> {
             at: r.get(6)?,
         })
     })?;
-    Ok(rows.collect::<rusqlite::Result<_>>()?)
+    rows.collect::<Result<_>>()
 }
 
 #[cfg(test)]
@@ -266,10 +266,9 @@ mod tests {
     use super::*;
 
     fn rules(raise: bool, lower_after: u32, serious: bool) -> Rules {
-        let conn = Connection::open_in_memory().unwrap();
-        let mut conn = conn;
-        crate::db::migrate(&mut conn, crate::db::MIGRATIONS.len()).unwrap();
-        let mut r = rules::load(&conn).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let db = crate::db::Db::open(&dir.path().join("rules.db")).unwrap();
+        let mut r = db.read_blocking(rules::load).unwrap();
         r.risk_raise_on_problems = raise;
         r.risk_lower_after_clean = lower_after;
         r.risk_serious_to_d = serious;

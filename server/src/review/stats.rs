@@ -18,12 +18,12 @@
 
 use std::collections::BTreeMap;
 
+use crate::store::sql::Conn;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use chrono::NaiveDate;
-use rusqlite::Connection;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use suiji_mobile_core::vocab::ResultCategory;
@@ -127,12 +127,7 @@ pub fn period(year: i32, month: Option<u32>) -> Result<(NaiveDate, NaiveDate)> {
 }
 
 /// Computes the table for a period.
-pub fn compute(
-    conn: &Connection,
-    calendar: &Calendar,
-    year: i32,
-    month: Option<u32>,
-) -> Result<Stats> {
+pub fn compute(conn: &Conn, calendar: &Calendar, year: i32, month: Option<u32>) -> Result<Stats> {
     let (from, to) = period(year, month)?;
     let in_period = |d: NaiveDate| d >= from && d <= to;
     let rules = rules::load(conn)?;

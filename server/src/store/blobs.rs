@@ -4,14 +4,14 @@
 //! the phones upload it (`record_blobs`). The bytes are the blob store's
 //! (`crate::blobs::BlobStore`).
 
-use rusqlite::{Connection, Transaction, params};
+use crate::store::sql::{Conn, Tx, params};
 
 use crate::error::Result;
 
 /// Records that `user_id` proved it holds blob `hash` (it uploaded bytes that hash to it).
 /// References to the blob indexed before the server recorded who wrote them are taken as the
 /// uploader's when its inspector is, or was, in that record's group.
-pub fn record_uploader(tx: &Transaction<'_>, hash: &str, user_id: i64, at: &str) -> Result<()> {
+pub fn record_uploader(tx: &Tx<'_>, hash: &str, user_id: i64, at: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO blob_uploaders (sha256, user_id, uploaded_at) VALUES (?1, ?2, ?3)",
     )?
@@ -29,7 +29,7 @@ pub fn record_uploader(tx: &Transaction<'_>, hash: &str, user_id: i64, at: &str)
 
 /// Writes the row of a blob whose bytes are in place, unless it has one; its first uploader
 /// is named as the one who stored it.
-pub fn insert(tx: &Transaction<'_>, hash: &str, size: u64, at: &str) -> Result<()> {
+pub fn insert(tx: &Tx<'_>, hash: &str, size: u64, at: &str) -> Result<()> {
     tx.prepare_cached(
         "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at)
          VALUES (?1, ?2, (SELECT user_id FROM blob_uploaders WHERE sha256 = ?1
@@ -40,23 +40,20 @@ pub fn insert(tx: &Transaction<'_>, hash: &str, size: u64, at: &str) -> Result<(
 }
 
 /// Whether blob `hash` has its row.
-pub fn exists(conn: &Connection, hash: &str) -> Result<bool> {
-    Ok(conn
-        .prepare_cached("SELECT EXISTS(SELECT 1 FROM blobs WHERE sha256 = ?1)")?
-        .query_row([hash], |r| r.get(0))?)
+pub fn exists(conn: &Conn, hash: &str) -> Result<bool> {
+    conn.prepare_cached("SELECT EXISTS(SELECT 1 FROM blobs WHERE sha256 = ?1)")?
+        .query_row([hash], |r| r.get(0))
 }
 
 /// Every blob with a row.
-pub fn all(conn: &Connection) -> Result<Vec<String>> {
+pub fn all(conn: &Conn) -> Result<Vec<String>> {
     let mut stmt = conn.prepare("SELECT sha256 FROM blobs")?;
-    let hashes = stmt
-        .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+    let hashes = stmt.query_map([], |r| r.get(0))?.collect::<Result<_>>()?;
     Ok(hashes)
 }
 
 /// Removes the rows of blobs whose bytes are gone.
-pub fn forget(tx: &Transaction<'_>, hashes: &[&String]) -> Result<()> {
+pub fn forget(tx: &Tx<'_>, hashes: &[&String]) -> Result<()> {
     let mut delete = tx.prepare_cached("DELETE FROM blobs WHERE sha256 = ?1")?;
     for hash in hashes {
         delete.execute([hash])?;
@@ -65,17 +62,16 @@ pub fn forget(tx: &Transaction<'_>, hashes: &[&String]) -> Result<()> {
 }
 
 /// Whether `user_id` uploaded blob `hash`.
-pub fn uploaded_by(conn: &Connection, hash: &str, user_id: i64) -> Result<bool> {
-    Ok(conn
-        .prepare_cached(
-            "SELECT EXISTS(SELECT 1 FROM blob_uploaders WHERE sha256 = ?1 AND user_id = ?2)",
-        )?
-        .query_row(params![hash, user_id], |r| r.get(0))?)
+pub fn uploaded_by(conn: &Conn, hash: &str, user_id: i64) -> Result<bool> {
+    conn.prepare_cached(
+        "SELECT EXISTS(SELECT 1 FROM blob_uploaders WHERE sha256 = ?1 AND user_id = ?2)",
+    )?
+    .query_row(params![hash, user_id], |r| r.get(0))
 }
 
 /// The records referring to blob `hash` by a reference an uploader of it wrote (the
 /// inspector whose phone sent the reference first holds an account that uploaded it).
-pub fn records_referring_by_uploader(conn: &Connection, hash: &str) -> Result<Vec<String>> {
+pub fn records_referring_by_uploader(conn: &Conn, hash: &str) -> Result<Vec<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT rb.record_id FROM record_blobs rb
          JOIN inspectors i ON i.id = rb.inspector_id
@@ -84,7 +80,7 @@ pub fn records_referring_by_uploader(conn: &Connection, hash: &str) -> Result<Ve
     )?;
     let records = stmt
         .query_map([hash], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(records)
 }
 
@@ -102,7 +98,7 @@ pub struct Reference {
 /// sent the reference first (`writer`; never changed later). Whether the phones upload
 /// it is kept up to date.
 pub fn index_references(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     record_id: &str,
     references: impl IntoIterator<Item = Reference>,
     writer: i64,
@@ -118,7 +114,7 @@ pub fn index_references(
 }
 
 /// The records with a blob the phones upload and this server lacks.
-pub fn records_missing_blobs(conn: &Connection) -> Result<Vec<String>> {
+pub fn records_missing_blobs(conn: &Conn) -> Result<Vec<String>> {
     let records = conn
         .prepare(
             "SELECT DISTINCT rb.record_id FROM record_blobs rb
@@ -126,13 +122,13 @@ pub fn records_missing_blobs(conn: &Connection) -> Result<Vec<String>> {
                AND NOT EXISTS (SELECT 1 FROM blobs b WHERE b.sha256 = rb.sha256)",
         )?
         .query_map([], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(records)
 }
 
 /// Marks blob `hash` of record `record_id` as one the phones keep rather than upload;
 /// returns whether a reference changed.
-pub fn mark_kept_on_phone(tx: &Transaction<'_>, record_id: &str, hash: &str) -> Result<bool> {
+pub fn mark_kept_on_phone(tx: &Tx<'_>, record_id: &str, hash: &str) -> Result<bool> {
     Ok(tx
         .prepare_cached(
             "UPDATE record_blobs SET expected = 0
@@ -143,7 +139,7 @@ pub fn mark_kept_on_phone(tx: &Transaction<'_>, record_id: &str, hash: &str) -> 
 }
 
 /// The blobs record `record_id` refers to that the phones upload and this server lacks.
-pub fn missing_of_record(conn: &Connection, record_id: &str) -> Result<Vec<String>> {
+pub fn missing_of_record(conn: &Conn, record_id: &str) -> Result<Vec<String>> {
     let mut missing = conn.prepare_cached(
         "SELECT rb.sha256 FROM record_blobs rb
          WHERE rb.record_id = ?1 AND rb.expected = 1
@@ -151,17 +147,17 @@ pub fn missing_of_record(conn: &Connection, record_id: &str) -> Result<Vec<Strin
     )?;
     let hashes = missing
         .query_map([record_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     Ok(hashes)
 }
 
 /// Drops record `record_id`'s references (a purge); returns the blobs it referred to and
 /// how many references went.
-pub fn drop_references(tx: &Transaction<'_>, record_id: &str) -> Result<(Vec<String>, usize)> {
+pub fn drop_references(tx: &Tx<'_>, record_id: &str) -> Result<(Vec<String>, usize)> {
     let hashes: Vec<String> = tx
         .prepare_cached("SELECT sha256 FROM record_blobs WHERE record_id = ?1")?
         .query_map([record_id], |r| r.get(0))?
-        .collect::<rusqlite::Result<_>>()?;
+        .collect::<Result<_>>()?;
     let dropped = tx
         .prepare_cached("DELETE FROM record_blobs WHERE record_id = ?1")?
         .execute([record_id])?;
@@ -170,7 +166,7 @@ pub fn drop_references(tx: &Transaction<'_>, record_id: &str) -> Result<(Vec<Str
 
 /// Forgets blob `hash` (its row and uploaders) unless a record still refers to it; returns
 /// whether it did, so that the caller removes its bytes.
-pub fn forget_if_unreferenced(tx: &Transaction<'_>, hash: &str) -> Result<bool> {
+pub fn forget_if_unreferenced(tx: &Tx<'_>, hash: &str) -> Result<bool> {
     let still: bool = tx
         .prepare_cached("SELECT EXISTS(SELECT 1 FROM record_blobs WHERE sha256 = ?1)")?
         .query_row([hash], |r| r.get(0))?;

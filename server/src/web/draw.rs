@@ -4,13 +4,13 @@
 
 use std::collections::HashMap;
 
+use crate::store::sql::Conn;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use maud::{Markup, html};
-use rusqlite::Connection;
 
 use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, post_button};
 use super::layout::{page, time};
@@ -44,10 +44,10 @@ pub fn routes() -> Router<AppState> {
 }
 
 /// Names of every inspector by id.
-pub fn inspector_names(c: &Connection) -> Result<HashMap<i64, String>> {
+pub fn inspector_names(c: &Conn) -> Result<HashMap<i64, String>> {
     let mut stmt = c.prepare("SELECT id, name FROM inspectors")?;
     let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
-    Ok(rows.collect::<std::result::Result<_, _>>()?)
+    rows.collect::<std::result::Result<_, _>>()
 }
 
 /// The observers' entries of a form with `rows` rows of `observer{i}` and

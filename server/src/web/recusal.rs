@@ -6,13 +6,13 @@
 
 use std::collections::{BTreeSet, HashMap};
 
+use crate::store::sql::Conn;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use maud::{Markup, html};
-use rusqlite::Connection;
 
 use super::draw::DRAWERS;
 use super::form::{CsrfForm, FieldErrors, FormData, csrf_field, input, select};
@@ -76,7 +76,7 @@ pub fn conflict_form(
 
 /// The id of the target a form names: an 18-character 统一社会信用代码, or
 /// the target's id. `None` when no such target is registered.
-fn target_named(c: &Connection, text: &str) -> Result<Option<i64>> {
+fn target_named(c: &Conn, text: &str) -> Result<Option<i64>> {
     if text.chars().count() == 18 {
         return targets::id_by_uscc(c, &text.to_uppercase());
     }

@@ -49,7 +49,7 @@ fn published_demo_records(server: &TestServer) -> Vec<(String, bool)> {
             let mut stmt =
                 c.prepare("SELECT id FROM records WHERE review_state = 'published' ORDER BY id")?;
             let rows = stmt.query_map([], |r| r.get(0))?;
-            Ok(rows.collect::<Result<_, _>>()?)
+            rows.collect::<Result<_, _>>()
         })
         .unwrap();
     ids.into_iter()
@@ -333,11 +333,9 @@ async fn a_record_printed_from_phones_shows_its_photos_and_signature_images_to_t
         .state
         .db
         .read_blocking(|c| {
-            Ok(
-                c.query_row("SELECT id FROM tasks WHERE number = 'T-SYNC'", [], |r| {
-                    r.get::<_, i64>(0)
-                })?,
-            )
+            c.query_row("SELECT id FROM tasks WHERE number = 'T-SYNC'", [], |r| {
+                r.get::<_, i64>(0)
+            })
         })
         .unwrap();
     publish_drawn_list(&planner, task_id).await;

@@ -240,11 +240,9 @@ async fn a_clean_target_cools_down_and_a_problem_target_is_weighted_in_a_v3_draw
         .state
         .db
         .read_blocking(move |c| {
-            Ok(
-                c.query_row("SELECT id FROM targets WHERE uscc = ?1", [replaced], |r| {
-                    r.get(0)
-                })?,
-            )
+            c.query_row("SELECT id FROM targets WHERE uscc = ?1", [replaced], |r| {
+                r.get(0)
+            })
         })
         .unwrap();
     let (s, redraw) = planner

@@ -210,13 +210,11 @@ fn row_size(server: &TestServer, hash: &str) -> Option<i64> {
         .state
         .db
         .read_blocking(move |c| {
-            use rusqlite::OptionalExtension;
-            Ok(
-                c.query_row("SELECT size FROM blobs WHERE sha256 = ?1", [&hash], |r| {
-                    r.get(0)
-                })
-                .optional()?,
-            )
+            use suiji_server::store::sql::OptionalExtension;
+            c.query_row("SELECT size FROM blobs WHERE sha256 = ?1", [&hash], |r| {
+                r.get(0)
+            })
+            .optional()
         })
         .unwrap()
 }

@@ -85,11 +85,11 @@ async fn candidates_are_listed_not_listed_and_removed_with_the_flag_following_an
             .state
             .db
             .read_blocking(move |c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT flag_abnormal FROM targets WHERE id = ?1",
                     [target],
                     |r| r.get::<_, bool>(0),
-                )?)
+                )
             })
             .unwrap()
     };
@@ -145,10 +145,10 @@ async fn candidates_are_listed_not_listed_and_removed_with_the_flag_following_an
         .state
         .db
         .write_blocking(move |tx| {
-            Ok(tx.execute(
+            tx.execute(
                 "UPDATE abnormal_candidates SET verified_on = '2026-01-05' WHERE id = ?1",
                 [c_other],
-            )?)
+            )
         })
         .unwrap();
     let (s, late) = decide(&supervisor, c_other, "not_list", "已搬迁至新址并办理变更").await;
@@ -220,7 +220,7 @@ async fn candidates_are_listed_not_listed_and_removed_with_the_flag_following_an
     let edited = server
         .state
         .db
-        .write_blocking(|tx| Ok(tx.execute("UPDATE abnormal_decisions SET reason = 'x'", [])?));
+        .write_blocking(|tx| tx.execute("UPDATE abnormal_decisions SET reason = 'x'", []));
     assert!(edited.is_err(), "decisions are never edited");
 }
 
@@ -440,6 +440,6 @@ async fn risk_classes_follow_published_and_corrected_results_and_a_class_set_by_
     let edited = server
         .state
         .db
-        .write_blocking(|tx| Ok(tx.execute("DELETE FROM risk_class_history", [])?));
+        .write_blocking(|tx| tx.execute("DELETE FROM risk_class_history", []));
     assert!(edited.is_err(), "the history is never deleted");
 }

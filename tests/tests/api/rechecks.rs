@@ -229,7 +229,7 @@ async fn a_due_order_to_correct_is_rechecked_by_the_original_group_and_its_resul
     server
         .state
         .db
-        .write_blocking(|tx| Ok(tx.execute("UPDATE rules SET frequency_cap = 2", [])?))
+        .write_blocking(|tx| tx.execute("UPDATE rules SET frequency_cap = 2", []))
         .unwrap();
     let next = make_task(
         &planner,
@@ -246,12 +246,12 @@ async fn a_due_order_to_correct_is_rechecked_by_the_original_group_and_its_resul
         .state
         .db
         .read_blocking(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT d.target_pool, t.uscc FROM draw_commitments d, targets t
                  WHERE d.task_id = ?1 AND t.id = ?2",
-                rusqlite::params![next, original.target_id],
+                suiji_server::params![next, original.target_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
         .unwrap();
     assert!(pool.contains(&uscc), "{uscc} not in {pool}");
@@ -300,10 +300,10 @@ async fn a_due_order_to_correct_is_rechecked_by_the_original_group_and_its_resul
         "{verification:?}"
     );
     let rewritten = server.state.db.write_blocking(|tx| {
-        Ok(tx.execute(
+        tx.execute(
             "UPDATE rechecks SET original_record_id = ?1",
             [&sc.records[1].id],
-        )?)
+        )
     });
     assert!(rewritten.is_err(), "{rewritten:?}");
 }
@@ -347,13 +347,13 @@ async fn a_recheck_leaves_out_an_inspector_with_a_conflict_and_takes_the_group_a
         .state
         .db
         .read_blocking(|c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT i.id FROM inspectors i WHERE i.active = 1 AND i.department_id =
                     (SELECT department_id FROM inspectors WHERE id = ?1)
                  AND i.id NOT IN (?1, ?2) ORDER BY i.id LIMIT 1",
                 [original.group[0], partner],
                 |r| r.get::<_, i64>(0),
-            )?)
+            )
         })
         .unwrap();
     let lead = original.group[0];

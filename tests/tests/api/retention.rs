@@ -43,12 +43,12 @@ async fn published_on(server: &TestServer, task_id: i64, day: &str) {
             tx.execute(
                 "UPDATE result_versions SET published_at = ?1 WHERE result_id IN
                     (SELECT id FROM published_results WHERE task_id = ?2)",
-                rusqlite::params![at, task_id],
+                suiji_server::params![at, task_id],
             )?;
             tx.execute(
                 "UPDATE published_results SET first_published_at = ?1, first_published_on = ?2
                  WHERE task_id = ?3",
-                rusqlite::params![at, &at[..10], task_id],
+                suiji_server::params![at, &at[..10], task_id],
             )?;
             tx.execute_batch(&guard)?;
             Ok(())
@@ -250,7 +250,7 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
                 tx.execute(
                     "INSERT INTO record_blobs (record_id, sha256, inspector_id, expected)
                      VALUES (?1, ?2, ?3, 1)",
-                    rusqlite::params![id, thumbnail, inspector],
+                    suiji_server::params![id, thumbnail, inspector],
                 )?;
                 Ok(id)
             }
@@ -308,11 +308,11 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         .read_blocking({
             let thumbnail = thumbnail.clone();
             move |c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT COUNT(*) FROM blobs WHERE sha256 = ?1",
                     [thumbnail],
                     |r| r.get(0),
-                )?)
+                )
             }
         })
         .unwrap();
@@ -323,11 +323,11 @@ async fn a_purge_waits_for_retention_then_empties_the_records_and_keeps_the_publ
         .read_blocking({
             let id = record.id.clone();
             move |c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1",
                     [id],
                     |r| r.get(0),
-                )?)
+                )
             }
         })
         .unwrap();

@@ -385,11 +385,11 @@ async fn a_supervisor_who_was_in_the_group_cannot_review_or_publish_it() {
         .state
         .db
         .read(move |c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT u.id, u.username FROM inspectors i JOIN users u ON u.id = i.user_id WHERE i.id = ?1",
                 [member],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?)
+            )
         })
         .await
         .unwrap();

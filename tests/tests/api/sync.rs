@@ -615,11 +615,11 @@ async fn a_photo_over_the_pixel_budget_goes_up_as_its_thumbnail_and_upload_copy_
         .state
         .db
         .read_blocking(move |c| {
-            Ok(c.query_row(
+            c.query_row(
                 "SELECT expected FROM record_blobs WHERE sha256 = ?1",
                 [&original],
                 |r| r.get(0),
-            )?)
+            )
         })
         .unwrap();
     assert_eq!(expected_flag, 0, "corrected at start");
@@ -728,11 +728,11 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
             .state
             .db
             .read_blocking(move |c| {
-                Ok(c.query_row(
+                c.query_row(
                     "SELECT COUNT(*) FROM record_chunks WHERE record_id = ?1",
                     [&id],
                     |r| r.get(0),
-                )?)
+                )
             })
             .unwrap();
         assert_eq!(chunks, 1);
@@ -808,7 +808,7 @@ async fn a_blob_batch_stores_each_good_blob_once_and_refuses_each_bad_one_alone(
     let rows: i64 = server
         .state
         .db
-        .read_blocking(|c| Ok(c.query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0))?))
+        .read_blocking(|c| c.query_row("SELECT COUNT(*) FROM blobs", [], |r| r.get(0)))
         .unwrap();
     assert_eq!(rows, 1, "one row for the one blob stored");
 

@@ -270,11 +270,9 @@ async fn a_supervisor_who_was_in_the_inspection_group_cannot_correct_it() {
         .read({
             let member = member.clone();
             move |c| {
-                Ok(
-                    c.query_row("SELECT id FROM users WHERE username = ?1", [member], |r| {
-                        r.get(0)
-                    })?,
-                )
+                c.query_row("SELECT id FROM users WHERE username = ?1", [member], |r| {
+                    r.get(0)
+                })
             }
         })
         .await

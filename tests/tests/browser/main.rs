@@ -488,7 +488,7 @@ async fn supervisor_lists_a_candidate_and_a_planner_starts_a_recheck_from_the_ou
         .db
         .write_blocking(|tx| {
             tx.execute("UPDATE follow_ups SET deadline = '2026-11-01'", [])?;
-            Ok(tx.query_row("SELECT record_id FROM follow_ups", [], |r| r.get(0))?)
+            tx.query_row("SELECT record_id FROM follow_ups", [], |r| r.get(0))
         })
         .unwrap();
     browser.log_in("planner", password).await;

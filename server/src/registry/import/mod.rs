@@ -19,13 +19,13 @@ use std::io::{Read, Seek, Write};
 use std::pin::Pin;
 use std::sync::Arc;
 
+use crate::store::sql::{OptionalExtension, Tx};
 use axum::Json;
 use axum::body::HttpBody;
 use axum::extract::{Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
-use rusqlite::{OptionalExtension, Transaction};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
@@ -642,7 +642,7 @@ pub fn writes(report: &ImportReport, good: &[(u64, TargetInput)]) -> bool {
 /// Writes the checked rows `good` of `report` in `tx`, creating or updating each target, and
 /// audits the import once.
 pub fn write_rows(
-    tx: &Transaction<'_>,
+    tx: &Tx<'_>,
     actor: &str,
     mut report: ImportReport,
     good: &[(u64, TargetInput)],
