@@ -153,9 +153,9 @@ pub fn insert_user(
     if taken {
         return Err(Error::Conflict(format!("username `{username}` is taken")));
     }
-    tx.execute(
+    let user_id: i64 = tx.query_row(
         "INSERT INTO users (username, display_name, password_hash, roles, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+         VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
         params![
             username,
             display_name,
@@ -163,8 +163,9 @@ pub fn insert_user(
             roles_json(roles),
             now()
         ],
+        |r| r.get(0),
     )?;
-    let user = get_user_by_id(tx, tx.last_insert_rowid())?;
+    let user = get_user_by_id(tx, user_id)?;
     audit::append(
         tx,
         actor,

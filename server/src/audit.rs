@@ -147,7 +147,7 @@ pub enum Verification {
 pub fn verify(conn: &Conn) -> Result<Verification> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
-         FROM audit_log ORDER BY rowid",
+         FROM audit_log ORDER BY seq",
     )?;
     let mut rows = stmt.query([])?;
     let mut expected_seq = 1;

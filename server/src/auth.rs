@@ -232,9 +232,9 @@ pub fn open_session(
 ) -> Result<TokenPair> {
     let refresh = hex::encode(random_bytes::<32>()?);
     let expires = chrono::Utc::now() + chrono::Duration::days(REFRESH_TTL_DAYS);
-    tx.execute(
+    let sid: i64 = tx.query_row(
         "INSERT INTO sessions (user_id, token_hash, device, device_id, created_at, expires_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             user_id,
             token_hash(&refresh),
@@ -243,8 +243,8 @@ pub fn open_session(
             now(),
             expires.to_rfc3339()
         ],
+        |r| r.get(0),
     )?;
-    let sid = tx.last_insert_rowid();
     access_pair(keys, user_id, sid, username, refresh)
 }
 

@@ -362,9 +362,9 @@ pub fn insert_plan(tx: &Tx<'_>, actor: &str, plan: &NewPlan) -> Result<Plan> {
             plan.number
         )));
     }
-    tx.execute(
+    let created_id: i64 = tx.query_row(
         "INSERT INTO plans (number, name, year, department_id, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
         params![
             plan.number,
             plan.name.trim(),
@@ -373,8 +373,9 @@ pub fn insert_plan(tx: &Tx<'_>, actor: &str, plan: &NewPlan) -> Result<Plan> {
             now(),
             actor
         ],
+        |r| r.get(0),
     )?;
-    let created = get_plan_by_id(tx, tx.last_insert_rowid())?;
+    let created = get_plan_by_id(tx, created_id)?;
     audit::append(
         tx,
         actor,
@@ -547,10 +548,10 @@ pub fn insert_task(tx: &Tx<'_>, actor: &str, plan_id: i64, task: &NewTask) -> Re
             task.number
         )));
     }
-    tx.execute(
+    let task_id: i64 = tx.query_row(
         "INSERT INTO tasks (plan_id, number, name, directed, conditions, ratio, count,
             window_start, window_end, department_id, joint, created_at, created_by)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) RETURNING id",
         params![
             plan_id,
             task.number,
@@ -566,8 +567,8 @@ pub fn insert_task(tx: &Tx<'_>, actor: &str, plan_id: i64, task: &NewTask) -> Re
             now(),
             actor
         ],
+        |r| r.get(0),
     )?;
-    let task_id = tx.last_insert_rowid();
     for (item_id, version, dept_id) in pinned {
         tx.execute(
             "INSERT INTO task_items (task_id, item_id, item_version, department_id)

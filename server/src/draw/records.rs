@@ -296,7 +296,8 @@ fn create(
         "INSERT INTO record_inspectors (record_id, inspector_id, lead) VALUES (?1, ?2, ?3)",
     )?;
     let mut insert_history = tx.prepare_cached(
-        "INSERT OR IGNORE INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)",
+        "INSERT INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)
+         ON CONFLICT DO NOTHING",
     )?;
     let mut insert_chunk =
         tx.prepare_cached("INSERT INTO record_chunks (record_id, seq, bytes) VALUES (?1, 0, ?2)")?;
@@ -397,7 +398,8 @@ pub fn regroup(
             params![record, inspector, n == 0],
         )?;
         tx.execute(
-            "INSERT OR IGNORE INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)",
+            "INSERT INTO record_assignment_history (record_id, inspector_id) VALUES (?1, ?2)
+             ON CONFLICT DO NOTHING",
             params![record, inspector],
         )?;
     }

@@ -58,12 +58,13 @@ pub fn insert(tx: &Tx<'_>, actor: &str, dept: &Department) -> Result<Department>
             dept.code
         )));
     }
-    tx.execute(
-        "INSERT INTO departments (code, name) VALUES (?1, ?2)",
+    let id = tx.query_row(
+        "INSERT INTO departments (code, name) VALUES (?1, ?2) RETURNING id",
         params![dept.code.trim(), dept.name.trim()],
+        |r| r.get(0),
     )?;
     let created = Department {
-        id: tx.last_insert_rowid(),
+        id,
         code: dept.code.trim().to_owned(),
         name: dept.name.trim().to_owned(),
     };

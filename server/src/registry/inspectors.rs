@@ -171,10 +171,10 @@ pub fn insert(tx: &Tx<'_>, actor: &str, input: &InspectorInput) -> Result<Inspec
     let department_id = validate(tx, input)?;
     check_unique(tx, input, None)?;
     let at = now();
-    tx.execute(
+    let created_id: i64 = tx.query_row(
         "INSERT INTO inspectors (user_id, name, cert_no, department_id, expertise, region,
             active, expert, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?9) RETURNING id",
         params![
             input.user_id,
             input.name.trim(),
@@ -186,8 +186,9 @@ pub fn insert(tx: &Tx<'_>, actor: &str, input: &InspectorInput) -> Result<Inspec
             input.expert,
             at
         ],
+        |r| r.get(0),
     )?;
-    let created = get(tx, tx.last_insert_rowid())?;
+    let created = get(tx, created_id)?;
     audit::append(
         tx,
         actor,
@@ -248,8 +249,8 @@ pub fn insert_conflict(
     targets::get(tx, target_id)
         .map_err(|_| Error::invalid("target_id", format!("no target {target_id}")))?;
     let n = tx.execute(
-        "INSERT OR IGNORE INTO inspector_conflicts (inspector_id, target_id, reason, declared_at)
-         VALUES (?1, ?2, ?3, ?4)",
+        "INSERT INTO inspector_conflicts (inspector_id, target_id, reason, declared_at)
+         VALUES (?1, ?2, ?3, ?4) ON CONFLICT DO NOTHING",
         params![inspector_id, target_id, reason.trim(), now()],
     )?;
     if n == 0 {

@@ -280,11 +280,11 @@ pub fn insert(tx: &Tx<'_>, actor: &str, item: &NewItem) -> Result<ItemVersion> {
             item.code, item.code
         )));
     }
-    tx.execute(
-        "INSERT INTO items (code, current_version) VALUES (?1, 1)",
+    let item_id: i64 = tx.query_row(
+        "INSERT INTO items (code, current_version) VALUES (?1, 1) RETURNING id",
         [&item.code],
+        |r| r.get(0),
     )?;
-    let item_id = tx.last_insert_rowid();
     insert_version(tx, actor, item_id, 1, &item.input)?;
     let created = get(tx, &item.code, None)?;
     audit::append(

@@ -146,24 +146,27 @@ pub fn insert_unaudited(tx: &Tx<'_>, t: &TargetInput, at: &str) -> Result<i64> {
     let mut stmt = tx.prepare_cached(
         "INSERT INTO targets (uscc, name, target_type, industry, region, address, legal_rep,
             reg_status, risk_class, flag_abnormal, flag_serious, complaints, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?13)
+         RETURNING id",
     )?;
-    stmt.execute(params![
-        t.uscc,
-        t.name,
-        t.target_type,
-        t.industry,
-        t.region,
-        t.address,
-        t.legal_rep,
-        t.reg_status,
-        t.risk_class,
-        t.flag_abnormal,
-        t.flag_serious,
-        t.complaints,
-        at
-    ])?;
-    Ok(tx.last_insert_rowid())
+    stmt.query_row(
+        params![
+            t.uscc,
+            t.name,
+            t.target_type,
+            t.industry,
+            t.region,
+            t.address,
+            t.legal_rep,
+            t.reg_status,
+            t.risk_class,
+            t.flag_abnormal,
+            t.flag_serious,
+            t.complaints,
+            at
+        ],
+        |r| r.get(0),
+    )
 }
 
 /// Overwrites a target's attributes without auditing.

@@ -206,10 +206,10 @@ pub fn decide_candidate(
         "UPDATE abnormal_candidates SET status = ?2 WHERE id = ?1",
         params![id, status],
     )?;
-    tx.execute(
+    let decision_id: i64 = tx.query_row(
         "INSERT INTO abnormal_decisions
              (candidate_id, target_id, decision, reason, decided_on, late, decided_by, created_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) RETURNING id",
         params![
             id,
             candidate.target_id,
@@ -220,8 +220,8 @@ pub fn decide_candidate(
             user.user_id,
             now()
         ],
+        |r| r.get(0),
     )?;
-    let decision_id = tx.last_insert_rowid();
     match input.decision {
         Verdict::List => {
             tx.execute(

@@ -510,11 +510,11 @@ pub fn start_recheck(
     }
     let window_end = calendar.deadline(today, RECHECK_WINDOW_DAYS).value;
     let at = now();
-    tx.execute(
+    let task_id: i64 = tx.query_row(
         "INSERT INTO tasks (plan_id, number, name, directed, conditions, ratio, count,
             window_start, window_end, department_id, joint, published_at, created_at, created_by)
          SELECT plan_id, ?2, ?3, 1, ?4, NULL, 1, ?5, ?6, department_id, joint, ?7, ?7, ?8
-         FROM tasks WHERE id = ?1",
+         FROM tasks WHERE id = ?1 RETURNING id",
         params![
             original.task_id,
             number,
@@ -525,8 +525,8 @@ pub fn start_recheck(
             at,
             user.username
         ],
+        |r| r.get(0),
     )?;
-    let task_id = tx.last_insert_rowid();
     tx.execute(
         "INSERT INTO task_items (task_id, item_id, item_version, department_id)
          SELECT ?1, item_id, item_version, department_id FROM task_items WHERE task_id = ?2",

@@ -230,9 +230,9 @@ fn feed_back(
     for category in [ResultCategory::Unreachable, ResultCategory::FalsePublicity] {
         if codes.contains(&category.code()) {
             tx.execute(
-                "INSERT OR IGNORE INTO abnormal_candidates
+                "INSERT INTO abnormal_candidates
                     (target_id, record_id, result_id, category, verified_on, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
                 params![
                     target_id,
                     record_id,
@@ -304,10 +304,10 @@ pub fn publish_record(tx: &Tx<'_>, user: &Actor, id: &str) -> Result<i64> {
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let published_on = china_date_of(&published_at)?;
-    tx.execute(
+    let result_id: i64 = tx.query_row(
         "INSERT INTO published_results (record_id, task_id, target_id, target_name, uscc,
             current_version, first_published_at, first_published_on)
-         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7)",
+         VALUES (?1, ?2, ?3, ?4, ?5, 1, ?6, ?7) RETURNING id",
         params![
             id,
             task_id,
@@ -317,8 +317,8 @@ pub fn publish_record(tx: &Tx<'_>, user: &Actor, id: &str) -> Result<i64> {
             published_at,
             published_on.to_string()
         ],
+        |r| r.get(0),
     )?;
-    let result_id = tx.last_insert_rowid();
     let content_json = serde_json::to_string(&content)?;
     tx.execute(
         "INSERT INTO result_versions (result_id, version, content, published_at, published_by)
@@ -339,8 +339,8 @@ pub fn publish_record(tx: &Tx<'_>, user: &Actor, id: &str) -> Result<i64> {
     let follow_up = doc.follow_up().map_err(doc_error(id, "record"))?;
     if let Some(measure) = follow_up.measure.filter(|m| *m != FollowUpMeasure::None) {
         tx.execute(
-            "INSERT OR IGNORE INTO follow_ups (record_id, target_id, measure, deadline, detail, created_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT INTO follow_ups (record_id, target_id, measure, deadline, detail, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT DO NOTHING",
             params![
                 id,
                 target_id,

@@ -13,7 +13,8 @@ use crate::error::Result;
 /// uploader's when its inspector is, or was, in that record's group.
 pub fn record_uploader(tx: &Tx<'_>, hash: &str, user_id: i64, at: &str) -> Result<()> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO blob_uploaders (sha256, user_id, uploaded_at) VALUES (?1, ?2, ?3)",
+        "INSERT INTO blob_uploaders (sha256, user_id, uploaded_at) VALUES (?1, ?2, ?3)
+         ON CONFLICT DO NOTHING",
     )?
     .execute(params![hash, user_id, at])?;
     tx.prepare_cached(
@@ -31,9 +32,10 @@ pub fn record_uploader(tx: &Tx<'_>, hash: &str, user_id: i64, at: &str) -> Resul
 /// is named as the one who stored it.
 pub fn insert(tx: &Tx<'_>, hash: &str, size: u64, at: &str) -> Result<()> {
     tx.prepare_cached(
-        "INSERT OR IGNORE INTO blobs (sha256, size, uploaded_by, created_at)
+        "INSERT INTO blobs (sha256, size, uploaded_by, created_at)
          VALUES (?1, ?2, (SELECT user_id FROM blob_uploaders WHERE sha256 = ?1
-                          ORDER BY uploaded_at, user_id LIMIT 1), ?3)",
+                          ORDER BY uploaded_at, user_id LIMIT 1), ?3)
+         ON CONFLICT DO NOTHING",
     )?
     .execute(params![hash, size as i64, at])?;
     Ok(())

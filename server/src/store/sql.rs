@@ -64,11 +64,6 @@ impl Conn {
         })
     }
 
-    /// The row id of the last row this connection inserted.
-    pub fn last_insert_rowid(&self) -> i64 {
-        self.inner.last_insert_rowid()
-    }
-
     /// Begins a read snapshot: every read through it sees the database as of its first one,
     /// whatever writers commit meanwhile. It ends when dropped.
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {

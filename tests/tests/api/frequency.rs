@@ -284,7 +284,7 @@ async fn a_commitment_made_before_the_upgrade_is_drawn_and_redrawn_as_v2() {
     // What a v2 server committed: the same pools, parameters and sealed secret under the
     // old version (with both rules off, v3 writes them exactly as v2 did). The v3
     // commitment is superseded, as a new commitment would do.
-    let old_id = server
+    let old_id: i64 = server
         .state
         .db
         .write_blocking(move |tx| {
@@ -293,17 +293,17 @@ async fn a_commitment_made_before_the_upgrade_is_drawn_and_redrawn_as_v2() {
                 "UPDATE draw_commitments SET superseded_at = committed_at WHERE id = ?1",
                 [id],
             )?;
-            tx.execute(
+            tx.query_row(
                 "INSERT INTO draw_commitments (task_id, algorithm, secret, secret_sha256, params,
                     params_sha256, target_pool, target_pool_sha256, target_count, inspector_pool,
                     inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret)
                  SELECT task_id, 'suiji-draw-v2', secret, secret_sha256, params, params_sha256,
                     target_pool, target_pool_sha256, target_count, inspector_pool,
                     inspector_pool_sha256, inspector_count, committed_at, committed_by, sealed_secret
-                 FROM draw_commitments WHERE id = ?1",
+                 FROM draw_commitments WHERE id = ?1 RETURNING id",
                 [id],
-            )?;
-            Ok(tx.last_insert_rowid())
+                |r| r.get(0),
+            )
         })
         .unwrap();
     let draw_id = draw(&planner, task_id, &json!({"id": old_id})).await;
