@@ -147,7 +147,7 @@ fn configure(conn: &Connection) -> Result<()> {
 
 /// The schema version a database is at.
 pub fn schema_version(conn: &Conn) -> Result<usize> {
-    sqlite_schema_version(conn.raw())
+    sqlite_schema_version(conn.raw()?)
 }
 
 fn sqlite_schema_version(conn: &Connection) -> Result<usize> {
@@ -247,7 +247,7 @@ mod tests {
             .read_blocking(|old| {
                 fresh.read_blocking(|new| {
                     assert_eq!(schema_version(old)?, MIGRATIONS.len());
-                    assert_eq!(schema(old.raw()), schema(new.raw()));
+                    assert_eq!(schema(old.raw()?), schema(new.raw()?));
                     let name: String = old.query_row(
                         "SELECT display_name FROM users WHERE username = 'old'",
                         [],

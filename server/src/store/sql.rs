@@ -11,22 +11,47 @@
 use std::borrow::Cow;
 use std::ops::Deref;
 
+use super::postgres::{Param, PgConn};
 use crate::error::{Error, Result};
 
 /// A database connection. [`crate::db::Db`] owns them and lends them out.
 pub struct Conn {
-    inner: rusqlite::Connection,
+    inner: Backend,
+}
+
+enum Backend {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<PgConn>),
 }
 
 impl Conn {
     /// Wraps an open SQLite connection.
     pub(crate) fn sqlite(inner: rusqlite::Connection) -> Conn {
-        Conn { inner }
+        Conn {
+            inner: Backend::Sqlite(inner),
+        }
+    }
+
+    /// Connects to the PostgreSQL database at `url` (`postgres://user@host:port/db`).
+    pub fn postgres(url: &str) -> Result<Conn> {
+        Ok(Conn {
+            inner: Backend::Postgres(Box::new(PgConn::connect(url)?)),
+        })
+    }
+
+    /// Whether the connection is to PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(self.inner, Backend::Postgres(_))
     }
 
     /// The SQLite connection underneath, for database setup (`db.rs`).
-    pub(crate) fn raw(&self) -> &rusqlite::Connection {
-        &self.inner
+    pub(crate) fn raw(&self) -> Result<&rusqlite::Connection> {
+        match &self.inner {
+            Backend::Sqlite(c) => Ok(c),
+            Backend::Postgres(_) => Err(Error::Internal(
+                "a SQLite operation on a PostgreSQL connection".into(),
+            )),
+        }
     }
 
     /// Runs `sql` with `params`; the number of rows it changed.
@@ -36,7 +61,10 @@ impl Conn {
 
     /// Runs `sql`, which may hold several statements, without parameters.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
-        Ok(self.inner.execute_batch(sql)?)
+        match &self.inner {
+            Backend::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Backend::Postgres(c) => Ok(c.batch(sql)?),
+        }
     }
 
     /// Runs query `sql` and maps its first row with `f`; [`ErrorKind::NoRows`] when it has
@@ -52,32 +80,50 @@ impl Conn {
 
     /// Prepares `sql` once for this call.
     pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
-        Ok(Statement {
-            inner: StatementInner::Once(self.inner.prepare(sql)?),
-        })
+        let inner = match &self.inner {
+            Backend::Sqlite(c) => StatementInner::Once(c.prepare(sql)?),
+            Backend::Postgres(c) => StatementInner::Postgres(c, c.prepare(sql, false)?),
+        };
+        Ok(Statement { inner })
     }
 
     /// Prepares `sql`, reusing the connection's cached statement for the same text.
     pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
-        Ok(Statement {
-            inner: StatementInner::Cached(self.inner.prepare_cached(sql)?),
-        })
+        let inner = match &self.inner {
+            Backend::Sqlite(c) => StatementInner::Cached(c.prepare_cached(sql)?),
+            Backend::Postgres(c) => StatementInner::Postgres(c, c.prepare(sql, true)?),
+        };
+        Ok(Statement { inner })
+    }
+
+    fn in_transaction(&self) -> bool {
+        match &self.inner {
+            Backend::Sqlite(c) => !c.is_autocommit(),
+            Backend::Postgres(c) => c.in_transaction.get(),
+        }
     }
 
     /// Begins a read snapshot: every read through it sees the database as of its first one,
     /// whatever writers commit meanwhile. It ends when dropped.
     pub fn snapshot(&self) -> Result<Snapshot<'_>> {
-        self.inner.execute_batch("BEGIN DEFERRED")?;
+        self.execute_batch(match self.inner {
+            Backend::Sqlite(_) => "BEGIN DEFERRED",
+            Backend::Postgres(_) => "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+        })?;
         Ok(Snapshot { conn: self })
     }
 
-    /// Begins the write transaction `Db::write` runs its closure in.
+    /// Begins the write transaction `Db::write` runs its closure in: on PostgreSQL a
+    /// serializable one, which [`ErrorKind::Retry`] may end.
     pub(crate) fn begin_write(&self) -> Result<Tx<'_>> {
-        if !self.inner.is_autocommit() {
+        if self.in_transaction() {
             // A transaction a panic or a failed rollback left open.
-            self.inner.execute_batch("ROLLBACK")?;
+            self.execute_batch("ROLLBACK")?;
         }
-        self.inner.execute_batch("BEGIN IMMEDIATE")?;
+        self.execute_batch(match self.inner {
+            Backend::Sqlite(_) => "BEGIN IMMEDIATE",
+            Backend::Postgres(_) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+        })?;
         Ok(Tx {
             conn: self,
             done: false,
@@ -96,7 +142,7 @@ impl Tx<'_> {
     /// Commits the transaction.
     pub(crate) fn commit(mut self) -> Result<()> {
         self.done = true;
-        Ok(self.conn.inner.execute_batch("COMMIT")?)
+        self.conn.execute_batch("COMMIT")
     }
 }
 
@@ -111,8 +157,8 @@ impl Deref for Tx<'_> {
 impl Drop for Tx<'_> {
     fn drop(&mut self) {
         if !self.done
-            && !self.conn.inner.is_autocommit()
-            && let Err(e) = self.conn.inner.execute_batch("ROLLBACK")
+            && self.conn.in_transaction()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
         {
             tracing::error!(error = %e, "rolling back a write failed");
         }
@@ -134,8 +180,8 @@ impl Deref for Snapshot<'_> {
 
 impl Drop for Snapshot<'_> {
     fn drop(&mut self) {
-        if !self.conn.inner.is_autocommit()
-            && let Err(e) = self.conn.inner.execute_batch("ROLLBACK")
+        if self.conn.in_transaction()
+            && let Err(e) = self.conn.execute_batch("ROLLBACK")
         {
             tracing::error!(error = %e, "ending a read snapshot failed");
         }
@@ -150,22 +196,26 @@ pub struct Statement<'c> {
 enum StatementInner<'c> {
     Once(rusqlite::Statement<'c>),
     Cached(rusqlite::CachedStatement<'c>),
+    Postgres(&'c PgConn, postgres::Statement),
 }
 
-impl<'c> Statement<'c> {
-    fn raw(&mut self) -> &mut rusqlite::Statement<'c> {
-        match &mut self.inner {
-            StatementInner::Once(s) => s,
-            StatementInner::Cached(s) => s,
-        }
-    }
-
+impl Statement<'_> {
     /// Runs the statement with `params`; the number of rows it changed.
     pub fn execute(&mut self, params: impl Params) -> Result<usize> {
         let values = params.values()?;
-        Ok(self
-            .raw()
-            .execute(rusqlite::params_from_iter(values.iter()))?)
+        match &mut self.inner {
+            StatementInner::Once(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
+            StatementInner::Cached(s) => Ok(s.execute(rusqlite::params_from_iter(values.iter()))?),
+            StatementInner::Postgres(c, s) => {
+                let params = pg_params(&values);
+                let n = c
+                    .client
+                    .borrow_mut()
+                    .execute(&*s, &pg_refs(&params))
+                    .map_err(DatabaseError::from)?;
+                Ok(n as usize)
+            }
+        }
     }
 
     /// Runs the query and maps its first row with `f`; [`ErrorKind::NoRows`] when it has none.
@@ -189,10 +239,24 @@ impl<'c> Statement<'c> {
     /// Runs the query; its rows, read one by one.
     pub fn query(&mut self, params: impl Params) -> Result<Rows<'_>> {
         let values = params.values()?;
-        let rows = self
-            .raw()
-            .query(rusqlite::params_from_iter(values.iter()))?;
-        Ok(Rows { inner: rows })
+        let inner = match &mut self.inner {
+            StatementInner::Once(s) => {
+                RowsInner::Sqlite(s.query(rusqlite::params_from_iter(values.iter()))?)
+            }
+            StatementInner::Cached(s) => {
+                RowsInner::Sqlite(s.query(rusqlite::params_from_iter(values.iter()))?)
+            }
+            StatementInner::Postgres(c, s) => {
+                let params = pg_params(&values);
+                let rows = c
+                    .client
+                    .borrow_mut()
+                    .query(&*s, &pg_refs(&params))
+                    .map_err(DatabaseError::from)?;
+                RowsInner::Postgres(rows, 0)
+            }
+        };
+        Ok(Rows { inner })
     }
 
     /// Runs the query; its rows, each mapped by `f` as it is read.
@@ -207,16 +271,44 @@ impl<'c> Statement<'c> {
     }
 }
 
+fn pg_params<'a>(values: &'a [ToSqlOutput<'a>]) -> Vec<Param<'a>> {
+    values.iter().map(Param).collect()
+}
+
+fn pg_refs<'a>(params: &'a [Param<'a>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
 /// The rows of a query, read one by one.
 pub struct Rows<'s> {
-    inner: rusqlite::Rows<'s>,
+    inner: RowsInner<'s>,
+}
+
+enum RowsInner<'s> {
+    Sqlite(rusqlite::Rows<'s>),
+    /// PostgreSQL's rows come whole; the next one to read.
+    Postgres(Vec<postgres::Row>, usize),
 }
 
 impl Rows<'_> {
     /// The next row, if any.
     #[allow(clippy::should_implement_trait)] // a row borrows from the cursor: no Iterator.
     pub fn next(&mut self) -> Result<Option<Row<'_>>> {
-        Ok(self.inner.next()?.map(|inner| Row { inner }))
+        match &mut self.inner {
+            RowsInner::Sqlite(rows) => Ok(rows.next()?.map(|r| Row {
+                inner: RowInner::Sqlite(r),
+            })),
+            RowsInner::Postgres(rows, next) => {
+                let row = rows.get(*next);
+                *next += 1;
+                Ok(row.map(|r| Row {
+                    inner: RowInner::Postgres(r),
+                }))
+            }
+        }
     }
 }
 
@@ -243,7 +335,12 @@ where
 
 /// One row of a query.
 pub struct Row<'r> {
-    inner: &'r rusqlite::Row<'r>,
+    inner: RowInner<'r>,
+}
+
+enum RowInner<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
 }
 
 impl Row<'_> {
@@ -264,7 +361,11 @@ impl Row<'_> {
     /// Column `index` (from 0) as it is stored.
     pub fn get_ref<I: ColumnIndex>(&self, index: I) -> Result<ValueRef<'_>> {
         let index = index.index();
-        Ok(match self.inner.get_ref(index)? {
+        let row = match self.inner {
+            RowInner::Sqlite(row) => row,
+            RowInner::Postgres(row) => return Ok(super::postgres::column(row, index)?),
+        };
+        Ok(match row.get_ref(index)? {
             rusqlite::types::ValueRef::Null => ValueRef::Null,
             rusqlite::types::ValueRef::Integer(i) => ValueRef::Integer(i),
             rusqlite::types::ValueRef::Real(r) => ValueRef::Real(r),
@@ -669,6 +770,9 @@ pub enum ErrorKind {
     Conversion,
     /// A constraint or trigger refused the write.
     Constraint,
+    /// PostgreSQL ended a serializable transaction that conflicted with another (or a
+    /// deadlock): running it again may succeed.
+    Retry,
     /// Anything else the database reported.
     Other,
 }
@@ -685,7 +789,7 @@ pub struct DatabaseError {
 }
 
 impl DatabaseError {
-    fn new(
+    pub(crate) fn new(
         kind: ErrorKind,
         message: String,
         source: Option<Box<dyn std::error::Error + Send + Sync>>,
@@ -730,102 +834,157 @@ impl From<rusqlite::Error> for Error {
 mod tests {
     use super::*;
 
-    fn conn() -> Conn {
-        let conn = Conn::sqlite(rusqlite::Connection::open_in_memory().unwrap());
-        conn.execute_batch(
-            "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, born TEXT, n INTEGER,
-                             data BLOB, UNIQUE (name))",
-        )
-        .unwrap();
-        conn
+    /// A connection to each backend the tests can reach, with table `t` made afresh: SQLite in
+    /// memory always, and PostgreSQL when `SUIJI_TEST_DATABASE` names one (its own schema per
+    /// test, so that tests run side by side).
+    fn conns(test: &str) -> Vec<Conn> {
+        let sqlite = Conn::sqlite(rusqlite::Connection::open_in_memory().unwrap());
+        sqlite
+            .execute_batch(
+                "CREATE TABLE t (id INTEGER PRIMARY KEY, name TEXT NOT NULL, born TEXT,
+                                 n INTEGER, data BLOB, UNIQUE (name))",
+            )
+            .unwrap();
+        let mut conns = vec![sqlite];
+        if let Ok(url) = std::env::var("SUIJI_TEST_DATABASE")
+            && url.starts_with("postgres")
+        {
+            let pg = Conn::postgres(&url).unwrap();
+            pg.execute_batch(&format!(
+                "DROP SCHEMA IF EXISTS sql_{test} CASCADE; CREATE SCHEMA sql_{test};
+                 SET search_path TO sql_{test};
+                 CREATE TABLE t (id BIGINT GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY,
+                                 name TEXT NOT NULL, born TEXT, n BIGINT, data BYTEA,
+                                 UNIQUE (name));"
+            ))
+            .unwrap();
+            conns.push(pg);
+        }
+        conns
     }
 
     #[test]
     fn values_of_each_type_go_in_and_come_back() {
-        let conn = conn();
-        let born = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
-        let n: u32 = 7;
-        conn.execute(
-            "INSERT INTO t (name, born, n, data) VALUES (?1, ?2, ?3, ?4)",
-            params!["甲", born, n, vec![0u8, 255]],
-        )
-        .unwrap();
-        let (name, back, n, data, flag): (String, chrono::NaiveDate, u32, Vec<u8>, bool) = conn
-            .query_row("SELECT name, born, n, data, n > 1 FROM t", (), |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-            })
-            .unwrap();
-        assert_eq!(
-            (name.as_str(), back, n, data, flag),
-            ("甲", born, 7, vec![0, 255], true)
-        );
-        let none: Option<i64> = conn.query_row("SELECT NULL", [], |r| r.get(0)).unwrap();
-        assert_eq!(none, None);
+        for conn in conns("values") {
+            let born = chrono::NaiveDate::from_ymd_opt(2026, 12, 3).unwrap();
+            let n: u32 = 7;
+            let id: i64 = conn
+                .query_row(
+                    "INSERT INTO t (name, born, n, data) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+                    params!["甲", born, n, vec![0u8, 255]],
+                    |r| r.get(0),
+                )
+                .unwrap();
+            let row: (String, chrono::NaiveDate, u32, Vec<u8>, bool, bool) = conn
+                .query_row(
+                    "SELECT name, born, n, data, n > 1, EXISTS (SELECT 1 FROM t WHERE id = ?1)
+                     FROM t",
+                    [id],
+                    |r| {
+                        Ok((
+                            r.get(0)?,
+                            r.get(1)?,
+                            r.get(2)?,
+                            r.get(3)?,
+                            r.get(4)?,
+                            r.get(5)?,
+                        ))
+                    },
+                )
+                .unwrap();
+            assert_eq!(row, ("甲".into(), born, 7, vec![0, 255], true, true));
+            let none: Option<i64> = conn.query_row("SELECT NULL", [], |r| r.get(0)).unwrap();
+            assert_eq!(none, None);
+        }
     }
 
     #[test]
     fn a_missing_row_is_none_and_a_wrong_type_is_an_error() {
-        let conn = conn();
-        let missing = conn
-            .query_row("SELECT id FROM t WHERE name = ?1", ["乙"], |r| {
-                r.get::<_, i64>(0)
-            })
-            .optional()
-            .unwrap();
-        assert_eq!(missing, None);
-        let wrong = conn.query_row("SELECT 'x'", [], |r| r.get::<_, i64>(0));
-        assert!(matches!(
-            wrong,
-            Err(Error::Database(DatabaseError {
-                kind: ErrorKind::Conversion,
-                ..
-            }))
-        ));
-        conn.execute("INSERT INTO t (name) VALUES (?1)", ["甲"])
-            .unwrap();
-        let twice = conn.execute("INSERT INTO t (name) VALUES (?1)", ["甲"]);
-        assert!(matches!(
-            twice,
-            Err(Error::Database(DatabaseError {
-                kind: ErrorKind::Constraint,
-                ..
-            }))
-        ));
+        for conn in conns("missing") {
+            let missing = conn
+                .query_row("SELECT id FROM t WHERE name = ?1", ["乙"], |r| {
+                    r.get::<_, i64>(0)
+                })
+                .optional()
+                .unwrap();
+            assert_eq!(missing, None);
+            let wrong = conn.query_row("SELECT 'x'", [], |r| r.get::<_, i64>(0));
+            assert!(matches!(
+                wrong,
+                Err(Error::Database(DatabaseError {
+                    kind: ErrorKind::Conversion,
+                    ..
+                }))
+            ));
+            conn.execute("INSERT INTO t (name) VALUES (?1)", ["甲"])
+                .unwrap();
+            let twice = conn.execute("INSERT INTO t (name) VALUES (?1)", ["甲"]);
+            assert!(matches!(
+                twice,
+                Err(Error::Database(DatabaseError {
+                    kind: ErrorKind::Constraint,
+                    ..
+                }))
+            ));
+            let ignored = conn
+                .execute(
+                    "INSERT INTO t (name) VALUES (?1) ON CONFLICT DO NOTHING",
+                    ["甲"],
+                )
+                .unwrap();
+            assert_eq!(ignored, 0);
+        }
     }
 
     #[test]
     fn a_dropped_write_rolls_back_and_a_committed_one_stays() {
-        let conn = conn();
-        {
+        for conn in conns("rollback") {
+            {
+                let tx = conn.begin_write().unwrap();
+                tx.execute("INSERT INTO t (name) VALUES ('dropped')", ())
+                    .unwrap();
+            }
             let tx = conn.begin_write().unwrap();
-            tx.execute("INSERT INTO t (name) VALUES ('dropped')", ())
+            tx.execute("INSERT INTO t (name) VALUES ('kept')", ())
                 .unwrap();
+            tx.commit().unwrap();
+            {
+                let snapshot = conn.snapshot().unwrap();
+                let n: i64 = snapshot
+                    .query_row("SELECT COUNT(*) FROM t", [], |r| r.get(0))
+                    .unwrap();
+                assert_eq!(n, 1);
+            }
+            let names = conn
+                .prepare("SELECT name FROM t ORDER BY id")
+                .unwrap()
+                .query_map([], |r| r.get::<_, String>(0))
+                .unwrap()
+                .collect::<Result<Vec<_>>>()
+                .unwrap();
+            assert_eq!(names, ["kept"]);
         }
-        let tx = conn.begin_write().unwrap();
-        tx.execute("INSERT INTO t (name) VALUES ('kept')", ())
-            .unwrap();
-        tx.commit().unwrap();
-        let names = conn
-            .prepare("SELECT name FROM t ORDER BY id")
-            .unwrap()
-            .query_map([], |r| r.get::<_, String>(0))
-            .unwrap()
-            .collect::<Result<Vec<_>>>()
-            .unwrap();
-        assert_eq!(names, ["kept"]);
     }
 
     #[test]
     fn an_integer_too_large_for_sql_is_refused() {
-        let conn = conn();
-        let huge = u64::MAX;
-        let refused = conn.execute("INSERT INTO t (name, n) VALUES ('x', ?1)", [huge]);
-        assert!(matches!(
-            refused,
-            Err(Error::Database(DatabaseError {
-                kind: ErrorKind::Conversion,
-                ..
-            }))
-        ));
+        for conn in conns("huge") {
+            let huge = u64::MAX;
+            let refused = conn.execute("INSERT INTO t (name, n) VALUES ('x', ?1)", [huge]);
+            assert!(matches!(
+                refused,
+                Err(Error::Database(DatabaseError {
+                    kind: ErrorKind::Conversion,
+                    ..
+                }))
+            ));
+        }
+    }
+
+    #[test]
+    fn the_tests_reach_postgres_when_asked_to() {
+        let asked = std::env::var("SUIJI_TEST_DATABASE").is_ok_and(|u| u.starts_with("postgres"));
+        let reached = conns("reach").iter().filter(|c| c.is_postgres()).count();
+        assert_eq!(reached, usize::from(asked));
     }
 }
