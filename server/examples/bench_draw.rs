@@ -63,6 +63,7 @@ fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
     let dir = tempfile::tempdir()?;
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: dir.path().to_owned(),
         demo: false,
         transport: Default::default(),

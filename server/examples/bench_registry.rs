@@ -44,6 +44,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. Demo start: open an empty directory, seed it, bind a listener.
     let started = Instant::now();
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: dir.path().join("demo"),
         demo: true,
         transport: Default::default(),
@@ -70,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
 
     // 2. A 100,000-row import through HTTP on a fresh, non-demo server.
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: dir.path().join("import"),
         demo: false,
         transport: Default::default(),

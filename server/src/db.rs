@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use rusqlite::{Connection, OpenFlags};
 
 use crate::error::{Error, Result};
-use crate::store::sql::{Conn, Tx};
+use crate::store::sql::{Conn, Tx, params};
 
 /// The schema migrations, in order. Migration `i` (1-based) moves the database
 /// from `PRAGMA user_version = i - 1` to `i`. Never edit a shipped entry: append.
@@ -38,27 +38,63 @@ pub const MIGRATIONS: &[&str] = &[
 /// How many idle reader connections are kept for reuse.
 const MAX_IDLE_READERS: usize = 8;
 
-/// The server database: a cheap handle to one writer and a pool of readers.
+/// The server database: a cheap handle to one SQLite writer and a pool of readers, or to a
+/// pool of PostgreSQL connections.
 #[derive(Clone)]
 pub struct Db {
     inner: Arc<Inner>,
 }
 
-struct Inner {
-    path: PathBuf,
-    writer: Mutex<Conn>,
-    readers: Mutex<Vec<Conn>>,
+enum Inner {
+    Sqlite {
+        path: PathBuf,
+        writer: Mutex<Conn>,
+        readers: Mutex<Vec<Conn>>,
+    },
+    Postgres {
+        pool: r2d2::Pool<PgManager>,
+    },
+}
+
+/// How many PostgreSQL connections one server keeps at most.
+const MAX_POSTGRES_CONNECTIONS: u32 = 16;
+
+/// The key of the PostgreSQL advisory lock every write transaction holds until it ends, so that
+/// writes from every server run one at a time, as SQLite's one writer does (docs/storage.md).
+const WRITE_LOCK: i64 = 0x5355_494a_4957; // "SUIJIW"
+
+/// Opens PostgreSQL connections for the pool.
+#[derive(Debug)]
+struct PgManager {
+    url: String,
+}
+
+impl r2d2::ManageConnection for PgManager {
+    type Connection = Conn;
+    type Error = Error;
+
+    fn connect(&self) -> Result<Conn> {
+        Conn::postgres(&self.url)
+    }
+
+    fn is_valid(&self, conn: &mut Conn) -> Result<()> {
+        conn.execute_batch("SELECT 1")
+    }
+
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.is_broken()
+    }
 }
 
 impl Db {
-    /// Opens (creating if needed) the database at `path` and brings its schema
+    /// Opens (creating if needed) the SQLite database at `path` and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<Db> {
         let mut writer = Connection::open(path)?;
         configure(&writer)?;
         migrate(&mut writer, MIGRATIONS.len())?;
         Ok(Db {
-            inner: Arc::new(Inner {
+            inner: Arc::new(Inner::Sqlite {
                 path: path.to_owned(),
                 writer: Mutex::new(Conn::sqlite(writer)),
                 readers: Mutex::new(Vec::new()),
@@ -66,9 +102,43 @@ impl Db {
         })
     }
 
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.inner.path
+    /// Opens the PostgreSQL database at `url` (`postgres://user@host:port/db`) and brings its
+    /// schema up to date; several servers may do so at once.
+    pub fn open_postgres(url: &str) -> Result<Db> {
+        let pool = r2d2::Pool::builder()
+            .max_size(MAX_POSTGRES_CONNECTIONS)
+            .connection_timeout(std::time::Duration::from_secs(10))
+            .build(PgManager {
+                url: url.to_owned(),
+            })
+            .map_err(|e| Error::Internal(format!("connecting to PostgreSQL: {e}")))?;
+        let db = Db {
+            inner: Arc::new(Inner::Postgres { pool }),
+        };
+        db.write_blocking(|tx| migrate_postgres(tx, POSTGRES_MIGRATIONS.len()))?;
+        Ok(db)
+    }
+
+    /// Opens the database `location` names: a `postgres://` URL, or a SQLite file's path.
+    pub fn open_at(location: &str) -> Result<Db> {
+        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
+            Db::open_postgres(location)
+        } else {
+            Db::open(Path::new(location))
+        }
+    }
+
+    /// The SQLite database file; `None` on PostgreSQL.
+    pub fn path(&self) -> Option<&Path> {
+        match &*self.inner {
+            Inner::Sqlite { path, .. } => Some(path),
+            Inner::Postgres { .. } => None,
+        }
+    }
+
+    /// Whether the database is PostgreSQL.
+    pub fn is_postgres(&self) -> bool {
+        matches!(&*self.inner, Inner::Postgres { .. })
     }
 
     /// Runs `f` in a write transaction on a blocking thread; commits if `f`
@@ -79,7 +149,11 @@ impl Db {
         F: FnOnce(&Tx<'_>) -> Result<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.write_blocking(f)).await?
+        tokio::task::spawn_blocking(move || {
+            OFF_RUNTIME.set(true);
+            db.write_blocking(f)
+        })
+        .await?
     }
 
     /// Runs `f` with a read-only connection on a blocking thread.
@@ -89,35 +163,76 @@ impl Db {
         F: FnOnce(&Conn) -> Result<T> + Send + 'static,
     {
         let db = self.clone();
-        tokio::task::spawn_blocking(move || db.read_blocking(f)).await?
+        tokio::task::spawn_blocking(move || {
+            OFF_RUNTIME.set(true);
+            db.read_blocking(f)
+        })
+        .await?
     }
 
     /// [`Db::write`] for callers that are already off the async runtime.
     ///
-    /// A closure that panicked poisons the writer's lock. The connection is still sound: the
-    /// panic dropped the closure's transaction, which rolled it back. So the lock is taken back
-    /// rather than refusing every later write until a restart, and anything a failed rollback
-    /// left open is rolled back first, so the next write starts clean.
-    pub fn write_blocking<T>(&self, f: impl FnOnce(&Tx<'_>) -> Result<T>) -> Result<T> {
-        let conn = self.inner.writer.lock().unwrap_or_else(|poisoned| {
-            tracing::warn!("a write panicked; the writer connection is taken back");
-            self.inner.writer.clear_poison();
-            poisoned.into_inner()
-        });
-        let tx = conn.begin_write()?;
-        let value = f(&tx)?;
-        tx.commit()?;
-        Ok(value)
+    /// On SQLite, a closure that panicked poisons the writer's lock. The connection is still
+    /// sound: the panic dropped the closure's transaction, which rolled it back. So the lock is
+    /// taken back rather than refusing every later write until a restart, and anything a failed
+    /// rollback left open is rolled back first, so the next write starts clean.
+    ///
+    /// On PostgreSQL the transaction first takes the database-wide write lock, which it holds
+    /// until it ends.
+    ///
+    /// The PostgreSQL client blocks on a runtime of its own, which cannot run on a thread that
+    /// drives async tasks; called from one (a test's body, say), the work moves to a thread of
+    /// its own for the call.
+    pub fn write_blocking<T: Send>(
+        &self,
+        f: impl FnOnce(&Tx<'_>) -> Result<T> + Send,
+    ) -> Result<T> {
+        match &*self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let conn = writer.lock().unwrap_or_else(|poisoned| {
+                    tracing::warn!("a write panicked; the writer connection is taken back");
+                    writer.clear_poison();
+                    poisoned.into_inner()
+                });
+                let tx = conn.begin_write()?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            }
+            Inner::Postgres { pool } => {
+                let conn = pool
+                    .get()
+                    .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
+                let tx = conn.begin_write()?;
+                tx.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITE_LOCK], |_| Ok(()))?;
+                let value = f(&tx)?;
+                tx.commit()?;
+                Ok(value)
+            }
+        }
     }
 
     /// [`Db::read`] for callers that are already off the async runtime.
-    pub fn read_blocking<T>(&self, f: impl FnOnce(&Conn) -> Result<T>) -> Result<T> {
-        let idle = self.inner.readers.lock().ok().and_then(|mut r| r.pop());
+    pub fn read_blocking<T: Send>(&self, f: impl FnOnce(&Conn) -> Result<T> + Send) -> Result<T> {
+        let (path, readers) = match &*self.inner {
+            Inner::Sqlite { path, readers, .. } => (path, readers),
+            Inner::Postgres { .. } if on_async_thread() => {
+                return std::thread::scope(|s| s.spawn(|| self.read_blocking(f)).join())
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            }
+            Inner::Postgres { pool } => {
+                let conn = pool
+                    .get()
+                    .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
+                return f(&conn);
+            }
+        };
+        let idle = readers.lock().ok().and_then(|mut r| r.pop());
         let conn = match idle {
             Some(conn) => conn,
             None => {
                 let conn = Connection::open_with_flags(
-                    &self.inner.path,
+                    path,
                     OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
                 )?;
                 configure(&conn)?;
@@ -125,13 +240,24 @@ impl Db {
             }
         };
         let value = f(&conn);
-        if let Ok(mut readers) = self.inner.readers.lock()
+        if let Ok(mut readers) = readers.lock()
             && readers.len() < MAX_IDLE_READERS
         {
             readers.push(conn);
         }
         value
     }
+}
+
+thread_local! {
+    /// Set on the blocking threads [`Db::read`] and [`Db::write`] run their work on.
+    static OFF_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Whether this thread may be driving async tasks: it is inside a tokio runtime and not one of
+/// the blocking threads `Db` itself runs work on.
+fn on_async_thread() -> bool {
+    tokio::runtime::Handle::try_current().is_ok() && !OFF_RUNTIME.get()
 }
 
 fn configure(conn: &Connection) -> Result<()> {
@@ -147,6 +273,9 @@ fn configure(conn: &Connection) -> Result<()> {
 
 /// The schema version a database is at.
 pub fn schema_version(conn: &Conn) -> Result<usize> {
+    if conn.is_postgres() {
+        return postgres_schema_version(conn);
+    }
     sqlite_schema_version(conn.raw()?)
 }
 
@@ -171,6 +300,59 @@ pub fn migrate(conn: &mut Connection, target: usize) -> Result<()> {
         tx.pragma_update(None, "user_version", (index + 1) as i64)?;
         tx.commit()?;
         tracing::info!(version = index + 1, "applied schema migration");
+    }
+    Ok(())
+}
+
+/// The PostgreSQL schema migrations, in order (`migrations/postgres/`): migration `i`
+/// (1-based) moves the database from version `i - 1` to `i`, as recorded in
+/// `schema_migrations`. Never edit a shipped entry: append.
+pub const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+
+fn postgres_schema_version(conn: &Conn) -> Result<usize> {
+    let exists: bool = conn.query_row(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.tables
+                        WHERE table_schema = current_schema() AND table_name = 'schema_migrations')",
+        [],
+        |r| r.get(0),
+    )?;
+    if !exists {
+        return Ok(0);
+    }
+    let v: i64 = conn.query_row(
+        "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+        [],
+        |r| r.get(0),
+    )?;
+    Ok(v as usize)
+}
+
+/// Applies PostgreSQL migrations until the schema is at version `target`, inside the
+/// caller's write transaction, whose lock keeps servers starting together from racing.
+fn migrate_postgres(tx: &Tx<'_>, target: usize) -> Result<()> {
+    tx.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version BIGINT PRIMARY KEY, applied_at TEXT NOT NULL)",
+    )?;
+    let current = postgres_schema_version(tx)?;
+    if current > POSTGRES_MIGRATIONS.len() {
+        return Err(Error::Internal(format!(
+            "database schema version {current} is newer than this server knows ({})",
+            POSTGRES_MIGRATIONS.len()
+        )));
+    }
+    for (index, sql) in POSTGRES_MIGRATIONS
+        .iter()
+        .enumerate()
+        .take(target)
+        .skip(current)
+    {
+        tx.execute_batch(sql)?;
+        tx.execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (?1, ?2)",
+            params![index + 1, now()],
+        )?;
+        tracing::info!(version = index + 1, "applied PostgreSQL schema migration");
     }
     Ok(())
 }
@@ -243,21 +425,20 @@ mod tests {
         }
         let upgraded = Db::open(&old_path).unwrap();
         let fresh = Db::open(&dir.path().join("fresh.db")).unwrap();
-        upgraded
+        let (version, old_schema, name) = upgraded
             .read_blocking(|old| {
-                fresh.read_blocking(|new| {
-                    assert_eq!(schema_version(old)?, MIGRATIONS.len());
-                    assert_eq!(schema(old.raw()?), schema(new.raw()?));
-                    let name: String = old.query_row(
-                        "SELECT display_name FROM users WHERE username = 'old'",
-                        [],
-                        |r| r.get(0),
-                    )?;
-                    assert_eq!(name, "Old User", "data survives the upgrade");
-                    Ok(())
-                })
+                let name: String = old.query_row(
+                    "SELECT display_name FROM users WHERE username = 'old'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                Ok((schema_version(old)?, schema(old.raw()?), name))
             })
             .unwrap();
+        let new_schema = fresh.read_blocking(|new| Ok(schema(new.raw()?))).unwrap();
+        assert_eq!(version, MIGRATIONS.len());
+        assert_eq!(old_schema, new_schema);
+        assert_eq!(name, "Old User", "data survives the upgrade");
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::auth::{self, Role};
 use crate::calendar::Calendar;
 use crate::db::{Db, now};
 use crate::draw::{self, algorithm::Entropy};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::plans::{self, Conditions, NewPlan, NewTask, TaskItemInput};
 use crate::registry::departments::{self, Department};
 use crate::registry::inspectors::{self, InspectorInput};
@@ -460,7 +460,10 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
 /// when the database already has users. Its draws seal their secrets with
 /// the key file beside the database, as the server does.
 pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
-    let seal = draw::seal::SealKey::for_database(db.path())?;
+    let path = db.path().ok_or_else(|| {
+        Error::Internal("the demo's seal key sits beside a SQLite database".into())
+    })?;
+    let seal = draw::seal::SealKey::for_database(path)?;
     let has_users: bool =
         db.read_blocking(|c| c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0)))?;
     if has_users {

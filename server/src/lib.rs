@@ -52,6 +52,9 @@ pub use error::{Error, Result};
 pub struct Config {
     /// Directory holding the database and blobs.
     pub data_dir: PathBuf,
+    /// A PostgreSQL database (`postgres://user@host:port/db`) to use instead of the SQLite
+    /// file in the data directory.
+    pub database: Option<String>,
     /// Demo mode: well-known demo passwords are accepted.
     pub demo: bool,
     /// Timeouts, connection cap and head sizes of the HTTP transport.
@@ -110,7 +113,11 @@ const JWT_SECRET_KEY: &str = "jwt_secret";
 /// or creates the token signing secret and the draw seal key file.
 pub fn open(config: Config) -> Result<AppState> {
     std::fs::create_dir_all(&config.data_dir)?;
-    let db = db::Db::open(&config.database_path())?;
+    let db = match &config.database {
+        Some(url) => db::Db::open_postgres(url)?,
+        None => db::Db::open(&config.database_path())?,
+    };
+    // On PostgreSQL every server's data directory holds a copy of the same key file.
     let seal = draw::seal::SealKey::for_database(&config.database_path())?;
     // Holiday schedules loaded by an admin apply over the shipped ones.
     let calendar = db.read_blocking(review::calendar_admin::build_calendar)?;

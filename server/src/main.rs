@@ -54,6 +54,10 @@ enum Command {
         /// Unset, each request's own Host is used, which is right only without a proxy.
         #[arg(long, env = "SUIJI_PUBLIC_URL")]
         public_url: Option<String>,
+        /// A PostgreSQL database (`postgres://user@host:port/db`) instead of the SQLite file in
+        /// the data directory; several servers may share it (docs/storage.md).
+        #[arg(long, env = "SUIJI_DATABASE")]
+        database: Option<String>,
     },
     /// Accounts, for setting up a server without demo data.
     User {
@@ -196,7 +200,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections,
             max_connections_per_address,
             public_url,
+            database,
         } => serve(
+            database,
             data,
             listen,
             demo,
@@ -259,6 +265,7 @@ fn create_user(
         anyhow::bail!("password {why}");
     }
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: data,
         demo: false,
         transport: Default::default(),
@@ -273,6 +280,7 @@ fn create_user(
 }
 
 fn serve(
+    database: Option<String>,
     data: PathBuf,
     listen: SocketAddr,
     demo_mode: bool,
@@ -294,13 +302,18 @@ fn serve(
     let connections = suiji_server::transport::connection_cap(max_connections, open_files);
     let per_address =
         suiji_server::transport::address_share(connections, max_connections_per_address);
+    // Servers sharing a PostgreSQL database coordinate through it; the SQLite default has one.
+    let _claim = match database {
+        None => Some(suiji_server::lock_for_serving(&data)?),
+        Some(_) => None,
+    };
     let config = Config {
+        database,
         data_dir: data.clone(),
         demo: demo_mode,
         transport,
         public_url,
     };
-    let _claim = suiji_server::lock_for_serving(&data)?;
     let state = suiji_server::open(config)
         .with_context(|| format!("opening data directory {}", data.display()))?;
     let abandoned = state

@@ -69,6 +69,7 @@ fn key_of(inspector: i64) -> SigningKey {
 /// directory. Returns the task id and the photo bytes written.
 fn setup(dir: &std::path::Path, records: usize, width: u32) -> anyhow::Result<(i64, u64)> {
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),

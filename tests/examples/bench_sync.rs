@@ -78,6 +78,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
 /// Builds the agency and draws the task straight into the data directory.
 fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     let state = suiji_server::open(Config {
+        database: None,
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),

@@ -4,6 +4,8 @@
 pub mod proxy;
 
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -12,6 +14,41 @@ use suiji_server::{AppState, Config, accounts};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+
+/// The database of a test server whose data directory is `dir`: `None` (the SQLite file in
+/// `dir`) unless `SUIJI_TEST_DATABASE` names a PostgreSQL database, and then a fresh schema of
+/// its own in that database, its URL kept in `dir` so that a restart finds it again.
+pub fn test_database(dir: &Path) -> Option<String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let kept = dir.join("test-database-url");
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let base = std::env::var("SUIJI_TEST_DATABASE")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))?;
+    let schema = format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    // The synchronous client blocks on a runtime of its own: not on a test's async thread.
+    let create = base.clone();
+    let made = std::thread::spawn(move || -> suiji_server::Result<String> {
+        let conn = suiji_server::store::sql::Conn::postgres(&create)?;
+        conn.execute_batch(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}"
+        ))?;
+        Ok(schema)
+    })
+    .join()
+    .expect("schema thread");
+    let schema = made.expect("a schema for the test server");
+    let sep = if base.contains('?') { '&' } else { '?' };
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    std::fs::write(&kept, &url).expect("keep the test database's URL");
+    Some(url)
+}
 
 /// Password given to every account the fixtures create.
 pub const PASSWORD: &str = "correct-horse-battery-staple";
@@ -42,6 +79,7 @@ impl TestServer {
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
+            database: test_database(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
@@ -60,6 +98,7 @@ impl TestServer {
     pub async fn start_demo() -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = suiji_server::open(Config {
+            database: test_database(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: true,
             transport: Default::default(),
@@ -73,6 +112,7 @@ impl TestServer {
     /// Starts a server on an existing data directory (a restart).
     pub async fn start_in(dir: TempDir) -> TestServer {
         let state = suiji_server::open(Config {
+            database: test_database(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),

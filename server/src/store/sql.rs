@@ -39,6 +39,14 @@ impl Conn {
         })
     }
 
+    /// Whether the connection can no longer be used (PostgreSQL's socket closed).
+    pub(crate) fn is_broken(&self) -> bool {
+        match &self.inner {
+            Backend::Sqlite(_) => false,
+            Backend::Postgres(c) => c.client.borrow().is_closed(),
+        }
+    }
+
     /// Whether the connection is to PostgreSQL.
     pub fn is_postgres(&self) -> bool {
         matches!(self.inner, Backend::Postgres(_))

@@ -1013,6 +1013,7 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
     // Restart: a fresh state opened over the same data directory has 2027.
     let dir = server.dir.path().to_owned();
     let reopened = suiji_server::open(suiji_server::Config {
+        database: None,
         data_dir: dir,
         demo: false,
         transport: Default::default(),
