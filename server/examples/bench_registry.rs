@@ -54,7 +54,8 @@ async fn main() -> anyhow::Result<()> {
     let summary = tokio::task::spawn_blocking({
         let db = state.db.clone();
         let calendar = state.calendar();
-        move || demo::seed(&db, &calendar)
+        let seal = state.seal.clone();
+        move || demo::seed(&db, &calendar, &seal)
     })
     .await??;
     let seeded = started.elapsed();

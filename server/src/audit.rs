@@ -211,12 +211,12 @@ pub fn entries_of_task(conn: &Conn, task_id: i64) -> Result<Vec<Entry>> {
     let mut stmt = conn.prepare(
         "SELECT seq, at, actor, action, entity, before, after, prev_hash, hash
          FROM audit_log
-         WHERE entity = 'task:' || ?1
-            OR entity IN (SELECT 'record:' || id FROM records WHERE task_id = ?1)
-            OR entity IN (SELECT 'result:' || id FROM published_results WHERE task_id = ?1)
+         WHERE entity = ?1
+            OR entity IN (SELECT 'record:' || id FROM records WHERE task_id = ?2)
+            OR entity IN (SELECT 'result:' || id FROM published_results WHERE task_id = ?2)
          ORDER BY seq",
     )?;
-    let rows = stmt.query_map([task_id], Entry::from_row)?;
+    let rows = stmt.query_map(params![format!("task:{task_id}"), task_id], Entry::from_row)?;
     rows.collect::<Result<_, _>>()
 }
 

@@ -59,6 +59,14 @@ enum Inner {
 /// How many PostgreSQL connections one server keeps at most.
 const MAX_POSTGRES_CONNECTIONS: u32 = 16;
 
+/// How many idle PostgreSQL connections the pool keeps open for the next request.
+const MIN_IDLE_POSTGRES_CONNECTIONS: u32 = 2;
+
+/// How many times a write tries to begin on a fresh connection when the database connection
+/// it was handed fails before the write's own work starts (a restarted database, a dropped
+/// socket).
+const WRITE_BEGIN_ATTEMPTS: usize = 3;
+
 /// The key of the PostgreSQL advisory lock every write transaction holds until it ends, so that
 /// writes from every server run one at a time, as SQLite's one writer does (docs/storage.md).
 const WRITE_LOCK: i64 = 0x5355_494a_4957; // "SUIJIW"
@@ -107,6 +115,7 @@ impl Db {
     pub fn open_postgres(url: &str) -> Result<Db> {
         let pool = r2d2::Pool::builder()
             .max_size(MAX_POSTGRES_CONNECTIONS)
+            .min_idle(Some(MIN_IDLE_POSTGRES_CONNECTIONS))
             .connection_timeout(std::time::Duration::from_secs(10))
             .build(PgManager {
                 url: url.to_owned(),
@@ -178,7 +187,10 @@ impl Db {
     /// rollback left open is rolled back first, so the next write starts clean.
     ///
     /// On PostgreSQL the transaction first takes the database-wide write lock, which it holds
-    /// until it ends.
+    /// until it ends, so writes from every server run one at a time, each seeing all that the
+    /// ones before committed. A pooled connection found dead before `f` starts is replaced;
+    /// once `f` has run, a failure goes to the caller: its work was rolled back (or, when the
+    /// connection died during `COMMIT` itself, may have landed, as with any database client).
     ///
     /// The PostgreSQL client blocks on a runtime of its own, which cannot run on a thread that
     /// drives async tasks; called from one (a test's body, say), the work moves to a thread of
@@ -199,15 +211,31 @@ impl Db {
                 tx.commit()?;
                 Ok(value)
             }
+            Inner::Postgres { .. } if on_async_thread() => {
+                std::thread::scope(|s| s.spawn(|| self.write_blocking(f)).join())
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            }
             Inner::Postgres { pool } => {
-                let conn = pool
-                    .get()
-                    .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
-                let tx = conn.begin_write()?;
-                tx.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITE_LOCK], |_| Ok(()))?;
-                let value = f(&tx)?;
-                tx.commit()?;
-                Ok(value)
+                let mut f = Some(f);
+                let mut attempt = 1;
+                loop {
+                    let conn = pool
+                        .get()
+                        .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
+                    let tx = match locked_write(&conn) {
+                        Ok(tx) => tx,
+                        Err(e) if attempt < WRITE_BEGIN_ATTEMPTS && conn.is_broken() => {
+                            tracing::warn!(attempt, error = ?e, "a write could not begin; retrying");
+                            attempt += 1;
+                            continue;
+                        }
+                        Err(e) => return Err(e),
+                    };
+                    let f = f.take().expect("the work runs once, after the write began");
+                    let value = f(&tx)?;
+                    tx.commit()?;
+                    return Ok(value);
+                }
             }
         }
     }
@@ -249,6 +277,13 @@ impl Db {
     }
 }
 
+/// Begins a write transaction on `conn` and takes the database-wide write lock in it.
+fn locked_write(conn: &Conn) -> Result<Tx<'_>> {
+    let tx = conn.begin_write()?;
+    tx.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITE_LOCK], |_| Ok(()))?;
+    Ok(tx)
+}
+
 thread_local! {
     /// Set on the blocking threads [`Db::read`] and [`Db::write`] run their work on.
     static OFF_RUNTIME: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
@@ -256,7 +291,7 @@ thread_local! {
 
 /// Whether this thread may be driving async tasks: it is inside a tokio runtime and not one of
 /// the blocking threads `Db` itself runs work on.
-fn on_async_thread() -> bool {
+pub(crate) fn on_async_thread() -> bool {
     tokio::runtime::Handle::try_current().is_ok() && !OFF_RUNTIME.get()
 }
 

@@ -14,7 +14,7 @@ use crate::auth::{self, Role};
 use crate::calendar::Calendar;
 use crate::db::{Db, now};
 use crate::draw::{self, algorithm::Entropy};
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::plans::{self, Conditions, NewPlan, NewTask, TaskItemInput};
 use crate::registry::departments::{self, Department};
 use crate::registry::inspectors::{self, InspectorInput};
@@ -456,14 +456,17 @@ fn demo_target(rng: &mut ChaCha8Rng, serial: usize) -> TargetInput {
     }
 }
 
+/// The seal key beside SQLite database `db`, as the server would use it: for tests that seed
+/// a bare database.
+#[cfg(test)]
+pub(crate) fn seal_of(db: &Db) -> draw::seal::SealKey {
+    draw::seal::SealKey::for_database(db.path().expect("a SQLite database")).expect("seal key")
+}
+
 /// Fills an empty database with the demo agency. Does nothing (and says so)
 /// when the database already has users. Its draws seal their secrets with
-/// the key file beside the database, as the server does.
-pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
-    let path = db.path().ok_or_else(|| {
-        Error::Internal("the demo's seal key sits beside a SQLite database".into())
-    })?;
-    let seal = draw::seal::SealKey::for_database(path)?;
+/// `seal`, the server's key.
+pub fn seed(db: &Db, calendar: &Calendar, seal: &draw::seal::SealKey) -> Result<Summary> {
     let has_users: bool =
         db.read_blocking(|c| c.query_row("SELECT EXISTS(SELECT 1 FROM users)", [], |r| r.get(0)))?;
     if has_users {
@@ -604,7 +607,7 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
             "planner",
             food_task,
             &draw::CommitRequest::default(),
-            &seal,
+            seal,
         )?;
         let entropy = vec![
             Entropy {
@@ -621,12 +624,12 @@ pub fn seed(db: &Db, calendar: &Calendar) -> Result<Summary> {
             entropy,
             beacon_value: None,
         };
-        draw::execute(tx, "planner", food_task, ceremony, &seal, calendar)?;
+        draw::execute(tx, "planner", food_task, ceremony, seal, calendar)?;
         draw::publish(tx, "planner", food_task)?;
         summary.published_draws = 1;
         // Review and publication of a task of its own, through the real code paths.
         let plan_id = plans::get_task_by_id(tx, food_task)?.plan_id;
-        crate::review::demo::walk(tx, plan_id, &seal, calendar)?;
+        crate::review::demo::walk(tx, plan_id, seal, calendar)?;
         summary.published_draws += 1;
         Ok(summary)
     })

@@ -107,6 +107,31 @@ impl AppState {
     }
 }
 
+/// The `meta` key under which servers sharing a PostgreSQL database record their seal key's id.
+const SEAL_KEY_ID: &str = "draw_seal_key_id";
+
+/// Records the seal key's id in a PostgreSQL database that has none, and refuses to start
+/// when it names another key: a server with a key of its own could not unseal the
+/// commitments the others sealed, and would seal ones they could not draw.
+fn check_shared_seal_key(db: &db::Db, seal: &draw::seal::SealKey, config: &Config) -> Result<()> {
+    let id = seal.id().to_owned();
+    let recorded = db.write_blocking(|tx| match db::meta_get(tx, SEAL_KEY_ID)? {
+        Some(recorded) => Ok(recorded),
+        None => {
+            db::meta_set(tx, SEAL_KEY_ID, &id)?;
+            Ok(id.clone())
+        }
+    })?;
+    if recorded != id {
+        return Err(Error::Internal(format!(
+            "{} is not the draw seal key the other servers on this database use: \
+             copy theirs over it (docs/deploy.md)",
+            draw::seal::key_path(&config.database_path()).display()
+        )));
+    }
+    Ok(())
+}
+
 const JWT_SECRET_KEY: &str = "jwt_secret";
 
 /// Opens (creating if needed) the data directory and its database, and loads
@@ -119,6 +144,9 @@ pub fn open(config: Config) -> Result<AppState> {
     };
     // On PostgreSQL every server's data directory holds a copy of the same key file.
     let seal = draw::seal::SealKey::for_database(&config.database_path())?;
+    if db.is_postgres() {
+        check_shared_seal_key(&db, &seal, &config)?;
+    }
     // Holiday schedules loaded by an admin apply over the shipped ones.
     let calendar = db.read_blocking(review::calendar_admin::build_calendar)?;
     let secret = db.write_blocking(|tx| match db::meta_get(tx, JWT_SECRET_KEY)? {

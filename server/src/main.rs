@@ -325,7 +325,8 @@ fn serve(
     }
     #[cfg(feature = "demo")]
     if demo_mode {
-        let summary = demo::seed(&state.db, &state.calendar()).context("seeding demo data")?;
+        let summary =
+            demo::seed(&state.db, &state.calendar(), &state.seal).context("seeding demo data")?;
         if summary.seeded {
             tracing::info!(
                 departments = summary.departments,

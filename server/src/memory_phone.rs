@@ -189,7 +189,12 @@ mod tests {
     fn partners_editing_between_each_others_syncs_always_converge() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("s.db")).unwrap();
-        crate::demo::seed(&db, &crate::calendar::Calendar::official()).unwrap();
+        crate::demo::seed(
+            &db,
+            &crate::calendar::Calendar::official(),
+            &crate::demo::seal_of(&db),
+        )
+        .unwrap();
         let records = db
             .read_blocking(|c| crate::draw::records::list(c, None, None))
             .unwrap();

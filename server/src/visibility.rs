@@ -124,7 +124,7 @@ pub fn record_facts(
         "SELECT r.id, r.withdrawn_at IS NOT NULL, r.review_state <> 'open', {LIST_PUBLISHED_SQL},
             (SELECT json_group_array(inspector_id) FROM record_inspectors WHERE record_id = r.id)
          FROM records r
-         WHERE (?1 IS NULL OR r.task_id = ?1) AND (?2 IS NULL OR r.id = ?2)"
+         WHERE (CAST(?1 AS BIGINT) IS NULL OR r.task_id = ?1) AND (CAST(?2 AS TEXT) IS NULL OR r.id = ?2)"
     ))?;
     let rows = stmt.query_map(params![task_id, record_id], |r| {
         let group: String = r.get(4)?;

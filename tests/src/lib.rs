@@ -20,7 +20,7 @@ use tokio::task::JoinHandle;
 /// its own in that database, its URL kept in `dir` so that a restart finds it again.
 pub fn test_database(dir: &Path) -> Option<String> {
     static NEXT: AtomicU64 = AtomicU64::new(0);
-    let kept = dir.join("test-database-url");
+    let kept = dir.join(DATABASE_URL_FILE);
     if let Ok(url) = std::fs::read_to_string(&kept) {
         return Some(url);
     }
@@ -45,9 +45,63 @@ pub fn test_database(dir: &Path) -> Option<String> {
     .expect("schema thread");
     let schema = made.expect("a schema for the test server");
     let sep = if base.contains('?') { '&' } else { '?' };
-    let url = format!("{base}{sep}options=-csearch_path%3D{schema}");
+    let url = format!("{base}{sep}options=-csearch_path%3D{schema}&application_name={schema}");
     std::fs::write(&kept, &url).expect("keep the test database's URL");
     Some(url)
+}
+
+/// The file in a test server's data directory that names its PostgreSQL database.
+const DATABASE_URL_FILE: &str = "test-database-url";
+
+/// The file in a backup of a data directory that holds its PostgreSQL schema's dump.
+const DATABASE_DUMP: &str = "database.sql";
+
+/// Completes a copy `backup` of the data directory `dir` (whose files the caller copied) with
+/// the test server's database when that is PostgreSQL: its schema, dumped by `pg_dump`.
+pub fn back_up_database(dir: &Path, backup: &Path) {
+    let Ok(url) = std::fs::read_to_string(dir.join(DATABASE_URL_FILE)) else {
+        return;
+    };
+    let out = std::process::Command::new("pg_dump")
+        .args(["--no-owner", "--schema", &schema_of(&url), "--file"])
+        .arg(backup.join(DATABASE_DUMP))
+        .arg(&url)
+        .output()
+        .expect("pg_dump runs");
+    assert!(
+        out.status.success(),
+        "pg_dump: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Puts back the database [`back_up_database`] saved in `backup` (the caller copies the files).
+pub fn restore_database(dir: &Path, backup: &Path) {
+    let Ok(url) = std::fs::read_to_string(dir.join(DATABASE_URL_FILE)) else {
+        return;
+    };
+    let schema = schema_of(&url);
+    let out = std::process::Command::new("psql")
+        .args(["--quiet", "--set", "ON_ERROR_STOP=1", "--command"])
+        .arg(format!("DROP SCHEMA {schema} CASCADE"))
+        .arg("--file")
+        .arg(backup.join(DATABASE_DUMP))
+        .arg(&url)
+        .output()
+        .expect("psql runs");
+    assert!(
+        out.status.success(),
+        "psql: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The schema a test database URL names.
+fn schema_of(url: &str) -> String {
+    let (_, rest) = url
+        .split_once("search_path%3D")
+        .expect("a test database URL");
+    rest.split('&').next().unwrap_or(rest).to_owned()
 }
 
 /// Password given to every account the fixtures create.
@@ -65,6 +119,17 @@ pub struct TestServer {
     pub dir: TempDir,
     shutdown: Option<oneshot::Sender<()>>,
     handle: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+/// Sends the servers' log (errors only, unless `RUST_LOG` says otherwise) to the output of the
+/// test that runs them, so a failing test shows why its server answered 500.
+fn log_to_test_output() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_test_writer()
+        .try_init();
 }
 
 impl TestServer {
@@ -105,7 +170,7 @@ impl TestServer {
             public_url: None,
         })
         .expect("open server state");
-        suiji_server::demo::seed(&state.db, &state.calendar()).expect("seed the demo");
+        suiji_server::demo::seed(&state.db, &state.calendar(), &state.seal).expect("seed the demo");
         Self::serve(dir, state).await
     }
 
@@ -120,6 +185,27 @@ impl TestServer {
         })
         .expect("reopen server state");
         Self::serve(dir, state).await
+    }
+
+    /// A second server process on the same PostgreSQL database as `first`, with a data
+    /// directory of its own holding a copy of `first`'s draw seal key, as docs/deploy.md sets
+    /// up several servers; `None` when the tests run on SQLite, whose file one server owns.
+    pub async fn start_beside(first: &TestServer) -> Option<TestServer> {
+        let dir = tempfile::tempdir().expect("temp dir");
+        Self::share_database(first, dir.path(), true)?;
+        Some(Self::start_in(dir).await)
+    }
+
+    /// Points the data directory `dir` at `first`'s PostgreSQL database (`None` on SQLite),
+    /// copying `first`'s draw seal key there when `with_seal_key`.
+    pub fn share_database(first: &TestServer, dir: &Path, with_seal_key: bool) -> Option<()> {
+        let url = std::fs::read_to_string(first.dir.path().join(DATABASE_URL_FILE)).ok()?;
+        std::fs::write(dir.join(DATABASE_URL_FILE), url).expect("write the database URL");
+        if with_seal_key {
+            let key = suiji_server::draw::seal::KEY_FILE;
+            std::fs::copy(first.dir.path().join(key), dir.join(key)).expect("copy the seal key");
+        }
+        Some(())
     }
 
     /// Stops the server and hands back its data directory, for a restart.
@@ -152,6 +238,7 @@ impl TestServer {
     }
 
     async fn serve(dir: TempDir, state: AppState) -> TestServer {
+        log_to_test_output();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind loopback");

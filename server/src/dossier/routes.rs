@@ -122,7 +122,7 @@ pub async fn stream(
                 tracing::info!(task_id, "the client left; the dossier build stopped");
             }
             Err(e) => {
-                tracing::error!(task_id, error = %e, "building a dossier failed");
+                tracing::error!(task_id, error = ?e, "building a dossier failed");
                 let _ = on_error
                     .blocking_send(Err(std::io::Error::other("the dossier could not be built")));
             }

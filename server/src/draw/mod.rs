@@ -420,7 +420,7 @@ pub fn target_pool(conn: &Conn, task: &Task, rules: &Rules) -> Result<TargetPool
                  WHERE r.withdrawn_at IS NULL AND p.task_id != ?1
                    AND EXISTS (SELECT 1 FROM task_items ti
                                JOIN task_items mine ON mine.item_id = ti.item_id AND mine.task_id = ?1
-                               WHERE ti.task_id = p.task_id))
+                               WHERE ti.task_id = p.task_id)) AS latest
              WHERE n = 1",
         )?;
         let rows = stmt.query_map([task.id], |r| {
@@ -665,7 +665,7 @@ pub fn public_commitments(
     paging: Paging,
 ) -> Result<Page<PublicCommitment>> {
     let paging = paging.validate()?;
-    let filter = "(?1 IS NULL OR t.number = ?1)";
+    let filter = "(CAST(?1 AS TEXT) IS NULL OR t.number = ?1)";
     let total: i64 = conn.query_row(
         &format!(
             "SELECT COUNT(*) FROM draw_commitments c JOIN tasks t ON t.id = c.task_id WHERE {filter}"

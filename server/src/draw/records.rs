@@ -527,11 +527,12 @@ pub fn list(
         "SELECT r.id, r.task_id, t.number, r.target_id, r.target_name, r.deadline, r.withdrawn_at IS NOT NULL,
             r.deadline_provisional,
             (SELECT json_group_array(inspector_id) FROM
-                (SELECT inspector_id FROM record_inspectors WHERE record_id = r.id ORDER BY lead DESC, inspector_id)),
+                (SELECT inspector_id FROM record_inspectors WHERE record_id = r.id
+                 ORDER BY lead DESC, inspector_id) AS g),
             r.purged_at
          FROM records r JOIN tasks t ON t.id = r.task_id
-         WHERE (?1 IS NULL OR r.task_id = ?1)
-           AND (?2 IS NULL OR (r.withdrawn_at IS NULL AND r.purged_at IS NULL AND EXISTS
+         WHERE (CAST(?1 AS BIGINT) IS NULL OR r.task_id = ?1)
+           AND (CAST(?2 AS BIGINT) IS NULL OR (r.withdrawn_at IS NULL AND r.purged_at IS NULL AND EXISTS
                 (SELECT 1 FROM record_inspectors ri WHERE ri.record_id = r.id AND ri.inspector_id = ?2)))
          ORDER BY r.task_id, r.id",
     )?;

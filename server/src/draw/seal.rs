@@ -28,6 +28,7 @@ const NONCE_LEN: usize = 12;
 /// The key that seals open commitments' secrets.
 pub struct SealKey {
     cipher: ChaCha20Poly1305,
+    id: String,
 }
 
 impl std::fmt::Debug for SealKey {
@@ -101,9 +102,21 @@ impl SealKey {
     }
 
     fn from_bytes(bytes: [u8; 32]) -> SealKey {
+        use sha2::Digest;
+        let mut id = sha2::Sha256::new();
+        id.update(b"suiji draw seal key id\n");
+        id.update(bytes);
         SealKey {
             cipher: ChaCha20Poly1305::new(&Key::from(bytes)),
+            id: hex::encode(id.finalize()),
         }
+    }
+
+    /// A name of the key that reveals nothing of it (a domain-separated SHA-256): servers
+    /// sharing one PostgreSQL database record it there and check that they all hold the
+    /// same key.
+    pub fn id(&self) -> &str {
+        &self.id
     }
 
     /// Seals `secret`, bound to `context` (the secret's published hash), as

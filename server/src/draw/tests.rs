@@ -486,7 +486,7 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
         public_url: None,
     })
     .unwrap();
-    crate::demo::seed(&state.db, &state.calendar()).unwrap();
+    crate::demo::seed(&state.db, &state.calendar(), &state.seal).unwrap();
     let (draw_id, commitment_id, sha): (i64, i64, String) = state
         .db
         .read_blocking(|c| {

@@ -149,7 +149,7 @@ fn check_unique(tx: &Tx<'_>, input: &InspectorInput, except: Option<i64>) -> Res
     let clash: Option<(i64, bool)> = tx
         .query_row(
             "SELECT id, cert_no = ?1 FROM inspectors
-             WHERE (cert_no = ?1 OR user_id = ?2) AND id IS NOT ?3",
+             WHERE (cert_no = ?1 OR user_id = ?2) AND id IS DISTINCT FROM ?3",
             params![input.cert_no.trim(), input.user_id, except],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -315,8 +315,8 @@ pub(super) async fn list(
 pub fn search(c: &Conn, filter: &InspectorFilter) -> Result<Vec<Inspector>> {
     let mut stmt = c.prepare(&format!(
                 "SELECT {COLUMNS} FROM inspectors i JOIN departments d ON d.id = i.department_id
-                 WHERE (?1 IS NULL OR d.code = ?1) AND (?2 IS NULL OR i.active = ?2)
-                   AND (?3 IS NULL OR EXISTS (SELECT 1 FROM json_each(i.expertise) WHERE value = ?3))
+                 WHERE (CAST(?1 AS TEXT) IS NULL OR d.code = ?1) AND (CAST(?2 AS BIGINT) IS NULL OR i.active = ?2)
+                   AND (CAST(?3 AS TEXT) IS NULL OR EXISTS (SELECT 1 FROM json_each(i.expertise) WHERE value = ?3))
                  ORDER BY i.id"
             ))?;
     let rows = stmt.query_map(

@@ -257,7 +257,7 @@ mod tests {
     fn the_demo_has_published_results_a_returned_record_and_one_to_review() {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&dir.path().join("d.db")).unwrap();
-        crate::demo::seed(&db, &Calendar::official()).unwrap();
+        crate::demo::seed(&db, &Calendar::official(), &crate::demo::seal_of(&db)).unwrap();
         db.write_blocking(super::super::refresh_stale).unwrap();
         let states: Vec<(String, i64)> = db
             .read_blocking(|c| {

@@ -250,9 +250,9 @@ fn follow_up_of(r: &crate::store::sql::Row<'_>, today: NaiveDate) -> Result<Foll
 pub fn list(conn: &Conn, filter: &Filter, today: NaiveDate) -> Result<Vec<FollowUp>> {
     let mut stmt = conn.prepare(&format!(
         "SELECT {COLUMNS}
-         WHERE (?1 IS NULL OR f.status = ?1) AND (?2 = 0 OR f.status IN ('open', 'rechecking'))
+         WHERE (CAST(?1 AS TEXT) IS NULL OR f.status = ?1) AND (?2 = 0 OR f.status IN ('open', 'rechecking'))
            AND (?3 = 0 OR (f.status = 'open' AND f.deadline < ?4))
-           AND (?5 IS NULL OR f.target_id = ?5)
+           AND (CAST(?5 AS BIGINT) IS NULL OR f.target_id = ?5)
          ORDER BY f.deadline IS NULL, f.deadline, f.id"
     ))?;
     let rows = stmt.query_map(

@@ -713,7 +713,7 @@ pub fn search_public(c: &Conn, q: Option<&str>, paging: Paging) -> Result<Page<V
                 .replace('_', "\\_")
         )
     });
-    let filter = "(?1 IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
+    let filter = "(CAST(?1 AS TEXT) IS NULL OR pr.target_name LIKE ?1 ESCAPE '\\' OR pr.uscc LIKE ?1 ESCAPE '\\'
                            OR t.number LIKE ?1 ESCAPE '\\')";
     let total: i64 = c.query_row(
                 &format!(
@@ -877,7 +877,7 @@ pub fn list_abnormal_candidates(
         "SELECT a.id, a.target_id, t.name, t.uscc, a.record_id, a.result_id, a.category,
                 a.verified_on, a.status, a.created_at
          FROM abnormal_candidates a JOIN targets t ON t.id = a.target_id
-         WHERE ?1 IS NULL OR a.status = ?1 ORDER BY a.verified_on, a.id",
+         WHERE CAST(?1 AS TEXT) IS NULL OR a.status = ?1 ORDER BY a.verified_on, a.id",
     )?;
     let rows = stmt.query_map([status], |r| {
         Ok((

@@ -100,8 +100,8 @@ pub fn queue_rows(
          JOIN departments dp ON dp.id = t.department_id
          JOIN targets tg ON tg.id = r.target_id
          WHERE r.withdrawn_at IS NULL
-           AND (?1 IS NULL OR r.task_id = ?1)
-           AND (?2 IS NULL OR dp.code = ?2 OR EXISTS(SELECT 1 FROM task_items ti
+           AND (CAST(?1 AS BIGINT) IS NULL OR r.task_id = ?1)
+           AND (CAST(?2 AS TEXT) IS NULL OR dp.code = ?2 OR EXISTS(SELECT 1 FROM task_items ti
                 JOIN departments d2 ON d2.id = ti.department_id WHERE ti.task_id = t.id AND d2.code = ?2))
            AND r.review_state IN (SELECT value FROM json_each(?4))
          ORDER BY r.submitted_at IS NULL, r.submitted_at, r.id",

@@ -6,7 +6,7 @@
 //! (what `EXISTS` and comparisons return) reads as 0 or 1, and a parameter binds to whatever
 //! type PostgreSQL inferred for its place when the value converts without loss.
 
-use std::cell::{Cell, RefCell};
+use std::cell::{Cell, RefCell, RefMut};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
@@ -18,7 +18,8 @@ type BoxError = Box<dyn StdError + Sync + Send>;
 
 /// One PostgreSQL connection with the statements prepared on it.
 pub(crate) struct PgConn {
-    pub(crate) client: RefCell<postgres::Client>,
+    /// Always `Some` until the connection is dropped (see the `Drop` impl).
+    client: RefCell<Option<postgres::Client>>,
     statements: RefCell<HashMap<String, postgres::Statement>>,
     pub(crate) in_transaction: Cell<bool>,
 }
@@ -29,10 +30,23 @@ impl PgConn {
     pub(crate) fn connect(url: &str) -> Result<PgConn, DatabaseError> {
         let client = postgres::Client::connect(url, postgres::NoTls)?;
         Ok(PgConn {
-            client: RefCell::new(client),
+            client: RefCell::new(Some(client)),
             statements: RefCell::new(HashMap::new()),
             in_transaction: Cell::new(false),
         })
+    }
+
+    /// The client, for one call.
+    pub(crate) fn client(&self) -> RefMut<'_, postgres::Client> {
+        RefMut::map(self.client.borrow_mut(), |c| {
+            c.as_mut()
+                .expect("the client is present until the connection drops")
+        })
+    }
+
+    /// Whether the connection's socket has closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.borrow().as_ref().is_none_or(|c| c.is_closed())
     }
 
     /// `sql` prepared, from the cache when `cached`.
@@ -44,7 +58,10 @@ impl PgConn {
         if cached && let Some(statement) = self.statements.borrow().get(sql) {
             return Ok(statement.clone());
         }
-        let statement = self.client.borrow_mut().prepare(&placeholders(sql))?;
+        let statement = self
+            .client()
+            .prepare(&placeholders(sql))
+            .map_err(|e| DatabaseError::from(e).in_statement(sql))?;
         if cached {
             self.statements
                 .borrow_mut()
@@ -56,7 +73,7 @@ impl PgConn {
     /// Runs `sql` (several statements, no parameters), keeping track of transactions begun and
     /// ended by it.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), DatabaseError> {
-        self.client.borrow_mut().batch_execute(sql)?;
+        self.client().batch_execute(sql)?;
         let head = sql.trim_start().to_ascii_uppercase();
         if head.starts_with("BEGIN") {
             self.in_transaction.set(true);
@@ -64,6 +81,20 @@ impl PgConn {
             self.in_transaction.set(false);
         }
         Ok(())
+    }
+}
+
+impl Drop for PgConn {
+    /// Closing the client blocks on the runtime it carries, which panics on a thread that drives
+    /// async tasks (where the last handle to a pool may well be dropped); there the client is
+    /// closed on a thread of its own.
+    fn drop(&mut self) {
+        let Some(client) = self.client.get_mut().take() else {
+            return;
+        };
+        if crate::db::on_async_thread() {
+            std::thread::spawn(move || drop(client));
+        }
     }
 }
 

@@ -43,7 +43,7 @@ impl Conn {
     pub(crate) fn is_broken(&self) -> bool {
         match &self.inner {
             Backend::Sqlite(_) => false,
-            Backend::Postgres(c) => c.client.borrow().is_closed(),
+            Backend::Postgres(c) => c.is_closed(),
         }
     }
 
@@ -83,7 +83,14 @@ impl Conn {
         params: impl Params,
         f: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.prepare_cached(sql)?.query_row(params, f)
+        self.prepare_cached(sql)?
+            .query_row(params, f)
+            .map_err(|e| match e {
+                Error::Database(e) if e.kind == ErrorKind::NoRows => {
+                    Error::Database(e.in_statement(sql))
+                }
+                e => e,
+            })
     }
 
     /// Prepares `sql` once for this call.
@@ -121,8 +128,10 @@ impl Conn {
         Ok(Snapshot { conn: self })
     }
 
-    /// Begins the write transaction `Db::write` runs its closure in: on PostgreSQL a
-    /// serializable one, which [`ErrorKind::Retry`] may end.
+    /// Begins the write transaction `Db::write` runs its closure in. On PostgreSQL it is
+    /// READ COMMITTED: `Db` makes its first statement take the write lock, and every statement
+    /// after that sees all that earlier writers committed, as under SQLite's one writer (a
+    /// snapshot isolation level would fix its snapshot before the lock was granted).
     pub(crate) fn begin_write(&self) -> Result<Tx<'_>> {
         if self.in_transaction() {
             // A transaction a panic or a failed rollback left open.
@@ -130,7 +139,7 @@ impl Conn {
         }
         self.execute_batch(match self.inner {
             Backend::Sqlite(_) => "BEGIN IMMEDIATE",
-            Backend::Postgres(_) => "BEGIN ISOLATION LEVEL SERIALIZABLE",
+            Backend::Postgres(_) => "BEGIN ISOLATION LEVEL READ COMMITTED",
         })?;
         Ok(Tx {
             conn: self,
@@ -208,6 +217,15 @@ enum StatementInner<'c> {
 }
 
 impl Statement<'_> {
+    /// How many columns the statement's rows have.
+    pub fn column_count(&self) -> usize {
+        match &self.inner {
+            StatementInner::Once(s) => s.column_count(),
+            StatementInner::Cached(s) => s.column_count(),
+            StatementInner::Postgres(_, s) => s.columns().len(),
+        }
+    }
+
     /// Runs the statement with `params`; the number of rows it changed.
     pub fn execute(&mut self, params: impl Params) -> Result<usize> {
         let values = params.values()?;
@@ -217,8 +235,7 @@ impl Statement<'_> {
             StatementInner::Postgres(c, s) => {
                 let params = pg_params(&values);
                 let n = c
-                    .client
-                    .borrow_mut()
+                    .client()
                     .execute(&*s, &pg_refs(&params))
                     .map_err(DatabaseError::from)?;
                 Ok(n as usize)
@@ -257,8 +274,7 @@ impl Statement<'_> {
             StatementInner::Postgres(c, s) => {
                 let params = pg_params(&values);
                 let rows = c
-                    .client
-                    .borrow_mut()
+                    .client()
                     .query(&*s, &pg_refs(&params))
                     .map_err(DatabaseError::from)?;
                 RowsInner::Postgres(rows, 0)
@@ -797,6 +813,13 @@ pub struct DatabaseError {
 }
 
 impl DatabaseError {
+    /// The error with the statement that failed named in its message (which only logs see).
+    pub(crate) fn in_statement(mut self, sql: &str) -> DatabaseError {
+        let sql: String = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        self.message = format!("{} (in: {sql})", self.message);
+        self
+    }
+
     pub(crate) fn new(
         kind: ErrorKind,
         message: String,

@@ -424,30 +424,32 @@ async fn listed(anon: &Client, number: &str) -> Vec<Value> {
     page["items"].as_array().unwrap().clone()
 }
 
-/// Every column of every row of `draw_commitments`, as text, read from the
-/// server's SQLite file.
+/// Every column of every row of `draw_commitments`, as text (bytes in hex), read from the
+/// server's database.
 fn commitment_columns(server: &TestServer) -> Vec<String> {
-    let conn = rusqlite::Connection::open_with_flags(
-        server.dir.path().join("suiji.db"),
-        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
-    )
-    .unwrap();
-    let mut stmt = conn.prepare("SELECT * FROM draw_commitments").unwrap();
-    let n = stmt.column_count();
-    let mut rows = stmt.query([]).unwrap();
-    let mut out = Vec::new();
-    while let Some(row) = rows.next().unwrap() {
-        for i in 0..n {
-            out.push(match row.get_ref(i).unwrap() {
-                rusqlite::types::ValueRef::Null => String::new(),
-                rusqlite::types::ValueRef::Integer(v) => v.to_string(),
-                rusqlite::types::ValueRef::Real(v) => v.to_string(),
-                rusqlite::types::ValueRef::Text(t) => String::from_utf8_lossy(t).into_owned(),
-                rusqlite::types::ValueRef::Blob(b) => hex::encode(b),
-            });
-        }
-    }
-    out
+    use suiji_server::store::sql::ValueRef;
+    server
+        .state
+        .db
+        .read_blocking(|conn| {
+            let mut stmt = conn.prepare("SELECT * FROM draw_commitments")?;
+            let n = stmt.column_count();
+            let mut rows = stmt.query([])?;
+            let mut out = Vec::new();
+            while let Some(row) = rows.next()? {
+                for i in 0..n {
+                    out.push(match row.get_ref(i)? {
+                        ValueRef::Null => String::new(),
+                        ValueRef::Integer(v) => v.to_string(),
+                        ValueRef::Real(v) => v.to_string(),
+                        ValueRef::Text(t) => t.to_owned(),
+                        ValueRef::Blob(b) => hex::encode(b),
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .unwrap()
 }
 
 #[tokio::test]
@@ -493,18 +495,15 @@ async fn commitments_are_public_from_the_start_and_a_superseded_one_stays_listed
     assert!(list[1]["superseded_at"].is_string());
 
     // The database itself refuses to forget or alter it.
-    let conn = rusqlite::Connection::open(server.dir.path().join("suiji.db")).unwrap();
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .unwrap();
+    let id = first["id"].as_i64().unwrap();
     for sql in [
         "DELETE FROM draw_commitments WHERE id = ?1",
         "UPDATE draw_commitments SET superseded_at = NULL WHERE id = ?1",
         "UPDATE draw_commitments SET secret_sha256 = 'x' WHERE id = ?1",
     ] {
-        let result = conn.execute(sql, [first["id"].as_i64().unwrap()]);
+        let result = server.state.db.write(move |tx| tx.execute(sql, [id])).await;
         assert!(result.is_err(), "{sql} was allowed");
     }
-    drop(conn);
 
     // Drawing uses the open one; the superseded one is still there.
     let (status, draw) = planner

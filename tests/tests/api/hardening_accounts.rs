@@ -32,7 +32,7 @@ impl LimitedServer {
     async fn start(limits: Limits) -> LimitedServer {
         let dir = tempfile::tempdir().unwrap();
         let mut state = suiji_server::open(Config {
-            database: None,
+            database: suiji_tests::test_database(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),

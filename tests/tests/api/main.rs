@@ -11,6 +11,7 @@ mod hardening_accounts;
 mod hardening_blobs;
 mod hardening_transport;
 mod import_xlsx;
+mod multi_server;
 mod outcomes;
 mod phone_session;
 mod plans;

@@ -34,12 +34,20 @@ async fn published_on(server: &TestServer, task_id: i64, day: &str) {
         .state
         .db
         .write(move |tx| {
-            let guard: String = tx.query_row(
-                "SELECT sql FROM sqlite_master WHERE name = 'result_versions_immutable'",
-                [],
-                |r| r.get(0),
-            )?;
-            tx.execute_batch("DROP TRIGGER result_versions_immutable")?;
+            let guard: String = if tx.is_postgres() {
+                tx.execute_batch(
+                    "ALTER TABLE result_versions DISABLE TRIGGER result_versions_immutable",
+                )?;
+                "ALTER TABLE result_versions ENABLE TRIGGER result_versions_immutable".into()
+            } else {
+                let guard = tx.query_row(
+                    "SELECT sql FROM sqlite_master WHERE name = 'result_versions_immutable'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                tx.execute_batch("DROP TRIGGER result_versions_immutable")?;
+                guard
+            };
             tx.execute(
                 "UPDATE result_versions SET published_at = ?1 WHERE result_id IN
                     (SELECT id FROM published_results WHERE task_id = ?2)",

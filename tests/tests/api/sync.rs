@@ -451,6 +451,7 @@ async fn a_server_that_lost_acknowledged_changes_and_photos_gets_them_again_from
     let dir = server.stop_keeping_data().await;
     let backup = tempfile::tempdir().unwrap();
     copy_tree(dir.path(), backup.path());
+    suiji_tests::back_up_database(dir.path(), backup.path());
     let server = TestServer::start_in(dir).await;
 
     let item = item_of(&phone, &id);
@@ -480,6 +481,7 @@ async fn a_server_that_lost_acknowledged_changes_and_photos_gets_them_again_from
         }
     }
     copy_tree(backup.path(), dir.path());
+    suiji_tests::restore_database(dir.path(), backup.path());
     let server = TestServer::start_in(dir).await;
     assert!(
         server_record(&server, &id)
