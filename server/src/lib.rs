@@ -108,7 +108,7 @@ impl AppState {
 }
 
 /// The `meta` key under which servers sharing a PostgreSQL database record their seal key's id.
-const SEAL_KEY_ID: &str = "draw_seal_key_id";
+pub(crate) const SEAL_KEY_ID: &str = "draw_seal_key_id";
 
 /// Records the seal key's id in a PostgreSQL database that has none, and refuses to start
 /// when it names another key: a server with a key of its own could not unseal the

@@ -69,6 +69,11 @@ enum Command {
         #[command(subcommand)]
         command: DrawCommand,
     },
+    /// Moving an agency's data between databases and blob stores.
+    Store {
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
     /// The hash-chained audit log.
     Audit {
         #[command(subcommand)]
@@ -172,6 +177,28 @@ enum AuditCommand {
         /// Data directory (database and blobs).
         #[arg(long, default_value = "./suiji-data", env = "SUIJI_DATA")]
         data: PathBuf,
+        /// A PostgreSQL database (`postgres://…`) to check instead of the data directory's
+        /// SQLite file.
+        #[arg(long, env = "SUIJI_DATABASE")]
+        database: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Copy a SQLite data directory, whose server is stopped, into an empty PostgreSQL
+    /// database (and its blobs into another directory), then verify the copy: the audit chain
+    /// and every draw record (docs/deploy.md). All or nothing; exit non-zero saying why.
+    Copy {
+        /// The data directory to copy from.
+        #[arg(long)]
+        from: PathBuf,
+        /// The empty PostgreSQL database to copy into (`postgres://user@host:port/db`).
+        #[arg(long)]
+        to: String,
+        /// The blob directory to copy the blobs into; without it they stay in `FROM/blobs`.
+        #[arg(long)]
+        blobs: Option<PathBuf>,
     },
 }
 
@@ -211,8 +238,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             public_url,
         ),
         Command::Audit {
-            command: AuditCommand::Verify { data },
-        } => verify_audit(data),
+            command: AuditCommand::Verify { data, database },
+        } => verify_audit(data, database),
+        Command::Store {
+            command: StoreCommand::Copy { from, to, blobs },
+        } => store_copy(&from, &to, blobs.as_deref()),
         Command::Draw {
             command: DrawCommand::Verify { file, initial },
         } => verify_draw(&file, initial.as_deref()),
@@ -553,12 +583,63 @@ fn verify_dossier(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn verify_audit(data: PathBuf) -> anyhow::Result<ExitCode> {
-    let path = data.join("suiji.db");
+fn store_copy(
+    from: &std::path::Path,
+    to: &str,
+    blobs: Option<&std::path::Path>,
+) -> anyhow::Result<ExitCode> {
+    use suiji_server::blobs::{BlobStore, DEFAULT_MAX_BLOB, FsBlobStore};
+    let path = from.join("suiji.db");
     if !path.exists() {
         anyhow::bail!("no database at {}", path.display());
     }
-    let db = db::Db::open(&path)?;
+    // A server still running on the directory would change it under the copy.
+    let _lock = suiji_server::lock_for_serving(from)?;
+    let source = db::Db::open(&path)?;
+    let source_blobs = FsBlobStore::open(&from.join("blobs"), DEFAULT_MAX_BLOB)?;
+    let target = db::Db::open_postgres(to)?;
+    let target_blobs = blobs
+        .map(|dir| FsBlobStore::open(dir, DEFAULT_MAX_BLOB))
+        .transpose()?;
+    let copied = suiji_server::store::copy::copy(
+        &source,
+        &source_blobs,
+        &target,
+        target_blobs.as_ref().map(|b| b as &dyn BlobStore),
+        |step| eprintln!("{step}"),
+    )?;
+    let rows: u64 = copied.rows.iter().map(|(_, n)| n).sum();
+    println!("copied {rows} rows of {} tables", copied.rows.len());
+    for (table, n) in &copied.rows {
+        println!("  {table}: {n}");
+    }
+    match blobs {
+        Some(dir) => println!("copied {} blobs into {}", copied.blobs, dir.display()),
+        None => println!("the blobs stay in {}", from.join("blobs").display()),
+    }
+    println!(
+        "audit log intact: {} entries verified",
+        copied.audit_entries
+    );
+    println!("{} draw records verified", copied.draws);
+    println!(
+        "servers on the copy need {} in their data directories (docs/deploy.md)",
+        from.join(suiji_server::draw::seal::KEY_FILE).display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_audit(data: PathBuf, database: Option<String>) -> anyhow::Result<ExitCode> {
+    let db = match database {
+        Some(url) => db::Db::open_postgres(&url)?,
+        None => {
+            let path = data.join("suiji.db");
+            if !path.exists() {
+                anyhow::bail!("no database at {}", path.display());
+            }
+            db::Db::open(&path)?
+        }
+    };
     match db.read_blocking(audit::verify)? {
         audit::Verification::Intact { entries } => {
             println!("audit log intact: {entries} entries verified");

@@ -6,6 +6,7 @@
 //! keep their SQL beside their domain code, and move here one by one.
 
 pub mod blobs;
+pub mod copy;
 mod postgres;
 pub mod sql;
 
