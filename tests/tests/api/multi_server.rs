@@ -60,3 +60,157 @@ async fn a_second_server_with_a_seal_key_of_its_own_refuses_to_start_and_starts_
         "a write through one server is read through the other: {list}"
     );
 }
+
+/// Phone A syncs with one server, phone B with another, both on one database: offline edits
+/// from both converge everywhere with their conflict shown, a return made through the second
+/// server reaches the phone on the first, and a server stopped in the middle of a phone's sync
+/// loses nothing of it: the phone finishes with the other.
+#[tokio::test(flavor = "multi_thread")]
+async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_stops() {
+    use suiji_mobile_core::RecordId;
+    use suiji_mobile_core::vocab::ReviewState;
+    use suiji_tests::proxy::{Direction, FaultProxy};
+    use suiji_tests::{Phone, drawn_task, server_heads, server_record};
+
+    let one = TestServer::start().await;
+    let Some(two) = TestServer::start_beside(&one).await else {
+        return;
+    };
+    let (agency, records) = drawn_task(&one, 3, 4).await;
+    let record = &records[0];
+    let (a, b) = (record.group[0], record.group[1]);
+    let id = record.id.clone();
+    let rid = RecordId::new(id.as_str());
+    // Phone A reaches server one through a proxy that can cut its connection.
+    let proxy = FaultProxy::start(one.addr).await;
+    let mut phone_a = Phone::open(&one, agency.username_of(a), a).await;
+    let mut phone_b = Phone::open(&two, agency.username_of(b), b).await;
+    phone_a.sync(&proxy.url()).await.unwrap();
+    phone_b.sync(&two.base).await.unwrap();
+    let item = phone_a
+        .store
+        .record(&rid)
+        .unwrap()
+        .assignment()
+        .unwrap()
+        .items[0]
+        .code
+        .clone();
+
+    // Offline on both: different fields, and one field answered differently.
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
+        .unwrap();
+    phone_a
+        .store
+        .edit(&rid, |doc| doc.set_checked(&item, true))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
+        .unwrap();
+    phone_b
+        .store
+        .edit(&rid, |doc| doc.set_party_statement("对检查结果无异议"))
+        .unwrap();
+    for _ in 0..2 {
+        phone_a.sync(&proxy.url()).await.unwrap();
+        phone_b.sync(&two.base).await.unwrap();
+    }
+    let heads = server_heads(&one, &id);
+    assert_eq!(server_heads(&two, &id), heads, "both servers read one copy");
+    assert_eq!(phone_a.heads(&id), heads);
+    assert_eq!(phone_b.heads(&id), heads);
+    for doc in [
+        phone_a.store.record(&rid).unwrap(),
+        phone_b.store.record(&rid).unwrap(),
+        server_record(&one, &id),
+        server_record(&two, &id),
+    ] {
+        assert_eq!(doc.conflicts().unwrap().len(), 1, "the conflict shows");
+        assert_eq!(
+            doc.party_statement().unwrap().as_deref(),
+            Some("对检查结果无异议")
+        );
+        assert_eq!(doc.item(&item).unwrap().checked, Some(true));
+    }
+
+    // Settled, signed and submitted, then returned through server two.
+    phone_a
+        .store
+        .edit(&rid, |doc| {
+            suiji_tests::answer_all(doc)?;
+            doc.set_finding(&item, "健康证过期，已责令改正")
+        })
+        .unwrap();
+    // Each signs on their own phone, each phone syncing with its own server.
+    phone_a.sync(&proxy.url()).await.unwrap();
+    phone_b.sync(&two.base).await.unwrap();
+    phone_a.sync(&proxy.url()).await.unwrap();
+    phone_a.sign(&rid).unwrap();
+    phone_a.sync(&proxy.url()).await.unwrap();
+    phone_b.sync(&two.base).await.unwrap();
+    phone_b.sign(&rid).unwrap();
+    phone_b.sync(&two.base).await.unwrap();
+    phone_a.sync(&proxy.url()).await.unwrap();
+    let outcome = phone_a.store.submit(&rid).unwrap();
+    assert!(
+        matches!(
+            outcome,
+            suiji_mobile_core::record::SubmitOutcome::Submitted { .. }
+        ),
+        "{outcome:?}"
+    );
+    phone_a.sync(&proxy.url()).await.unwrap();
+    let supervisor = two.login("supervisor").await;
+    let comment = "请补充整改期限";
+    let (status, body) = supervisor
+        .post(
+            &format!("/api/v1/records/{id}/return"),
+            &json!({"comment": comment}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    phone_a.sync(&proxy.url()).await.unwrap();
+    let review = phone_a.store.record(&rid).unwrap().review().unwrap();
+    assert_eq!(
+        review.state,
+        ReviewState::Returned,
+        "the return reached server one's phone"
+    );
+    assert_eq!(
+        review.history.last().unwrap().comment.as_deref(),
+        Some(comment)
+    );
+
+    // Server one goes away in the middle of phone A's next sync; A finishes with server two.
+    phone_a
+        .store
+        .edit(&rid, |doc| {
+            doc.set_finding(&item, "已补充整改期限：十五日内")
+        })
+        .unwrap();
+    proxy.cut_next_after(Direction::Upstream, 200);
+    assert!(
+        phone_a.sync(&proxy.url()).await.is_err(),
+        "the sync was cut"
+    );
+    one.stop().await;
+    let report = phone_a.sync(&two.base).await.unwrap();
+    assert!(report.complete, "{report:?}");
+    assert!(
+        phone_a.store.outbox().unwrap().is_empty(),
+        "nothing left unsent"
+    );
+    let mut on_two = server_record(&two, &id);
+    assert_eq!(
+        on_two.item(&item).unwrap().finding.as_deref(),
+        Some("已补充整改期限：十五日内")
+    );
+    assert_eq!(phone_a.heads(&id), on_two.heads_hex());
+    phone_b.sync(&two.base).await.unwrap();
+    assert_eq!(phone_b.heads(&id), on_two.heads_hex());
+    let review = phone_b.store.record(&rid).unwrap().review().unwrap();
+    assert_eq!(review.state, ReviewState::Returned);
+}
