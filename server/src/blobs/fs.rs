@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::sync::wire::WholeBlob;
 
-use super::store::{BlobReader, BlobStore, UploadStatus, check_hash};
+use super::store::{BlobReader, BlobStore, UploadStatus, check_hash, check_whole};
 use crate::error::{Error, Result};
 
 /// Blobs on disk under `<data>/blobs` (see the module documentation for the layout).
@@ -50,34 +50,6 @@ impl FsBlobStore {
         let mut locks = self.locks.lock().unwrap_or_else(|p| p.into_inner());
         locks.retain(|_, l| Arc::strong_count(l) > 1);
         locks.entry(hash.to_owned()).or_default().clone()
-    }
-
-    /// Whether `bytes` may be stored whole as blob `hash`: a well-formed name, at most `limit`
-    /// and the store's largest blob, and bytes that hash to the name.
-    fn check_whole(&self, hash: &str, bytes: &[u8], limit: usize) -> Result<()> {
-        check_hash(hash)?;
-        if bytes.len() as u64 > self.max_size {
-            return Err(Error::TooLarge {
-                limit: self.max_size as usize,
-            });
-        }
-        if bytes.len() > limit {
-            return Err(Error::invalid(
-                "bytes",
-                format!(
-                    "a blob of {} bytes is over the batch limit of {limit}; upload it in chunks",
-                    bytes.len()
-                ),
-            ));
-        }
-        let actual = hex::encode(Sha256::digest(bytes));
-        if actual != hash {
-            return Err(Error::invalid(
-                "sha256",
-                format!("the bytes hash to {actual}, not to the blob's name; nothing was kept"),
-            ));
-        }
-        Ok(())
     }
 }
 
@@ -193,7 +165,7 @@ impl BlobStore for FsBlobStore {
         let mut outcomes = Vec::with_capacity(blobs.len());
         let mut staged = Vec::new();
         for blob in blobs {
-            if let Err(refusal) = self.check_whole(&blob.sha256, &blob.bytes, limit) {
+            if let Err(refusal) = check_whole(&blob.sha256, &blob.bytes, limit, self.max_size) {
                 outcomes.push(Err(refusal));
                 continue;
             }

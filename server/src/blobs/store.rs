@@ -80,6 +80,35 @@ pub fn check_hash(hash: &str) -> Result<()> {
     }
 }
 
+/// Whether `bytes` may be stored whole as blob `hash`: a well-formed name, at most `limit`
+/// and `max_size`, and bytes that hash to the name.
+pub(crate) fn check_whole(hash: &str, bytes: &[u8], limit: usize, max_size: u64) -> Result<()> {
+    use sha2::{Digest, Sha256};
+    check_hash(hash)?;
+    if bytes.len() as u64 > max_size {
+        return Err(Error::TooLarge {
+            limit: max_size as usize,
+        });
+    }
+    if bytes.len() > limit {
+        return Err(Error::invalid(
+            "bytes",
+            format!(
+                "a blob of {} bytes is over the batch limit of {limit}; upload it in chunks",
+                bytes.len()
+            ),
+        ));
+    }
+    let actual = hex::encode(Sha256::digest(bytes));
+    if actual != hash {
+        return Err(Error::invalid(
+            "sha256",
+            format!("the bytes hash to {actual}, not to the blob's name; nothing was kept"),
+        ));
+    }
+    Ok(())
+}
+
 /// Where blob bytes live: content-addressed, staged and committed, read as streams. Every
 /// method checks the name it is given ([`check_hash`]) and blocks.
 pub trait BlobStore: Send + Sync {
