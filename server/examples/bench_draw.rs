@@ -3,7 +3,8 @@
 //! conflicts. Reports a plain SQLite scan of the targets, the commitment
 //! (pools), the draw (selection, groups, draw record) and, separately, the
 //! creation of the record documents, with peak memory. Run with
-//! `cargo run --release -p suiji-server --example bench_draw [TARGETS]`.
+//! `cargo run --release -p suiji-server --example bench_draw [TARGETS]`, with
+//! `SUIJI_BENCH_DATABASE=postgres://…` (an empty database) to run it on PostgreSQL.
 
 use std::time::Instant;
 
@@ -61,9 +62,19 @@ fn main() -> anyhow::Result<()> {
         .nth(1)
         .map_or(Ok(1_000_000), |s| s.parse())?;
     println!("machine: {}", machine());
+    // An empty PostgreSQL database named by `SUIJI_BENCH_DATABASE`, or SQLite.
+    let database = std::env::var("SUIJI_BENCH_DATABASE").ok();
+    println!(
+        "database: {}",
+        if database.is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     let dir = tempfile::tempdir()?;
     let state = suiji_server::open(Config {
-        database: None,
+        database,
         data_dir: dir.path().to_owned(),
         demo: false,
         transport: Default::default(),

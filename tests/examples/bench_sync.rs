@@ -78,7 +78,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
 /// Builds the agency and draws the task straight into the data directory.
 fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     let state = suiji_server::open(Config {
-        database: None,
+        database: bench_database(),
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),
@@ -227,8 +227,22 @@ fn login(base: &str, store: &Store, username: &str) -> anyhow::Result<Credential
     Ok(client::log_in(store, base, username, PASSWORD)?)
 }
 
+/// The database to run on: an empty PostgreSQL database named by `SUIJI_BENCH_DATABASE`, or
+/// the SQLite file in the data directory.
+fn bench_database() -> Option<String> {
+    std::env::var("SUIJI_BENCH_DATABASE").ok()
+}
+
 fn main() -> anyhow::Result<()> {
     println!("machine: {}", machine());
+    println!(
+        "database: {}",
+        if bench_database().is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        }
+    );
     let root = tempfile::tempdir()?;
     let data = root.path().join("server");
     let started = Instant::now();
@@ -248,9 +262,14 @@ fn main() -> anyhow::Result<()> {
         .ok_or_else(|| {
             anyhow::anyhow!("build the server first: cargo build --release -p suiji-server")
         })?;
-    let mut child = Command::new(&binary)
+    let mut command = Command::new(&binary);
+    command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data)
+        .arg(&data);
+    if let Some(url) = bench_database() {
+        command.args(["--database", &url]);
+    }
+    let mut child = command
         .env(
             "RUST_LOG",
             std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".into()),
