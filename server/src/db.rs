@@ -128,15 +128,6 @@ impl Db {
         Ok(db)
     }
 
-    /// Opens the database `location` names: a `postgres://` URL, or a SQLite file's path.
-    pub fn open_at(location: &str) -> Result<Db> {
-        if location.starts_with("postgres://") || location.starts_with("postgresql://") {
-            Db::open_postgres(location)
-        } else {
-            Db::open(Path::new(location))
-        }
-    }
-
     /// The SQLite database file; `None` on PostgreSQL.
     pub fn path(&self) -> Option<&Path> {
         match &*self.inner {
@@ -211,17 +202,12 @@ impl Db {
                 tx.commit()?;
                 Ok(value)
             }
-            Inner::Postgres { .. } if on_async_thread() => {
-                std::thread::scope(|s| s.spawn(|| self.write_blocking(f)).join())
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-            }
+            Inner::Postgres { .. } if on_async_thread() => off_async(|| self.write_blocking(f)),
             Inner::Postgres { pool } => {
                 let mut f = Some(f);
                 let mut attempt = 1;
                 loop {
-                    let conn = pool
-                        .get()
-                        .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
+                    let conn = pooled(pool)?;
                     let tx = match locked_write(&conn) {
                         Ok(tx) => tx,
                         Err(e) if attempt < WRITE_BEGIN_ATTEMPTS && conn.is_broken() => {
@@ -245,15 +231,9 @@ impl Db {
         let (path, readers) = match &*self.inner {
             Inner::Sqlite { path, readers, .. } => (path, readers),
             Inner::Postgres { .. } if on_async_thread() => {
-                return std::thread::scope(|s| s.spawn(|| self.read_blocking(f)).join())
-                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+                return off_async(|| self.read_blocking(f));
             }
-            Inner::Postgres { pool } => {
-                let conn = pool
-                    .get()
-                    .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))?;
-                return f(&conn);
-            }
+            Inner::Postgres { pool } => return f(&*pooled(pool)?),
         };
         let idle = readers.lock().ok().and_then(|mut r| r.pop());
         let conn = match idle {
@@ -275,6 +255,19 @@ impl Db {
         }
         value
     }
+}
+
+/// A connection from the PostgreSQL pool.
+fn pooled(pool: &r2d2::Pool<PgManager>) -> Result<r2d2::PooledConnection<PgManager>> {
+    pool.get()
+        .map_err(|e| Error::Internal(format!("no PostgreSQL connection: {e}")))
+}
+
+/// Runs `work`, which blocks on the PostgreSQL client's own runtime, on a thread of its own:
+/// for callers on a thread that drives async tasks, where blocking on a runtime panics.
+pub(crate) fn off_async<T: Send>(work: impl FnOnce() -> T + Send) -> T {
+    std::thread::scope(|s| s.spawn(work).join())
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
 /// Begins a write transaction on `conn` and takes the database-wide write lock in it.

@@ -98,6 +98,22 @@ fn run(args: &[&str]) -> Output {
         .unwrap()
 }
 
+/// `suiji-server store copy --from SOURCE --to URL [--blobs BLOBS]`.
+fn store_copy(source: &Path, url: &str, blobs: Option<&Path>) -> Output {
+    let mut args = vec![
+        "store",
+        "copy",
+        "--from",
+        source.to_str().unwrap(),
+        "--to",
+        url,
+    ];
+    if let Some(blobs) = blobs {
+        args.extend(["--blobs", blobs.to_str().unwrap()]);
+    }
+    run(&args)
+}
+
 fn text(out: &Output) -> String {
     format!(
         "{}{}",
@@ -182,14 +198,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
 
     // Copying while the SQLite server runs is refused: its data would move under the copy.
     let running = serve(&source, None, false);
-    let out = run(&[
-        "store",
-        "copy",
-        "--from",
-        source.to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let out = store_copy(&source, &url, None);
     assert!(
         !out.status.success(),
         "copied from a running server: {}",
@@ -199,16 +208,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     stop(running);
 
     let blobs = target.join("blobs");
-    let out = run(&[
-        "store",
-        "copy",
-        "--from",
-        source.to_str().unwrap(),
-        "--to",
-        &url,
-        "--blobs",
-        blobs.to_str().unwrap(),
-    ]);
+    let out = store_copy(&source, &url, Some(&blobs));
     assert!(out.status.success(), "store copy: {}", text(&out));
     let report = text(&out);
     assert!(report.contains("audit log intact"), "{report}");
@@ -217,14 +217,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     let out = run(&["audit", "verify", "--database", &url]);
     assert!(out.status.success(), "audit verify: {}", text(&out));
     // A second copy into the same database is refused; the first stays whole.
-    let out = run(&[
-        "store",
-        "copy",
-        "--from",
-        source.to_str().unwrap(),
-        "--to",
-        &url,
-    ]);
+    let out = store_copy(&source, &url, None);
     assert!(!out.status.success(), "copied twice: {}", text(&out));
     assert!(text(&out).contains("already holds data"), "{}", text(&out));
 

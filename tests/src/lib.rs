@@ -704,6 +704,39 @@ pub fn answer_all(doc: &mut suiji_mobile_core::RecordDoc) -> suiji_mobile_core::
     doc.set_follow_up(Some(FollowUpMeasure::None), None, None)
 }
 
+/// Two partners edit record `id` offline, the way the merge tests have them: `a` answers item
+/// `item`'s finding and checks it, `b` answers the same finding differently and records the
+/// party's statement.
+pub fn edit_apart_offline(
+    a: &Phone,
+    b: &Phone,
+    id: &suiji_mobile_core::RecordId,
+    item: &suiji_mobile_core::ItemCode,
+) {
+    a.store
+        .edit(id, |doc| doc.set_finding(item, "证照齐全"))
+        .unwrap();
+    a.store.edit(id, |doc| doc.set_checked(item, true)).unwrap();
+    b.store
+        .edit(id, |doc| doc.set_finding(item, "健康证过期"))
+        .unwrap();
+    b.store
+        .edit(id, |doc| doc.set_party_statement("对检查结果无异议"))
+        .unwrap();
+}
+
+/// Asserts that `doc` holds both partners' edits of [`edit_apart_offline`], with the one
+/// conflict between their findings shown.
+pub fn assert_merged_apart(doc: &suiji_mobile_core::RecordDoc, item: &suiji_mobile_core::ItemCode) {
+    let conflicts = doc.conflicts().unwrap();
+    assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+    assert_eq!(
+        doc.party_statement().unwrap().as_deref(),
+        Some("对检查结果无异议")
+    );
+    assert_eq!(doc.item(item).unwrap().checked, Some(true));
+}
+
 /// Both inspectors of a record converge, sign, and the first submits.
 pub async fn sign_and_submit(
     server: &TestServer,
@@ -711,16 +744,27 @@ pub async fn sign_and_submit(
     b: &mut Phone,
     id: &suiji_mobile_core::RecordId,
 ) {
-    let url = server.base.clone();
-    a.sync(&url).await.unwrap();
-    b.sync(&url).await.unwrap();
-    a.sync(&url).await.unwrap();
+    sign_and_submit_through(&server.base, &server.base, a, b, id).await;
+}
+
+/// [`sign_and_submit`] with phone `a` syncing through `url_a` and `b` through `url_b` (two
+/// servers on one database, or a proxy in front of one).
+pub async fn sign_and_submit_through(
+    url_a: &str,
+    url_b: &str,
+    a: &mut Phone,
+    b: &mut Phone,
+    id: &suiji_mobile_core::RecordId,
+) {
+    a.sync(url_a).await.unwrap();
+    b.sync(url_b).await.unwrap();
+    a.sync(url_a).await.unwrap();
     a.sign(id).unwrap();
-    a.sync(&url).await.unwrap();
-    b.sync(&url).await.unwrap();
+    a.sync(url_a).await.unwrap();
+    b.sync(url_b).await.unwrap();
     b.sign(id).unwrap();
-    b.sync(&url).await.unwrap();
-    a.sync(&url).await.unwrap();
+    b.sync(url_b).await.unwrap();
+    a.sync(url_a).await.unwrap();
     let outcome = a.store.submit(id).unwrap();
     assert!(
         matches!(
@@ -729,7 +773,7 @@ pub async fn sign_and_submit(
         ),
         "{outcome:?}"
     );
-    a.sync(&url).await.unwrap();
+    a.sync(url_a).await.unwrap();
 }
 
 // The web console over plain HTTP: cookies, forms and their CSRF tokens.

@@ -102,13 +102,14 @@ fn copy_blobs(
             // What an earlier copy cut short already staged is skipped, not sent again.
             let mut offset = status.received;
             std::io::copy(&mut (&mut reader).take(offset), &mut std::io::sink())?;
-            let mut buf = vec![0; CHUNK];
+            let mut buf = Vec::with_capacity(CHUNK);
             loop {
-                let n = read_full(&mut reader, &mut buf)?;
+                buf.clear();
+                let n = (&mut reader).take(CHUNK as u64).read_to_end(&mut buf)?;
                 if n == 0 {
                     break;
                 }
-                to.stage(name, offset, total, &buf[..n])?;
+                to.stage(name, offset, total, &buf)?;
                 offset += n as u64;
             }
             if offset != total {
@@ -124,18 +125,6 @@ fn copy_blobs(
         }
     }
     Ok(copied)
-}
-
-/// Fills `buf` from `reader` as far as it goes; how many bytes it read (0 at the end).
-fn read_full(reader: &mut impl Read, buf: &mut [u8]) -> Result<usize> {
-    let mut filled = 0;
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..])? {
-            0 => break,
-            n => filled += n,
-        }
-    }
-    Ok(filled)
 }
 
 /// Copies every table of the target's schema from `src`, in the order the schema made them.

@@ -83,14 +83,7 @@ impl Conn {
         params: impl Params,
         f: impl FnOnce(&Row<'_>) -> Result<T>,
     ) -> Result<T> {
-        self.prepare_cached(sql)?
-            .query_row(params, f)
-            .map_err(|e| match e {
-                Error::Database(e) if e.kind == ErrorKind::NoRows => {
-                    Error::Database(e.in_statement(sql))
-                }
-                e => e,
-            })
+        self.prepare_cached(sql)?.query_row(params, f)
     }
 
     /// Prepares `sql` once for this call.

@@ -70,7 +70,10 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
     use suiji_mobile_core::RecordId;
     use suiji_mobile_core::vocab::ReviewState;
     use suiji_tests::proxy::{Direction, FaultProxy};
-    use suiji_tests::{Phone, drawn_task, server_heads, server_record};
+    use suiji_tests::{
+        Phone, assert_merged_apart, drawn_task, edit_apart_offline, server_heads, server_record,
+        sign_and_submit_through,
+    };
 
     let one = TestServer::start().await;
     let Some(two) = TestServer::start_beside(&one).await else {
@@ -98,22 +101,7 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
         .clone();
 
     // Offline on both: different fields, and one field answered differently.
-    phone_a
-        .store
-        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
-        .unwrap();
-    phone_a
-        .store
-        .edit(&rid, |doc| doc.set_checked(&item, true))
-        .unwrap();
-    phone_b
-        .store
-        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
-        .unwrap();
-    phone_b
-        .store
-        .edit(&rid, |doc| doc.set_party_statement("对检查结果无异议"))
-        .unwrap();
+    edit_apart_offline(&phone_a, &phone_b, &rid, &item);
     for _ in 0..2 {
         phone_a.sync(&proxy.url()).await.unwrap();
         phone_b.sync(&two.base).await.unwrap();
@@ -128,12 +116,7 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
         server_record(&one, &id),
         server_record(&two, &id),
     ] {
-        assert_eq!(doc.conflicts().unwrap().len(), 1, "the conflict shows");
-        assert_eq!(
-            doc.party_statement().unwrap().as_deref(),
-            Some("对检查结果无异议")
-        );
-        assert_eq!(doc.item(&item).unwrap().checked, Some(true));
+        assert_merged_apart(&doc, &item);
     }
 
     // Settled, signed and submitted, then returned through server two.
@@ -145,24 +128,7 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
         })
         .unwrap();
     // Each signs on their own phone, each phone syncing with its own server.
-    phone_a.sync(&proxy.url()).await.unwrap();
-    phone_b.sync(&two.base).await.unwrap();
-    phone_a.sync(&proxy.url()).await.unwrap();
-    phone_a.sign(&rid).unwrap();
-    phone_a.sync(&proxy.url()).await.unwrap();
-    phone_b.sync(&two.base).await.unwrap();
-    phone_b.sign(&rid).unwrap();
-    phone_b.sync(&two.base).await.unwrap();
-    phone_a.sync(&proxy.url()).await.unwrap();
-    let outcome = phone_a.store.submit(&rid).unwrap();
-    assert!(
-        matches!(
-            outcome,
-            suiji_mobile_core::record::SubmitOutcome::Submitted { .. }
-        ),
-        "{outcome:?}"
-    );
-    phone_a.sync(&proxy.url()).await.unwrap();
+    sign_and_submit_through(&proxy.url(), &two.base, &mut phone_a, &mut phone_b, &rid).await;
     let supervisor = two.login("supervisor").await;
     let comment = "请补充整改期限";
     let (status, body) = supervisor

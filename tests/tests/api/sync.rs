@@ -53,22 +53,7 @@ async fn merge_offline_edits(a_first: bool) {
     // Offline: different fields, and the same field with different answers.
     let item = item_of(&phone_a, &id);
     let rid = RecordId::new(id.as_str());
-    phone_a
-        .store
-        .edit(&rid, |doc| doc.set_finding(&item, "证照齐全"))
-        .unwrap();
-    phone_a
-        .store
-        .edit(&rid, |doc| doc.set_checked(&item, true))
-        .unwrap();
-    phone_b
-        .store
-        .edit(&rid, |doc| doc.set_finding(&item, "健康证过期"))
-        .unwrap();
-    phone_b
-        .store
-        .edit(&rid, |doc| doc.set_party_statement("对检查结果无异议"))
-        .unwrap();
+    suiji_tests::edit_apart_offline(&phone_a, &phone_b, &rid, &item);
 
     // One phone, then the other, then a second round for both.
     let (first, second) = if a_first {
@@ -93,13 +78,7 @@ async fn merge_offline_edits(a_first: bool) {
         phone_b.store.record(&rid).unwrap(),
         server_record(&server, &id),
     ] {
-        let conflicts = doc.conflicts().unwrap();
-        assert_eq!(conflicts.len(), 1, "{conflicts:?}");
-        assert_eq!(
-            doc.party_statement().unwrap().as_deref(),
-            Some("对检查结果无异议")
-        );
-        assert_eq!(doc.item(&item).unwrap().checked, Some(true));
+        suiji_tests::assert_merged_apart(&doc, &item);
     }
 
     // Answering again settles it everywhere.
