@@ -75,6 +75,7 @@ fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
     let state = suiji_server::open(Config {
         database,
+        blobs: None,
         data_dir: dir.path().to_owned(),
         demo: false,
         transport: Default::default(),

@@ -45,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let state = suiji_server::open(Config {
         database: None,
+        blobs: None,
         data_dir: dir.path().join("demo"),
         demo: true,
         transport: Default::default(),
@@ -73,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
     // 2. A 100,000-row import through HTTP on a fresh, non-demo server.
     let state = suiji_server::open(Config {
         database: None,
+        blobs: None,
         data_dir: dir.path().join("import"),
         demo: false,
         transport: Default::default(),
@@ -97,7 +99,7 @@ async fn main() -> anyhow::Result<()> {
         state.clone(),
         std::future::pending(),
     ));
-    let http = reqwest::Client::new();
+    let http = http_client();
     let login: Value = http
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": "planner", "password": "benchmark-password-1"}))
@@ -143,4 +145,11 @@ async fn main() -> anyhow::Result<()> {
     );
     println!("peak RSS of this process: {:.0} MB", peak_rss_mb());
     Ok(())
+}
+
+/// A reqwest client, once the TLS provider every client in a process linking the server needs
+/// is installed.
+fn http_client() -> reqwest::Client {
+    suiji_server::blobs::s3::install_tls_provider();
+    reqwest::Client::new()
 }

@@ -33,6 +33,7 @@ pub const MIGRATIONS: &[&str] = &[
     include_str!("../migrations/0020_risk_classes.sql"),
     include_str!("../migrations/0021_rechecks.sql"),
     include_str!("../migrations/0022_frequency_rules.sql"),
+    include_str!("../migrations/0023_blob_staging.sql"),
 ];
 
 /// How many idle reader connections are kept for reuse.
@@ -67,9 +68,12 @@ const MIN_IDLE_POSTGRES_CONNECTIONS: u32 = 2;
 /// socket).
 const WRITE_BEGIN_ATTEMPTS: usize = 3;
 
-/// The key of the PostgreSQL advisory lock every write transaction holds until it ends, so that
+/// Takes the PostgreSQL advisory lock every write transaction holds until it ends, so that
 /// writes from every server run one at a time, as SQLite's one writer does (docs/storage.md).
-const WRITE_LOCK: i64 = 0x5355_494a_4957; // "SUIJIW"
+/// The lock's key is two `int4`s: `"SUIJ"` read big-endian, then the hash of the connection's
+/// schema, so deployments (or test servers) in different schemas of one database never wait
+/// on each other while every server on one schema shares one lock.
+const WRITE_LOCK: &str = "SELECT pg_advisory_xact_lock(1398098250, hashtext(current_schema()))";
 
 /// Opens PostgreSQL connections for the pool.
 #[derive(Debug)]
@@ -273,7 +277,7 @@ pub(crate) fn off_async<T: Send>(work: impl FnOnce() -> T + Send) -> T {
 /// Begins a write transaction on `conn` and takes the database-wide write lock in it.
 fn locked_write(conn: &Conn) -> Result<Tx<'_>> {
     let tx = conn.begin_write()?;
-    tx.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITE_LOCK], |_| Ok(()))?;
+    tx.query_row(WRITE_LOCK, [], |_| Ok(()))?;
     Ok(tx)
 }
 
@@ -335,7 +339,10 @@ pub fn migrate(conn: &mut Connection, target: usize) -> Result<()> {
 /// The PostgreSQL schema migrations, in order (`migrations/postgres/`): migration `i`
 /// (1-based) moves the database from version `i - 1` to `i`, as recorded in
 /// `schema_migrations`. Never edit a shipped entry: append.
-pub const POSTGRES_MIGRATIONS: &[&str] = &[include_str!("../migrations/postgres/0001_schema.sql")];
+pub const POSTGRES_MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/postgres/0001_schema.sql"),
+    include_str!("../migrations/postgres/0002_blob_staging.sql"),
+];
 
 fn postgres_schema_version(conn: &Conn) -> Result<usize> {
     let exists: bool = conn.query_row(

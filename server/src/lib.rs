@@ -55,6 +55,9 @@ pub struct Config {
     /// A PostgreSQL database (`postgres://user@host:port/db`) to use instead of the SQLite
     /// file in the data directory.
     pub database: Option<String>,
+    /// An S3-compatible blob store (`s3://bucket/prefix`, endpoint and keys from the `AWS_*`
+    /// variables) to use instead of the `blobs` directory in the data directory.
+    pub blobs: Option<String>,
     /// Demo mode: well-known demo passwords are accepted.
     pub demo: bool,
     /// Timeouts, connection cap and head sizes of the HTTP transport.
@@ -157,10 +160,17 @@ pub fn open(config: Config) -> Result<AppState> {
             Ok(secret)
         }
     })?;
-    let blob_store: Arc<dyn blobs::BlobStore> = Arc::new(blobs::FsBlobStore::open(
-        &config.data_dir.join("blobs"),
-        blobs::DEFAULT_MAX_BLOB,
-    )?);
+    let blob_store: Arc<dyn blobs::BlobStore> = match &config.blobs {
+        Some(url) => Arc::new(blobs::S3BlobStore::open(
+            url,
+            db.clone(),
+            blobs::DEFAULT_MAX_BLOB,
+        )?),
+        None => Arc::new(blobs::FsBlobStore::open(
+            &config.data_dir.join("blobs"),
+            blobs::DEFAULT_MAX_BLOB,
+        )?),
+    };
     blobs::reconcile(&db, &*blob_store)?;
     sync::mark_originals_kept_on_phones(&db)?;
     Ok(AppState {

@@ -58,6 +58,11 @@ enum Command {
         /// the data directory; several servers may share it (docs/storage.md).
         #[arg(long, env = "SUIJI_DATABASE")]
         database: Option<String>,
+        /// An S3-compatible bucket (`s3://bucket/prefix`) for the blobs instead of the data
+        /// directory's `blobs`; endpoint, region and keys from `AWS_ENDPOINT_URL`, `AWS_REGION`,
+        /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY` (docs/deploy.md).
+        #[arg(long, env = "SUIJI_BLOBS")]
+        blobs: Option<String>,
     },
     /// Accounts, for setting up a server without demo data.
     User {
@@ -187,7 +192,7 @@ enum AuditCommand {
 #[derive(Subcommand)]
 enum StoreCommand {
     /// Copy a SQLite data directory, whose server is stopped, into an empty PostgreSQL
-    /// database (and its blobs into another directory), then verify the copy: the audit chain
+    /// database (and its blobs into an S3 bucket or another directory), then verify the copy: the audit chain
     /// and every draw record (docs/deploy.md). All or nothing; exit non-zero saying why.
     Copy {
         /// The data directory to copy from.
@@ -196,9 +201,11 @@ enum StoreCommand {
         /// The empty PostgreSQL database to copy into (`postgres://user@host:port/db`).
         #[arg(long)]
         to: String,
-        /// The blob directory to copy the blobs into; without it they stay in `FROM/blobs`.
+        /// Where to copy the blobs: an S3-compatible bucket (`s3://bucket/prefix`, endpoint and
+        /// keys from the `AWS_*` variables) or a directory; without it they stay in
+        /// `FROM/blobs`.
         #[arg(long)]
-        blobs: Option<PathBuf>,
+        blobs: Option<String>,
     },
 }
 
@@ -228,8 +235,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             max_connections_per_address,
             public_url,
             database,
+            blobs,
         } => serve(
-            database,
+            Storage { database, blobs },
             data,
             listen,
             demo,
@@ -296,6 +304,7 @@ fn create_user(
     }
     let state = suiji_server::open(Config {
         database: None,
+        blobs: None,
         data_dir: data,
         demo: false,
         transport: Default::default(),
@@ -309,8 +318,14 @@ fn create_user(
     Ok(ExitCode::SUCCESS)
 }
 
-fn serve(
+/// The database and blob store a server uses instead of the ones in its data directory.
+struct Storage {
     database: Option<String>,
+    blobs: Option<String>,
+}
+
+fn serve(
+    Storage { database, blobs }: Storage,
     data: PathBuf,
     listen: SocketAddr,
     demo_mode: bool,
@@ -339,6 +354,7 @@ fn serve(
     };
     let config = Config {
         database,
+        blobs,
         data_dir: data.clone(),
         demo: demo_mode,
         transport,
@@ -583,12 +599,8 @@ fn verify_dossier(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn store_copy(
-    from: &std::path::Path,
-    to: &str,
-    blobs: Option<&std::path::Path>,
-) -> anyhow::Result<ExitCode> {
-    use suiji_server::blobs::{BlobStore, DEFAULT_MAX_BLOB, FsBlobStore};
+fn store_copy(from: &std::path::Path, to: &str, blobs: Option<&str>) -> anyhow::Result<ExitCode> {
+    use suiji_server::blobs::{BlobStore, DEFAULT_MAX_BLOB, FsBlobStore, S3BlobStore, s3};
     let path = from.join("suiji.db");
     if !path.exists() {
         anyhow::bail!("no database at {}", path.display());
@@ -598,14 +610,24 @@ fn store_copy(
     let source = db::Db::open(&path)?;
     let source_blobs = FsBlobStore::open(&from.join("blobs"), DEFAULT_MAX_BLOB)?;
     let target = db::Db::open_postgres(to)?;
-    let target_blobs = blobs
-        .map(|dir| FsBlobStore::open(dir, DEFAULT_MAX_BLOB))
-        .transpose()?;
+    // An S3 store stages chunked uploads in the database its servers share: the target.
+    let target_blobs: Option<Box<dyn BlobStore>> = match blobs {
+        Some(url) if s3::is_s3_url(url) => Some(Box::new(S3BlobStore::open(
+            url,
+            target.clone(),
+            DEFAULT_MAX_BLOB,
+        )?)),
+        Some(dir) => Some(Box::new(FsBlobStore::open(
+            std::path::Path::new(dir),
+            DEFAULT_MAX_BLOB,
+        )?)),
+        None => None,
+    };
     let copied = suiji_server::store::copy::copy(
         &source,
         &source_blobs,
         &target,
-        target_blobs.as_ref().map(|b| b as &dyn BlobStore),
+        target_blobs.as_deref(),
         |step| eprintln!("{step}"),
     )?;
     let rows: u64 = copied.rows.iter().map(|(_, n)| n).sum();
@@ -614,7 +636,7 @@ fn store_copy(
         println!("  {table}: {n}");
     }
     match blobs {
-        Some(dir) => println!("copied {} blobs into {}", copied.blobs, dir.display()),
+        Some(place) => println!("copied {} blobs into {place}", copied.blobs),
         None => println!("the blobs stay in {}", from.join("blobs").display()),
     }
     println!(

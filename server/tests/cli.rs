@@ -74,7 +74,7 @@ fn interrupt_and_wait(mut running: Running) {
 }
 
 async fn login(base: &str, username: &str, password: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": username, "password": password}))
         .send()
@@ -124,7 +124,7 @@ async fn demo_server_runs_stops_cleanly_and_its_audit_log_catches_tampering() {
     let (status, body) = login(&server.base, "planner", "demo").await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_owned();
-    let targets: Value = reqwest::Client::new()
+    let targets: Value = http_client()
         .get(format!("{}/api/v1/targets?per_page=1", server.base))
         .bearer_auth(&token)
         .send()
@@ -345,7 +345,7 @@ async fn a_downloaded_record_verifies_offline_and_a_tampered_copy_names_the_fail
         .expect("the demo has a published record");
     let (status, body) = login(&server.base, "supervisor", "demo").await;
     assert_eq!(status, 200, "{body}");
-    let copy = reqwest::Client::new()
+    let copy = http_client()
         .get(format!("{}/api/v1/records/{id}/signed-copy", server.base))
         .bearer_auth(body["access_token"].as_str().unwrap())
         .send()
@@ -435,7 +435,7 @@ async fn a_demo_dossier_from_the_api_and_the_cli_holds_the_same_files_and_verify
         .expect("the demo has a walked task");
     let (status, body) = login(&server.base, "admin", "demo").await;
     assert_eq!(status, 200, "{body}");
-    let from_api = reqwest::Client::new()
+    let from_api = http_client()
         .get(format!("{}/api/v1/tasks/{task}/dossier.zip", server.base))
         .bearer_auth(body["access_token"].as_str().unwrap())
         .send()
@@ -522,4 +522,11 @@ async fn a_demo_dossier_from_the_api_and_the_cli_holds_the_same_files_and_verify
     std::fs::write(&tampered, b"not a zip").unwrap();
     let (ok, out) = dossier_verify(&tampered);
     assert!(!ok && out.contains("not a ZIP"), "{out}");
+}
+
+/// A reqwest client, once the TLS provider every client in a process linking the server needs
+/// is installed.
+fn http_client() -> reqwest::Client {
+    suiji_server::blobs::s3::install_tls_provider();
+    reqwest::Client::new()
 }

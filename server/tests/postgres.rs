@@ -44,7 +44,7 @@ impl Drop for Running {
     }
 }
 
-fn serve(data: &Path, database: Option<&str>, demo: bool) -> Running {
+fn serve(data: &Path, database: Option<&str>, blobs: Option<&str>, demo: bool) -> Running {
     let mut cmd = Command::new(BIN);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data"])
         .arg(data)
@@ -54,6 +54,9 @@ fn serve(data: &Path, database: Option<&str>, demo: bool) -> Running {
         .stderr(Stdio::inherit());
     if let Some(url) = database {
         cmd.args(["--database", url]);
+    }
+    if let Some(blobs) = blobs {
+        cmd.args(["--blobs", blobs]);
     }
     if demo {
         cmd.arg("--demo");
@@ -99,7 +102,7 @@ fn run(args: &[&str]) -> Output {
 }
 
 /// `suiji-server store copy --from SOURCE --to URL [--blobs BLOBS]`.
-fn store_copy(source: &Path, url: &str, blobs: Option<&Path>) -> Output {
+fn store_copy(source: &Path, url: &str, blobs: Option<&str>) -> Output {
     let mut args = vec![
         "store",
         "copy",
@@ -109,7 +112,7 @@ fn store_copy(source: &Path, url: &str, blobs: Option<&Path>) -> Output {
         url,
     ];
     if let Some(blobs) = blobs {
-        args.extend(["--blobs", blobs.to_str().unwrap()]);
+        args.extend(["--blobs", blobs]);
     }
     run(&args)
 }
@@ -123,7 +126,7 @@ fn text(out: &Output) -> String {
 }
 
 async fn get_status(base: &str, token: &str, path: &str) -> (u16, Value) {
-    let response = reqwest::Client::new()
+    let response = http_client()
         .get(format!("{base}{path}"))
         .bearer_auth(token)
         .send()
@@ -140,7 +143,7 @@ async fn get(base: &str, token: &str, path: &str) -> Value {
 }
 
 async fn token(base: &str, username: &str) -> String {
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{base}/api/v1/auth/login"))
         .json(&json!({"username": username, "password": suiji_server::demo::DEMO_PASSWORD}))
         .send()
@@ -175,7 +178,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     std::fs::create_dir_all(&target).unwrap();
 
     // The agency on SQLite, as `serve --demo` leaves it, and a photo in its blob store.
-    let running = serve(&source, None, true);
+    let running = serve(&source, None, None, true);
     let photo = b"\xff\xd8\xff\xe0 a photo's bytes".to_vec();
     let store = suiji_server::blobs::FsBlobStore::open(
         &source.join("blobs"),
@@ -197,7 +200,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     stop(running);
 
     // Copying while the SQLite server runs is refused: its data would move under the copy.
-    let running = serve(&source, None, false);
+    let running = serve(&source, None, None, false);
     let out = store_copy(&source, &url, None);
     assert!(
         !out.status.success(),
@@ -207,7 +210,15 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     assert!(text(&out).contains("in use"), "{}", text(&out));
     stop(running);
 
-    let blobs = target.join("blobs");
+    // Into the S3 bucket of the suite's second pass (scripts/with-s3), else a directory.
+    let blobs = match std::env::var("SUIJI_TEST_BLOBS") {
+        Ok(bucket) => format!(
+            "{}/copy_{}",
+            bucket.trim_end_matches('/'),
+            std::process::id()
+        ),
+        Err(_) => target.join("blobs").to_str().unwrap().to_owned(),
+    };
     let out = store_copy(&source, &url, Some(&blobs));
     assert!(out.status.success(), "store copy: {}", text(&out));
     let report = text(&out);
@@ -222,19 +233,33 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     assert!(text(&out).contains("already holds data"), "{}", text(&out));
 
     // Blobs: every file of the source is in the target store, byte for byte.
+    let max = suiji_server::blobs::DEFAULT_MAX_BLOB;
+    let copied: Box<dyn BlobStore> = if suiji_server::blobs::s3::is_s3_url(&blobs) {
+        // Staging in the target database, as the servers on the copy do.
+        let db = suiji_server::db::Db::open_postgres(&url).unwrap();
+        Box::new(suiji_server::blobs::S3BlobStore::open(&blobs, db, max).unwrap())
+    } else {
+        Box::new(suiji_server::blobs::FsBlobStore::open(Path::new(&blobs), max).unwrap())
+    };
     let mut source_blobs = Vec::new();
     collect_files(&source.join("blobs"), &mut source_blobs);
-    assert!(!source_blobs.is_empty());
+    assert!(
+        source_blobs
+            .iter()
+            .any(|(name, _)| name.replace('/', "") == blob.sha256)
+    );
     for (name, bytes) in &source_blobs {
-        let copied = std::fs::read(blobs.join(name)).unwrap_or_default();
+        let copied = copied.read(&name.replace('/', "")).unwrap_or_default();
         assert!(copied == *bytes, "blob {name} was copied");
     }
-    let copied =
-        suiji_server::blobs::FsBlobStore::open(&blobs, suiji_server::blobs::DEFAULT_MAX_BLOB)
-            .unwrap();
-    let mut read = Vec::new();
-    std::io::Read::read_to_end(&mut copied.open(&blob.sha256).unwrap(), &mut read).unwrap();
-    assert_eq!(read, blob.bytes);
+    let mut listed = copied.list().unwrap();
+    listed.sort();
+    let mut expected: Vec<String> = source_blobs
+        .iter()
+        .map(|(n, _)| n.replace('/', ""))
+        .collect();
+    expected.sort();
+    assert_eq!(listed, expected, "nothing else is in the target store");
 
     // A server on the copy, holding the key that sealed its open commitments, serves the same
     // agency: the same draw records, each verifying, the same statistics.
@@ -244,7 +269,8 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     )
     .unwrap();
     // In demo mode, whose accounts' public password the server otherwise refuses.
-    let running = serve(&target, Some(&url), true);
+    let on_s3 = suiji_server::blobs::s3::is_s3_url(&blobs).then_some(blobs.as_str());
+    let running = serve(&target, Some(&url), on_s3, true);
     let planner = token(&running.base, "planner").await;
     let after = draws(&running.base, &planner).await;
     assert_eq!(after, before, "the draw records are the same");
@@ -256,7 +282,7 @@ async fn store_copy_moves_a_demo_agency_to_postgres_where_the_audit_chain_and_ev
     assert_eq!(stats_after, stats_before);
 
     // New rows continue after the copied ids rather than colliding with them.
-    let response = reqwest::Client::new()
+    let response = http_client()
         .post(format!("{}/api/v1/departments", running.base))
         .bearer_auth(&planner)
         .json(&json!({"code": "COPY", "name": "迁移后新建的部门"}))
@@ -292,4 +318,11 @@ fn collect_files(dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
     if dir.exists() {
         walk(dir, dir, out);
     }
+}
+
+/// A reqwest client, once the TLS provider every client in a process linking the server needs
+/// is installed.
+fn http_client() -> reqwest::Client {
+    suiji_server::blobs::s3::install_tls_provider();
+    reqwest::Client::new()
 }

@@ -64,6 +64,7 @@ fn millis(d: Duration) -> f64 {
 
 /// A client whose connections leave from `from`.
 fn client(from: IpAddr) -> anyhow::Result<reqwest::Client> {
+    suiji_server::blobs::s3::install_tls_provider();
     Ok(reqwest::Client::builder()
         .local_address(from)
         .timeout(Duration::from_secs(180))

@@ -70,6 +70,7 @@ fn key_of(inspector: i64) -> SigningKey {
 fn setup(dir: &std::path::Path, records: usize, width: u32) -> anyhow::Result<(i64, u64)> {
     let state = suiji_server::open(Config {
         database: None,
+        blobs: None,
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),
@@ -328,7 +329,7 @@ fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     let zip_path = root.path().join("api.zip");
     let result = runtime.block_on(async {
-        let http = reqwest::Client::new();
+        let http = suiji_tests::http_following_redirects();
         let login: serde_json::Value = http
             .post(format!("{base}/api/v1/auth/login"))
             .json(&serde_json::json!({"username": "admin", "password": PASSWORD}))

@@ -79,6 +79,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
 fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     let state = suiji_server::open(Config {
         database: bench_database(),
+        blobs: None,
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),

@@ -50,6 +50,32 @@ pub fn test_database(dir: &Path) -> Option<String> {
     Some(url)
 }
 
+/// The blob store of a test server whose data directory is `dir`: `None` (a directory in
+/// `dir`) unless `SUIJI_TEST_BLOBS` names an S3 bucket (`s3://bucket`), and then a prefix of
+/// its own in that bucket, kept in `dir` so that a restart finds it again. The endpoint and
+/// keys come from the `AWS_*` variables, as for the server.
+pub fn test_blobs(dir: &Path) -> Option<String> {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let kept = dir.join(BLOBS_URL_FILE);
+    if let Ok(url) = std::fs::read_to_string(&kept) {
+        return Some(url);
+    }
+    let base = std::env::var("SUIJI_TEST_BLOBS")
+        .ok()
+        .filter(|url| url.starts_with("s3://"))?;
+    let url = format!(
+        "{}/test_{}_{}",
+        base.trim_end_matches('/'),
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    std::fs::write(&kept, &url).expect("keep the test blob store's URL");
+    Some(url)
+}
+
+/// The file in a test server's data directory that names its S3 blob store.
+const BLOBS_URL_FILE: &str = "test-blobs-url";
+
 /// The file in a test server's data directory that names its PostgreSQL database.
 const DATABASE_URL_FILE: &str = "test-database-url";
 
@@ -145,6 +171,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let mut config = Config {
             database: test_database(dir.path()),
+            blobs: test_blobs(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
@@ -164,6 +191,7 @@ impl TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = suiji_server::open(Config {
             database: test_database(dir.path()),
+            blobs: test_blobs(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: true,
             transport: Default::default(),
@@ -178,6 +206,7 @@ impl TestServer {
     pub async fn start_in(dir: TempDir) -> TestServer {
         let state = suiji_server::open(Config {
             database: test_database(dir.path()),
+            blobs: test_blobs(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
@@ -196,11 +225,15 @@ impl TestServer {
         Some(Self::start_in(dir).await)
     }
 
-    /// Points the data directory `dir` at `first`'s PostgreSQL database (`None` on SQLite),
-    /// copying `first`'s draw seal key there when `with_seal_key`.
+    /// Points the data directory `dir` at `first`'s PostgreSQL database (`None` on SQLite) and
+    /// its S3 blob store if it has one, copying `first`'s draw seal key there when `with_seal_key`.
     pub fn share_database(first: &TestServer, dir: &Path, with_seal_key: bool) -> Option<()> {
         let url = std::fs::read_to_string(first.dir.path().join(DATABASE_URL_FILE)).ok()?;
         std::fs::write(dir.join(DATABASE_URL_FILE), url).expect("write the database URL");
+        // One bucket prefix too, when blobs are in S3: the blobs the database lists.
+        if let Ok(blobs) = std::fs::read_to_string(first.dir.path().join(BLOBS_URL_FILE)) {
+            std::fs::write(dir.join(BLOBS_URL_FILE), blobs).expect("write the blob store URL");
+        }
         if with_seal_key {
             let key = suiji_server::draw::seal::KEY_FILE;
             std::fs::copy(first.dir.path().join(key), dir.join(key)).expect("copy the seal key");
@@ -288,6 +321,81 @@ impl TestServer {
     }
 }
 
+/// A server in a process of its own (`suiji-test-server`) on the database, blob store and
+/// seal key of another server: for tests of several servers behind one address, whose memory
+/// is truly apart and one of which may die at any instruction. Killed when dropped.
+pub struct ServerProcess {
+    /// `http://127.0.0.1:PORT`.
+    pub base: String,
+    /// The address it listens on.
+    pub addr: SocketAddr,
+    child: std::process::Child,
+    _dir: TempDir,
+}
+
+impl ServerProcess {
+    /// Starts a process of `program` (`env!("CARGO_BIN_EXE_suiji-test-server")`, which only
+    /// integration tests see) serving `first`'s PostgreSQL database (and S3 bucket, if it has
+    /// one) with its seal key; `None` when `first` is on SQLite, whose file one server owns.
+    pub fn start_beside(program: &str, first: &TestServer) -> Option<ServerProcess> {
+        use std::io::BufRead;
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestServer::share_database(first, dir.path(), true)?;
+        let mut child = std::process::Command::new(program)
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::inherit())
+            .spawn()
+            .expect("start suiji-test-server");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("its stdout"))
+            .read_line(&mut line)
+            .expect("read its address");
+        let base = line
+            .trim()
+            .strip_prefix("listening on ")
+            .unwrap_or_else(|| panic!("the server process did not start: {line:?}"))
+            .to_owned();
+        let addr = base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("an address");
+        Some(ServerProcess {
+            base,
+            addr,
+            child,
+            _dir: dir,
+        })
+    }
+
+    /// A client logged in as `username` with [`PASSWORD`].
+    pub async fn login(&self, username: &str) -> Client {
+        let mut client = Client::anonymous(&self.base);
+        let (status, body) = client
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": username, "password": PASSWORD}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+        client.token = Some(body["access_token"].as_str().expect("token").to_owned());
+        client
+    }
+
+    /// Kills the process at once (SIGKILL): no shutdown, nothing flushed.
+    pub fn kill(mut self) {
+        self.child.kill().expect("kill the server process");
+        self.child.wait().expect("reap it");
+    }
+}
+
+impl Drop for ServerProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 impl Drop for TestServer {
     fn drop(&mut self) {
         if let Some(tx) = self.shutdown.take() {
@@ -311,7 +419,7 @@ impl Client {
     /// A client without credentials.
     pub fn anonymous(base: &str) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http_following_redirects(),
             base: base.to_owned(),
             token: None,
             refresh_token: None,
@@ -778,8 +886,17 @@ pub async fn sign_and_submit_through(
 
 // The web console over plain HTTP: cookies, forms and their CSRF tokens.
 
+/// A plain HTTP client (redirects followed). Every reqwest client of the tests is built here
+/// or in [`http`]: a process that links the server needs a TLS provider installed first
+/// (`suiji_server::blobs::s3::install_tls_provider`).
+pub fn http_following_redirects() -> reqwest::Client {
+    suiji_server::blobs::s3::install_tls_provider();
+    reqwest::Client::new()
+}
+
 /// A client that follows no redirects, so that each answer can be checked.
 pub fn http() -> reqwest::Client {
+    suiji_server::blobs::s3::install_tls_provider();
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()

@@ -23,6 +23,7 @@
 //! (after hashing the file again), as does [`reconcile`] when the server starts.
 
 pub mod fs;
+pub mod s3;
 pub mod store;
 
 use crate::store::sql::Conn;
@@ -45,6 +46,7 @@ use suiji_mobile_core::sync::wire::{
 };
 
 pub use fs::FsBlobStore;
+pub use s3::S3BlobStore;
 pub use store::{BlobReader, BlobStore, UploadStatus, check_hash};
 
 /// Largest chunk accepted in one request.

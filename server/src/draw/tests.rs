@@ -480,6 +480,7 @@ fn a_published_draw_is_served_with_its_commitments_pools_which_stay_fixed() {
     let dir = tempfile::tempdir().unwrap();
     let state = crate::open(crate::Config {
         database: None,
+        blobs: None,
         data_dir: dir.path().to_owned(),
         demo: true,
         transport: Default::default(),

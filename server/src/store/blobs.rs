@@ -181,3 +181,60 @@ pub fn forget_if_unreferenced(tx: &Tx<'_>, hash: &str) -> Result<bool> {
         .execute([hash])?;
     Ok(true)
 }
+
+/// How many bytes of blob `hash` are staged in `blob_staging` (0 for none).
+pub fn staged_bytes(conn: &Conn, hash: &str) -> Result<u64> {
+    let staged: i64 = conn
+        .prepare_cached(
+            "SELECT COALESCE(SUM(length(bytes)), 0) FROM blob_staging WHERE sha256 = ?1",
+        )?
+        .query_row([hash], |r| r.get(0))?;
+    Ok(staged as u64)
+}
+
+/// Stages `chunk` of blob `hash` at `offset` (where the staged bytes end: the caller checks
+/// that, in the same transaction).
+pub fn stage_chunk(
+    tx: &Tx<'_>,
+    hash: &str,
+    offset: u64,
+    total: u64,
+    chunk: &[u8],
+    at: &str,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO blob_staging (sha256, chunk_offset, bytes, total, staged_at)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?
+    .execute(params![hash, offset as i64, chunk, total as i64, at])?;
+    Ok(())
+}
+
+/// The offsets of the chunks staged for blob `hash`, in order.
+pub fn staged_chunks(conn: &Conn, hash: &str) -> Result<Vec<u64>> {
+    let offsets: Vec<i64> = conn
+        .prepare_cached(
+            "SELECT chunk_offset FROM blob_staging WHERE sha256 = ?1 ORDER BY chunk_offset",
+        )?
+        .query_map([hash], |r| r.get(0))?
+        .collect::<Result<_>>()?;
+    Ok(offsets.into_iter().map(|o| o as u64).collect())
+}
+
+/// The bytes of the chunk staged for blob `hash` at `offset`, if it is still there.
+pub fn staged_chunk(conn: &Conn, hash: &str, offset: u64) -> Result<Option<Vec<u8>>> {
+    let mut stmt = conn
+        .prepare_cached("SELECT bytes FROM blob_staging WHERE sha256 = ?1 AND chunk_offset = ?2")?;
+    let mut rows = stmt.query(params![hash, offset as i64])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(row.get(0)?)),
+        None => Ok(None),
+    }
+}
+
+/// Deletes what is staged for blob `hash` (committed or discarded).
+pub fn discard_staged(tx: &Tx<'_>, hash: &str) -> Result<()> {
+    tx.prepare_cached("DELETE FROM blob_staging WHERE sha256 = ?1")?
+        .execute([hash])?;
+    Ok(())
+}

@@ -127,7 +127,9 @@ fn copy_blobs(
     Ok(copied)
 }
 
-/// Copies every table of the target's schema from `src`, in the order the schema made them.
+/// Copies every table of the target's schema from `src`, in the order the schema made them,
+/// but `blob_staging`: chunked uploads in flight belong to the store they were staged for
+/// (a copy into an S3 store stages there itself, and empties the table as it commits).
 fn copy_tables(
     src: &Conn,
     tx: &Tx<'_>,
@@ -212,7 +214,7 @@ fn target_tables(tx: &Conn) -> Result<Vec<(String, Vec<String>)>> {
          JOIN pg_namespace n ON n.oid = c.relnamespace
          JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
          WHERE n.nspname = current_schema() AND c.relkind = 'r'
-           AND c.relname <> 'schema_migrations'
+           AND c.relname NOT IN ('schema_migrations', 'blob_staging')
          ORDER BY c.oid, a.attnum",
     )?;
     let rows = stmt

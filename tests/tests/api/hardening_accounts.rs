@@ -33,6 +33,7 @@ impl LimitedServer {
         let dir = tempfile::tempdir().unwrap();
         let mut state = suiji_server::open(Config {
             database: suiji_tests::test_database(dir.path()),
+            blobs: suiji_tests::test_blobs(dir.path()),
             data_dir: dir.path().to_owned(),
             demo: false,
             transport: Default::default(),
@@ -75,6 +76,7 @@ impl LimitedServer {
         username: &str,
         password: &str,
     ) -> (StatusCode, Option<u64>, Value) {
+        suiji_server::blobs::s3::install_tls_provider();
         let client = reqwest::Client::builder()
             .local_address(from)
             .build()

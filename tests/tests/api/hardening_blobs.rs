@@ -41,7 +41,7 @@ fn sha(bytes: &[u8]) -> String {
 
 /// `GET /api/v1/blobs/{hash}` with a bearer token.
 async fn download(server: &TestServer, token: &str, hash: &str) -> reqwest::Response {
-    reqwest::Client::new()
+    suiji_tests::http_following_redirects()
         .get(format!("{}/api/v1/blobs/{hash}", server.base))
         .bearer_auth(token)
         .send()

@@ -16,6 +16,7 @@ async fn a_second_server_with_a_seal_key_of_its_own_refuses_to_start_and_starts_
     }
     let config = || suiji_server::Config {
         database: suiji_tests::test_database(dir.path()),
+        blobs: suiji_tests::test_blobs(dir.path()),
         data_dir: dir.path().to_owned(),
         demo: false,
         transport: Default::default(),
@@ -61,33 +62,37 @@ async fn a_second_server_with_a_seal_key_of_its_own_refuses_to_start_and_starts_
     );
 }
 
-/// Phone A syncs with one server, phone B with another, both on one database: offline edits
-/// from both converge everywhere with their conflict shown, a return made through the second
-/// server reaches the phone on the first, and a server stopped in the middle of a phone's sync
-/// loses nothing of it: the phone finishes with the other.
+/// Phone A syncs with one server process, phone B with another, both on one database and one
+/// bucket: offline edits from both converge everywhere with their conflict shown, a photo
+/// uploaded through one is read through the other, a return made through the second reaches
+/// the phone on the first, and a server killed (SIGKILL) in the middle of a phone's sync loses
+/// nothing of it: the phone finishes with the other. A third server, in this process, set the
+/// task up and reads the database.
 #[tokio::test(flavor = "multi_thread")]
-async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_stops() {
+async fn phones_on_two_server_processes_converge_see_a_return_and_lose_nothing_when_one_dies() {
     use suiji_mobile_core::RecordId;
     use suiji_mobile_core::vocab::ReviewState;
     use suiji_tests::proxy::{Direction, FaultProxy};
     use suiji_tests::{
-        Phone, assert_merged_apart, drawn_task, edit_apart_offline, server_heads, server_record,
-        sign_and_submit_through,
+        Phone, ServerProcess, assert_merged_apart, drawn_task, edit_apart_offline, server_heads,
+        server_record, sign_and_submit_through,
     };
+    const PROGRAM: &str = env!("CARGO_BIN_EXE_suiji-test-server");
 
-    let one = TestServer::start().await;
-    let Some(two) = TestServer::start_beside(&one).await else {
+    let setup = TestServer::start().await;
+    let Some(one) = ServerProcess::start_beside(PROGRAM, &setup) else {
         return;
     };
-    let (agency, records) = drawn_task(&one, 3, 4).await;
+    let two = ServerProcess::start_beside(PROGRAM, &setup).expect("a second process");
+    let (agency, records) = drawn_task(&setup, 3, 4).await;
     let record = &records[0];
     let (a, b) = (record.group[0], record.group[1]);
     let id = record.id.clone();
     let rid = RecordId::new(id.as_str());
-    // Phone A reaches server one through a proxy that can cut its connection.
+    // Phone A reaches process one through a proxy that can cut its connection.
     let proxy = FaultProxy::start(one.addr).await;
-    let mut phone_a = Phone::open(&one, agency.username_of(a), a).await;
-    let mut phone_b = Phone::open(&two, agency.username_of(b), b).await;
+    let mut phone_a = Phone::open(&setup, agency.username_of(a), a).await;
+    let mut phone_b = Phone::open(&setup, agency.username_of(b), b).await;
     phone_a.sync(&proxy.url()).await.unwrap();
     phone_b.sync(&two.base).await.unwrap();
     let item = phone_a
@@ -100,26 +105,45 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
         .code
         .clone();
 
-    // Offline on both: different fields, and one field answered differently.
+    // Offline on both: different fields, and one field answered differently; A takes a photo.
     edit_apart_offline(&phone_a, &phone_b, &rid, &item);
+    let photo = phone_a
+        .store
+        .import_photo(&rid, &item, &jpeg(), "后厨")
+        .unwrap();
     for _ in 0..2 {
         phone_a.sync(&proxy.url()).await.unwrap();
         phone_b.sync(&two.base).await.unwrap();
     }
-    let heads = server_heads(&one, &id);
-    assert_eq!(server_heads(&two, &id), heads, "both servers read one copy");
-    assert_eq!(phone_a.heads(&id), heads);
-    assert_eq!(phone_b.heads(&id), heads);
+    let heads = server_heads(&setup, &id);
+    assert_eq!(phone_a.heads(&id), heads, "phone A and the database agree");
+    assert_eq!(phone_b.heads(&id), heads, "phone B and the database agree");
     for doc in [
         phone_a.store.record(&rid).unwrap(),
         phone_b.store.record(&rid).unwrap(),
-        server_record(&one, &id),
-        server_record(&two, &id),
+        server_record(&setup, &id),
     ] {
         assert_merged_apart(&doc, &item);
     }
+    // The photo went to the bucket through process one and comes back through process two.
+    let inspector = two.login(agency.username_of(a)).await;
+    let response = suiji_tests::http()
+        .get(format!(
+            "{}/api/v1/blobs/{}",
+            two.base,
+            photo.sha256.as_str()
+        ))
+        .bearer_auth(inspector.token.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert!(
+        response.bytes().await.unwrap() == phone_a.store.blob(&photo.sha256).unwrap(),
+        "the photo's bytes, through the other server"
+    );
 
-    // Settled, signed and submitted, then returned through server two.
+    // Settled, signed and submitted, then returned through process two.
     phone_a
         .store
         .edit(&rid, |doc| {
@@ -130,6 +154,17 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
     // Each signs on their own phone, each phone syncing with its own server.
     sign_and_submit_through(&proxy.url(), &two.base, &mut phone_a, &mut phone_b, &rid).await;
     let supervisor = two.login("supervisor").await;
+    // Both processes show the supervisor the same record, conflict list included.
+    let mut through_one = Client::anonymous(&one.base);
+    through_one.token = supervisor.token.clone();
+    let path = format!("/api/v1/records/{id}");
+    let (status, on_one) = through_one.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{on_one}");
+    let (status, on_two) = supervisor.get(&path).await;
+    assert_eq!(status, StatusCode::OK, "{on_two}");
+    assert_eq!(on_one["conflicts"], on_two["conflicts"]);
+    assert_eq!(on_one["items"], on_two["items"]);
+    assert_eq!(on_one["photos"], on_two["photos"]);
     let comment = "请补充整改期限";
     let (status, body) = supervisor
         .post(
@@ -143,14 +178,14 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
     assert_eq!(
         review.state,
         ReviewState::Returned,
-        "the return reached server one's phone"
+        "the return reached process one's phone"
     );
     assert_eq!(
         review.history.last().unwrap().comment.as_deref(),
         Some(comment)
     );
 
-    // Server one goes away in the middle of phone A's next sync; A finishes with server two.
+    // Process one dies in the middle of phone A's next sync; A finishes with process two.
     phone_a
         .store
         .edit(&rid, |doc| {
@@ -162,21 +197,39 @@ async fn phones_on_two_servers_converge_see_a_return_and_lose_nothing_when_one_s
         phone_a.sync(&proxy.url()).await.is_err(),
         "the sync was cut"
     );
-    one.stop().await;
+    one.kill();
     let report = phone_a.sync(&two.base).await.unwrap();
     assert!(report.complete, "{report:?}");
     assert!(
         phone_a.store.outbox().unwrap().is_empty(),
         "nothing left unsent"
     );
-    let mut on_two = server_record(&two, &id);
+    let mut in_database = server_record(&setup, &id);
     assert_eq!(
-        on_two.item(&item).unwrap().finding.as_deref(),
+        in_database.item(&item).unwrap().finding.as_deref(),
         Some("已补充整改期限：十五日内")
     );
-    assert_eq!(phone_a.heads(&id), on_two.heads_hex());
+    assert_eq!(phone_a.heads(&id), in_database.heads_hex());
     phone_b.sync(&two.base).await.unwrap();
-    assert_eq!(phone_b.heads(&id), on_two.heads_hex());
+    assert_eq!(phone_b.heads(&id), in_database.heads_hex());
     let review = phone_b.store.record(&rid).unwrap().review().unwrap();
     assert_eq!(review.state, ReviewState::Returned);
+    // The audit chain stayed one chain under the three servers' writes.
+    let verified = setup
+        .state
+        .db
+        .read_blocking(suiji_server::audit::verify)
+        .unwrap();
+    assert!(
+        matches!(verified, suiji_server::audit::Verification::Intact { .. }),
+        "{verified:?}"
+    );
+}
+
+/// A small JPEG, as a phone's camera gives.
+fn jpeg() -> Vec<u8> {
+    let img = image::RgbImage::from_fn(64, 48, |x, y| image::Rgb([x as u8, y as u8, 77]));
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Jpeg).unwrap();
+    out.into_inner()
 }

@@ -16,7 +16,7 @@ fn jpeg(seed: u8) -> Vec<u8> {
 }
 
 async fn download(server: &TestServer, client: &Client, hash: &str) -> StatusCode {
-    reqwest::Client::new()
+    suiji_tests::http_following_redirects()
         .get(format!("{}/api/v1/blobs/{hash}", server.base))
         .bearer_auth(client.token.clone().unwrap())
         .send()

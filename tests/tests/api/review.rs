@@ -1029,6 +1029,7 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
     let dir = server.dir.path().to_owned();
     let reopened = suiji_server::open(suiji_server::Config {
         database: suiji_tests::test_database(&dir),
+        blobs: suiji_tests::test_blobs(&dir),
         data_dir: dir,
         demo: false,
         transport: Default::default(),

@@ -153,7 +153,7 @@ async fn an_unassigned_phone_cannot_fetch_write_or_download() {
             message,
         }],
     });
-    let http = reqwest::Client::new();
+    let http = suiji_tests::http_following_redirects();
     let response = http
         .post(format!("{}{}", server.base, wire::SYNC_PATH))
         .bearer_auth(&other.credentials().access_token)
@@ -449,7 +449,11 @@ async fn a_server_that_lost_acknowledged_changes_and_photos_gets_them_again_from
     assert!(phone.store.outbox().unwrap().is_empty(), "acknowledged");
 
     // The server loses everything since the copy: a power cut under `synchronous = NORMAL`
-    // (the last commits were not on disk yet), or a restored backup.
+    // (the last commits were not on disk yet), or a restored backup. Blobs kept in a bucket
+    // rather than the data directory are lost there as well.
+    for hash in &photo_blobs {
+        assert!(server.state.blobs.remove(hash.as_str()).unwrap());
+    }
     let dir = server.stop_keeping_data().await;
     for entry in std::fs::read_dir(dir.path()).unwrap() {
         let path = entry.unwrap().path();
@@ -614,7 +618,7 @@ async fn bad_sync_bodies_and_bad_blobs_are_4xx_and_store_nothing() {
     let (agency, records) = drawn_task(&server, 3, 2).await;
     let member = records[0].group[0];
     let phone = Phone::open(&server, agency.username_of(member), member).await;
-    let http = reqwest::Client::new();
+    let http = suiji_tests::http_following_redirects();
     let token = phone.credentials().access_token.clone();
     let post = |body: Vec<u8>, content_type: &'static str| {
         http.post(format!("{}{}", server.base, wire::SYNC_PATH))
@@ -727,7 +731,7 @@ async fn a_blob_batch_stores_each_good_blob_once_and_refuses_each_bad_one_alone(
     let (agency, records) = drawn_task(&server, 3, 1).await;
     let member = records[0].group[0];
     let phone = Phone::open(&server, agency.username_of(member), member).await;
-    let http = reqwest::Client::new();
+    let http = suiji_tests::http_following_redirects();
     let hash = |bytes: &[u8]| hex::encode(Sha256::digest(bytes));
     let good = b"a small thumbnail".to_vec();
     let forged = b"bytes that are not what their name says".to_vec();
