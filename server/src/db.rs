@@ -274,7 +274,7 @@ pub(crate) fn off_async<T: Send>(work: impl FnOnce() -> T + Send) -> T {
         .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
 }
 
-/// Begins a write transaction on `conn` and takes the database-wide write lock in it.
+/// Begins a write transaction on `conn` and takes the write lock of its schema in it.
 fn locked_write(conn: &Conn) -> Result<Tx<'_>> {
     let tx = conn.begin_write()?;
     tx.query_row(WRITE_LOCK, [], |_| Ok(()))?;

@@ -3,6 +3,11 @@
 //! syncing at once against one server (the real `suiji-server` binary, so its
 //! memory is measured alone). Run with
 //! `cargo build --release -p suiji-server && cargo run --release -p suiji-tests --example bench_sync`.
+//!
+//! `SUIJI_BENCH_DATABASE=postgres://…` (an empty database) runs it on PostgreSQL,
+//! `SUIJI_BENCH_BLOBS=s3://bucket/prefix` with the blobs in a bucket (`AWS_*` as for the
+//! server), and `SUIJI_BENCH_SERVERS=2` (PostgreSQL only) on two server processes sharing
+//! them, the phones taking turns between the two.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -79,7 +84,7 @@ fn jpeg(seed: u32) -> Vec<u8> {
 fn setup(dir: &std::path::Path) -> anyhow::Result<Vec<(i64, String)>> {
     let state = suiji_server::open(Config {
         database: bench_database(),
-        blobs: None,
+        blobs: bench_blobs(),
         data_dir: dir.to_owned(),
         demo: false,
         transport: Default::default(),
@@ -234,41 +239,34 @@ fn bench_database() -> Option<String> {
     std::env::var("SUIJI_BENCH_DATABASE").ok()
 }
 
-fn main() -> anyhow::Result<()> {
-    println!("machine: {}", machine());
-    println!(
-        "database: {}",
-        if bench_database().is_some() {
-            "PostgreSQL"
-        } else {
-            "SQLite"
-        }
-    );
-    let root = tempfile::tempdir()?;
-    let data = root.path().join("server");
-    let started = Instant::now();
-    let inspectors = setup(&data)?;
-    println!(
-        "setup: {} inspectors, {} records drawn in {:.1} s",
-        inspectors.len(),
-        phone_count() * RECORDS_PER_PHONE / 2,
-        started.elapsed().as_secs_f64()
-    );
+/// The blob store to run on: a bucket named by `SUIJI_BENCH_BLOBS`, or the data directory.
+fn bench_blobs() -> Option<String> {
+    std::env::var("SUIJI_BENCH_BLOBS").ok()
+}
 
-    let binary = std::env::current_exe()?
-        .parent()
-        .and_then(|p| p.parent())
-        .map(|p| p.join("suiji-server"))
-        .filter(|p| p.exists())
-        .ok_or_else(|| {
-            anyhow::anyhow!("build the server first: cargo build --release -p suiji-server")
-        })?;
-    let mut command = Command::new(&binary);
+/// Server processes the phones share (`SUIJI_BENCH_SERVERS`, 1 unless set).
+fn server_count() -> usize {
+    std::env::var("SUIJI_BENCH_SERVERS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
+/// Starts `suiji-server serve` on `data` (and the benchmark's database and blob store);
+/// answers the process and its base URL.
+fn start_server(
+    binary: &std::path::Path,
+    data: &std::path::Path,
+) -> anyhow::Result<(std::process::Child, String)> {
+    let mut command = Command::new(binary);
     command
         .args(["serve", "--listen", "127.0.0.1:0", "--data"])
-        .arg(&data);
+        .arg(data);
     if let Some(url) = bench_database() {
         command.args(["--database", &url]);
+    }
+    if let Some(url) = bench_blobs() {
+        command.args(["--blobs", &url]);
     }
     let mut child = command
         .env(
@@ -292,17 +290,68 @@ fn main() -> anyhow::Result<()> {
             eprintln!("server: {line}");
         }
     });
+    Ok((child, base))
+}
+
+fn main() -> anyhow::Result<()> {
+    println!("machine: {}", machine());
+    println!(
+        "database: {}; blobs: {}; servers: {}",
+        if bench_database().is_some() {
+            "PostgreSQL"
+        } else {
+            "SQLite"
+        },
+        if bench_blobs().is_some() {
+            "S3"
+        } else {
+            "files"
+        },
+        server_count()
+    );
+    if server_count() > 1 && bench_database().is_none() {
+        anyhow::bail!("several servers share a PostgreSQL database: set SUIJI_BENCH_DATABASE");
+    }
+    let root = tempfile::tempdir()?;
+    let data = root.path().join("server");
+    let started = Instant::now();
+    let inspectors = setup(&data)?;
+    println!(
+        "setup: {} inspectors, {} records drawn in {:.1} s",
+        inspectors.len(),
+        phone_count() * RECORDS_PER_PHONE / 2,
+        started.elapsed().as_secs_f64()
+    );
+
+    let binary = std::env::current_exe()?
+        .parent()
+        .and_then(|p| p.parent())
+        .map(|p| p.join("suiji-server"))
+        .filter(|p| p.exists())
+        .ok_or_else(|| {
+            anyhow::anyhow!("build the server first: cargo build --release -p suiji-server")
+        })?;
+    let mut servers = vec![start_server(&binary, &data)?];
+    for n in 1..server_count() {
+        // Each server its own data directory, all holding the draw seal key.
+        let more = root.path().join(format!("server{n}"));
+        std::fs::create_dir_all(&more)?;
+        let key = draw::seal::KEY_FILE;
+        std::fs::copy(data.join(key), more.join(key))?;
+        servers.push(start_server(&binary, &more)?);
+    }
+    let bases: Vec<String> = servers.iter().map(|(_, base)| base.clone()).collect();
 
     // Phones fetch their assignments.
     let mut phones = Vec::new();
-    for (id, username) in &inspectors {
+    for (n, (id, username)) in inspectors.iter().enumerate() {
         let dir = root.path().join(username);
         let store = Store::open(&dir, StoreOptions::new(InspectorId::new(id.to_string())))?;
-        let credentials = login(&base, &store, username)?;
+        let credentials = login(&bases[n % bases.len()], &store, username)?;
         phones.push((Arc::new(store), credentials));
     }
     let t = Instant::now();
-    let fetched = run_all(&base, &mut phones)?;
+    let fetched = run_all(&bases, &mut phones)?;
     let held: usize = phones
         .iter()
         .map(|(s, _)| s.list_tasks().map(|t| t.len()).unwrap_or(0))
@@ -336,10 +385,15 @@ fn main() -> anyhow::Result<()> {
     );
 
     // Everyone syncs at once.
-    let server_pid = child.id().to_string();
-    let (server_cpu, phones_cpu) = (cpu_seconds(&server_pid), cpu_seconds("self"));
+    let servers_cpu = || {
+        servers
+            .iter()
+            .map(|(child, _)| cpu_seconds(&child.id().to_string()))
+            .sum::<f64>()
+    };
+    let (server_cpu, phones_cpu) = (servers_cpu(), cpu_seconds("self"));
     let t = Instant::now();
-    let reports = run_all(&base, &mut phones)?;
+    let reports = run_all(&bases, &mut phones)?;
     let elapsed = t.elapsed().as_secs_f64();
     let record_syncs = phone_count() * RECORDS_PER_PHONE;
     let rounds: Vec<u32> = reports.iter().map(|r| r.rounds).collect();
@@ -348,9 +402,9 @@ fn main() -> anyhow::Result<()> {
     // A phone that finished before its partner's changes reached the server gets them at its
     // next sync: every phone syncs once more, and only then is everyone in step.
     let t = Instant::now();
-    let follow_up = run_all(&base, &mut phones)?;
+    let follow_up = run_all(&bases, &mut phones)?;
     let follow_up_secs = t.elapsed().as_secs_f64();
-    let server_cpu = cpu_seconds(&server_pid) - server_cpu;
+    let server_cpu = servers_cpu() - server_cpu;
     let phones_cpu = cpu_seconds("self") - phones_cpu;
     let in_step = check_in_step(&data, &phones)?;
     let total = elapsed + follow_up_secs;
@@ -411,8 +465,10 @@ fn main() -> anyhow::Result<()> {
             * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64,
         std::thread::available_parallelism().map_or(1, |n| n.get()),
     );
-    println!("server peak memory (VmHWM): {:.0} MB", peak_mb(child.id()));
-    let _ = child.kill();
+    for (child, _) in &mut servers {
+        println!("server peak memory (VmHWM): {:.0} MB", peak_mb(child.id()));
+        let _ = child.kill();
+    }
     Ok(())
 }
 
@@ -468,7 +524,10 @@ fn check_in_step(
                 .push(heads);
         }
     }
-    let server = suiji_server::db::Db::open(&data.join("suiji.db"))?;
+    let server = match bench_database() {
+        Some(url) => suiji_server::db::Db::open_postgres(&url)?,
+        None => suiji_server::db::Db::open(&data.join("suiji.db"))?,
+    };
     let all_equal = server.read_blocking(|conn| {
         let mut all_equal = true;
         for (id, heads) in &copies {
@@ -480,16 +539,18 @@ fn check_in_step(
     Ok(all_equal && !copies.is_empty())
 }
 
-/// Syncs every phone at once, one thread each.
+/// Syncs every phone at once, one thread each, phone `n` with server `n % bases.len()`.
 fn run_all(
-    base: &str,
+    bases: &[String],
     phones: &mut [(Arc<Store>, Credentials)],
 ) -> anyhow::Result<Vec<SyncReport>> {
     let results: Vec<_> = std::thread::scope(|scope| {
         let handles: Vec<_> = phones
             .iter_mut()
-            .map(|(store, credentials)| {
+            .enumerate()
+            .map(|(n, (store, credentials))| {
                 let store = store.clone();
+                let base = bases[n % bases.len()].as_str();
                 scope.spawn(move || client::sync(&store, base, credentials, &()))
             })
             .collect();

@@ -380,9 +380,17 @@ impl BlobStore for S3BlobStore {
                 let payload = PutPayload::from(Bytes::from(blob.bytes.clone()));
                 self.block(self.store.put(&self.path(&blob.sha256), payload))
                     .map_err(store_error)?;
-                // A chunked upload of the same blob that was cut off is no longer needed.
-                self.db
-                    .write_blocking(|tx| staging::discard_staged(tx, &blob.sha256))?;
+                // A chunked upload of the same blob that was cut off is no longer needed; the
+                // check is a read, so that batches do not queue for the write lock.
+                let hash = blob.sha256.clone();
+                if self
+                    .db
+                    .read_blocking(move |c| staging::staged_bytes(c, &hash))?
+                    > 0
+                {
+                    self.db
+                        .write_blocking(|tx| staging::discard_staged(tx, &blob.sha256))?;
+                }
             }
             outcomes.push(Ok(UploadStatus {
                 received: blob.bytes.len() as u64,
@@ -581,6 +589,29 @@ mod tests {
         assert_eq!(store.stat(&h).unwrap(), None);
         assert_eq!(store.status(&h).unwrap().received, 0, "discarded");
         assert!(!store.list().unwrap().contains(&h));
+    }
+
+    #[test]
+    fn a_blob_that_arrives_whole_ends_its_cut_off_chunked_upload() {
+        let Some((store, _dir)) = test_store(1024) else {
+            return;
+        };
+        let bytes = b"a thumbnail first sent in chunks, then whole in a batch";
+        let h = sha(bytes);
+        store.stage(&h, 0, bytes.len() as u64, &bytes[..9]).unwrap();
+        let whole = WholeBlob {
+            sha256: h.clone(),
+            bytes: bytes.to_vec(),
+        };
+        let outcomes = store.put_many(&[whole], 1024).unwrap();
+        assert!(outcomes[0].as_ref().unwrap().complete);
+        let owned = h.clone();
+        let staged = store
+            .db
+            .read_blocking(move |c| staging::staged_bytes(c, &owned))
+            .unwrap();
+        assert_eq!(staged, 0, "the staged chunk is gone");
+        assert_eq!(store.read(&h).unwrap(), bytes);
     }
 
     #[test]
