@@ -45,6 +45,9 @@ use crate::store::blobs as staging;
 /// which a commit uses a multipart upload instead of one `PUT`.
 pub const PART_SIZE: usize = 8 * 1024 * 1024;
 
+/// Whole blobs of one batch sent to the bucket at once.
+pub const CONCURRENT_PUTS: usize = 16;
+
 /// Blobs under a prefix of an S3-compatible bucket (see the module documentation).
 pub struct S3BlobStore {
     store: Arc<AmazonS3>,
@@ -368,34 +371,53 @@ impl BlobStore for S3BlobStore {
         }
     }
 
-    /// Each blob is one `PUT`, which the bucket makes visible whole or not at all.
+    /// Each blob is one `PUT`, which the bucket makes visible whole or not at all; up to
+    /// [`CONCURRENT_PUTS`] of a batch are in flight at once, since each is a round trip.
     fn put_many(&self, blobs: &[WholeBlob], limit: usize) -> Result<Vec<Result<UploadStatus>>> {
-        let mut outcomes = Vec::with_capacity(blobs.len());
-        for blob in blobs {
-            if let Err(refusal) = check_whole(&blob.sha256, &blob.bytes, limit, self.max_size) {
-                outcomes.push(Err(refusal));
-                continue;
-            }
-            if self.size_of(&blob.sha256)?.is_none() {
-                let payload = PutPayload::from(Bytes::from(blob.bytes.clone()));
-                self.block(self.store.put(&self.path(&blob.sha256), payload))
-                    .map_err(store_error)?;
-                // A chunked upload of the same blob that was cut off is no longer needed; the
-                // check is a read, so that batches do not queue for the write lock.
-                let hash = blob.sha256.clone();
-                if self
-                    .db
-                    .read_blocking(move |c| staging::staged_bytes(c, &hash))?
-                    > 0
-                {
-                    self.db
-                        .write_blocking(|tx| staging::discard_staged(tx, &blob.sha256))?;
+        let outcomes: Vec<Result<UploadStatus>> = blobs
+            .iter()
+            .map(|blob| {
+                check_whole(&blob.sha256, &blob.bytes, limit, self.max_size).map(|()| {
+                    UploadStatus {
+                        received: blob.bytes.len() as u64,
+                        complete: true,
+                    }
+                })
+            })
+            .collect();
+        let writes = blobs
+            .iter()
+            .zip(&outcomes)
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(blob, _)| async move {
+                let path = self.path(&blob.sha256);
+                let absent = head(&self.store, path.clone()).await?.is_none();
+                if absent {
+                    let payload = PutPayload::from(Bytes::from(blob.bytes.clone()));
+                    self.store.put(&path, payload).await.map_err(store_error)?;
                 }
+                Ok::<_, Error>(absent.then_some(blob.sha256.as_str()))
+            });
+        let written: Vec<Result<Option<&str>>> = self.block(
+            futures_util::stream::iter(writes)
+                .buffer_unordered(CONCURRENT_PUTS)
+                .collect(),
+        );
+        for hash in written {
+            let Some(hash) = hash? else {
+                continue;
+            };
+            // A chunked upload of the same blob that was cut off is no longer needed; the
+            // check is a read, so that batches do not queue for the write lock.
+            let owned = hash.to_owned();
+            if self
+                .db
+                .read_blocking(move |c| staging::staged_bytes(c, &owned))?
+                > 0
+            {
+                self.db
+                    .write_blocking(|tx| staging::discard_staged(tx, hash))?;
             }
-            outcomes.push(Ok(UploadStatus {
-                received: blob.bytes.len() as u64,
-                complete: true,
-            }));
         }
         Ok(outcomes)
     }
