@@ -15,11 +15,21 @@ use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+/// A name no other test server of any test process running now has (`test_PID_N`), for its
+/// PostgreSQL schema or bucket prefix.
+fn unique_name() -> String {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "test_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
 /// The database of a test server whose data directory is `dir`: `None` (the SQLite file in
 /// `dir`) unless `SUIJI_TEST_DATABASE` names a PostgreSQL database, and then a fresh schema of
 /// its own in that database, its URL kept in `dir` so that a restart finds it again.
 pub fn test_database(dir: &Path) -> Option<String> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let kept = dir.join(DATABASE_URL_FILE);
     if let Ok(url) = std::fs::read_to_string(&kept) {
         return Some(url);
@@ -27,11 +37,7 @@ pub fn test_database(dir: &Path) -> Option<String> {
     let base = std::env::var("SUIJI_TEST_DATABASE")
         .ok()
         .filter(|url| url.starts_with("postgres"))?;
-    let schema = format!(
-        "test_{}_{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let schema = unique_name();
     // The synchronous client blocks on a runtime of its own: not on a test's async thread.
     let create = base.clone();
     let made = std::thread::spawn(move || -> suiji_server::Result<String> {
@@ -55,7 +61,6 @@ pub fn test_database(dir: &Path) -> Option<String> {
 /// its own in that bucket, kept in `dir` so that a restart finds it again. The endpoint and
 /// keys come from the `AWS_*` variables, as for the server.
 pub fn test_blobs(dir: &Path) -> Option<String> {
-    static NEXT: AtomicU64 = AtomicU64::new(0);
     let kept = dir.join(BLOBS_URL_FILE);
     if let Ok(url) = std::fs::read_to_string(&kept) {
         return Some(url);
@@ -63,14 +68,22 @@ pub fn test_blobs(dir: &Path) -> Option<String> {
     let base = std::env::var("SUIJI_TEST_BLOBS")
         .ok()
         .filter(|url| url.starts_with("s3://"))?;
-    let url = format!(
-        "{}/test_{}_{}",
-        base.trim_end_matches('/'),
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::Relaxed)
-    );
+    let url = format!("{}/{}", base.trim_end_matches('/'), unique_name());
     std::fs::write(&kept, &url).expect("keep the test blob store's URL");
     Some(url)
+}
+
+/// The configuration of a test server on the data directory `dir`: its database and blob
+/// store as [`test_database`] and [`test_blobs`] give them, not in demo mode, default limits.
+pub fn test_config(dir: &Path) -> Config {
+    Config {
+        database: test_database(dir),
+        blobs: test_blobs(dir),
+        data_dir: dir.to_owned(),
+        demo: false,
+        transport: Default::default(),
+        public_url: None,
+    }
 }
 
 /// The file in a test server's data directory that names its S3 blob store.
@@ -169,14 +182,7 @@ impl TestServer {
     /// transport limits, say).
     pub async fn start_with(tweak: impl FnOnce(&mut Config)) -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config {
-            database: test_database(dir.path()),
-            blobs: test_blobs(dir.path()),
-            data_dir: dir.path().to_owned(),
-            demo: false,
-            transport: Default::default(),
-            public_url: None,
-        };
+        let mut config = test_config(dir.path());
         tweak(&mut config);
         let state = suiji_server::open(config).expect("open server state");
         let hash = hash_password(PASSWORD).expect("hash");
@@ -190,12 +196,8 @@ impl TestServer {
     pub async fn start_demo() -> TestServer {
         let dir = tempfile::tempdir().expect("temp dir");
         let state = suiji_server::open(Config {
-            database: test_database(dir.path()),
-            blobs: test_blobs(dir.path()),
-            data_dir: dir.path().to_owned(),
             demo: true,
-            transport: Default::default(),
-            public_url: None,
+            ..test_config(dir.path())
         })
         .expect("open server state");
         suiji_server::demo::seed(&state.db, &state.calendar(), &state.seal).expect("seed the demo");
@@ -204,15 +206,7 @@ impl TestServer {
 
     /// Starts a server on an existing data directory (a restart).
     pub async fn start_in(dir: TempDir) -> TestServer {
-        let state = suiji_server::open(Config {
-            database: test_database(dir.path()),
-            blobs: test_blobs(dir.path()),
-            data_dir: dir.path().to_owned(),
-            demo: false,
-            transport: Default::default(),
-            public_url: None,
-        })
-        .expect("reopen server state");
+        let state = suiji_server::open(test_config(dir.path())).expect("reopen server state");
         Self::serve(dir, state).await
     }
 
@@ -297,17 +291,7 @@ impl TestServer {
 
     /// A client logged in as `username` with `password`.
     pub async fn login_with(&self, username: &str, password: &str) -> Client {
-        let mut client = Client::anonymous(&self.base);
-        let (status, body) = client
-            .post(
-                "/api/v1/auth/login",
-                &json!({"username": username, "password": password}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
-        client.token = Some(body["access_token"].as_str().expect("token").to_owned());
-        client.refresh_token = body["refresh_token"].as_str().map(str::to_owned);
-        client
+        Client::logged_in(&self.base, username, password).await
     }
 
     /// Stops the server and waits for it to finish.
@@ -370,16 +354,7 @@ impl ServerProcess {
 
     /// A client logged in as `username` with [`PASSWORD`].
     pub async fn login(&self, username: &str) -> Client {
-        let mut client = Client::anonymous(&self.base);
-        let (status, body) = client
-            .post(
-                "/api/v1/auth/login",
-                &json!({"username": username, "password": PASSWORD}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
-        client.token = Some(body["access_token"].as_str().expect("token").to_owned());
-        client
+        Client::logged_in(&self.base, username, PASSWORD).await
     }
 
     /// Kills the process at once (SIGKILL): no shutdown, nothing flushed.
@@ -424,6 +399,21 @@ impl Client {
             token: None,
             refresh_token: None,
         }
+    }
+
+    /// A client of the server at `base`, logged in as `username` with `password`.
+    pub async fn logged_in(base: &str, username: &str, password: &str) -> Client {
+        let mut client = Client::anonymous(base);
+        let (status, body) = client
+            .post(
+                "/api/v1/auth/login",
+                &json!({"username": username, "password": password}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "login as {username}: {body}");
+        client.token = Some(body["access_token"].as_str().expect("token").to_owned());
+        client.refresh_token = body["refresh_token"].as_str().map(str::to_owned);
+        client
     }
 
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {

@@ -13,7 +13,10 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::sync::wire::WholeBlob;
 
-use super::store::{BlobReader, BlobStore, UploadStatus, check_hash, check_whole};
+use super::store::{
+    BlobReader, BlobStore, UploadStatus, check_chunk, check_hash, check_whole, nothing_staged,
+    resume_from,
+};
 use crate::error::{Error, Result};
 
 /// Blobs on disk under `<data>/blobs` (see the module documentation for the layout).
@@ -74,21 +77,7 @@ impl BlobStore for FsBlobStore {
     }
 
     fn stage(&self, hash: &str, offset: u64, total: u64, chunk: &[u8]) -> Result<UploadStatus> {
-        check_hash(hash)?;
-        if total > self.max_size {
-            return Err(Error::TooLarge {
-                limit: self.max_size as usize,
-            });
-        }
-        if offset + chunk.len() as u64 > total {
-            return Err(Error::invalid(
-                "total",
-                format!(
-                    "chunk ends at {} past the total of {total}",
-                    offset + chunk.len() as u64
-                ),
-            ));
-        }
+        check_chunk(hash, offset, total, chunk.len(), self.max_size)?;
         let lock = self.lock(hash);
         let _guard = lock.lock().unwrap_or_else(|p| p.into_inner());
         let current = self.status(hash)?;
@@ -96,10 +85,7 @@ impl BlobStore for FsBlobStore {
             return Ok(current);
         }
         if offset != current.received {
-            return Err(Error::Conflict(format!(
-                "the server has {} bytes of this blob; continue from offset {}",
-                current.received, current.received
-            )));
+            return Err(resume_from(current.received));
         }
         let mut file = std::fs::OpenOptions::new()
             .create(true)
@@ -129,9 +115,7 @@ impl BlobStore for FsBlobStore {
         let actual = match hash_file(&partial) {
             Ok(actual) => actual,
             Err(Error::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(Error::Conflict(
-                    "nothing of this blob is staged; upload it from offset 0".into(),
-                ));
+                return Err(nothing_staged());
             }
             Err(e) => return Err(e),
         };

@@ -36,7 +36,10 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use sha2::{Digest, Sha256};
 use suiji_mobile_core::sync::wire::WholeBlob;
 
-use super::store::{BlobReader, BlobStore, UploadStatus, check_hash, check_whole};
+use super::store::{
+    BlobReader, BlobStore, UploadStatus, check_chunk, check_hash, check_whole, nothing_staged,
+    resume_from,
+};
 use crate::db::{Db, now};
 use crate::error::{Error, Result};
 use crate::store::blobs as staging;
@@ -157,36 +160,34 @@ impl S3BlobStore {
     }
 
     /// Sends the chunks staged for `hash` as one object, hashing them on the way; completes
-    /// it (calling `before_placing` first) only if they hash to the name. `Ok(None)` when
-    /// the staged chunks went away or stopped joining up while being read: another server
-    /// committed or discarded them meanwhile.
+    /// it (calling `before_placing` first) only if they hash to the name.
     fn send_staged(
         &self,
         hash: &str,
         before_placing: &mut dyn FnMut() -> Result<()>,
-    ) -> Result<Option<std::result::Result<u64, String>>> {
+    ) -> Result<Sent> {
         let owned = hash.to_owned();
         let offsets = self
             .db
             .read_blocking(move |c| staging::staged_chunks(c, &owned))?;
         if offsets.is_empty() {
-            return Ok(None);
+            return Ok(Sent::Gone);
         }
         let mut hasher = Sha256::new();
         let mut part: Vec<u8> = Vec::new();
         let mut upload: Option<Box<dyn object_store::MultipartUpload>> = None;
         let mut sent = 0u64;
-        let outcome = (|| -> Result<Option<std::result::Result<u64, String>>> {
+        let outcome = (|| -> Result<Sent> {
             for offset in offsets {
                 if offset != sent {
-                    return Ok(None);
+                    return Ok(Sent::Gone);
                 }
                 let owned = hash.to_owned();
                 let Some(chunk) = self
                     .db
                     .read_blocking(move |c| staging::staged_chunk(c, &owned, offset))?
                 else {
-                    return Ok(None);
+                    return Ok(Sent::Gone);
                 };
                 hasher.update(&chunk);
                 sent += chunk.len() as u64;
@@ -206,7 +207,7 @@ impl S3BlobStore {
             }
             let actual = hex::encode(hasher.finalize_reset());
             if actual != hash {
-                return Ok(Some(Err(actual)));
+                return Ok(Sent::Mismatch(actual));
             }
             before_placing()?;
             match &mut upload {
@@ -225,7 +226,7 @@ impl S3BlobStore {
                 }
             }
             upload = None;
-            Ok(Some(Ok(sent)))
+            Ok(Sent::Placed(sent))
         })();
         if let Some(mut unfinished) = upload
             && let Err(e) = self.block(unfinished.abort())
@@ -235,6 +236,17 @@ impl S3BlobStore {
         }
         outcome
     }
+}
+
+/// What became of a commit's staged chunks.
+enum Sent {
+    /// They hashed to the name and are the object now, of this many bytes.
+    Placed(u64),
+    /// They hash to this instead; nothing was placed.
+    Mismatch(String),
+    /// They went away or stopped joining up while being read: another server committed or
+    /// discarded them meanwhile (or nothing was staged).
+    Gone,
 }
 
 impl Drop for S3BlobStore {
@@ -295,19 +307,7 @@ impl BlobStore for S3BlobStore {
     }
 
     fn stage(&self, hash: &str, offset: u64, total: u64, chunk: &[u8]) -> Result<UploadStatus> {
-        check_hash(hash)?;
-        if total > self.max_size {
-            return Err(Error::TooLarge {
-                limit: self.max_size as usize,
-            });
-        }
-        let end = offset + chunk.len() as u64;
-        if end > total {
-            return Err(Error::invalid(
-                "total",
-                format!("chunk ends at {end} past the total of {total}"),
-            ));
-        }
+        let end = check_chunk(hash, offset, total, chunk.len(), self.max_size)?;
         if let Some(size) = self.size_of(hash)? {
             return Ok(UploadStatus {
                 received: size,
@@ -317,9 +317,7 @@ impl BlobStore for S3BlobStore {
         self.db.write_blocking(|tx| {
             let received = staging::staged_bytes(tx, hash)?;
             if offset != received {
-                return Err(Error::Conflict(format!(
-                    "the server has {received} bytes of this blob; continue from offset {received}"
-                )));
+                return Err(resume_from(received));
             }
             staging::stage_chunk(tx, hash, offset, total, chunk, &now())?;
             Ok(UploadStatus {
@@ -343,9 +341,8 @@ impl BlobStore for S3BlobStore {
                 complete: true,
             });
         }
-        let outcome = self.send_staged(hash, before_placing)?;
-        match outcome {
-            Some(Ok(size)) => {
+        match self.send_staged(hash, before_placing)? {
+            Sent::Placed(size) => {
                 self.db
                     .write_blocking(|tx| staging::discard_staged(tx, hash))?;
                 Ok(UploadStatus {
@@ -354,11 +351,9 @@ impl BlobStore for S3BlobStore {
                 })
             }
             // Another server committed this upload while it was read here.
-            None | Some(Err(_)) if self.size_of(hash)?.is_some() => self.status(hash),
-            None => Err(Error::Conflict(
-                "nothing of this blob is staged; upload it from offset 0".into(),
-            )),
-            Some(Err(actual)) => {
+            Sent::Gone | Sent::Mismatch(_) if self.size_of(hash)?.is_some() => self.status(hash),
+            Sent::Gone => Err(nothing_staged()),
+            Sent::Mismatch(actual) => {
                 self.db
                     .write_blocking(|tx| staging::discard_staged(tx, hash))?;
                 Err(Error::invalid(

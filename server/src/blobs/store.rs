@@ -109,6 +109,45 @@ pub(crate) fn check_whole(hash: &str, bytes: &[u8], limit: usize, max_size: u64)
     Ok(())
 }
 
+/// Whether `chunk_len` bytes at `offset` of a blob of `total` bytes may be staged as blob
+/// `hash` under `max_size`: a well-formed name, a total within the bound and a chunk that ends
+/// within the total. Answers where the chunk ends. The offset itself is the store's to check,
+/// against what it holds ([`resume_from`]).
+pub(crate) fn check_chunk(
+    hash: &str,
+    offset: u64,
+    total: u64,
+    chunk_len: usize,
+    max_size: u64,
+) -> Result<u64> {
+    check_hash(hash)?;
+    if total > max_size {
+        return Err(Error::TooLarge {
+            limit: max_size as usize,
+        });
+    }
+    let end = offset + chunk_len as u64;
+    if end > total {
+        return Err(Error::invalid(
+            "total",
+            format!("chunk ends at {end} past the total of {total}"),
+        ));
+    }
+    Ok(end)
+}
+
+/// The refusal of a chunk that does not start where the `received` staged bytes end.
+pub(crate) fn resume_from(received: u64) -> Error {
+    Error::Conflict(format!(
+        "the server has {received} bytes of this blob; continue from offset {received}"
+    ))
+}
+
+/// The refusal of a commit with nothing staged.
+pub(crate) fn nothing_staged() -> Error {
+    Error::Conflict("nothing of this blob is staged; upload it from offset 0".into())
+}
+
 /// Where blob bytes live: content-addressed, staged and committed, read as streams. Every
 /// method checks the name it is given ([`check_hash`]) and blocks.
 pub trait BlobStore: Send + Sync {

@@ -20,14 +20,7 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    let config = suiji_server::Config {
-        database: suiji_tests::test_database(&dir),
-        blobs: suiji_tests::test_blobs(&dir),
-        data_dir: dir,
-        demo: false,
-        transport: Default::default(),
-        public_url: None,
-    };
+    let config = suiji_tests::test_config(&dir);
     let state = tokio::task::spawn_blocking(move || suiji_server::open(config)).await??;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     println!("listening on http://{}", listener.local_addr()?);

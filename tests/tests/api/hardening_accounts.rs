@@ -11,7 +11,7 @@ use reqwest::header::{COOKIE, RETRY_AFTER};
 use serde_json::{Value, json};
 use suiji_server::auth::{Role, hash_password};
 use suiji_server::throttle::{Limits, Throttle};
-use suiji_server::{AppState, Config, accounts, audit};
+use suiji_server::{AppState, accounts, audit};
 use suiji_tests::{
     Client, FormBody, PASSWORD, TestServer, cookie_value, http, seed_registry, set_cookies,
     target_body,
@@ -31,15 +31,7 @@ impl LimitedServer {
     /// Accounts `admin` and `planner` (password [`PASSWORD`]) under `limits`.
     async fn start(limits: Limits) -> LimitedServer {
         let dir = tempfile::tempdir().unwrap();
-        let mut state = suiji_server::open(Config {
-            database: suiji_tests::test_database(dir.path()),
-            blobs: suiji_tests::test_blobs(dir.path()),
-            data_dir: dir.path().to_owned(),
-            demo: false,
-            transport: Default::default(),
-            public_url: None,
-        })
-        .unwrap();
+        let mut state = suiji_server::open(suiji_tests::test_config(dir.path())).unwrap();
         state.throttle = Arc::new(Throttle::new(limits));
         let hash = hash_password(PASSWORD).unwrap();
         state

@@ -14,14 +14,7 @@ async fn a_second_server_with_a_seal_key_of_its_own_refuses_to_start_and_starts_
     if TestServer::share_database(&first, dir.path(), false).is_none() {
         return;
     }
-    let config = || suiji_server::Config {
-        database: suiji_tests::test_database(dir.path()),
-        blobs: suiji_tests::test_blobs(dir.path()),
-        data_dir: dir.path().to_owned(),
-        demo: false,
-        transport: Default::default(),
-        public_url: None,
-    };
+    let config = || suiji_tests::test_config(dir.path());
     // A key of its own would seal commitments the first could not draw, and the reverse.
     let refused = suiji_server::open(config())
         .err()

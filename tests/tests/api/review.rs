@@ -1027,15 +1027,7 @@ async fn calendar_load_is_admin_only_checked_and_persists_across_restart() {
 
     // Restart: a fresh state opened over the same data directory has 2027.
     let dir = server.dir.path().to_owned();
-    let reopened = suiji_server::open(suiji_server::Config {
-        database: suiji_tests::test_database(&dir),
-        blobs: suiji_tests::test_blobs(&dir),
-        data_dir: dir,
-        demo: false,
-        transport: Default::default(),
-        public_url: None,
-    })
-    .unwrap();
+    let reopened = suiji_server::open(suiji_tests::test_config(&dir)).unwrap();
     let cal = reopened.calendar();
     assert!(cal.years().any(|y| y == 2027));
     assert!(!cal.is_working_day("2027-01-01".parse().unwrap()).unwrap());
